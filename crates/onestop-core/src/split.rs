@@ -1,0 +1,565 @@
+//! `split`: one bill, one person, their year-to-date accumulators and the policies in force
+//! give what every tier pays, to the fen, with the steps that explain it.
+//!
+//! The order is fixed and the parameters are data:
+//! 1. the treatment region's catalog splits each line into outside-catalog, over-limit,
+//!    class-B first self-pay and in-scope parts;
+//! 2. the insured region's coinsurance tier (basic pooled fund, or long-term care) takes the
+//!    in-scope amount through its deductible, bands and cap, leaving the person a burden made
+//!    of components (below the deductible, co-insurance share, above the cap, and the three
+//!    out-of-scope parts);
+//! 3. each layer in policy order takes a base from the components it names, less what the
+//!    earlier tiers it names paid, and pays through its threshold, bands and cap;
+//! 4. the personal account pays what it may cover, and cash the rest.
+//!
+//! Invariants, asserted on every call: the line parts add up to each line; the tiers, the
+//! account and cash add up to the bill total; no component ever goes negative.
+
+use crate::accumulators::{Accumulators, Counter};
+use crate::claim::{CatalogClass, Claim, Scheme, VisitType};
+use crate::money::{Fen, Ratio, Rounding, div_round};
+use crate::policy::{
+    Accumulate, BandBasis, Catalog, Component, DeductiblePer, Facts, Param, Policy, RoundAt,
+    Rule, SourceId, Tier,
+};
+use crate::reject::{Rejection, RejectionCode};
+use crate::settlement::{LineSplit, Settlement, Step, StepKind, StepScope, TierPayment, Totals};
+
+/// At most this many tiers in one policy; the loader enforces it.
+pub const TIERS_MAX: usize = 16;
+/// At most this many bands in one rule; the loader enforces it.
+pub const BANDS_MAX: usize = 16;
+
+/// Splits a claim. `insured` is the insured region's policy in force on the date of service,
+/// `treatment` the treatment region's (the same policy when the person is treated at home).
+pub fn split(
+    claim: &Claim,
+    insured: &Policy,
+    treatment: &Policy,
+    ytd: &Accumulators,
+) -> Result<Settlement, Rejection> {
+    let mut settlement = Settlement::default();
+    split_into(claim, insured, treatment, ytd, &mut settlement)?;
+    Ok(settlement)
+}
+
+/// As [`split`], reusing the buffers of `out` (for callers that settle many bills).
+pub fn split_into(
+    claim: &Claim,
+    insured: &Policy,
+    treatment: &Policy,
+    ytd: &Accumulators,
+    out: &mut Settlement,
+) -> Result<(), Rejection> {
+    let catalog = check(claim, insured, treatment, ytd)?;
+    out.reset();
+    let rounding = insured.rounding.value;
+    classify(claim, catalog, treatment.rounding.value, out);
+    let mut run = Run::new(claim, insured, ytd, rounding, out);
+    run.tiers();
+    run.account_and_cash();
+    run.finish();
+    Ok(())
+}
+
+fn check<'p>(
+    claim: &Claim,
+    insured: &Policy,
+    treatment: &'p Policy,
+    ytd: &Accumulators,
+) -> Result<&'p Catalog, Rejection> {
+    let date = claim.bill.date_of_service;
+    if insured.region != claim.person.insured_region {
+        return Err(Rejection::new(
+            RejectionCode::InsuredRegionHasNoPolicy,
+            format!("the policy given is region {}'s, the person is insured in {}",
+                insured.region, claim.person.insured_region),
+        ));
+    }
+    if !insured.covers(date) {
+        return Err(Rejection::new(
+            RejectionCode::NoPolicyInForceOnDateOfService,
+            format!("region {}'s policy snapshot does not cover {date}", insured.region),
+        ));
+    }
+    let catalog = treatment.catalog.as_ref().filter(|_| {
+        treatment.region == claim.bill.treatment_region && treatment.covers(date)
+    });
+    let Some(catalog) = catalog else {
+        return Err(Rejection::new(
+            RejectionCode::TreatmentRegionHasNoCatalogInForce,
+            format!("region {} has no catalog rules in force on {date}", claim.bill.treatment_region),
+        ));
+    };
+    if i32::from(ytd.year) != i32::from(date.year()) {
+        return Err(Rejection::new(
+            RejectionCode::AccumulatorsYearMustMatchDateOfService,
+            format!("the accumulators are for {} but the date of service is {date}", ytd.year),
+        )
+        .field("ytd.year"));
+    }
+    Ok(catalog)
+}
+
+/// Splits every line by the catalog of the place of treatment (就医地目录).
+fn classify(claim: &Claim, catalog: &Catalog, rounding: Rounding, out: &mut Settlement) {
+    let class_b_default = match claim.person.scheme() {
+        Scheme::Employee => catalog.class_b_first_self_pay_employee,
+        Scheme::Resident => catalog.class_b_first_self_pay_resident,
+    };
+    let mut totals = Totals::default();
+    for (index, line) in claim.bill.lines.iter().enumerate() {
+        let scope = StepScope::Line(u32::try_from(index).unwrap_or(u32::MAX));
+        let item = catalog.item(&line.code);
+        let class_param = item.and_then(|item| item.class);
+        let class = class_param.map_or(line.class, |p| p.value);
+        let mut split = LineSplit {
+            class,
+            outside_catalog: Fen::ZERO,
+            over_limit: Fen::ZERO,
+            class_b_first_self_pay: Fen::ZERO,
+            in_scope: Fen::ZERO,
+            first_self_pay_ratio: Ratio::ZERO,
+        };
+        if class == CatalogClass::Outside {
+            split.outside_catalog = line.amount;
+            let step = Step::new(scope, StepKind::OutsideCatalog, line.amount);
+            out.steps.push(match class_param { Some(p) => step.source(p.source), None => step });
+        } else {
+            let limit = item.and_then(|item| item.price_limit);
+            let allowed = match (limit, line.price_limit) {
+                (Some(limit), _) => limit.value.extend(line.quantity, rounding).min(line.amount),
+                (None, Some(limit)) => limit.extend(line.quantity, rounding).min(line.amount),
+                (None, None) => line.amount,
+            };
+            split.over_limit = line.amount - allowed;
+            if !split.over_limit.is_zero() {
+                let step = Step::new(scope, StepKind::OverLimit, split.over_limit).base(allowed);
+                out.steps.push(match limit { Some(p) => step.source(p.source), None => step });
+            }
+            if class == CatalogClass::B {
+                let ratio = item.and_then(|item| item.first_self_pay).unwrap_or(class_b_default);
+                split.first_self_pay_ratio = ratio.value;
+                split.class_b_first_self_pay = allowed.mul_ratio(ratio.value, rounding);
+                out.steps.push(
+                    Step::new(scope, StepKind::ClassBFirstSelfPay, split.class_b_first_self_pay)
+                        .base(allowed)
+                        .ratio(ratio.value)
+                        .source(ratio.source),
+                );
+            }
+            split.in_scope = allowed - split.class_b_first_self_pay;
+        }
+        let parts = split.outside_catalog + split.over_limit + split.class_b_first_self_pay
+            + split.in_scope;
+        assert_eq!(parts, line.amount, "a line's parts add up to the line");
+        assert!(split.in_scope >= Fen::ZERO);
+        totals.total += line.amount;
+        totals.outside_catalog += split.outside_catalog;
+        totals.over_limit += split.over_limit;
+        totals.class_b_first_self_pay += split.class_b_first_self_pay;
+        totals.in_scope += split.in_scope;
+        out.lines.push(split);
+    }
+    out.totals = totals;
+}
+
+/// The adjustments that apply to one claim under one rule, combined.
+struct Adjusted {
+    points: i64,
+    share_factor: Option<Ratio>,
+    threshold_factor: Ratio,
+    threshold_factor_source: Option<SourceId>,
+    cap: Option<Param<Fen>>,
+}
+
+impl Adjusted {
+    fn ratio(&self, ratio: Ratio) -> Ratio {
+        let with_points = ratio.plus_points(self.points);
+        match self.share_factor {
+            None => with_points,
+            Some(factor) => factor.times(with_points.complement()).min(Ratio::ONE).complement(),
+        }
+    }
+}
+
+/// The result of paying bands over a range of positions.
+struct BandOutcome {
+    paid: Fen,
+    /// For coinsurance tiers: the in-scope amount the cap left unpaid (封顶线以上).
+    above_cap: Fen,
+}
+
+/// One band's share of the positions being paid.
+#[derive(Clone, Copy)]
+struct BandPart {
+    amount: Fen,
+    ratio: Ratio,
+    lower: Fen,
+    upper: Fen,
+    source: SourceId,
+}
+
+struct Run<'a> {
+    claim: &'a Claim,
+    policy: &'a Policy,
+    ytd: &'a Accumulators,
+    facts: Facts,
+    rounding: Rounding,
+    out: &'a mut Settlement,
+    /// The person's burden by component right after the coinsurance tier.
+    initial: [Fen; Component::COUNT],
+    /// What is still the person's, by component.
+    remaining: [Fen; Component::COUNT],
+    /// What each tier paid, by component.
+    paid_by: [[Fen; Component::COUNT]; TIERS_MAX],
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        claim: &'a Claim,
+        policy: &'a Policy,
+        ytd: &'a Accumulators,
+        rounding: Rounding,
+        out: &'a mut Settlement,
+    ) -> Run<'a> {
+        assert!(policy.tiers.len() <= TIERS_MAX);
+        let person = &claim.person;
+        let admission = match claim.bill.visit {
+            VisitType::Inpatient => claim.bill.admission_number.unwrap_or(ytd.admissions + 1),
+            _ => 1,
+        };
+        let needy_by_list = person.assistance.is_some_and(|a| a.bit() & policy.needy_assistance.value != 0);
+        let facts = Facts {
+            category: person.category,
+            visit: claim.bill.visit,
+            level: claim.bill.level,
+            assistance: person.assistance,
+            needy: person.needy || needy_by_list,
+            civil_servant: person.civil_servant,
+            enterprise_supplementary: person.enterprise_supplementary,
+            age: person.age,
+            admission,
+        };
+        let totals = out.totals;
+        let mut initial = [Fen::ZERO; Component::COUNT];
+        // Until a coinsurance tier splits it, the whole in-scope amount is the person's share.
+        initial[Component::Copay.index()] = totals.in_scope;
+        initial[Component::ClassBFirstSelfPay.index()] = totals.class_b_first_self_pay;
+        initial[Component::OverLimit.index()] = totals.over_limit;
+        initial[Component::OutsideCatalog.index()] = totals.outside_catalog;
+        Run {
+            claim,
+            policy,
+            ytd,
+            facts,
+            rounding,
+            out,
+            initial,
+            remaining: initial,
+            paid_by: [[Fen::ZERO; Component::COUNT]; TIERS_MAX],
+        }
+    }
+
+    fn tiers(&mut self) {
+        let policy = self.policy;
+        let mut coinsurance_done = false;
+        for (index, tier) in policy.tiers.iter().enumerate() {
+            let scope = StepScope::Tier(u16::try_from(index).unwrap_or(u16::MAX));
+            let rule = tier.rules.iter().find(|rule| rule.when.matches(&self.facts));
+            let (amount, base) = match rule {
+                None => {
+                    self.out.steps.push(
+                        Step::new(scope, StepKind::NoRuleMatched, Fen::ZERO).source(tier.source),
+                    );
+                    (Fen::ZERO, Fen::ZERO)
+                }
+                Some(rule) => {
+                    self.out.steps.push(
+                        Step::new(scope, StepKind::RuleApplied, Fen::ZERO).source(rule.source),
+                    );
+                    if tier.kind.is_coinsurance() {
+                        assert!(!coinsurance_done, "at most one coinsurance tier applies");
+                        coinsurance_done = true;
+                        self.coinsurance(index, tier, rule)
+                    } else {
+                        self.layer(index, tier, rule)
+                    }
+                }
+            };
+            self.out.payments.push(TierPayment {
+                tier: index,
+                id: tier.id.clone(),
+                kind: tier.kind,
+                amount,
+                base,
+                rule: rule.map(|rule| rule.source),
+            });
+        }
+        self.out.burden_after_coinsurance = self.initial;
+    }
+
+    /// Collects the adjustments whose selectors match, and records each one.
+    fn adjust(&mut self, scope: StepScope, rule: &Rule) -> Adjusted {
+        let mut adjusted = Adjusted {
+            points: 0,
+            share_factor: None,
+            threshold_factor: Ratio::ONE,
+            threshold_factor_source: None,
+            cap: None,
+        };
+        for adjustment in rule.adjustments.iter().filter(|a| a.when.matches(&self.facts)) {
+            self.out.steps.push(
+                Step::new(scope, StepKind::Adjustment, Fen::ZERO).source(adjustment.source),
+            );
+            if let Some(points) = adjustment.ratio_points {
+                adjusted.points += points.value;
+            }
+            if let Some(factor) = adjustment.personal_share_factor {
+                let current = adjusted.share_factor.unwrap_or(Ratio::ONE);
+                adjusted.share_factor = Some(current.times(factor.value));
+            }
+            if let Some(factor) = adjustment.threshold_factor {
+                adjusted.threshold_factor = adjusted.threshold_factor.times(factor.value);
+                adjusted.threshold_factor_source = Some(factor.source);
+            }
+            if let Some(cap) = adjustment.cap {
+                adjusted.cap = Some(cap);
+            }
+        }
+        adjusted
+    }
+
+    /// The basic pooled fund (or long-term care fund): deductible, bands, cap.
+    fn coinsurance(&mut self, index: usize, tier: &Tier, rule: &Rule) -> (Fen, Fen) {
+        let scope = StepScope::Tier(u16::try_from(index).unwrap_or(u16::MAX));
+        let in_scope = self.out.totals.in_scope;
+        let adjusted = self.adjust(scope, rule);
+        let deductible = rule.deductible.as_ref().expect("coinsurance rules have a deductible");
+        let (nominal, nominal_source) = deductible.amount.for_admission(self.facts.admission);
+        let full = nominal.mul_ratio(adjusted.threshold_factor, self.rounding);
+        let already = match deductible.per.value {
+            DeductiblePer::Year => self.ytd.get(&tier.id, &rule.pool, Counter::DeductibleMet),
+            DeductiblePer::Admission | DeductiblePer::Visit => Fen::ZERO,
+        };
+        let below = in_scope.min(full.saturating_excess(already));
+        self.out.steps.push(
+            Step::new(scope, StepKind::Deductible, below)
+                .base(full.saturating_excess(already))
+                .source(nominal_source)
+                .also(adjusted.threshold_factor_source.or(Some(deductible.per.source))),
+        );
+        let eligible = in_scope - below;
+        let year = tier.accumulate == Accumulate::Year;
+        let (start, end) = match rule.band_basis.value {
+            BandBasis::Cumulative => {
+                let before = if year { self.ytd.get(&tier.id, &rule.pool, Counter::InScope) } else { Fen::ZERO };
+                (before + below, before + in_scope)
+            }
+            BandBasis::AboveThreshold => {
+                let before = if year { self.ytd.get(&tier.id, &rule.pool, Counter::Eligible) } else { Fen::ZERO };
+                (before, before + eligible)
+            }
+        };
+        let cap = self.cap_remaining(tier, rule, &adjusted);
+        let outcome = self.pay_bands(scope, rule, &adjusted, Fen::ZERO, (start, end), cap);
+        let copay = eligible - outcome.paid - outcome.above_cap;
+        assert!(copay >= Fen::ZERO, "the co-insurance share is never negative");
+        self.initial[Component::BelowDeductible.index()] = below;
+        self.initial[Component::Copay.index()] = copay;
+        self.initial[Component::AboveCap.index()] = outcome.above_cap;
+        self.remaining = self.initial;
+        self.out.deductible = below;
+        let deltas = &mut self.out.deltas;
+        deltas.push(&tier.id, &rule.pool, Counter::DeductibleMet, below);
+        deltas.push(&tier.id, &rule.pool, Counter::InScope, in_scope);
+        deltas.push(&tier.id, &rule.pool, Counter::Eligible, eligible);
+        deltas.push(&tier.id, &rule.cap_pool, Counter::Paid, outcome.paid);
+        (outcome.paid, in_scope)
+    }
+
+    /// A layer over what earlier tiers left: critical illness, assistance, subsidies.
+    fn layer(&mut self, index: usize, tier: &Tier, rule: &Rule) -> (Fen, Fen) {
+        let scope = StepScope::Tier(u16::try_from(index).unwrap_or(u16::MAX));
+        let base: Fen = tier
+            .base
+            .components
+            .iter()
+            .map(|component| {
+                let deducted: Fen = tier.base.after.iter().map(|t| self.paid_by[*t][component.index()]).sum();
+                self.initial[component.index()].saturating_excess(deducted)
+            })
+            .sum();
+        let year = tier.accumulate == Accumulate::Year;
+        let before = if year { self.ytd.get(&tier.id, &rule.pool, Counter::Base) } else { Fen::ZERO };
+        self.out.steps.push(
+            Step::new(scope, StepKind::Base, base).base(before).source(tier.base.source),
+        );
+        let adjusted = self.adjust(scope, rule);
+        let threshold = rule.threshold.map_or(Fen::ZERO, |t| t.value);
+        let threshold = threshold.mul_ratio(adjusted.threshold_factor, self.rounding);
+        if let Some(source) = rule.threshold.map(|t| t.source) {
+            self.out.steps.push(
+                Step::new(scope, StepKind::Threshold, threshold)
+                    .source(source)
+                    .also(adjusted.threshold_factor_source),
+            );
+        }
+        let offset = match rule.band_basis.value {
+            BandBasis::Cumulative => Fen::ZERO,
+            BandBasis::AboveThreshold => threshold,
+        };
+        let range = (before.max(threshold), before + base);
+        let cap = self.cap_remaining(tier, rule, &adjusted);
+        let outcome = self.pay_bands(scope, rule, &adjusted, offset, range, cap);
+        let available: Fen = tier.base.components.iter().map(|c| self.remaining[c.index()]).sum();
+        let paid = outcome.paid.min(available);
+        if paid < outcome.paid {
+            self.out.steps.push(
+                Step::new(scope, StepKind::LimitedToRemaining, outcome.paid - paid).base(available),
+            );
+        }
+        let mut left = paid;
+        for component in &tier.base.components {
+            let take = left.min(self.remaining[component.index()]);
+            self.remaining[component.index()] -= take;
+            self.paid_by[index][component.index()] += take;
+            left -= take;
+        }
+        assert!(left.is_zero(), "a layer's payment is attributed to its components in full");
+        let deltas = &mut self.out.deltas;
+        deltas.push(&tier.id, &rule.pool, Counter::Base, base);
+        deltas.push(&tier.id, &rule.cap_pool, Counter::Paid, paid);
+        (paid, base)
+    }
+
+    /// What the annual cap still allows, with the cap's parameter.
+    fn cap_remaining(&self, tier: &Tier, rule: &Rule, adjusted: &Adjusted) -> Option<(Fen, SourceId)> {
+        let cap = adjusted.cap.or(rule.cap)?;
+        let paid = self.ytd.get(&tier.id, &rule.cap_pool, Counter::Paid);
+        Some((cap.value.saturating_excess(paid), cap.source))
+    }
+
+    /// Pays each band's ratio on the part of `range` that falls in it, bands shifted up by
+    /// `offset`, within the cap. Records one step per band paid.
+    fn pay_bands(
+        &mut self,
+        scope: StepScope,
+        rule: &Rule,
+        adjusted: &Adjusted,
+        offset: Fen,
+        range: (Fen, Fen),
+        cap: Option<(Fen, SourceId)>,
+    ) -> BandOutcome {
+        let (start, end) = range;
+        let mut parts = [None::<BandPart>; BANDS_MAX];
+        let mut lower = Fen::ZERO;
+        for (slot, band) in parts.iter_mut().zip(&rule.bands) {
+            let band_lower = offset + lower;
+            let part_lower = band_lower.max(start);
+            let part_upper = band.to.map_or(end, |to| (offset + to.value).min(end));
+            if let Some(to) = band.to {
+                lower = to.value;
+            }
+            if part_upper > part_lower {
+                *slot = Some(BandPart {
+                    amount: part_upper - part_lower,
+                    ratio: adjusted.ratio(band.ratio.value),
+                    lower: part_lower,
+                    upper: part_upper,
+                    source: band.ratio.source,
+                });
+            }
+        }
+        let scale = i128::from(Ratio::SCALE);
+        let per_band = rule.round_at.value == RoundAt::Band;
+        // Each band's contribution in fen × millionths: exact, or rounded to whole fen.
+        let contribution = |part: &BandPart| -> i128 {
+            let exact = i128::from(part.amount.0) * i128::from(part.ratio.millionths());
+            if per_band { div_round(exact, scale, self.rounding) * scale } else { exact }
+        };
+        let uncapped_scaled: i128 = parts.iter().flatten().map(contribution).sum();
+        let uncapped = Fen(narrow(div_round(uncapped_scaled, scale, self.rounding)));
+        let (cap_left, cap_source) = match cap {
+            Some((left, source)) if left < uncapped => (left, Some(source)),
+            _ => (uncapped, None),
+        };
+        let cap_scaled = i128::from(cap_left.0) * scale;
+        let mut paid_scaled: i128 = 0;
+        let mut above_cap = Fen::ZERO;
+        for part in parts.iter().flatten() {
+            let full = contribution(part);
+            let room = cap_scaled - paid_scaled;
+            let (pays, unpaid_cost) = if cap_source.is_none() || full <= room {
+                (full, Fen::ZERO)
+            } else if room <= 0 {
+                (0, part.amount)
+            } else {
+                let ratio = i128::from(part.ratio.millionths());
+                let covered = Fen(narrow(div_round(room, ratio, self.rounding))).min(part.amount);
+                (room, part.amount - covered)
+            };
+            paid_scaled += pays;
+            above_cap += unpaid_cost;
+            let shown = Fen(narrow(div_round(pays, scale, self.rounding)));
+            self.out.steps.push(
+                Step::new(scope, StepKind::Band, shown)
+                    .base(part.amount)
+                    .ratio(part.ratio)
+                    .positions(part.lower, part.upper)
+                    .source(part.source),
+            );
+        }
+        if let Some(source) = cap_source {
+            self.out.steps.push(
+                Step::new(scope, StepKind::CapReached, uncapped - cap_left)
+                    .base(cap_left)
+                    .source(source),
+            );
+        }
+        BandOutcome { paid: cap_left, above_cap }
+    }
+
+    fn account_and_cash(&mut self) {
+        self.out.personal_by_component = self.remaining;
+        let person = &self.claim.person;
+        if let Some(rule) = &self.policy.account {
+            let has_account = rule.categories & person.category.bit() != 0;
+            if has_account && self.claim.bill.use_personal_account {
+                let covered: Fen = rule.covers.iter().map(|c| self.remaining[c.index()]).sum();
+                let paid = covered.min(person.account_balance.max(Fen::ZERO));
+                let mut left = paid;
+                for component in &rule.covers {
+                    let take = left.min(self.remaining[component.index()]);
+                    self.remaining[component.index()] -= take;
+                    left -= take;
+                }
+                self.out.personal_account = paid;
+                self.out.steps.push(
+                    Step::new(StepScope::Account, StepKind::AccountPaid, paid)
+                        .base(covered)
+                        .source(rule.source),
+                );
+            }
+        }
+        self.out.cash = self.remaining.iter().copied().sum();
+        self.out.steps.push(Step::new(StepScope::Cash, StepKind::CashPaid, self.out.cash));
+    }
+
+    fn finish(&mut self) {
+        for component in self.remaining {
+            assert!(component >= Fen::ZERO, "no component of the person's share is negative");
+        }
+        let settled = self.out.fund_total() + self.out.personal_account + self.out.cash;
+        assert_eq!(settled, self.out.totals.total, "tiers, account and cash add up to the bill");
+        if self.claim.bill.visit == VisitType::Inpatient {
+            self.out.deltas.admissions = self.facts.admission.saturating_sub(self.ytd.admissions);
+        }
+        self.out.accumulators.clone_from(self.ytd);
+        self.out.accumulators.apply(&self.out.deltas, 1);
+    }
+}
+
+fn narrow(value: i128) -> i64 {
+    i64::try_from(value).expect("amounts are bounded, so payments fit in i64")
+}
