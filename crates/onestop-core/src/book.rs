@@ -71,3 +71,25 @@ impl PolicyBook {
         }
     }
 }
+
+impl PolicyBook {
+    /// Splits a claim under the policies in force on its date of service: the insured region's
+    /// for every tier, the treatment region's for the catalog.
+    pub fn split(
+        &self,
+        claim: &crate::claim::Claim,
+        ytd: &crate::accumulators::Accumulators,
+    ) -> Result<(crate::settlement::Settlement, &Arc<Policy>, &Arc<Policy>), Rejection> {
+        let date = claim.bill.date_of_service;
+        let insured = self.at(claim.person.insured_region, date)?;
+        let treatment = self.at(claim.bill.treatment_region, date).map_err(|rejection| {
+            Rejection::new(
+                RejectionCode::TreatmentRegionHasNoCatalogInForce,
+                format!("treatment region: {}", rejection.message),
+            )
+            .field("treatment_region")
+        })?;
+        let settlement = crate::split::split(claim, insured, treatment, ytd)?;
+        Ok((settlement, insured, treatment))
+    }
+}

@@ -1,0 +1,358 @@
+//! Bills, persons and year-to-date accumulators on the wire (JSON, or TOML in files), and
+//! their parsing into core types. Every field is checked here, once, with its own rejection
+//! code; the core only ever sees valid claims.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use onestop_core::accumulators::{AccumulatorKey, Accumulators, Counter};
+use onestop_core::claim::{
+    ADMISSION_NUMBER_MAX, AGE_MAX, BILL_AMOUNT_MAX, LINE_AMOUNT_MAX, LINES_COUNT_MAX,
+};
+use onestop_core::money::DecimalParseError;
+use onestop_core::{
+    AssistanceCategory, Bill, CatalogClass, Category, Claim, Date, Fen, HospitalLevel, Line,
+    Person, Quantity, Region, Rejection, RejectionCode, Rounding, UnitPrice, VisitType,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::wire::Scalar;
+
+/// Item codes and names longer than this are refused.
+pub const TEXT_CHARS_MAX: usize = 200;
+
+/// A bill as sent by a hospital's system.
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BillDto {
+    /// `YYYY-MM-DD`.
+    pub date_of_service: Option<Scalar>,
+    /// Six-digit division code of the place of treatment.
+    pub treatment_region: Option<Scalar>,
+    /// `general_outpatient`, `chronic_outpatient`, `inpatient`, `ltc_institutional`, `ltc_home`.
+    pub visit: Option<Scalar>,
+    /// `community`, `1`, `2` or `3`.
+    pub level: Option<Scalar>,
+    /// The admission's number within the year, for inpatient bills.
+    pub admission_number: Option<Scalar>,
+    /// Pay the personal share from the personal account where the policy allows (default true).
+    pub use_personal_account: Option<bool>,
+    pub lines: Option<Vec<LineDto>>,
+}
+
+/// One fee line.
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LineDto {
+    pub code: Option<String>,
+    pub name: Option<String>,
+    /// `a` (甲类), `b` (乙类) or `outside` (目录外).
+    pub class: Option<Scalar>,
+    pub quantity: Option<Scalar>,
+    pub unit_price: Option<Scalar>,
+    pub amount: Option<Scalar>,
+    pub price_limit: Option<Scalar>,
+}
+
+/// The insured person.
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PersonDto {
+    pub insured_region: Option<Scalar>,
+    /// `in_service`, `retired`, `elderly`, `working_age`, `student_child`.
+    pub category: Option<Scalar>,
+    pub age: Option<Scalar>,
+    /// An assistance-recipient category, if the person is on a list.
+    pub assistance: Option<Scalar>,
+    pub needy: Option<bool>,
+    pub civil_servant: Option<bool>,
+    pub enterprise_supplementary: Option<bool>,
+    pub account_balance: Option<Scalar>,
+}
+
+/// Year-to-date accumulators: `tiers.<tier id>.<pool>.<counter> = amount`.
+#[derive(Clone, Debug, Deserialize, Serialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct YtdDto {
+    pub year: Option<Scalar>,
+    pub admissions: Option<Scalar>,
+    #[serde(default)]
+    pub tiers: BTreeMap<String, BTreeMap<String, BTreeMap<String, Scalar>>>,
+}
+
+fn missing(field: &str, what: &str) -> Rejection {
+    Rejection::new(RejectionCode::MissingField, format!("`{field}` is required: {what}")).field(field)
+}
+
+fn require<'a>(value: &'a Option<Scalar>, field: &str, what: &str) -> Result<&'a str, Rejection> {
+    value.as_ref().map(Scalar::as_str).filter(|s| !s.is_empty()).ok_or_else(|| missing(field, what))
+}
+
+fn amount(text: &str, field: &str) -> Result<Fen, Rejection> {
+    let fen = Fen::parse_yuan(text).map_err(|error| {
+        Rejection::new(RejectionCode::LineAmountInvalid, format!("`{text}` {error}")).field(field)
+    })?;
+    if fen < Fen::ZERO {
+        return Err(Rejection::new(
+            RejectionCode::LineAmountMustNotBeNegative,
+            format!("{fen} is negative; a refund is a cancellation, not a negative line"),
+        )
+        .field(field));
+    }
+    Ok(fen)
+}
+
+fn check_text(text: &str, field: &str) -> Result<(), Rejection> {
+    if text.chars().count() > TEXT_CHARS_MAX {
+        return Err(Rejection::new(
+            RejectionCode::TextTooLong,
+            format!("{} characters; at most {TEXT_CHARS_MAX}", text.chars().count()),
+        )
+        .field(field));
+    }
+    Ok(())
+}
+
+pub fn parse_region(text: &str, field: &str) -> Result<Region, Rejection> {
+    Region::parse(text).ok_or_else(|| {
+        Rejection::new(RejectionCode::RegionCodeInvalid, format!("`{text}` is not a six-digit division code such as 110000"))
+            .field(field)
+    })
+}
+
+pub fn parse_date(text: &str, field: &str) -> Result<Date, Rejection> {
+    text.parse::<Date>().ok().filter(|_| text.len() == 10).ok_or_else(|| {
+        Rejection::new(RejectionCode::DateOfServiceInvalid, format!("`{text}` is not a calendar date written YYYY-MM-DD"))
+            .field(field)
+    })
+}
+
+impl BillDto {
+    /// Checks every field, in the order of the rejection codes.
+    pub fn parse(&self) -> Result<Bill, Rejection> {
+        let date_text = require(&self.date_of_service, "date_of_service", "the date of service, YYYY-MM-DD")?;
+        let date_of_service = parse_date(date_text, "date_of_service")?;
+        let region_text = require(&self.treatment_region, "treatment_region", "the division code of the place of treatment")?;
+        let treatment_region = parse_region(region_text, "treatment_region")?;
+        let visit_text = require(&self.visit, "visit", "the visit type")?;
+        let visit = VisitType::parse(visit_text).ok_or_else(|| {
+            Rejection::new(RejectionCode::VisitTypeUnknown,
+                format!("`{visit_text}` is not a visit type; expected one of: {}", VisitType::codes())).field("visit")
+        })?;
+        let level_text = require(&self.level, "level", "the hospital level")?;
+        let level = HospitalLevel::parse(level_text).ok_or_else(|| {
+            Rejection::new(RejectionCode::HospitalLevelUnknown,
+                format!("`{level_text}` is not a hospital level; expected one of: {}", HospitalLevel::codes())).field("level")
+        })?;
+        let admission_number = match &self.admission_number {
+            None => None,
+            Some(text) => {
+                let number = text.as_str().parse::<u16>().ok().filter(|n| (1..=ADMISSION_NUMBER_MAX).contains(n));
+                Some(number.ok_or_else(|| {
+                    Rejection::new(RejectionCode::AdmissionNumberOutOfRange,
+                        format!("`{}` is not an admission number from 1 to {ADMISSION_NUMBER_MAX}", text.as_str()))
+                        .field("admission_number")
+                })?)
+            }
+        };
+        let dtos = self.lines.as_deref().unwrap_or_default();
+        if dtos.is_empty() {
+            return Err(Rejection::new(RejectionCode::BillMustHaveLines, "the bill has no fee lines").field("lines"));
+        }
+        if dtos.len() > LINES_COUNT_MAX {
+            return Err(Rejection::new(RejectionCode::LinesCountExceedsMax,
+                format!("{} lines; a bill has at most {LINES_COUNT_MAX}", dtos.len())).field("lines"));
+        }
+        let mut lines = Vec::with_capacity(dtos.len());
+        let mut total = Fen::ZERO;
+        for (index, dto) in dtos.iter().enumerate() {
+            let line = dto.parse(index)?;
+            total += line.amount;
+            lines.push(line);
+        }
+        if total > BILL_AMOUNT_MAX {
+            return Err(Rejection::new(RejectionCode::BillAmountExceedsMax,
+                format!("the bill totals {total}; at most {BILL_AMOUNT_MAX}")).field("lines"));
+        }
+        Ok(Bill {
+            date_of_service,
+            treatment_region,
+            visit,
+            level,
+            admission_number,
+            use_personal_account: self.use_personal_account.unwrap_or(true),
+            lines,
+        })
+    }
+}
+
+fn decimal_error(code: RejectionCode, text: &str, error: DecimalParseError, field: &str) -> Rejection {
+    Rejection::new(code, format!("`{text}` {error}")).field(field)
+}
+
+impl LineDto {
+    fn parse(&self, index: usize) -> Result<Line, Rejection> {
+        let field = |name: &str| format!("lines[{index}].{name}");
+        let code = self.code.clone().unwrap_or_default();
+        check_text(&code, &field("code"))?;
+        let name = self.name.clone().unwrap_or_default();
+        check_text(&name, &field("name"))?;
+        let class_text = require(&self.class, &field("class"), "the catalog class: a, b or outside")?;
+        let class = CatalogClass::parse(&class_text.to_ascii_lowercase()).ok_or_else(|| {
+            Rejection::new(RejectionCode::LineClassUnknown,
+                format!("`{class_text}` is not a catalog class; expected one of: {}", CatalogClass::codes()))
+                .field(field("class"))
+        })?;
+        let amount_text = require(&self.amount, &field("amount"), "the line's amount in yuan")?;
+        let amount = amount(amount_text, &field("amount"))?;
+        if amount > LINE_AMOUNT_MAX {
+            return Err(Rejection::new(RejectionCode::LineAmountExceedsMax,
+                format!("{amount} exceeds {LINE_AMOUNT_MAX}")).field(field("amount")));
+        }
+        let quantity = match &self.quantity {
+            None => Quantity::ONE,
+            Some(text) => Quantity::parse(text.as_str())
+                .map_err(|e| decimal_error(RejectionCode::LineQuantityInvalid, text.as_str(), e, &field("quantity")))
+                .and_then(|q| {
+                    if q.0 > 0 && q <= Quantity::MAX { Ok(q) } else {
+                        Err(Rejection::new(RejectionCode::LineQuantityInvalid,
+                            format!("`{}` must be above 0 and at most {}", text.as_str(), Quantity::MAX))
+                            .field(field("quantity")))
+                    }
+                })?,
+        };
+        let price = |value: &Option<Scalar>, name: &str| -> Result<Option<UnitPrice>, Rejection> {
+            value.as_ref().map(|text| {
+                UnitPrice::parse(text.as_str())
+                    .map_err(|e| decimal_error(RejectionCode::LineUnitPriceInvalid, text.as_str(), e, &field(name)))
+            }).transpose()
+        };
+        let unit_price = match price(&self.unit_price, "unit_price")? {
+            Some(unit_price) => {
+                let expected = unit_price.extend(quantity, Rounding::HalfUp);
+                if expected != amount {
+                    return Err(Rejection::new(RejectionCode::LineAmountMustEqualQuantityTimesUnitPrice,
+                        format!("{quantity} × {unit_price} = {expected}, but the amount is {amount}"))
+                        .field(field("amount")));
+                }
+                unit_price
+            }
+            None if self.quantity.is_none() => UnitPrice::from_fen(amount),
+            None => return Err(missing(&field("unit_price"), "a line that gives a quantity gives its unit price too")),
+        };
+        let price_limit = price(&self.price_limit, "price_limit")?;
+        Ok(Line { code, name, class, quantity, unit_price, amount, price_limit })
+    }
+}
+
+impl PersonDto {
+    pub fn parse(&self) -> Result<Person, Rejection> {
+        let region_text = require(&self.insured_region, "insured_region", "the division code where the person is insured")?;
+        let insured_region = parse_region(region_text, "insured_region")?;
+        let category_text = require(&self.category, "category", "the person's category")?;
+        let category = Category::parse(category_text).ok_or_else(|| {
+            Rejection::new(RejectionCode::CategoryUnknown,
+                format!("`{category_text}` is not a category; expected one of: {}", Category::codes())).field("category")
+        })?;
+        let age_text = require(&self.age, "age", "the person's age in years")?;
+        let age = age_text.parse::<u8>().ok().filter(|age| *age <= AGE_MAX).ok_or_else(|| {
+            Rejection::new(RejectionCode::AgeOutOfRange, format!("`{age_text}` is not an age from 0 to {AGE_MAX}")).field("age")
+        })?;
+        let assistance = match self.assistance.as_ref().map(Scalar::as_str).filter(|s| !s.is_empty() && *s != "none") {
+            None => None,
+            Some(text) => Some(AssistanceCategory::parse(text).ok_or_else(|| {
+                Rejection::new(RejectionCode::AssistanceCategoryUnknown,
+                    format!("`{text}` is not an assistance category; expected one of: {}", AssistanceCategory::codes()))
+                    .field("assistance")
+            })?),
+        };
+        let account_balance = match &self.account_balance {
+            None => Fen::ZERO,
+            Some(text) => Fen::parse_yuan(text.as_str()).ok().filter(|fen| *fen >= Fen::ZERO).ok_or_else(|| {
+                Rejection::new(RejectionCode::AccountBalanceInvalid,
+                    format!("`{}` is not a non-negative amount of yuan", text.as_str())).field("account_balance")
+            })?,
+        };
+        Ok(Person {
+            insured_region,
+            category,
+            age,
+            assistance,
+            needy: self.needy.unwrap_or(false),
+            civil_servant: self.civil_servant.unwrap_or(false),
+            enterprise_supplementary: self.enterprise_supplementary.unwrap_or(false),
+            account_balance,
+        })
+    }
+}
+
+impl YtdDto {
+    /// Parses accumulators; with no `year`, they are taken to be `default_year`'s.
+    pub fn parse(&self, default_year: i16) -> Result<Accumulators, Rejection> {
+        let invalid = |field: &str, message: String| {
+            Rejection::new(RejectionCode::AccumulatorInvalid, message).field(field)
+        };
+        let year = match &self.year {
+            None => default_year,
+            Some(text) => text.as_str().parse::<i16>().ok().filter(|y| (1900..=9999).contains(y))
+                .ok_or_else(|| invalid("ytd.year", format!("`{}` is not a year", text.as_str())))?,
+        };
+        let mut accumulators = Accumulators::new(year);
+        if let Some(text) = &self.admissions {
+            accumulators.admissions = text.as_str().parse::<u16>().ok().filter(|n| *n <= ADMISSION_NUMBER_MAX)
+                .ok_or_else(|| invalid("ytd.admissions", format!("`{}` is not a number of admissions", text.as_str())))?;
+        }
+        for (tier, pools) in &self.tiers {
+            for (pool, counters) in pools {
+                for (counter, value) in counters {
+                    let field = format!("ytd.tiers.{tier}.{pool}.{counter}");
+                    let counter = Counter::parse(counter).ok_or_else(|| invalid(&field, format!(
+                        "unknown counter `{counter}`; expected one of: deductible_met, in_scope, eligible, base, paid")))?;
+                    let fen = Fen::parse_yuan(value.as_str()).ok().filter(|fen| *fen >= Fen::ZERO)
+                        .ok_or_else(|| invalid(&field, format!("`{}` is not a non-negative amount of yuan", value.as_str())))?;
+                    let key = AccumulatorKey { tier: Arc::from(tier.as_str()), pool: Arc::from(pool.as_str()), counter };
+                    accumulators.add(&key, fen);
+                }
+            }
+        }
+        Ok(accumulators)
+    }
+
+    /// The wire form of accumulators.
+    pub fn from_core(accumulators: &Accumulators) -> YtdDto {
+        let mut tiers: BTreeMap<String, BTreeMap<String, BTreeMap<String, Scalar>>> = BTreeMap::new();
+        for (key, value) in accumulators.entries() {
+            tiers
+                .entry(key.tier.to_string())
+                .or_default()
+                .entry(key.pool.to_string())
+                .or_default()
+                .insert(key.counter.code().to_owned(), Scalar(value.to_string()));
+        }
+        YtdDto {
+            year: Some(Scalar(accumulators.year.to_string())),
+            admissions: Some(Scalar(accumulators.admissions.to_string())),
+            tiers,
+        }
+    }
+}
+
+/// A claim as one document: the bill, with the person and accumulators beside it.
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimDto {
+    pub bill: BillDto,
+    pub person: PersonDto,
+    #[serde(default)]
+    pub ytd: Option<YtdDto>,
+}
+
+impl ClaimDto {
+    pub fn parse(&self) -> Result<(Claim, Accumulators), Rejection> {
+        let bill = self.bill.parse()?;
+        let person = self.person.parse()?;
+        let year = bill.date_of_service.year();
+        let ytd = self.ytd.clone().unwrap_or_default().parse(year)?;
+        Ok((Claim { bill, person }, ytd))
+    }
+}

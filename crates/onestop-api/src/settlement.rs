@@ -1,0 +1,335 @@
+//! A settlement on the wire, with its explanation rendered as text in Chinese and English.
+
+use onestop_core::policy::{Component, Policy, SourceId, TierKind};
+use onestop_core::{Claim, Fen, Settlement, Step, StepKind, StepScope};
+use serde::{Deserialize, Serialize};
+
+use crate::claim::YtdDto;
+
+/// Which policy snapshot was applied.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PolicyRefDto {
+    pub region: String,
+    pub name: String,
+    pub valid_from: String,
+    pub valid_to: Option<String>,
+}
+
+impl PolicyRefDto {
+    pub fn from_core(policy: &Policy) -> PolicyRefDto {
+        PolicyRefDto {
+            region: policy.region.to_string(),
+            name: policy.name.clone(),
+            valid_from: policy.valid_from.to_string(),
+            valid_to: policy.valid_to.map(|d| d.to_string()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TotalsDto {
+    pub total: String,
+    pub outside_catalog: String,
+    pub over_limit: String,
+    pub class_b_first_self_pay: String,
+    pub in_scope: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LineResultDto {
+    pub index: usize,
+    pub code: String,
+    pub name: String,
+    pub class: String,
+    pub amount: String,
+    pub outside_catalog: String,
+    pub over_limit: String,
+    pub class_b_first_self_pay: String,
+    pub in_scope: String,
+    pub first_self_pay_ratio: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TierResultDto {
+    pub id: String,
+    pub kind: String,
+    pub name_zh: String,
+    pub name_en: String,
+    pub amount: String,
+    pub base: String,
+    /// The key path of the rule that applied, if one did.
+    pub rule: Option<String>,
+}
+
+/// A parameter behind an amount.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ParameterDto {
+    pub path: String,
+    pub file: String,
+    pub line: u32,
+    pub effective_from: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StepDto {
+    /// `line:3`, `tier:basic`, `account` or `cash`.
+    pub scope: String,
+    pub step: String,
+    pub amount: String,
+    pub base: String,
+    pub ratio: Option<String>,
+    pub lower: Option<String>,
+    pub upper: Option<String>,
+    pub parameters: Vec<ParameterDto>,
+    /// The step in words, Chinese term first.
+    pub text: String,
+}
+
+/// The full result of a calculation.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SettlementDto {
+    pub date_of_service: String,
+    pub insured_region: String,
+    pub treatment_region: String,
+    pub visit: String,
+    pub level: String,
+    pub admission_number: Option<u16>,
+    pub insured_policy: PolicyRefDto,
+    pub treatment_policy: PolicyRefDto,
+    pub totals: TotalsDto,
+    pub lines: Vec<LineResultDto>,
+    pub tiers: Vec<TierResultDto>,
+    /// 基金支付总额: everything the tiers paid.
+    pub fund_total: String,
+    /// 实际支付起付线: deductible borne on this settlement.
+    pub deductible: String,
+    pub personal_account: String,
+    pub cash: String,
+    /// 个人负担总额: account and cash.
+    pub personal_total: String,
+    /// The person's in-scope share after every tier (政策范围内个人自付).
+    pub personal_in_scope: String,
+    /// The person's share by component after every tier, before account and cash.
+    pub personal_by_component: std::collections::BTreeMap<String, String>,
+    pub explanation: Vec<StepDto>,
+    pub accumulators: YtdDto,
+    pub accumulator_deltas: YtdDto,
+}
+
+impl SettlementDto {
+    pub fn from_core(claim: &Claim, insured: &Policy, treatment: &Policy, settlement: &Settlement) -> SettlementDto {
+        let bill = &claim.bill;
+        let lines = bill
+            .lines
+            .iter()
+            .zip(&settlement.lines)
+            .enumerate()
+            .map(|(index, (line, split))| LineResultDto {
+                index,
+                code: line.code.clone(),
+                name: line.name.clone(),
+                class: split.class.code().to_owned(),
+                amount: line.amount.to_string(),
+                outside_catalog: split.outside_catalog.to_string(),
+                over_limit: split.over_limit.to_string(),
+                class_b_first_self_pay: split.class_b_first_self_pay.to_string(),
+                in_scope: split.in_scope.to_string(),
+                first_self_pay_ratio: split.first_self_pay_ratio.to_string(),
+            })
+            .collect();
+        let tiers = settlement
+            .payments
+            .iter()
+            .map(|p| TierResultDto {
+                id: p.id.to_string(),
+                kind: p.kind.code().to_owned(),
+                name_zh: p.kind.zh().to_owned(),
+                name_en: p.kind.english().to_owned(),
+                amount: p.amount.to_string(),
+                base: p.base.to_string(),
+                rule: p.rule.map(|id| source_of(insured, treatment, StepScope::Tier(0), id).path),
+            })
+            .collect();
+        let totals = settlement.totals;
+        let mut deltas = onestop_core::Accumulators::new(settlement.accumulators.year);
+        deltas.apply(&settlement.deltas, 1);
+        let explanation = settlement
+            .steps
+            .iter()
+            .map(|step| step_dto(claim, insured, treatment, settlement, step))
+            .collect();
+        SettlementDto {
+            date_of_service: bill.date_of_service.to_string(),
+            insured_region: claim.person.insured_region.to_string(),
+            treatment_region: bill.treatment_region.to_string(),
+            visit: bill.visit.code().to_owned(),
+            level: bill.level.code().to_owned(),
+            admission_number: bill.admission_number,
+            insured_policy: PolicyRefDto::from_core(insured),
+            treatment_policy: PolicyRefDto::from_core(treatment),
+            totals: TotalsDto {
+                total: totals.total.to_string(),
+                outside_catalog: totals.outside_catalog.to_string(),
+                over_limit: totals.over_limit.to_string(),
+                class_b_first_self_pay: totals.class_b_first_self_pay.to_string(),
+                in_scope: totals.in_scope.to_string(),
+            },
+            lines,
+            tiers,
+            fund_total: settlement.fund_total().to_string(),
+            deductible: settlement.deductible.to_string(),
+            personal_account: settlement.personal_account.to_string(),
+            cash: settlement.cash.to_string(),
+            personal_total: settlement.personal_total().to_string(),
+            personal_in_scope: settlement.personal_in_scope().to_string(),
+            personal_by_component: Component::ALL
+                .iter()
+                .map(|c| (c.code().to_owned(), settlement.personal_by_component[c.index()].to_string()))
+                .collect(),
+            explanation,
+            accumulators: YtdDto::from_core(&settlement.accumulators),
+            accumulator_deltas: YtdDto::from_core(&deltas),
+        }
+    }
+}
+
+/// Line steps cite the treatment region's catalog; every other step the insured region's policy.
+fn source_of(insured: &Policy, treatment: &Policy, scope: StepScope, id: SourceId) -> ParameterDto {
+    let policy = match scope {
+        StepScope::Line(_) => treatment,
+        _ => insured,
+    };
+    let source = policy.source(id);
+    ParameterDto {
+        path: source.path.clone(),
+        file: source.file.to_string(),
+        line: source.line,
+        effective_from: source.effective_from.to_string(),
+    }
+}
+
+fn step_dto(claim: &Claim, insured: &Policy, treatment: &Policy, settlement: &Settlement, step: &Step) -> StepDto {
+    let parameters: Vec<ParameterDto> =
+        step.sources.iter().flatten().map(|id| source_of(insured, treatment, step.scope, *id)).collect();
+    let scope = match step.scope {
+        StepScope::Line(index) => format!("line:{index}"),
+        StepScope::Tier(index) => format!("tier:{}", insured.tiers[usize::from(index)].id),
+        StepScope::Account => "account".to_owned(),
+        StepScope::Cash => "cash".to_owned(),
+    };
+    let banded = matches!(step.kind, StepKind::Band);
+    let mut text = describe(claim, insured, settlement, step);
+    if let Some(first) = parameters.first() {
+        text.push_str(&format!(" [{} @ {}:{}, 自 from {}]", first.path, first.file, first.line, first.effective_from));
+    }
+    StepDto {
+        scope,
+        step: step.kind.code().to_owned(),
+        amount: step.amount.to_string(),
+        base: step.base.to_string(),
+        ratio: step.ratio.map(|r| r.to_string()),
+        lower: banded.then(|| step.lower.to_string()),
+        upper: banded.then(|| step.upper.to_string()),
+        parameters,
+        text,
+    }
+}
+
+fn tier_label(policy: &Policy, index: u16) -> (String, TierKind) {
+    let tier = &policy.tiers[usize::from(index)];
+    (format!("{} {} ({})", tier.kind.zh(), tier.kind.english(), tier.id), tier.kind)
+}
+
+/// One step in words.
+pub fn describe(claim: &Claim, insured: &Policy, settlement: &Settlement, step: &Step) -> String {
+    let amount = step.amount;
+    let base = step.base;
+    let ratio = step.ratio.map(|r| r.to_string()).unwrap_or_default();
+    match step.scope {
+        StepScope::Line(index) => {
+            let line = &claim.bill.lines[index as usize];
+            let label = format!("第{}行 line {} {}", index + 1, index + 1, line.name);
+            match step.kind {
+                StepKind::OutsideCatalog => format!("{label}: 目录外全自费 outside the catalog, {amount} self-paid in full"),
+                StepKind::OverLimit => format!("{label}: 超限价自费 over the price limit, {amount} above the {base} allowed"),
+                StepKind::ClassBFirstSelfPay => format!(
+                    "{label}: 乙类先行自付 class-B first self-pay {ratio} × {base} = {amount} (rounded per line)"),
+                other => format!("{label}: {}", other.code()),
+            }
+        }
+        StepScope::Tier(index) => {
+            let (label, kind) = tier_label(insured, index);
+            match step.kind {
+                StepKind::RuleApplied => format!("{label}: 适用规则 rule applies"),
+                StepKind::NoRuleMatched => format!("{label}: 无适用规则 no rule matches this person and visit; pays 0.00"),
+                StepKind::Adjustment => format!("{label}: 调整 adjustment applies"),
+                StepKind::Deductible => format!(
+                    "{label}: 起付线 deductible {base} due on this visit, {amount} borne by the person"),
+                StepKind::Base => format!(
+                    "{label}: 计算基数 base {amount} from this visit, {base} counted earlier this year"),
+                StepKind::Threshold => format!("{label}: 起付标准 threshold {amount}"),
+                StepKind::Band => {
+                    let position = if kind.is_coinsurance() { "政策范围内累计 in-scope" } else { "基数累计 base" };
+                    format!("{label}: 分段 band {position} {}–{}: {ratio} × {base} = {amount}", step.lower, step.upper)
+                }
+                StepKind::CapReached => format!(
+                    "{label}: 封顶线 annual cap: {base} was left under the cap, {amount} not paid"),
+                StepKind::LimitedToRemaining => format!(
+                    "{label}: 以个人负担为限 limited to the {base} the person still bore; {amount} not paid"),
+                other => format!("{label}: {}", other.code()),
+            }
+        }
+        StepScope::Account => format!(
+            "个人账户 personal account pays {amount} of the {base} it may cover (balance {})",
+            claim.person.account_balance),
+        StepScope::Cash => {
+            let parts: Vec<String> = Component::ALL
+                .iter()
+                .filter(|c| !settlement.personal_by_component[c.index()].is_zero())
+                .map(|c| format!("{} {} {}", c.zh(), c.code(), settlement.personal_by_component[c.index()]))
+                .collect();
+            let account = settlement.personal_account;
+            let mut text = format!("个人现金 cash {amount}");
+            if !parts.is_empty() {
+                text.push_str(&format!(" (person's share: {}", parts.join(", ")));
+                if account > Fen::ZERO {
+                    text.push_str(&format!("; less personal account {account}"));
+                }
+                text.push(')');
+            }
+            text
+        }
+    }
+}
+
+/// Reads a named quantity off a settlement, as golden cases and reports name them:
+/// `total`, `in_scope`, `outside_catalog`, `over_limit`, `class_b_first_self_pay`,
+/// `tier.<id>`, `fund_total`, `deductible`, `personal_account`, `cash`, `personal_total`,
+/// `personal_in_scope`, `personal_in_scope_after_coinsurance`, `component.<name>`.
+pub fn quantity(settlement: &Settlement, name: &str) -> Option<Fen> {
+    let totals = settlement.totals;
+    if let Some(id) = name.strip_prefix("tier.") {
+        return settlement.paid_by_tier(id);
+    }
+    if let Some(code) = name.strip_prefix("component.") {
+        return Component::parse(code).map(|c| settlement.personal_by_component[c.index()]);
+    }
+    Some(match name {
+        "total" => totals.total,
+        "in_scope" => totals.in_scope,
+        "outside_catalog" => totals.outside_catalog,
+        "over_limit" => totals.over_limit,
+        "class_b_first_self_pay" => totals.class_b_first_self_pay,
+        "fund_total" => settlement.fund_total(),
+        "deductible" => settlement.deductible,
+        "personal_account" => settlement.personal_account,
+        "cash" => settlement.cash,
+        "personal_total" => settlement.personal_total(),
+        "personal_in_scope" => settlement.personal_in_scope(),
+        "personal_in_scope_after_coinsurance" => Component::IN_SCOPE
+            .iter()
+            .map(|c| settlement.burden_after_coinsurance[c.index()])
+            .sum(),
+        _ => return None,
+    })
+}

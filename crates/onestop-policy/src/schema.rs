@@ -1,0 +1,720 @@
+//! The policy file schema: reads one resolved tree (every dated parameter already replaced by
+//! its value on one date) into a `onestop_core::policy::Policy` snapshot.
+//!
+//! `docs/policy-format.md` documents every key read here; keep the two in step.
+
+use std::sync::Arc;
+
+use jiff::civil::Date;
+use onestop_core::claim::{
+    AssistanceCategory, CatalogClass, Category, HospitalLevel, Region, Scheme, VisitType,
+};
+use onestop_core::money::{Fen, Ratio, Rounding, UnitPrice};
+use onestop_core::policy::{
+    Accumulate, AccountRule, Adjustment, Band, BandBasis, Base, Catalog, CatalogItem, Component,
+    Deductible, DeductibleAmount, DeductiblePer, Param, Policy, RoundAt, Rule, Selector, Tier,
+    TierKind,
+};
+use onestop_core::split::{BANDS_MAX, TIERS_MAX};
+
+use crate::error::{PolicyError, PolicyErrorCode};
+use crate::read::{Reader, Table};
+use crate::tree::{Kind, Node};
+
+pub const RULES_MAX: usize = 64;
+pub const ADJUSTMENTS_MAX: usize = 16;
+pub const CATALOG_ITEMS_MAX: usize = 100_000;
+
+/// The `[policy]` header: never dated, it says what the file is and when it is in force.
+#[derive(Clone, Debug)]
+pub struct Header {
+    pub region: Region,
+    pub name: String,
+    pub valid_from: Date,
+    pub valid_to: Option<Date>,
+}
+
+pub const TOP_KEYS: &[&str] = &["policy", "catalog", "personal_account", "tiers"];
+const HEADER_KEYS: &[&str] = &[
+    "region", "name", "valid_from", "valid_to", "rounding", "needy_assistance", "source", "notes",
+];
+
+/// Reads the `[policy]` header. Dated values are not allowed here.
+pub fn header(reader: &Reader, root: &Node) -> Result<Header, PolicyError> {
+    let mut top = Table::open(reader, root, "")?;
+    let (node, path) = top.require(reader, "policy", "the [policy] header: region, name, valid_from")?;
+    let mut table = Table::open(reader, node, &path)?;
+    let (node, path) = table.require(reader, "region", "six-digit division code such as \"110000\"")?;
+    let text = match &node.kind {
+        Kind::Str(text) => text.clone(),
+        Kind::Int(value) => value.to_string(),
+        _ => return Err(reader.wrong_type(node, &path, "a six-digit division code")),
+    };
+    let region = Region::parse(&text).ok_or_else(|| {
+        reader.invalid(node, &path, format!("`{text}` is not a six-digit division code such as 110000"))
+    })?;
+    let (node, path) = table.require(reader, "name", "the region's name")?;
+    let name = reader.text(node, &path)?.to_owned();
+    let (node, path) = table.require(reader, "valid_from", "the first day the file is in force")?;
+    let valid_from = reader.date(node, &path)?;
+    let valid_to = match table.get("valid_to") {
+        Some((node, path)) => {
+            let to = reader.date(node, &path)?;
+            if to < valid_from {
+                return Err(reader.invalid(node, &path, format!("valid_to {to} is before valid_from {valid_from}")));
+            }
+            Some(to)
+        }
+        None => None,
+    };
+    for key in ["rounding", "needy_assistance", "source", "notes"] {
+        table.get(key);
+    }
+    table.finish(reader, HEADER_KEYS)?;
+    Ok(Header { region, name, valid_from, valid_to })
+}
+
+/// Reads one snapshot, valid from `from` to `to`, out of a resolved tree.
+pub fn snapshot(
+    reader: &mut Reader,
+    root: &Node,
+    header: &Header,
+    from: Date,
+    to: Option<Date>,
+) -> Result<Policy, PolicyError> {
+    let mut top = Table::open(reader, root, "")?;
+    let (policy_node, policy_path) = top.require(reader, "policy", "the [policy] header")?;
+    let mut head = Table::open(reader, policy_node, &policy_path)?;
+    let rounding = match head.get("rounding") {
+        Some((node, path)) => {
+            let value = reader.name(node, &path, |t| Rounding::ALL.into_iter().find(|r| r.name() == t),
+                "half_up, half_even, down, up")?;
+            Param::new(value, reader.source(node, &path))
+        }
+        None => Param::new(Rounding::HalfUp, reader.source(policy_node, &policy_path)),
+    };
+    let needy_assistance = match head.get("needy_assistance") {
+        Some((node, path)) => {
+            let mut bits = 0;
+            for (item, item_path) in reader.one_or_many(node, &path) {
+                bits |= reader.name(item, &item_path, AssistanceCategory::parse, &AssistanceCategory::codes())?.bit();
+            }
+            Param::new(bits, reader.source(node, &path))
+        }
+        None => Param::new(0, reader.source(policy_node, &policy_path)),
+    };
+    let catalog = match top.get("catalog") {
+        Some((node, path)) => Some(catalog(reader, node, &path)?),
+        None => None,
+    };
+    let account = match top.get("personal_account") {
+        Some((node, path)) => Some(account(reader, node, &path)?),
+        None => None,
+    };
+    let tiers = match top.get("tiers") {
+        Some((node, path)) => tiers(reader, node, &path)?,
+        None => Vec::new(),
+    };
+    top.finish(reader, TOP_KEYS)?;
+    Ok(Policy {
+        region: header.region,
+        name: header.name.clone(),
+        valid_from: from,
+        valid_to: to,
+        rounding,
+        catalog,
+        tiers,
+        account,
+        needy_assistance,
+        sources: std::mem::take(&mut reader.sources),
+    })
+}
+
+fn catalog(reader: &mut Reader, node: &Node, path: &str) -> Result<Catalog, PolicyError> {
+    let mut table = Table::open(reader, node, path)?;
+    let (ratio_node, ratio_path) = table.require(reader, "class_b_first_self_pay",
+        "the class-B first self-pay ratio, such as \"10%\", or a table by scheme")?;
+    let (employee, resident) = match &ratio_node.kind {
+        Kind::Table(_) => {
+            let mut by_scheme = Table::open(reader, ratio_node, &ratio_path)?;
+            let (node, path) = by_scheme.require(reader, "employee", "the ratio for employees")?;
+            let employee = reader.ratio(node, &path, Ratio::ONE)?;
+            let (node, path) = by_scheme.require(reader, "resident", "the ratio for residents")?;
+            let resident = reader.ratio(node, &path, Ratio::ONE)?;
+            by_scheme.finish(reader, &["employee", "resident"])?;
+            (employee, resident)
+        }
+        _ => {
+            let ratio = reader.ratio(ratio_node, &ratio_path, Ratio::ONE)?;
+            (ratio, ratio)
+        }
+    };
+    let mut items = Vec::new();
+    if let Some((node, path)) = table.get("items") {
+        let entries = reader.tables(node, &path)?;
+        if entries.len() > CATALOG_ITEMS_MAX {
+            return Err(reader.error(PolicyErrorCode::LimitExceeded, node, &path,
+                format!("{} catalog items; at most {CATALOG_ITEMS_MAX}", entries.len())));
+        }
+        for (entry, entry_path) in entries {
+            items.push(catalog_item(reader, entry, &entry_path)?);
+        }
+    }
+    table.finish(reader, &["class_b_first_self_pay", "items"])?;
+    items.sort_by(|a, b| a.code.cmp(&b.code));
+    if let Some(pair) = items.windows(2).find(|pair| pair[0].code == pair[1].code) {
+        return Err(reader.invalid(node, &format!("{path}.items"),
+            format!("catalog item code `{}` appears twice", pair[0].code)));
+    }
+    Ok(Catalog { class_b_first_self_pay_employee: employee, class_b_first_self_pay_resident: resident, items })
+}
+
+fn catalog_item(reader: &mut Reader, node: &Node, path: &str) -> Result<CatalogItem, PolicyError> {
+    let mut table = Table::open(reader, node, path)?;
+    let (code_node, code_path) = table.require(reader, "code", "the item's catalog code")?;
+    let code = reader.text(code_node, &code_path)?.to_owned();
+    table.get("name");
+    let class = match table.get("class") {
+        Some((node, path)) => {
+            let class = reader.name(node, &path, CatalogClass::parse, &CatalogClass::codes())?;
+            Some(Param::new(class, reader.source(node, &path)))
+        }
+        None => None,
+    };
+    let first_self_pay = match table.get("first_self_pay") {
+        Some((node, path)) => Some(reader.ratio(node, &path, Ratio::ONE)?),
+        None => None,
+    };
+    let price_limit = match table.get("price_limit") {
+        Some((node, path)) => {
+            let text = match &node.kind {
+                Kind::Str(text) | Kind::Float(text) => text.clone(),
+                Kind::Int(value) => value.to_string(),
+                _ => return Err(reader.wrong_type(node, &path, "a unit price such as \"35.00\"")),
+            };
+            let price = UnitPrice::parse(&text)
+                .map_err(|error| reader.invalid(node, &path, format!("`{text}` {error}")))?;
+            Some(Param::new(price, reader.source(node, &path)))
+        }
+        None => None,
+    };
+    table.finish(reader, &["code", "name", "class", "first_self_pay", "price_limit"])?;
+    Ok(CatalogItem { code, class, first_self_pay, price_limit })
+}
+
+/// Component names, with the groups `in_scope`, `out_of_scope` and `all`.
+fn components(reader: &Reader, node: &Node, path: &str) -> Result<Vec<Component>, PolicyError> {
+    let mut out: Vec<Component> = Vec::new();
+    for (item, item_path) in reader.one_or_many(node, path) {
+        let name = reader.text(item, &item_path)?;
+        let group: Vec<Component> = match name {
+            "in_scope" => Component::IN_SCOPE.to_vec(),
+            "out_of_scope" => vec![
+                Component::ClassBFirstSelfPay,
+                Component::OverLimit,
+                Component::OutsideCatalog,
+            ],
+            "all" => Component::ALL.to_vec(),
+            other => match Component::parse(other) {
+                Some(component) => vec![component],
+                None => {
+                    let known: Vec<&str> = Component::ALL.iter().map(|c| c.code()).collect();
+                    return Err(reader.invalid(item, &item_path, format!(
+                        "unknown component `{other}`; expected in_scope, out_of_scope, all or one of: {}",
+                        known.join(", "))));
+                }
+            },
+        };
+        for component in group {
+            if out.contains(&component) {
+                return Err(reader.invalid(item, &item_path, format!("component `{}` named twice", component.code())));
+            }
+            out.push(component);
+        }
+    }
+    if out.is_empty() {
+        return Err(reader.invalid(node, path, "name at least one component".to_owned()));
+    }
+    Ok(out)
+}
+
+fn account(reader: &mut Reader, node: &Node, path: &str) -> Result<AccountRule, PolicyError> {
+    let mut table = Table::open(reader, node, path)?;
+    let source = reader.source(node, path);
+    let (covers_node, covers_path) = table.require(reader, "covers", "the components the account may pay")?;
+    let covers = components(reader, covers_node, &covers_path)?;
+    let categories = match table.get("categories") {
+        Some((node, path)) => {
+            let mut bits = 0;
+            for (item, item_path) in reader.one_or_many(node, &path) {
+                bits |= reader.name(item, &item_path, Category::parse, &Category::codes())?.bit();
+            }
+            bits
+        }
+        None => Category::InService.bit() | Category::Retired.bit(),
+    };
+    table.finish(reader, &["covers", "categories"])?;
+    Ok(AccountRule { source, categories, covers })
+}
+
+const TIER_KEYS: &[&str] = &["id", "kind", "name", "accumulate", "base", "rules", "notes"];
+
+fn tiers(reader: &mut Reader, node: &Node, path: &str) -> Result<Vec<Tier>, PolicyError> {
+    let entries = reader.tables(node, path)?;
+    if entries.len() > TIERS_MAX {
+        return Err(reader.error(PolicyErrorCode::LimitExceeded, node, path,
+            format!("{} tiers; at most {TIERS_MAX}", entries.len())));
+    }
+    let mut tiers: Vec<Tier> = Vec::with_capacity(entries.len());
+    for (entry, entry_path) in entries {
+        let tier = tier(reader, entry, &entry_path, &tiers)?;
+        tiers.push(tier);
+    }
+    Ok(tiers)
+}
+
+fn tier(reader: &mut Reader, node: &Node, path: &str, earlier: &[Tier]) -> Result<Tier, PolicyError> {
+    let mut table = Table::open(reader, node, path)?;
+    let source = reader.source(node, path);
+    let (id_node, id_path) = table.require(reader, "id", "a unique id such as \"basic\"")?;
+    let id = reader.text(id_node, &id_path)?;
+    let id_ok = !id.is_empty() && id.len() <= 32
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !id_ok {
+        return Err(reader.invalid(id_node, &id_path,
+            format!("tier id `{id}` must be 1 to 32 of a-z, 0-9 and _")));
+    }
+    if earlier.iter().any(|t| &*t.id == id) {
+        return Err(reader.error(PolicyErrorCode::TiersInvalid, id_node, &id_path,
+            format!("tier id `{id}` is used twice")));
+    }
+    let id: Arc<str> = Arc::from(id);
+    let (kind_node, kind_path) = table.require(reader, "kind", "the tier kind such as \"basic_pool\"")?;
+    let kinds: Vec<&str> = TierKind::ALL.iter().map(|k| k.code()).collect();
+    let kind = reader.name(kind_node, &kind_path, TierKind::parse, &kinds.join(", "))?;
+    if kind.is_coinsurance() && earlier.iter().any(|t| !t.kind.is_coinsurance()) {
+        return Err(reader.error(PolicyErrorCode::TiersInvalid, kind_node, &kind_path,
+            format!("`{}` tiers split the in-scope amount and must come before every layer", kind.code())));
+    }
+    table.get("name");
+    table.get("notes");
+    let accumulate = match table.get("accumulate") {
+        Some((node, path)) => reader.name(node, &path, |t| match t {
+            "year" => Some(Accumulate::Year),
+            "visit" => Some(Accumulate::Visit),
+            _ => None,
+        }, "year, visit")?,
+        None => Accumulate::Year,
+    };
+    let base = base(reader, &mut table, kind, earlier, source)?;
+    let (rules_node, rules_path) = table.require(reader, "rules", "at least one [[tiers.rules]]")?;
+    let entries = reader.tables(rules_node, &rules_path)?;
+    if entries.is_empty() || entries.len() > RULES_MAX {
+        return Err(reader.error(PolicyErrorCode::LimitExceeded, rules_node, &rules_path,
+            format!("{} rules; a tier has 1 to {RULES_MAX}", entries.len())));
+    }
+    let mut rules: Vec<Rule> = Vec::with_capacity(entries.len());
+    for (entry, entry_path) in entries {
+        let rule = rule(reader, entry, &entry_path, kind)?;
+        if let Some((index, _)) = rules.iter().enumerate().find(|(_, r)| r.when.overlaps(&rule.when)) {
+            return Err(reader.error(PolicyErrorCode::RulesOverlap, entry, &entry_path, format!(
+                "this rule and {rules_path}[{index}] (line {}) both match some person and visit; \
+                 narrow one of their `when` selectors",
+                reader.sources[rules[index].source.0 as usize].line)));
+        }
+        rules.push(rule);
+    }
+    table.finish(reader, TIER_KEYS)?;
+    if kind.is_coinsurance() {
+        for other in earlier.iter().filter(|t| t.kind.is_coinsurance()) {
+            for (index, rule) in rules.iter().enumerate() {
+                if other.rules.iter().any(|r| r.when.overlaps(&rule.when)) {
+                    return Err(reader.error(PolicyErrorCode::RulesOverlap, node, &format!("{path}.rules[{index}]"),
+                        format!("this rule overlaps a rule of coinsurance tier `{}`: only one coinsurance tier may apply to a visit", other.id)));
+                }
+            }
+        }
+    }
+    Ok(Tier { id, kind, source, base, accumulate, rules })
+}
+
+fn base(
+    reader: &mut Reader,
+    table: &mut Table<'_>,
+    kind: TierKind,
+    earlier: &[Tier],
+    tier_source: onestop_core::policy::SourceId,
+) -> Result<Base, PolicyError> {
+    let Some((node, path)) = table.get("base") else {
+        let after = (0..earlier.len()).filter(|i| !earlier[*i].kind.is_coinsurance()).collect();
+        return Ok(Base { components: Component::IN_SCOPE.to_vec(), after, source: tier_source });
+    };
+    if kind.is_coinsurance() {
+        return Err(reader.error(PolicyErrorCode::UnknownKey, node, &path,
+            "coinsurance tiers take the in-scope amount; `base` is for layers".to_owned()));
+    }
+    let source = reader.source(node, &path);
+    let mut base = Table::open(reader, node, &path)?;
+    let components = match base.get("components") {
+        Some((node, path)) => components(reader, node, &path)?,
+        None => Component::IN_SCOPE.to_vec(),
+    };
+    let after = match base.get("after") {
+        Some((node, path)) => {
+            let mut after = Vec::new();
+            for (item, item_path) in reader.one_or_many(node, &path) {
+                let id = reader.text(item, &item_path)?;
+                let Some(index) = earlier.iter().position(|t| &*t.id == id) else {
+                    return Err(reader.error(PolicyErrorCode::TiersInvalid, item, &item_path,
+                        format!("`{id}` is not an earlier tier; a layer's base can only deduct tiers computed before it")));
+                };
+                if earlier[index].kind.is_coinsurance() {
+                    return Err(reader.error(PolicyErrorCode::TiersInvalid, item, &item_path,
+                        format!("`{id}` is a coinsurance tier; its payment is already outside every layer's base")));
+                }
+                after.push(index);
+            }
+            after
+        }
+        None => (0..earlier.len()).filter(|i| !earlier[*i].kind.is_coinsurance()).collect(),
+    };
+    base.finish(reader, &["components", "after"])?;
+    Ok(Base { components, after, source })
+}
+
+const RULE_KEYS: &[&str] = &[
+    "when", "pool", "cap_pool", "deductible", "threshold", "band_basis", "bands", "ratio",
+    "round_at", "cap", "adjust", "notes",
+];
+
+fn rule(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<Rule, PolicyError> {
+    let mut table = Table::open(reader, node, path)?;
+    let source = reader.source(node, path);
+    let when = match table.get("when") {
+        Some((node, path)) => selector(reader, node, &path)?,
+        None => Selector::any(),
+    };
+    table.get("notes");
+    let pool: Arc<str> = match table.get("pool") {
+        Some((node, path)) => Arc::from(pool_name(reader, node, &path)?),
+        None if !kind.is_coinsurance() => Arc::from("all"),
+        None => {
+            let visits: Vec<&VisitType> = VisitType::ALL.iter().filter(|v| when.visits & v.bit() != 0).collect();
+            match visits.as_slice() {
+                [visit] => Arc::from(visit.code()),
+                _ => return Err(reader.error(PolicyErrorCode::MissingKey, node, &table.child_path("pool"),
+                    "this rule covers several visit types: name the `pool` their deductible, bands and cap count in".to_owned())),
+            }
+        }
+    };
+    let cap_pool = match table.get("cap_pool") {
+        Some((node, path)) => Arc::from(pool_name(reader, node, &path)?),
+        None => Arc::clone(&pool),
+    };
+    let deductible = match (table.get("deductible"), kind.is_coinsurance()) {
+        (Some((node, path)), true) => Some(deductible(reader, node, &path)?),
+        (None, true) => return Err(reader.error(PolicyErrorCode::MissingKey, node, &table.child_path("deductible"),
+            "coinsurance rules need a `deductible` (write { amount = \"0\" } for none)".to_owned())),
+        (Some((node, path)), false) => return Err(reader.error(PolicyErrorCode::UnknownKey, node, &path,
+            "layers have a `threshold`, not a `deductible`".to_owned())),
+        (None, false) => None,
+    };
+    let threshold = match (table.get("threshold"), kind.is_coinsurance()) {
+        (Some((node, path)), false) => Some(reader.money(node, &path)?),
+        (Some((node, path)), true) => return Err(reader.error(PolicyErrorCode::UnknownKey, node, &path,
+            "coinsurance rules have a `deductible`, not a `threshold`".to_owned())),
+        (None, _) => None,
+    };
+    let band_basis = match table.get("band_basis") {
+        Some((node, path)) => {
+            let basis = reader.name(node, &path, |t| match t {
+                "cumulative" => Some(BandBasis::Cumulative),
+                "above_threshold" | "above_deductible" => Some(BandBasis::AboveThreshold),
+                _ => None,
+            }, "cumulative, above_threshold (alias above_deductible)")?;
+            Param::new(basis, reader.source(node, &path))
+        }
+        None => Param::new(BandBasis::Cumulative, source),
+    };
+    let nominal = match (&deductible, threshold) {
+        (Some(deductible), _) => deductible.amount.nominal(),
+        (None, Some(threshold)) => threshold.value,
+        (None, None) => Fen::ZERO,
+    };
+    let first_lower = match band_basis.value {
+        BandBasis::Cumulative => nominal,
+        BandBasis::AboveThreshold => Fen::ZERO,
+    };
+    let bands = bands(reader, &mut table, node, first_lower)?;
+    let round_at = match table.get("round_at") {
+        Some((node, path)) => {
+            let at = reader.name(node, &path, |t| match t {
+                "band" => Some(RoundAt::Band),
+                "tier" => Some(RoundAt::Tier),
+                _ => None,
+            }, "band, tier")?;
+            Param::new(at, reader.source(node, &path))
+        }
+        None => Param::new(RoundAt::Band, source),
+    };
+    let cap = match table.get("cap") {
+        Some((node, path)) => Some(reader.money(node, &path)?),
+        None => None,
+    };
+    let adjustments = match table.get("adjust") {
+        Some((node, path)) => adjustments(reader, node, &path, kind)?,
+        None => Vec::new(),
+    };
+    table.finish(reader, RULE_KEYS)?;
+    Ok(Rule { source, when, pool, cap_pool, deductible, threshold, band_basis, bands, round_at, cap, adjustments })
+}
+
+fn pool_name(reader: &Reader, node: &Node, path: &str) -> Result<String, PolicyError> {
+    let name = reader.text(node, path)?;
+    let ok = !name.is_empty() && name.len() <= 32
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok { Ok(name.to_owned()) } else {
+        Err(reader.invalid(node, path, format!("pool `{name}` must be 1 to 32 of a-z, 0-9 and _")))
+    }
+}
+
+fn bands(reader: &mut Reader, table: &mut Table<'_>, rule_node: &Node, first_lower: Fen) -> Result<Vec<Band>, PolicyError> {
+    match (table.get("bands"), table.get("ratio")) {
+        (Some(_), Some((node, path))) => Err(reader.error(PolicyErrorCode::BandsInvalid, node, &path,
+            "write either `ratio` (one band) or `bands`, not both".to_owned())),
+        (None, None) => Err(reader.error(PolicyErrorCode::MissingKey, rule_node, &table.child_path("bands"),
+            "a rule needs `ratio` (one band) or `bands`".to_owned())),
+        (None, Some((node, path))) => Ok(vec![Band { to: None, ratio: reader.ratio(node, &path, Ratio::ONE)? }]),
+        (Some((node, path)), None) => {
+            let entries = reader.tables(node, &path)?;
+            if entries.is_empty() || entries.len() > BANDS_MAX {
+                return Err(reader.error(PolicyErrorCode::LimitExceeded, node, &path,
+                    format!("{} bands; a rule has 1 to {BANDS_MAX}", entries.len())));
+            }
+            let count = entries.len();
+            let mut bands: Vec<Band> = Vec::with_capacity(count);
+            for (index, (entry, entry_path)) in entries.into_iter().enumerate() {
+                let mut band = Table::open(reader, entry, &entry_path)?;
+                let previous = bands.last().and_then(|b| b.to).map(|to| to.value);
+                if let Some((node, path)) = band.get("from") {
+                    let from = reader.money(node, &path)?.value;
+                    let expected = previous.unwrap_or(first_lower);
+                    let first_ok = index == 0 && (from.is_zero() || from == first_lower);
+                    if !first_ok && from != expected {
+                        return Err(reader.error(PolicyErrorCode::BandsInvalid, node, &path, format!(
+                            "band starts at {from} but should start at {expected}, where the previous band ends")));
+                    }
+                }
+                let to = match band.get("to") {
+                    Some((node, path)) => {
+                        let to = reader.money(node, &path)?;
+                        if index + 1 == count {
+                            return Err(reader.error(PolicyErrorCode::BandsInvalid, node, &path,
+                                "the last band is open: leave out its `to`".to_owned()));
+                        }
+                        if to.value <= previous.unwrap_or(Fen::ZERO) {
+                            return Err(reader.error(PolicyErrorCode::BandsInvalid, node, &path, format!(
+                                "band upper bound {} does not exceed the previous bound", to.value)));
+                        }
+                        Some(to)
+                    }
+                    None if index + 1 < count => {
+                        return Err(reader.error(PolicyErrorCode::BandsInvalid, entry, &entry_path,
+                            "every band but the last needs `to`".to_owned()));
+                    }
+                    None => None,
+                };
+                let (node, path) = band.require(reader, "ratio", "the ratio the tier pays in this band")?;
+                let ratio = reader.ratio(node, &path, Ratio::ONE)?;
+                band.finish(reader, &["from", "to", "ratio"])?;
+                bands.push(Band { to, ratio });
+            }
+            Ok(bands)
+        }
+    }
+}
+
+fn deductible(reader: &mut Reader, node: &Node, path: &str) -> Result<Deductible, PolicyError> {
+    let mut table = Table::open(reader, node, path)?;
+    let amount = match (table.get("amount"), table.get("by_admission"), table.get("first")) {
+        (Some((node, path)), None, None) => DeductibleAmount::Fixed(reader.money(node, &path)?),
+        (None, Some((node, path)), None) => {
+            let Kind::Array(items) = &node.kind else {
+                return Err(reader.wrong_type(node, &path, "an array of amounts, first admission first"));
+            };
+            if items.is_empty() || items.len() > 100 {
+                return Err(reader.invalid(node, &path, "list 1 to 100 deductibles, first admission first".to_owned()));
+            }
+            let mut table_amounts = Vec::with_capacity(items.len());
+            for (index, item) in items.iter().enumerate() {
+                table_amounts.push(reader.money(item, &format!("{path}[{index}]"))?);
+            }
+            DeductibleAmount::ByAdmission(table_amounts)
+        }
+        (None, None, Some((node, path))) => {
+            let first = reader.money(node, &path)?;
+            let (node, path) = table.require(reader, "step_down", "how much each later admission's deductible falls")?;
+            let step = reader.money(node, &path)?;
+            let floor = match table.get("floor") {
+                Some((node, path)) => reader.money(node, &path)?,
+                None => Param::new(Fen::ZERO, first.source),
+            };
+            DeductibleAmount::StepDown { first, step, floor }
+        }
+        (None, None, None) => return Err(reader.error(PolicyErrorCode::MissingKey, node, path,
+            "a deductible needs `amount`, `by_admission` or `first` with `step_down`".to_owned())),
+        _ => return Err(reader.invalid(node, path,
+            "write one of `amount`, `by_admission`, or `first` with `step_down`".to_owned())),
+    };
+    let per = match table.get("per") {
+        Some((node, path)) => {
+            let per = reader.name(node, &path, |t| match t {
+                "admission" => Some(DeductiblePer::Admission),
+                "year" => Some(DeductiblePer::Year),
+                "visit" => Some(DeductiblePer::Visit),
+                _ => None,
+            }, "admission, year, visit")?;
+            Param::new(per, reader.source(node, &path))
+        }
+        None if amount.nominal().is_zero() && matches!(amount, DeductibleAmount::Fixed(_)) => {
+            Param::new(DeductiblePer::Visit, reader.source(node, path))
+        }
+        None => return Err(reader.error(PolicyErrorCode::MissingKey, node, &table.child_path("per"),
+            "say whether the deductible applies per admission, year or visit".to_owned())),
+    };
+    table.finish(reader, &["amount", "by_admission", "first", "step_down", "floor", "per"])?;
+    Ok(Deductible { per, amount })
+}
+
+fn adjustments(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<Vec<Adjustment>, PolicyError> {
+    let entries = reader.tables(node, path)?;
+    if entries.len() > ADJUSTMENTS_MAX {
+        return Err(reader.error(PolicyErrorCode::LimitExceeded, node, path,
+            format!("{} adjustments; at most {ADJUSTMENTS_MAX}", entries.len())));
+    }
+    let factor_key = if kind.is_coinsurance() { "deductible_factor" } else { "threshold_factor" };
+    let mut out = Vec::with_capacity(entries.len());
+    for (entry, entry_path) in entries {
+        let mut table = Table::open(reader, entry, &entry_path)?;
+        let source = reader.source(entry, &entry_path);
+        let when = match table.get("when") {
+            Some((node, path)) => selector(reader, node, &path)?,
+            None => Selector::any(),
+        };
+        let ratio_points = match table.get("ratio_points") {
+            Some((node, path)) => Some(reader.points(node, &path)?),
+            None => None,
+        };
+        let personal_share_factor = match table.get("personal_share_factor") {
+            Some((node, path)) => Some(reader.ratio(node, &path, Ratio::ONE)?),
+            None => None,
+        };
+        let threshold_factor = match table.get(factor_key) {
+            Some((node, path)) => Some(reader.ratio(node, &path, Ratio::FACTOR_MAX)?),
+            None => None,
+        };
+        let cap = match table.get("cap") {
+            Some((node, path)) => Some(reader.money(node, &path)?),
+            None => None,
+        };
+        table.get("notes");
+        let allowed = ["when", "ratio_points", "personal_share_factor", factor_key, "cap", "notes"];
+        table.finish(reader, &allowed)?;
+        if ratio_points.is_none() && personal_share_factor.is_none() && threshold_factor.is_none() && cap.is_none() {
+            return Err(reader.error(PolicyErrorCode::MissingKey, entry, &entry_path, format!(
+                "an adjustment changes something: ratio_points, personal_share_factor, {factor_key} or cap")));
+        }
+        out.push(Adjustment { source, when, ratio_points, personal_share_factor, threshold_factor, cap });
+    }
+    Ok(out)
+}
+
+const SELECTOR_KEYS: &[&str] = &[
+    "scheme", "category", "visit", "level", "assistance", "needy", "civil_servant",
+    "enterprise_supplementary", "age_min", "age_max", "admission_min", "admission_max",
+];
+
+/// Reads a `when` selector. Absent keys match everything.
+pub fn selector(reader: &Reader, node: &Node, path: &str) -> Result<Selector, PolicyError> {
+    let mut table = Table::open(reader, node, path)?;
+    let mut selector = Selector::any();
+    if let Some((node, path)) = table.get("scheme") {
+        let mut allowed = 0;
+        for (item, item_path) in reader.one_or_many(node, &path) {
+            let scheme = reader.name(item, &item_path, Scheme::parse, &Scheme::codes())?;
+            for category in Category::ALL.iter().filter(|c| c.scheme() == scheme) {
+                allowed |= category.bit();
+            }
+        }
+        selector.categories &= allowed;
+    }
+    if let Some((node, path)) = table.get("category") {
+        let bits = bits(reader, node, &path, Category::parse, &Category::codes(), Category::bit)?;
+        if bits & selector.categories == 0 {
+            return Err(reader.invalid(node, &path, "none of these categories belongs to the scheme named".to_owned()));
+        }
+        selector.categories &= bits;
+    }
+    if let Some((node, path)) = table.get("visit") {
+        selector.visits = bits(reader, node, &path, VisitType::parse, &VisitType::codes(), VisitType::bit)?;
+    }
+    if let Some((node, path)) = table.get("level") {
+        selector.levels = bits(reader, node, &path, HospitalLevel::parse, &HospitalLevel::codes(), HospitalLevel::bit)?;
+    }
+    if let Some((node, path)) = table.get("assistance") {
+        let parse = |text: &str| match text {
+            "none" => Some(None),
+            other => AssistanceCategory::parse(other).map(Some),
+        };
+        let to_bit = |value: Option<AssistanceCategory>| value.map_or(Selector::NO_ASSISTANCE, AssistanceCategory::bit);
+        let expected = format!("none, {}", AssistanceCategory::codes());
+        selector.assistance = bits(reader, node, &path, parse, &expected, to_bit)?;
+    }
+    let flag = |table: &mut Table<'_>, key: &str| -> Result<Option<bool>, PolicyError> {
+        match table.get(key) {
+            Some((node, path)) => reader.boolean(node, &path).map(Some),
+            None => Ok(None),
+        }
+    };
+    selector.needy = flag(&mut table, "needy")?;
+    selector.civil_servant = flag(&mut table, "civil_servant")?;
+    selector.enterprise_supplementary = flag(&mut table, "enterprise_supplementary")?;
+    let bound = |table: &mut Table<'_>, key: &str, max: i64| -> Result<Option<i64>, PolicyError> {
+        match table.get(key) {
+            Some((node, path)) => reader.integer(node, &path, (0, max)).map(Some),
+            None => Ok(None),
+        }
+    };
+    let age_min = bound(&mut table, "age_min", 150)?.unwrap_or(0);
+    let age_max = bound(&mut table, "age_max", 150)?.unwrap_or(255);
+    let admission_min = bound(&mut table, "admission_min", 100)?.unwrap_or(0);
+    let admission_max = bound(&mut table, "admission_max", 100)?.unwrap_or(i64::from(u16::MAX));
+    if age_min > age_max || admission_min > admission_max {
+        return Err(reader.invalid(node, path, "a minimum exceeds its maximum".to_owned()));
+    }
+    selector.age = (u8::try_from(age_min).unwrap_or(0), u8::try_from(age_max).unwrap_or(u8::MAX));
+    selector.admission = (
+        u16::try_from(admission_min).unwrap_or(0),
+        u16::try_from(admission_max).unwrap_or(u16::MAX),
+    );
+    table.finish(reader, SELECTOR_KEYS)?;
+    Ok(selector)
+}
+
+fn bits<T: Copy>(
+    reader: &Reader,
+    node: &Node,
+    path: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    expected: &str,
+    bit: impl Fn(T) -> u32,
+) -> Result<u32, PolicyError> {
+    let mut bits = 0;
+    for (item, item_path) in reader.one_or_many(node, path) {
+        bits |= bit(reader.name(item, &item_path, &parse, expected)?);
+    }
+    if bits == 0 {
+        return Err(reader.invalid(node, path, "an empty list matches nothing".to_owned()));
+    }
+    Ok(bits)
+}
