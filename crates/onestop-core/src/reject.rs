@@ -36,6 +36,8 @@ macro_rules! rejection_codes {
 }
 
 rejection_codes! {
+    InputUnreadable = "input_unreadable", "输入文件无法读取",
+        "An input file named on the command line must exist and be readable UTF-8 text.";
     MalformedInput = "malformed_input", "报文格式错误",
         "The input must be well-formed JSON or TOML.";
     UnknownField = "unknown_field", "未知字段",

@@ -1,0 +1,82 @@
+//! `onestop calc`: one bill, from files, through the engine.
+
+use std::path::{Path, PathBuf};
+
+use onestop_api::{BillDto, ClaimDto, Format, PersonDto, SettlementDto, YtdDto, read_document};
+use onestop_core::{Claim, Rejection, RejectionCode};
+
+#[derive(clap::Args)]
+pub struct CalcArgs {
+    /// Directory of policy files (*.toml), one or more per pooling region.
+    #[arg(long, default_value = "policies")]
+    pub policies: PathBuf,
+    /// The bill (JSON or TOML by extension). It may also be a whole claim with `bill`,
+    /// `person` and `ytd` sections, in which case --person and --ytd are optional.
+    #[arg(long)]
+    pub bill: PathBuf,
+    /// The insured person (JSON or TOML).
+    #[arg(long)]
+    pub person: Option<PathBuf>,
+    /// Year-to-date accumulators (JSON or TOML); none means nothing counted yet this year.
+    #[arg(long)]
+    pub ytd: Option<PathBuf>,
+    /// Print the result as JSON for machines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn read_text(path: &Path) -> Result<String, Rejection> {
+    std::fs::read_to_string(path).map_err(|error| {
+        Rejection::new(RejectionCode::InputUnreadable, format!("cannot read {}: {error}", path.display()))
+    })
+}
+
+fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Rejection> {
+    read_document(&read_text(path)?, Format::of_path(path)).map_err(|rejection| {
+        Rejection { message: format!("{}: {}", path.display(), rejection.message), ..rejection }
+    })
+}
+
+/// Whether a document is a whole claim (has a top-level `bill`) rather than a bare bill.
+fn is_claim_document(text: &str, format: Format) -> bool {
+    match format {
+        Format::Json => serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| v.get("bill").is_some()),
+        Format::Toml => text.parse::<toml::Table>().is_ok_and(|t| t.contains_key("bill")),
+    }
+}
+
+fn load_claim(args: &CalcArgs) -> Result<(Claim, onestop_core::Accumulators), Rejection> {
+    let format = Format::of_path(&args.bill);
+    let text = read_text(&args.bill)?;
+    let mut document = if is_claim_document(&text, format) {
+        read_document::<ClaimDto>(&text, format)?
+    } else {
+        ClaimDto { bill: read::<BillDto>(&args.bill)?, ..ClaimDto::default() }
+    };
+    match &args.person {
+        Some(path) => document.person = read::<PersonDto>(path)?,
+        None if !is_claim_document(&text, format) => {
+            return Err(Rejection::new(RejectionCode::MissingField,
+                "no person: give --person FILE, or a claim file with a [person] section").field("person"));
+        }
+        None => {}
+    }
+    if let Some(path) = &args.ytd {
+        document.ytd = Some(read::<YtdDto>(path)?);
+    }
+    document.parse()
+}
+
+pub fn run(args: &CalcArgs) -> Result<(), String> {
+    let (book, _) = onestop_policy::load_dir(&args.policies).map_err(|error| error.to_string())?;
+    let (claim, ytd) = load_claim(args).map_err(|rejection| rejection.to_string())?;
+    let (settlement, insured, treatment) = book.split(&claim, &ytd).map_err(|r| r.to_string())?;
+    let dto = SettlementDto::from_core(&claim, insured, treatment, &settlement);
+    if args.json {
+        let text = serde_json::to_string_pretty(&dto).map_err(|e| e.to_string())?;
+        println!("{text}");
+    } else {
+        print!("{}", crate::table::render(&dto));
+    }
+    Ok(())
+}

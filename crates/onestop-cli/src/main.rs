@@ -1,0 +1,48 @@
+//! `onestop`: settle a medical bill through every tier in one step.
+//!
+//! `onestop calc` splits one bill from files and prints the result; the binary stays thin over
+//! `onestop-policy` (policy files), `onestop-api` (input and output formats) and `onestop-core`
+//! (the engine). Every bad input ends with its stable code on stderr and exit status 2.
+
+mod calc;
+mod table;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "onestop", version, about = "One-stop settlement of medical bills across every tier of China's medical security (一站式结算)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Split one bill across every tier and explain each amount (试算).
+    Calc(calc::CalcArgs),
+}
+
+/// Exit status for bad input (a rejection, a bad policy file, an unreadable file).
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit status for a bug: an invariant failed.
+pub const EXIT_BUG: u8 = 70;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = std::panic::catch_unwind(|| match cli.command {
+        Command::Calc(args) => calc::run(&args),
+    });
+    match outcome {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+        Err(_) => {
+            eprintln!("error: internal error: an invariant failed; this is a bug, please report it with the input");
+            ExitCode::from(EXIT_BUG)
+        }
+    }
+}
