@@ -81,7 +81,8 @@ pub struct YtdDto {
 }
 
 fn missing(field: &str, what: &str) -> Rejection {
-    Rejection::new(RejectionCode::MissingField, format!("`{field}` is required: {what}")).field(field)
+    Rejection::new(RejectionCode::MissingField, format!("`{field}` is required: {what}"))
+        .field(field)
 }
 
 fn require<'a>(value: &'a Option<Scalar>, field: &str, what: &str) -> Result<&'a str, Rejection> {
@@ -115,53 +116,92 @@ fn check_text(text: &str, field: &str) -> Result<(), Rejection> {
 
 pub fn parse_region(text: &str, field: &str) -> Result<Region, Rejection> {
     Region::parse(text).ok_or_else(|| {
-        Rejection::new(RejectionCode::RegionCodeInvalid, format!("`{text}` is not a six-digit division code such as 110000"))
-            .field(field)
+        Rejection::new(
+            RejectionCode::RegionCodeInvalid,
+            format!("`{text}` is not a six-digit division code such as 110000"),
+        )
+        .field(field)
     })
 }
 
 pub fn parse_date(text: &str, field: &str) -> Result<Date, Rejection> {
     text.parse::<Date>().ok().filter(|_| text.len() == 10).ok_or_else(|| {
-        Rejection::new(RejectionCode::DateOfServiceInvalid, format!("`{text}` is not a calendar date written YYYY-MM-DD"))
-            .field(field)
+        Rejection::new(
+            RejectionCode::DateOfServiceInvalid,
+            format!("`{text}` is not a calendar date written YYYY-MM-DD"),
+        )
+        .field(field)
     })
 }
 
 impl BillDto {
     /// Checks every field, in the order of the rejection codes.
     pub fn parse(&self) -> Result<Bill, Rejection> {
-        let date_text = require(&self.date_of_service, "date_of_service", "the date of service, YYYY-MM-DD")?;
+        let date_text =
+            require(&self.date_of_service, "date_of_service", "the date of service, YYYY-MM-DD")?;
         let date_of_service = parse_date(date_text, "date_of_service")?;
-        let region_text = require(&self.treatment_region, "treatment_region", "the division code of the place of treatment")?;
+        let region_text = require(
+            &self.treatment_region,
+            "treatment_region",
+            "the division code of the place of treatment",
+        )?;
         let treatment_region = parse_region(region_text, "treatment_region")?;
         let visit_text = require(&self.visit, "visit", "the visit type")?;
         let visit = VisitType::parse(visit_text).ok_or_else(|| {
-            Rejection::new(RejectionCode::VisitTypeUnknown,
-                format!("`{visit_text}` is not a visit type; expected one of: {}", VisitType::codes())).field("visit")
+            Rejection::new(
+                RejectionCode::VisitTypeUnknown,
+                format!(
+                    "`{visit_text}` is not a visit type; expected one of: {}",
+                    VisitType::codes()
+                ),
+            )
+            .field("visit")
         })?;
         let level_text = require(&self.level, "level", "the hospital level")?;
         let level = HospitalLevel::parse(level_text).ok_or_else(|| {
-            Rejection::new(RejectionCode::HospitalLevelUnknown,
-                format!("`{level_text}` is not a hospital level; expected one of: {}", HospitalLevel::codes())).field("level")
+            Rejection::new(
+                RejectionCode::HospitalLevelUnknown,
+                format!(
+                    "`{level_text}` is not a hospital level; expected one of: {}",
+                    HospitalLevel::codes()
+                ),
+            )
+            .field("level")
         })?;
         let admission_number = match &self.admission_number {
             None => None,
             Some(text) => {
-                let number = text.as_str().parse::<u16>().ok().filter(|n| (1..=ADMISSION_NUMBER_MAX).contains(n));
+                let number = text
+                    .as_str()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|n| (1..=ADMISSION_NUMBER_MAX).contains(n));
                 Some(number.ok_or_else(|| {
-                    Rejection::new(RejectionCode::AdmissionNumberOutOfRange,
-                        format!("`{}` is not an admission number from 1 to {ADMISSION_NUMBER_MAX}", text.as_str()))
-                        .field("admission_number")
+                    Rejection::new(
+                        RejectionCode::AdmissionNumberOutOfRange,
+                        format!(
+                            "`{}` is not an admission number from 1 to {ADMISSION_NUMBER_MAX}",
+                            text.as_str()
+                        ),
+                    )
+                    .field("admission_number")
                 })?)
             }
         };
         let dtos = self.lines.as_deref().unwrap_or_default();
         if dtos.is_empty() {
-            return Err(Rejection::new(RejectionCode::BillMustHaveLines, "the bill has no fee lines").field("lines"));
+            return Err(Rejection::new(
+                RejectionCode::BillMustHaveLines,
+                "the bill has no fee lines",
+            )
+            .field("lines"));
         }
         if dtos.len() > LINES_COUNT_MAX {
-            return Err(Rejection::new(RejectionCode::LinesCountExceedsMax,
-                format!("{} lines; a bill has at most {LINES_COUNT_MAX}", dtos.len())).field("lines"));
+            return Err(Rejection::new(
+                RejectionCode::LinesCountExceedsMax,
+                format!("{} lines; a bill has at most {LINES_COUNT_MAX}", dtos.len()),
+            )
+            .field("lines"));
         }
         let mut lines = Vec::with_capacity(dtos.len());
         let mut total = Fen::ZERO;
@@ -171,8 +211,11 @@ impl BillDto {
             lines.push(line);
         }
         if total > BILL_AMOUNT_MAX {
-            return Err(Rejection::new(RejectionCode::BillAmountExceedsMax,
-                format!("the bill totals {total}; at most {BILL_AMOUNT_MAX}")).field("lines"));
+            return Err(Rejection::new(
+                RejectionCode::BillAmountExceedsMax,
+                format!("the bill totals {total}; at most {BILL_AMOUNT_MAX}"),
+            )
+            .field("lines"));
         }
         Ok(Bill {
             date_of_service,
@@ -186,7 +229,12 @@ impl BillDto {
     }
 }
 
-fn decimal_error(code: RejectionCode, text: &str, error: DecimalParseError, field: &str) -> Rejection {
+fn decimal_error(
+    code: RejectionCode,
+    text: &str,
+    error: DecimalParseError,
+    field: &str,
+) -> Rejection {
     Rejection::new(code, format!("`{text}` {error}")).field(field)
 }
 
@@ -197,48 +245,90 @@ impl LineDto {
         check_text(&code, &field("code"))?;
         let name = self.name.clone().unwrap_or_default();
         check_text(&name, &field("name"))?;
-        let class_text = require(&self.class, &field("class"), "the catalog class: a, b or outside")?;
+        let class_text =
+            require(&self.class, &field("class"), "the catalog class: a, b or outside")?;
         let class = CatalogClass::parse(&class_text.to_ascii_lowercase()).ok_or_else(|| {
-            Rejection::new(RejectionCode::LineClassUnknown,
-                format!("`{class_text}` is not a catalog class; expected one of: {}", CatalogClass::codes()))
-                .field(field("class"))
+            Rejection::new(
+                RejectionCode::LineClassUnknown,
+                format!(
+                    "`{class_text}` is not a catalog class; expected one of: {}",
+                    CatalogClass::codes()
+                ),
+            )
+            .field(field("class"))
         })?;
         let amount_text = require(&self.amount, &field("amount"), "the line's amount in yuan")?;
         let amount = amount(amount_text, &field("amount"))?;
         if amount > LINE_AMOUNT_MAX {
-            return Err(Rejection::new(RejectionCode::LineAmountExceedsMax,
-                format!("{amount} exceeds {LINE_AMOUNT_MAX}")).field(field("amount")));
+            return Err(Rejection::new(
+                RejectionCode::LineAmountExceedsMax,
+                format!("{amount} exceeds {LINE_AMOUNT_MAX}"),
+            )
+            .field(field("amount")));
         }
         let quantity = match &self.quantity {
             None => Quantity::ONE,
             Some(text) => Quantity::parse(text.as_str())
-                .map_err(|e| decimal_error(RejectionCode::LineQuantityInvalid, text.as_str(), e, &field("quantity")))
+                .map_err(|e| {
+                    decimal_error(
+                        RejectionCode::LineQuantityInvalid,
+                        text.as_str(),
+                        e,
+                        &field("quantity"),
+                    )
+                })
                 .and_then(|q| {
-                    if q.0 > 0 && q <= Quantity::MAX { Ok(q) } else {
-                        Err(Rejection::new(RejectionCode::LineQuantityInvalid,
-                            format!("`{}` must be above 0 and at most {}", text.as_str(), Quantity::MAX))
-                            .field(field("quantity")))
+                    if q.0 > 0 && q <= Quantity::MAX {
+                        Ok(q)
+                    } else {
+                        Err(Rejection::new(
+                            RejectionCode::LineQuantityInvalid,
+                            format!(
+                                "`{}` must be above 0 and at most {}",
+                                text.as_str(),
+                                Quantity::MAX
+                            ),
+                        )
+                        .field(field("quantity")))
                     }
                 })?,
         };
         let price = |value: &Option<Scalar>, name: &str| -> Result<Option<UnitPrice>, Rejection> {
-            value.as_ref().map(|text| {
-                UnitPrice::parse(text.as_str())
-                    .map_err(|e| decimal_error(RejectionCode::LineUnitPriceInvalid, text.as_str(), e, &field(name)))
-            }).transpose()
+            value
+                .as_ref()
+                .map(|text| {
+                    UnitPrice::parse(text.as_str()).map_err(|e| {
+                        decimal_error(
+                            RejectionCode::LineUnitPriceInvalid,
+                            text.as_str(),
+                            e,
+                            &field(name),
+                        )
+                    })
+                })
+                .transpose()
         };
         let unit_price = match price(&self.unit_price, "unit_price")? {
             Some(unit_price) => {
                 let expected = unit_price.extend(quantity, Rounding::HalfUp);
                 if expected != amount {
-                    return Err(Rejection::new(RejectionCode::LineAmountMustEqualQuantityTimesUnitPrice,
-                        format!("{quantity} × {unit_price} = {expected}, but the amount is {amount}"))
-                        .field(field("amount")));
+                    return Err(Rejection::new(
+                        RejectionCode::LineAmountMustEqualQuantityTimesUnitPrice,
+                        format!(
+                            "{quantity} × {unit_price} = {expected}, but the amount is {amount}"
+                        ),
+                    )
+                    .field(field("amount")));
                 }
                 unit_price
             }
             None if self.quantity.is_none() => UnitPrice::from_fen(amount),
-            None => return Err(missing(&field("unit_price"), "a line that gives a quantity gives its unit price too")),
+            None => {
+                return Err(missing(
+                    &field("unit_price"),
+                    "a line that gives a quantity gives its unit price too",
+                ));
+            }
         };
         let price_limit = price(&self.price_limit, "price_limit")?;
         Ok(Line { code, name, class, quantity, unit_price, amount, price_limit })
@@ -247,31 +337,61 @@ impl LineDto {
 
 impl PersonDto {
     pub fn parse(&self) -> Result<Person, Rejection> {
-        let region_text = require(&self.insured_region, "insured_region", "the division code where the person is insured")?;
+        let region_text = require(
+            &self.insured_region,
+            "insured_region",
+            "the division code where the person is insured",
+        )?;
         let insured_region = parse_region(region_text, "insured_region")?;
         let category_text = require(&self.category, "category", "the person's category")?;
         let category = Category::parse(category_text).ok_or_else(|| {
-            Rejection::new(RejectionCode::CategoryUnknown,
-                format!("`{category_text}` is not a category; expected one of: {}", Category::codes())).field("category")
+            Rejection::new(
+                RejectionCode::CategoryUnknown,
+                format!(
+                    "`{category_text}` is not a category; expected one of: {}",
+                    Category::codes()
+                ),
+            )
+            .field("category")
         })?;
         let age_text = require(&self.age, "age", "the person's age in years")?;
         let age = age_text.parse::<u8>().ok().filter(|age| *age <= AGE_MAX).ok_or_else(|| {
-            Rejection::new(RejectionCode::AgeOutOfRange, format!("`{age_text}` is not an age from 0 to {AGE_MAX}")).field("age")
+            Rejection::new(
+                RejectionCode::AgeOutOfRange,
+                format!("`{age_text}` is not an age from 0 to {AGE_MAX}"),
+            )
+            .field("age")
         })?;
-        let assistance = match self.assistance.as_ref().map(Scalar::as_str).filter(|s| !s.is_empty() && *s != "none") {
+        let assistance = match self
+            .assistance
+            .as_ref()
+            .map(Scalar::as_str)
+            .filter(|s| !s.is_empty() && *s != "none")
+        {
             None => None,
             Some(text) => Some(AssistanceCategory::parse(text).ok_or_else(|| {
-                Rejection::new(RejectionCode::AssistanceCategoryUnknown,
-                    format!("`{text}` is not an assistance category; expected one of: {}", AssistanceCategory::codes()))
-                    .field("assistance")
+                Rejection::new(
+                    RejectionCode::AssistanceCategoryUnknown,
+                    format!(
+                        "`{text}` is not an assistance category; expected one of: {}",
+                        AssistanceCategory::codes()
+                    ),
+                )
+                .field("assistance")
             })?),
         };
         let account_balance = match &self.account_balance {
             None => Fen::ZERO,
-            Some(text) => Fen::parse_yuan(text.as_str()).ok().filter(|fen| *fen >= Fen::ZERO).ok_or_else(|| {
-                Rejection::new(RejectionCode::AccountBalanceInvalid,
-                    format!("`{}` is not a non-negative amount of yuan", text.as_str())).field("account_balance")
-            })?,
+            Some(text) => Fen::parse_yuan(text.as_str())
+                .ok()
+                .filter(|fen| *fen >= Fen::ZERO)
+                .ok_or_else(|| {
+                    Rejection::new(
+                        RejectionCode::AccountBalanceInvalid,
+                        format!("`{}` is not a non-negative amount of yuan", text.as_str()),
+                    )
+                    .field("account_balance")
+                })?,
         };
         Ok(Person {
             insured_region,
@@ -294,13 +414,25 @@ impl YtdDto {
         };
         let year = match &self.year {
             None => default_year,
-            Some(text) => text.as_str().parse::<i16>().ok().filter(|y| (1900..=9999).contains(y))
-                .ok_or_else(|| invalid("ytd.year", format!("`{}` is not a year", text.as_str())))?,
+            Some(text) => {
+                text.as_str().parse::<i16>().ok().filter(|y| (1900..=9999).contains(y)).ok_or_else(
+                    || invalid("ytd.year", format!("`{}` is not a year", text.as_str())),
+                )?
+            }
         };
         let mut accumulators = Accumulators::new(year);
         if let Some(text) = &self.admissions {
-            accumulators.admissions = text.as_str().parse::<u16>().ok().filter(|n| *n <= ADMISSION_NUMBER_MAX)
-                .ok_or_else(|| invalid("ytd.admissions", format!("`{}` is not a number of admissions", text.as_str())))?;
+            accumulators.admissions = text
+                .as_str()
+                .parse::<u16>()
+                .ok()
+                .filter(|n| *n <= ADMISSION_NUMBER_MAX)
+                .ok_or_else(|| {
+                    invalid(
+                        "ytd.admissions",
+                        format!("`{}` is not a number of admissions", text.as_str()),
+                    )
+                })?;
         }
         for (tier, pools) in &self.tiers {
             for (pool, counters) in pools {
@@ -308,9 +440,23 @@ impl YtdDto {
                     let field = format!("ytd.tiers.{tier}.{pool}.{counter}");
                     let counter = Counter::parse(counter).ok_or_else(|| invalid(&field, format!(
                         "unknown counter `{counter}`; expected one of: deductible_met, in_scope, eligible, base, paid")))?;
-                    let fen = Fen::parse_yuan(value.as_str()).ok().filter(|fen| *fen >= Fen::ZERO)
-                        .ok_or_else(|| invalid(&field, format!("`{}` is not a non-negative amount of yuan", value.as_str())))?;
-                    let key = AccumulatorKey { tier: Arc::from(tier.as_str()), pool: Arc::from(pool.as_str()), counter };
+                    let fen = Fen::parse_yuan(value.as_str())
+                        .ok()
+                        .filter(|fen| *fen >= Fen::ZERO)
+                        .ok_or_else(|| {
+                            invalid(
+                                &field,
+                                format!(
+                                    "`{}` is not a non-negative amount of yuan",
+                                    value.as_str()
+                                ),
+                            )
+                        })?;
+                    let key = AccumulatorKey {
+                        tier: Arc::from(tier.as_str()),
+                        pool: Arc::from(pool.as_str()),
+                        counter,
+                    };
                     accumulators.add(&key, fen);
                 }
             }
@@ -320,7 +466,8 @@ impl YtdDto {
 
     /// The wire form of accumulators.
     pub fn from_core(accumulators: &Accumulators) -> YtdDto {
-        let mut tiers: BTreeMap<String, BTreeMap<String, BTreeMap<String, Scalar>>> = BTreeMap::new();
+        let mut tiers: BTreeMap<String, BTreeMap<String, BTreeMap<String, Scalar>>> =
+            BTreeMap::new();
         for (key, value) in accumulators.entries() {
             tiers
                 .entry(key.tier.to_string())

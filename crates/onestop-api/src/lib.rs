@@ -27,22 +27,31 @@ pub enum Format {
 impl Format {
     /// By file extension: `.toml` is TOML, anything else JSON.
     pub fn of_path(path: &std::path::Path) -> Format {
-        if path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("toml")) { Format::Toml } else { Format::Json }
+        if path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("toml")) {
+            Format::Toml
+        } else {
+            Format::Json
+        }
     }
 }
 
 /// Reads a document into a DTO, mapping every failure to a rejection with its field path.
 pub fn read_document<T: DeserializeOwned>(text: &str, format: Format) -> Result<T, Rejection> {
     if text.len() > DOCUMENT_BYTES_MAX {
-        return Err(Rejection::new(RejectionCode::MalformedInput,
-            format!("{} bytes; a document has at most {DOCUMENT_BYTES_MAX}", text.len())));
+        return Err(Rejection::new(
+            RejectionCode::MalformedInput,
+            format!("{} bytes; a document has at most {DOCUMENT_BYTES_MAX}", text.len()),
+        ));
     }
     match format {
         Format::Json => {
             let mut deserializer = serde_json::Deserializer::from_str(text);
-            let value = serde_path_to_error::deserialize(&mut deserializer)
-                .map_err(|error| serde_rejection(error.path().to_string(), &error.inner().to_string()))?;
-            deserializer.end().map_err(|error| serde_rejection(String::new(), &error.to_string()))?;
+            let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+                serde_rejection(error.path().to_string(), &error.inner().to_string())
+            })?;
+            deserializer
+                .end()
+                .map_err(|error| serde_rejection(String::new(), &error.to_string()))?;
             Ok(value)
         }
         Format::Toml => {

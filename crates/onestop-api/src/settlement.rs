@@ -117,7 +117,12 @@ pub struct SettlementDto {
 }
 
 impl SettlementDto {
-    pub fn from_core(claim: &Claim, insured: &Policy, treatment: &Policy, settlement: &Settlement) -> SettlementDto {
+    pub fn from_core(
+        claim: &Claim,
+        insured: &Policy,
+        treatment: &Policy,
+        settlement: &Settlement,
+    ) -> SettlementDto {
         let bill = &claim.bill;
         let lines = bill
             .lines
@@ -184,7 +189,9 @@ impl SettlementDto {
             personal_in_scope: settlement.personal_in_scope().to_string(),
             personal_by_component: Component::ALL
                 .iter()
-                .map(|c| (c.code().to_owned(), settlement.personal_by_component[c.index()].to_string()))
+                .map(|c| {
+                    (c.code().to_owned(), settlement.personal_by_component[c.index()].to_string())
+                })
                 .collect(),
             explanation,
             accumulators: YtdDto::from_core(&settlement.accumulators),
@@ -208,9 +215,19 @@ fn source_of(insured: &Policy, treatment: &Policy, scope: StepScope, id: SourceI
     }
 }
 
-fn step_dto(claim: &Claim, insured: &Policy, treatment: &Policy, settlement: &Settlement, step: &Step) -> StepDto {
-    let parameters: Vec<ParameterDto> =
-        step.sources.iter().flatten().map(|id| source_of(insured, treatment, step.scope, *id)).collect();
+fn step_dto(
+    claim: &Claim,
+    insured: &Policy,
+    treatment: &Policy,
+    settlement: &Settlement,
+    step: &Step,
+) -> StepDto {
+    let parameters: Vec<ParameterDto> = step
+        .sources
+        .iter()
+        .flatten()
+        .map(|id| source_of(insured, treatment, step.scope, *id))
+        .collect();
     let scope = match step.scope {
         StepScope::Line(index) => format!("line:{index}"),
         StepScope::Tier(index) => format!("tier:{}", insured.tiers[usize::from(index)].id),
@@ -220,7 +237,10 @@ fn step_dto(claim: &Claim, insured: &Policy, treatment: &Policy, settlement: &Se
     let banded = matches!(step.kind, StepKind::Band);
     let mut text = describe(claim, insured, settlement, step);
     if let Some(first) = parameters.first() {
-        text.push_str(&format!(" [{} @ {}:{}, 自 from {}]", first.path, first.file, first.line, first.effective_from));
+        text.push_str(&format!(
+            " [{} @ {}:{}, 自 from {}]",
+            first.path, first.file, first.line, first.effective_from
+        ));
     }
     StepDto {
         scope,
@@ -250,10 +270,15 @@ pub fn describe(claim: &Claim, insured: &Policy, settlement: &Settlement, step: 
             let line = &claim.bill.lines[index as usize];
             let label = format!("第{}行 line {} {}", index + 1, index + 1, line.name);
             match step.kind {
-                StepKind::OutsideCatalog => format!("{label}: 目录外全自费 outside the catalog, {amount} self-paid in full"),
-                StepKind::OverLimit => format!("{label}: 超限价自费 over the price limit, {amount} above the {base} allowed"),
+                StepKind::OutsideCatalog => {
+                    format!("{label}: 目录外全自费 outside the catalog, {amount} self-paid in full")
+                }
+                StepKind::OverLimit => format!(
+                    "{label}: 超限价自费 over the price limit, {amount} above the {base} allowed"
+                ),
                 StepKind::ClassBFirstSelfPay => format!(
-                    "{label}: 乙类先行自付 class-B first self-pay {ratio} × {base} = {amount} (rounded per line)"),
+                    "{label}: 乙类先行自付 class-B first self-pay {ratio} × {base} = {amount} (rounded per line)"
+                ),
                 other => format!("{label}: {}", other.code()),
             }
         }
@@ -261,32 +286,53 @@ pub fn describe(claim: &Claim, insured: &Policy, settlement: &Settlement, step: 
             let (label, kind) = tier_label(insured, index);
             match step.kind {
                 StepKind::RuleApplied => format!("{label}: 适用规则 rule applies"),
-                StepKind::NoRuleMatched => format!("{label}: 无适用规则 no rule matches this person and visit; pays 0.00"),
+                StepKind::NoRuleMatched => {
+                    format!("{label}: 无适用规则 no rule matches this person and visit; pays 0.00")
+                }
                 StepKind::Adjustment => format!("{label}: 调整 adjustment applies"),
                 StepKind::Deductible => format!(
-                    "{label}: 起付线 deductible {base} due on this visit, {amount} borne by the person"),
+                    "{label}: 起付线 deductible {base} due on this visit, {amount} borne by the person"
+                ),
                 StepKind::Base => format!(
-                    "{label}: 计算基数 base {amount} from this visit, {base} counted earlier this year"),
+                    "{label}: 计算基数 base {amount} from this visit, {base} counted earlier this year"
+                ),
                 StepKind::Threshold => format!("{label}: 起付标准 threshold {amount}"),
                 StepKind::Band => {
-                    let position = if kind.is_coinsurance() { "政策范围内累计 in-scope" } else { "基数累计 base" };
-                    format!("{label}: 分段 band {position} {}–{}: {ratio} × {base} = {amount}", step.lower, step.upper)
+                    let position = if kind.is_coinsurance() {
+                        "政策范围内累计 in-scope"
+                    } else {
+                        "基数累计 base"
+                    };
+                    format!(
+                        "{label}: 分段 band {position} {}–{}: {ratio} × {base} = {amount}",
+                        step.lower, step.upper
+                    )
                 }
                 StepKind::CapReached => format!(
-                    "{label}: 封顶线 annual cap: {base} was left under the cap, {amount} not paid"),
+                    "{label}: 封顶线 annual cap: {base} was left under the cap, {amount} not paid"
+                ),
                 StepKind::LimitedToRemaining => format!(
-                    "{label}: 以个人负担为限 limited to the {base} the person still bore; {amount} not paid"),
+                    "{label}: 以个人负担为限 limited to the {base} the person still bore; {amount} not paid"
+                ),
                 other => format!("{label}: {}", other.code()),
             }
         }
         StepScope::Account => format!(
             "个人账户 personal account pays {amount} of the {base} it may cover (balance {})",
-            claim.person.account_balance),
+            claim.person.account_balance
+        ),
         StepScope::Cash => {
             let parts: Vec<String> = Component::ALL
                 .iter()
                 .filter(|c| !settlement.personal_by_component[c.index()].is_zero())
-                .map(|c| format!("{} {} {}", c.zh(), c.code(), settlement.personal_by_component[c.index()]))
+                .map(|c| {
+                    format!(
+                        "{} {} {}",
+                        c.zh(),
+                        c.code(),
+                        settlement.personal_by_component[c.index()]
+                    )
+                })
                 .collect();
             let account = settlement.personal_account;
             let mut text = format!("个人现金 cash {amount}");
@@ -326,10 +372,9 @@ pub fn quantity(settlement: &Settlement, name: &str) -> Option<Fen> {
         "cash" => settlement.cash,
         "personal_total" => settlement.personal_total(),
         "personal_in_scope" => settlement.personal_in_scope(),
-        "personal_in_scope_after_coinsurance" => Component::IN_SCOPE
-            .iter()
-            .map(|c| settlement.burden_after_coinsurance[c.index()])
-            .sum(),
+        "personal_in_scope_after_coinsurance" => {
+            Component::IN_SCOPE.iter().map(|c| settlement.burden_after_coinsurance[c.index()]).sum()
+        }
         _ => return None,
     })
 }

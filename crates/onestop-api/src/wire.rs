@@ -62,8 +62,9 @@ mod tests {
 
     #[test]
     fn floats_keep_the_decimal_written() {
-        let parsed: Vec<Scalar> = serde_json::from_str(r#"[0.1, 31.77, 613449.15, 1300, "85%", 1e2, 9999999999.99]"#)
-            .expect("valid JSON");
+        let parsed: Vec<Scalar> =
+            serde_json::from_str(r#"[0.1, 31.77, 613449.15, 1300, "85%", 1e2, 9999999999.99]"#)
+                .expect("valid JSON");
         let texts: Vec<&str> = parsed.iter().map(Scalar::as_str).collect();
         assert_eq!(texts, ["0.1", "31.77", "613449.15", "1300", "85%", "100", "9999999999.99"]);
     }

@@ -49,12 +49,14 @@ fn repo_root() -> PathBuf {
 
 fn read<T: serde::de::DeserializeOwned>(path: &Path) -> T {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    read_document(&text, Format::of_path(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    read_document(&text, Format::of_path(path))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Runs every case of one example directory and returns each expected key's computed amount.
 fn run_example(dir: &Path) -> (Expected, BTreeMap<String, Fen>) {
-    let (book, _) = onestop_policy::load_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let (book, _) =
+        onestop_policy::load_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let case_dir = dir.join("case");
     let expected: Expected = {
         let text = std::fs::read_to_string(case_dir.join("expected.toml")).expect("expected.toml");
@@ -63,7 +65,8 @@ fn run_example(dir: &Path) -> (Expected, BTreeMap<String, Fen>) {
     let mut settlements = BTreeMap::new();
     for (name, case) in &expected.cases {
         let bill: BillDto = read(&case_dir.join(case.bill.as_deref().unwrap_or("bill.toml")));
-        let person: PersonDto = read(&case_dir.join(case.person.as_deref().unwrap_or("person.toml")));
+        let person: PersonDto =
+            read(&case_dir.join(case.person.as_deref().unwrap_or("person.toml")));
         let ytd: YtdDto = case.ytd.as_ref().map(|f| read(&case_dir.join(f))).unwrap_or_default();
         let bill = bill.parse().expect("bill parses");
         let person = person.parse().expect("person parses");
@@ -72,9 +75,13 @@ fn run_example(dir: &Path) -> (Expected, BTreeMap<String, Fen>) {
         let (settlement, _, _) = book.split(&claim, &ytd).unwrap_or_else(|e| panic!("{name}: {e}"));
         settlements.insert(name.clone(), settlement);
     }
-    let only_case = (expected.cases.len() == 1).then(|| expected.cases.keys().next().cloned()).flatten();
+    let only_case =
+        (expected.cases.len() == 1).then(|| expected.cases.keys().next().cloned()).flatten();
     let lookup = |case: &Option<String>, name: &str| -> Fen {
-        let case = case.clone().or_else(|| only_case.clone()).expect("name the case when there are several");
+        let case = case
+            .clone()
+            .or_else(|| only_case.clone())
+            .expect("name the case when there are several");
         quantity(&settlements[&case], name).unwrap_or_else(|| panic!("unknown quantity `{name}`"))
     };
     let mut computed = BTreeMap::new();
@@ -107,20 +114,26 @@ fn every_worked_example_gives_its_published_amounts() {
         for (key, expectation) in &expected.expected {
             let want = Fen::parse_yuan(&expectation.amount).expect("amount");
             if computed[key] != want {
-                failures.push(format!("{id}: {key}: computed {} but published {want}", computed[key]));
+                failures
+                    .push(format!("{id}: {key}: computed {} but published {want}", computed[key]));
             }
         }
         let published = shared.join(format!("{id}.json"));
         if published.exists() {
-            let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&published).expect("read"))
-                .expect("example JSON");
+            let json: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&published).expect("read"))
+                    .expect("example JSON");
             let published_expected = json["expected"].as_object().expect("expected block");
             for (key, value) in published_expected {
                 let want = Fen::parse_yuan(value.as_str().expect("yuan string")).expect("amount");
                 match computed.get(key) {
                     Some(got) if *got == want => {}
-                    Some(got) => failures.push(format!("{id}: {key}: computed {got} but the shared example says {want}")),
-                    None => failures.push(format!("{id}: expected key `{key}` is not mapped in case/expected.toml")),
+                    Some(got) => failures.push(format!(
+                        "{id}: {key}: computed {got} but the shared example says {want}"
+                    )),
+                    None => failures.push(format!(
+                        "{id}: expected key `{key}` is not mapped in case/expected.toml"
+                    )),
                 }
             }
         }
@@ -136,7 +149,10 @@ fn every_shared_example_has_a_directory() {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "json") {
             let id = path.file_stem().expect("stem").to_string_lossy().into_owned();
-            assert!(repo_root().join("policies/examples").join(&id).is_dir(), "no policies/examples/{id}/");
+            assert!(
+                repo_root().join("policies/examples").join(&id).is_dir(),
+                "no policies/examples/{id}/"
+            );
         }
     }
 }

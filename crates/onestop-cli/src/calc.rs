@@ -27,20 +27,26 @@ pub struct CalcArgs {
 
 fn read_text(path: &Path) -> Result<String, Rejection> {
     std::fs::read_to_string(path).map_err(|error| {
-        Rejection::new(RejectionCode::InputUnreadable, format!("cannot read {}: {error}", path.display()))
+        Rejection::new(
+            RejectionCode::InputUnreadable,
+            format!("cannot read {}: {error}", path.display()),
+        )
     })
 }
 
 fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Rejection> {
-    read_document(&read_text(path)?, Format::of_path(path)).map_err(|rejection| {
-        Rejection { message: format!("{}: {}", path.display(), rejection.message), ..rejection }
+    read_document(&read_text(path)?, Format::of_path(path)).map_err(|rejection| Rejection {
+        message: format!("{}: {}", path.display(), rejection.message),
+        ..rejection
     })
 }
 
 /// Whether a document is a whole claim (has a top-level `bill`) rather than a bare bill.
 fn is_claim_document(text: &str, format: Format) -> bool {
     match format {
-        Format::Json => serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| v.get("bill").is_some()),
+        Format::Json => {
+            serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| v.get("bill").is_some())
+        }
         Format::Toml => text.parse::<toml::Table>().is_ok_and(|t| t.contains_key("bill")),
     }
 }
@@ -56,8 +62,11 @@ fn load_claim(args: &CalcArgs) -> Result<(Claim, onestop_core::Accumulators), Re
     match &args.person {
         Some(path) => document.person = read::<PersonDto>(path)?,
         None if !is_claim_document(&text, format) => {
-            return Err(Rejection::new(RejectionCode::MissingField,
-                "no person: give --person FILE, or a claim file with a [person] section").field("person"));
+            return Err(Rejection::new(
+                RejectionCode::MissingField,
+                "no person: give --person FILE, or a claim file with a [person] section",
+            )
+            .field("person"));
         }
         None => {}
     }

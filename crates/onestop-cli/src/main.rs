@@ -12,7 +12,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "onestop", version, about = "One-stop settlement of medical bills across every tier of China's medical security (一站式结算)")]
+#[command(
+    name = "onestop",
+    version,
+    about = "One-stop settlement of medical bills across every tier of China's medical security (一站式结算)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,7 +45,9 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_BAD_INPUT)
         }
         Err(_) => {
-            eprintln!("error: internal error: an invariant failed; this is a bug, please report it with the input");
+            eprintln!(
+                "error: internal error: an invariant failed; this is a bug, please report it with the input"
+            );
             ExitCode::from(EXIT_BUG)
         }
     }

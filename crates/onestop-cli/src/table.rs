@@ -20,14 +20,26 @@ fn pad_left(text: &str, width: usize) -> String {
 fn columns(rows: &[Vec<String>], numeric: &[bool]) -> String {
     let count = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..count)
-        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| UnicodeWidthStr::width(c.as_str())).max().unwrap_or(0))
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| UnicodeWidthStr::width(c.as_str()))
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in rows {
         let cells: Vec<String> = row
             .iter()
             .enumerate()
-            .map(|(i, cell)| if numeric.get(i).copied().unwrap_or(false) { pad_left(cell, widths[i]) } else { pad_right(cell, widths[i]) })
+            .map(|(i, cell)| {
+                if numeric.get(i).copied().unwrap_or(false) {
+                    pad_left(cell, widths[i])
+                } else {
+                    pad_right(cell, widths[i])
+                }
+            })
             .collect();
         let _ = writeln!(out, "  {}", cells.join("  ").trim_end());
     }
@@ -49,38 +61,76 @@ fn visit_label(code: &str) -> String {
 
 pub fn render(s: &SettlementDto) -> String {
     let mut out = String::new();
-    let admission = s.admission_number.map(|n| format!(" · 第{n}次住院 admission {n}")).unwrap_or_default();
-    let level = onestop_core::HospitalLevel::parse(&s.level).map_or("", onestop_core::HospitalLevel::zh);
-    let _ = writeln!(out, "onestop calc · {} · {} · {level} level {}{admission}", s.date_of_service, visit_label(&s.visit), s.level);
+    let admission =
+        s.admission_number.map(|n| format!(" · 第{n}次住院 admission {n}")).unwrap_or_default();
+    let level =
+        onestop_core::HospitalLevel::parse(&s.level).map_or("", onestop_core::HospitalLevel::zh);
+    let _ = writeln!(
+        out,
+        "onestop calc · {} · {} · {level} level {}{admission}",
+        s.date_of_service,
+        visit_label(&s.visit),
+        s.level
+    );
     let policy = |p: &onestop_api::settlement::PolicyRefDto| {
-        format!("{} {} (policy {} to {})", p.region, p.name, p.valid_from, p.valid_to.as_deref().unwrap_or("open"))
+        format!(
+            "{} {} (policy {} to {})",
+            p.region,
+            p.name,
+            p.valid_from,
+            p.valid_to.as_deref().unwrap_or("open")
+        )
     };
     let _ = writeln!(out, "参保地 insured:   {}", policy(&s.insured_policy));
     let _ = writeln!(out, "就医地 treatment: {}", policy(&s.treatment_policy));
 
     let _ = writeln!(out, "\n费用明细 Lines");
     let mut rows = vec![vec![
-        "#".into(), "code".into(), "name".into(), "class".into(), "amount".into(),
-        "全自费 outside".into(), "超限价 over-limit".into(), "先行自付 B-first".into(), "范围内 in-scope".into(),
+        "#".into(),
+        "code".into(),
+        "name".into(),
+        "class".into(),
+        "amount".into(),
+        "全自费 outside".into(),
+        "超限价 over-limit".into(),
+        "先行自付 B-first".into(),
+        "范围内 in-scope".into(),
     ]];
     for line in &s.lines {
         rows.push(vec![
-            (line.index + 1).to_string(), line.code.clone(), line.name.clone(), class_label(&line.class).into(),
-            line.amount.clone(), line.outside_catalog.clone(), line.over_limit.clone(),
-            line.class_b_first_self_pay.clone(), line.in_scope.clone(),
+            (line.index + 1).to_string(),
+            line.code.clone(),
+            line.name.clone(),
+            class_label(&line.class).into(),
+            line.amount.clone(),
+            line.outside_catalog.clone(),
+            line.over_limit.clone(),
+            line.class_b_first_self_pay.clone(),
+            line.in_scope.clone(),
         ]);
     }
     let t = &s.totals;
     rows.push(vec![
-        String::new(), "合计".into(), "total".into(), String::new(), t.total.clone(), t.outside_catalog.clone(),
-        t.over_limit.clone(), t.class_b_first_self_pay.clone(), t.in_scope.clone(),
+        String::new(),
+        "合计".into(),
+        "total".into(),
+        String::new(),
+        t.total.clone(),
+        t.outside_catalog.clone(),
+        t.over_limit.clone(),
+        t.class_b_first_self_pay.clone(),
+        t.in_scope.clone(),
     ]);
     out.push_str(&columns(&rows, &[true, false, false, false, true, true, true, true, true]));
 
     let _ = writeln!(out, "\n各项支付 Payments");
     let mut rows = Vec::new();
     for tier in &s.tiers {
-        rows.push(vec![format!("{} {}", tier.name_zh, tier.name_en), format!("({})", tier.id), tier.amount.clone()]);
+        rows.push(vec![
+            format!("{} {}", tier.name_zh, tier.name_en),
+            format!("({})", tier.id),
+            tier.amount.clone(),
+        ]);
     }
     rows.push(vec!["基金支付合计 fund total".into(), String::new(), s.fund_total.clone()]);
     rows.push(vec!["个人账户 personal account".into(), String::new(), s.personal_account.clone()]);
@@ -88,22 +138,33 @@ pub fn render(s: &SettlementDto) -> String {
     rows.push(vec!["个人负担合计 personal total".into(), String::new(), s.personal_total.clone()]);
     rows.push(vec!["医疗费总额 bill total".into(), String::new(), s.totals.total.clone()]);
     out.push_str(&columns(&rows, &[false, false, true]));
-    let _ = writeln!(out, "  实际支付起付线 deductible borne: {} · 政策范围内个人自付 personal in-scope share: {}", s.deductible, s.personal_in_scope);
+    let _ = writeln!(
+        out,
+        "  实际支付起付线 deductible borne: {} · 政策范围内个人自付 personal in-scope share: {}",
+        s.deductible, s.personal_in_scope
+    );
 
     let _ = writeln!(out, "\n计算说明 Explanation");
     for step in &s.explanation {
         let _ = writeln!(out, "  - {}", step.text);
     }
 
-    let _ = writeln!(out, "\n年度累计 Year-to-date after this settlement ({})", s.accumulators.year.as_ref().map_or("", |y| y.as_str()));
+    let _ = writeln!(
+        out,
+        "\n年度累计 Year-to-date after this settlement ({})",
+        s.accumulators.year.as_ref().map_or("", |y| y.as_str())
+    );
     let admissions = s.accumulators.admissions.as_ref().map_or("0", |a| a.as_str());
     let _ = writeln!(out, "  住院次数 admissions: {admissions}");
     for (tier, pools) in &s.accumulators.tiers {
         for (pool, counters) in pools {
-            let values: Vec<String> = counters.iter().map(|(k, v)| {
-                let zh = onestop_core::Counter::parse(k).map_or("", onestop_core::Counter::zh);
-                format!("{zh} {k} {}", v.as_str())
-            }).collect();
+            let values: Vec<String> = counters
+                .iter()
+                .map(|(k, v)| {
+                    let zh = onestop_core::Counter::parse(k).map_or("", onestop_core::Counter::zh);
+                    format!("{zh} {k} {}", v.as_str())
+                })
+                .collect();
             let _ = writeln!(out, "  {tier} / {pool}: {}", values.join(", "));
         }
     }

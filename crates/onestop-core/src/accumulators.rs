@@ -93,9 +93,9 @@ impl Accumulators {
         if delta.is_zero() {
             return;
         }
-        let found = self
-            .entries
-            .binary_search_by(|(existing, _)| existing.cmp_parts(&key.tier, &key.pool, key.counter));
+        let found = self.entries.binary_search_by(|(existing, _)| {
+            existing.cmp_parts(&key.tier, &key.pool, key.counter)
+        });
         match found {
             Ok(index) => {
                 self.entries[index].1 += delta;

@@ -29,7 +29,11 @@ impl PolicyBook {
             timeline.sort_by_key(|p| p.valid_from);
             for pair in timeline.windows(2) {
                 let to = pair[0].valid_to.expect("only the last snapshot may be open-ended");
-                assert_eq!(to.tomorrow().ok(), Some(pair[1].valid_from), "snapshots are contiguous");
+                assert_eq!(
+                    to.tomorrow().ok(),
+                    Some(pair[1].valid_from),
+                    "snapshots are contiguous"
+                );
             }
         }
         PolicyBook { regions }
@@ -65,7 +69,9 @@ impl PolicyBook {
                 };
                 Err(Rejection::new(
                     RejectionCode::NoPolicyInForceOnDateOfService,
-                    format!("region {region} has no policy in force on {date}; its policies cover {range}"),
+                    format!(
+                        "region {region} has no policy in force on {date}; its policies cover {range}"
+                    ),
                 ))
             }
         }

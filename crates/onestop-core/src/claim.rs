@@ -14,7 +14,8 @@ pub struct Region(pub u32);
 impl Region {
     /// Accepts exactly six ASCII digits, not starting with zero.
     pub fn parse(text: &str) -> Option<Region> {
-        let ok = text.len() == 6 && text.bytes().all(|b| b.is_ascii_digit()) && !text.starts_with('0');
+        let ok =
+            text.len() == 6 && text.bytes().all(|b| b.is_ascii_digit()) && !text.starts_with('0');
         if ok { text.parse().ok().map(Region) } else { None }
     }
 }

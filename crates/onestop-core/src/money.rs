@@ -273,7 +273,9 @@ impl Ratio {
             return Err(RatioParseError::TooPrecise);
         }
         let whole: u64 = whole.parse().map_err(|_| RatioParseError::NotARatio)?;
-        let mut fraction_value: u64 = if fraction.is_empty() { 0 } else {
+        let mut fraction_value: u64 = if fraction.is_empty() {
+            0
+        } else {
             fraction.parse().map_err(|_| RatioParseError::NotARatio)?
         };
         for _ in fraction.len()..scale_digits {
@@ -410,7 +412,9 @@ fn parse_scaled(text: &str, decimals: usize) -> Result<i64, DecimalParseError> {
         return Err(DecimalParseError::TooLarge);
     }
     let whole: i64 = whole.parse().map_err(|_| DecimalParseError::NotANumber)?;
-    let mut fraction_value: i64 = if fraction.is_empty() { 0 } else {
+    let mut fraction_value: i64 = if fraction.is_empty() {
+        0
+    } else {
         fraction.parse().map_err(|_| DecimalParseError::NotANumber)?
     };
     for _ in fraction.len()..decimals {

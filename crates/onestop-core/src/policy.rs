@@ -93,7 +93,10 @@ impl Catalog {
         if self.items.is_empty() {
             return None;
         }
-        self.items.binary_search_by(|item| item.code.as_str().cmp(code)).ok().map(|i| &self.items[i])
+        self.items
+            .binary_search_by(|item| item.code.as_str().cmp(code))
+            .ok()
+            .map(|i| &self.items[i])
     }
 }
 
@@ -311,9 +314,9 @@ impl Selector {
             categories: all(Category::ALL.iter().fold(0, |acc, c| acc | c.bit())),
             visits: VisitType::ALL.iter().fold(0, |acc, v| acc | v.bit()),
             levels: HospitalLevel::ALL.iter().fold(0, |acc, l| acc | l.bit()),
-            assistance: AssistanceCategory::ALL.iter().fold(Selector::NO_ASSISTANCE, |acc, a| {
-                acc | a.bit()
-            }),
+            assistance: AssistanceCategory::ALL
+                .iter()
+                .fold(Selector::NO_ASSISTANCE, |acc, a| acc | a.bit()),
             needy: None,
             civil_servant: None,
             enterprise_supplementary: None,
@@ -473,7 +476,11 @@ pub enum DeductibleAmount {
     /// The n-th admission's deductible; admissions past the table use the last entry.
     ByAdmission(Vec<Param<Fen>>),
     /// `max(floor, first − (n − 1) × step)` for the n-th admission.
-    StepDown { first: Param<Fen>, step: Param<Fen>, floor: Param<Fen> },
+    StepDown {
+        first: Param<Fen>,
+        step: Param<Fen>,
+        floor: Param<Fen>,
+    },
 }
 
 impl DeductibleAmount {

@@ -19,8 +19,8 @@ use crate::accumulators::{Accumulators, Counter};
 use crate::claim::{CatalogClass, Claim, Scheme, VisitType};
 use crate::money::{Fen, Ratio, Rounding, div_round};
 use crate::policy::{
-    Accumulate, BandBasis, Catalog, Component, DeductiblePer, Facts, Param, Policy, RoundAt,
-    Rule, SourceId, Tier,
+    Accumulate, BandBasis, Catalog, Component, DeductiblePer, Facts, Param, Policy, RoundAt, Rule,
+    SourceId, Tier,
 };
 use crate::reject::{Rejection, RejectionCode};
 use crate::settlement::{LineSplit, Settlement, Step, StepKind, StepScope, TierPayment, Totals};
@@ -72,8 +72,10 @@ fn check<'p>(
     if insured.region != claim.person.insured_region {
         return Err(Rejection::new(
             RejectionCode::InsuredRegionHasNoPolicy,
-            format!("the policy given is region {}'s, the person is insured in {}",
-                insured.region, claim.person.insured_region),
+            format!(
+                "the policy given is region {}'s, the person is insured in {}",
+                insured.region, claim.person.insured_region
+            ),
         ));
     }
     if !insured.covers(date) {
@@ -82,13 +84,17 @@ fn check<'p>(
             format!("region {}'s policy snapshot does not cover {date}", insured.region),
         ));
     }
-    let catalog = treatment.catalog.as_ref().filter(|_| {
-        treatment.region == claim.bill.treatment_region && treatment.covers(date)
-    });
+    let catalog = treatment
+        .catalog
+        .as_ref()
+        .filter(|_| treatment.region == claim.bill.treatment_region && treatment.covers(date));
     let Some(catalog) = catalog else {
         return Err(Rejection::new(
             RejectionCode::TreatmentRegionHasNoCatalogInForce,
-            format!("region {} has no catalog rules in force on {date}", claim.bill.treatment_region),
+            format!(
+                "region {} has no catalog rules in force on {date}",
+                claim.bill.treatment_region
+            ),
         ));
     };
     if i32::from(ytd.year) != i32::from(date.year()) {
@@ -124,7 +130,10 @@ fn classify(claim: &Claim, catalog: &Catalog, rounding: Rounding, out: &mut Sett
         if class == CatalogClass::Outside {
             split.outside_catalog = line.amount;
             let step = Step::new(scope, StepKind::OutsideCatalog, line.amount);
-            out.steps.push(match class_param { Some(p) => step.source(p.source), None => step });
+            out.steps.push(match class_param {
+                Some(p) => step.source(p.source),
+                None => step,
+            });
         } else {
             let limit = item.and_then(|item| item.price_limit);
             let allowed = match (limit, line.price_limit) {
@@ -135,7 +144,10 @@ fn classify(claim: &Claim, catalog: &Catalog, rounding: Rounding, out: &mut Sett
             split.over_limit = line.amount - allowed;
             if !split.over_limit.is_zero() {
                 let step = Step::new(scope, StepKind::OverLimit, split.over_limit).base(allowed);
-                out.steps.push(match limit { Some(p) => step.source(p.source), None => step });
+                out.steps.push(match limit {
+                    Some(p) => step.source(p.source),
+                    None => step,
+                });
             }
             if class == CatalogClass::B {
                 let ratio = item.and_then(|item| item.first_self_pay).unwrap_or(class_b_default);
@@ -150,7 +162,9 @@ fn classify(claim: &Claim, catalog: &Catalog, rounding: Rounding, out: &mut Sett
             }
             split.in_scope = allowed - split.class_b_first_self_pay;
         }
-        let parts = split.outside_catalog + split.over_limit + split.class_b_first_self_pay
+        let parts = split.outside_catalog
+            + split.over_limit
+            + split.class_b_first_self_pay
             + split.in_scope;
         assert_eq!(parts, line.amount, "a line's parts add up to the line");
         assert!(split.in_scope >= Fen::ZERO);
@@ -229,7 +243,8 @@ impl<'a> Run<'a> {
             VisitType::Inpatient => claim.bill.admission_number.unwrap_or(ytd.admissions + 1),
             _ => 1,
         };
-        let needy_by_list = person.assistance.is_some_and(|a| a.bit() & policy.needy_assistance.value != 0);
+        let needy_by_list =
+            person.assistance.is_some_and(|a| a.bit() & policy.needy_assistance.value != 0);
         let facts = Facts {
             category: person.category,
             visit: claim.bill.visit,
@@ -309,9 +324,9 @@ impl<'a> Run<'a> {
             cap: None,
         };
         for adjustment in rule.adjustments.iter().filter(|a| a.when.matches(&self.facts)) {
-            self.out.steps.push(
-                Step::new(scope, StepKind::Adjustment, Fen::ZERO).source(adjustment.source),
-            );
+            self.out
+                .steps
+                .push(Step::new(scope, StepKind::Adjustment, Fen::ZERO).source(adjustment.source));
             if let Some(points) = adjustment.ratio_points {
                 adjusted.points += points.value;
             }
@@ -353,11 +368,19 @@ impl<'a> Run<'a> {
         let year = tier.accumulate == Accumulate::Year;
         let (start, end) = match rule.band_basis.value {
             BandBasis::Cumulative => {
-                let before = if year { self.ytd.get(&tier.id, &rule.pool, Counter::InScope) } else { Fen::ZERO };
+                let before = if year {
+                    self.ytd.get(&tier.id, &rule.pool, Counter::InScope)
+                } else {
+                    Fen::ZERO
+                };
                 (before + below, before + in_scope)
             }
             BandBasis::AboveThreshold => {
-                let before = if year { self.ytd.get(&tier.id, &rule.pool, Counter::Eligible) } else { Fen::ZERO };
+                let before = if year {
+                    self.ytd.get(&tier.id, &rule.pool, Counter::Eligible)
+                } else {
+                    Fen::ZERO
+                };
                 (before, before + eligible)
             }
         };
@@ -386,15 +409,17 @@ impl<'a> Run<'a> {
             .components
             .iter()
             .map(|component| {
-                let deducted: Fen = tier.base.after.iter().map(|t| self.paid_by[*t][component.index()]).sum();
+                let deducted: Fen =
+                    tier.base.after.iter().map(|t| self.paid_by[*t][component.index()]).sum();
                 self.initial[component.index()].saturating_excess(deducted)
             })
             .sum();
         let year = tier.accumulate == Accumulate::Year;
-        let before = if year { self.ytd.get(&tier.id, &rule.pool, Counter::Base) } else { Fen::ZERO };
-        self.out.steps.push(
-            Step::new(scope, StepKind::Base, base).base(before).source(tier.base.source),
-        );
+        let before =
+            if year { self.ytd.get(&tier.id, &rule.pool, Counter::Base) } else { Fen::ZERO };
+        self.out
+            .steps
+            .push(Step::new(scope, StepKind::Base, base).base(before).source(tier.base.source));
         let adjusted = self.adjust(scope, rule);
         let threshold = rule.threshold.map_or(Fen::ZERO, |t| t.value);
         let threshold = threshold.mul_ratio(adjusted.threshold_factor, self.rounding);
@@ -434,7 +459,12 @@ impl<'a> Run<'a> {
     }
 
     /// What the annual cap still allows, with the cap's parameter.
-    fn cap_remaining(&self, tier: &Tier, rule: &Rule, adjusted: &Adjusted) -> Option<(Fen, SourceId)> {
+    fn cap_remaining(
+        &self,
+        tier: &Tier,
+        rule: &Rule,
+        adjusted: &Adjusted,
+    ) -> Option<(Fen, SourceId)> {
         let cap = adjusted.cap.or(rule.cap)?;
         let paid = self.ytd.get(&tier.id, &rule.cap_pool, Counter::Paid);
         Some((cap.value.saturating_excess(paid), cap.source))

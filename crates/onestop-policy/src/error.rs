@@ -75,8 +75,21 @@ pub struct PolicyError {
 }
 
 impl PolicyError {
-    pub fn new(code: PolicyErrorCode, file: &str, line: u32, path: &str, message: String) -> PolicyError {
+    pub fn new(
+        code: PolicyErrorCode,
+        file: &str,
+        line: u32,
+        path: &str,
+        message: String,
+    ) -> PolicyError {
         let path_shown = if path.is_empty() { String::new() } else { format!("{path}: ") };
-        PolicyError { code, file: file.to_owned(), line, path: path.to_owned(), message, path_shown }
+        PolicyError {
+            code,
+            file: file.to_owned(),
+            line,
+            path: path.to_owned(),
+            message,
+            path_shown,
+        }
     }
 }

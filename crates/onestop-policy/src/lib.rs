@@ -63,33 +63,54 @@ pub fn load_str(file: &str, text: &str) -> Result<LoadedFile, PolicyError> {
 /// region's files neither overlap nor leave gaps, and returns the policy book.
 pub fn load_dir(dir: &Path) -> Result<(PolicyBook, Vec<LoadedFile>), PolicyError> {
     let unreadable = |message: String| {
-        PolicyError::new(PolicyErrorCode::FileUnreadable, &dir.display().to_string(), 0, "", message)
+        PolicyError::new(
+            PolicyErrorCode::FileUnreadable,
+            &dir.display().to_string(),
+            0,
+            "",
+            message,
+        )
     };
-    let entries = std::fs::read_dir(dir).map_err(|e| unreadable(format!("cannot read the policy directory: {e}")))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| unreadable(format!("cannot read the policy directory: {e}")))?;
     let mut paths = Vec::new();
     for entry in entries {
-        let path = entry.map_err(|e| unreadable(format!("cannot list the policy directory: {e}")))?.path();
+        let path =
+            entry.map_err(|e| unreadable(format!("cannot list the policy directory: {e}")))?.path();
         if path.is_file() && path.extension().is_some_and(|ext| ext == "toml") {
             paths.push(path);
         }
     }
     if paths.len() > FILES_COUNT_MAX {
-        return Err(PolicyError::new(PolicyErrorCode::FileTooLarge, &dir.display().to_string(), 0, "",
-            format!("{} policy files; at most {FILES_COUNT_MAX}", paths.len())));
+        return Err(PolicyError::new(
+            PolicyErrorCode::FileTooLarge,
+            &dir.display().to_string(),
+            0,
+            "",
+            format!("{} policy files; at most {FILES_COUNT_MAX}", paths.len()),
+        ));
     }
     paths.sort();
     let mut files = Vec::with_capacity(paths.len());
     for path in paths {
         let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         let size = std::fs::metadata(&path)
-            .map_err(|e| PolicyError::new(PolicyErrorCode::FileUnreadable, &name, 0, "", e.to_string()))?
+            .map_err(|e| {
+                PolicyError::new(PolicyErrorCode::FileUnreadable, &name, 0, "", e.to_string())
+            })?
             .len();
         if size > FILE_BYTES_MAX {
-            return Err(PolicyError::new(PolicyErrorCode::FileTooLarge, &name, 0, "",
-                format!("{size} bytes; a policy file has at most {FILE_BYTES_MAX}")));
+            return Err(PolicyError::new(
+                PolicyErrorCode::FileTooLarge,
+                &name,
+                0,
+                "",
+                format!("{size} bytes; a policy file has at most {FILE_BYTES_MAX}"),
+            ));
         }
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| PolicyError::new(PolicyErrorCode::FileUnreadable, &name, 0, "", e.to_string()))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            PolicyError::new(PolicyErrorCode::FileUnreadable, &name, 0, "", e.to_string())
+        })?;
         files.push(load_str(&name, &text)?);
     }
     let book = book(&files)?;
@@ -106,16 +127,32 @@ pub fn book(files: &[LoadedFile]) -> Result<PolicyBook, PolicyError> {
             continue;
         }
         let Some(end) = earlier.header.valid_to.filter(|end| *end < later.header.valid_from) else {
-            return Err(PolicyError::new(PolicyErrorCode::FilesOverlap, &later.file, 1, "policy.valid_from",
-                format!("region {} is already covered on {} by {}", later.header.region,
-                    later.header.valid_from, earlier.file)));
+            return Err(PolicyError::new(
+                PolicyErrorCode::FilesOverlap,
+                &later.file,
+                1,
+                "policy.valid_from",
+                format!(
+                    "region {} is already covered on {} by {}",
+                    later.header.region, later.header.valid_from, earlier.file
+                ),
+            ));
         };
         if end.tomorrow().ok() != Some(later.header.valid_from) {
-            return Err(PolicyError::new(PolicyErrorCode::FilesGap, &later.file, 1, "policy.valid_from",
-                format!("region {} has no policy from {} to {}: {} ends {end} and this file starts {}",
-                    later.header.region, end.tomorrow().unwrap_or(end),
+            return Err(PolicyError::new(
+                PolicyErrorCode::FilesGap,
+                &later.file,
+                1,
+                "policy.valid_from",
+                format!(
+                    "region {} has no policy from {} to {}: {} ends {end} and this file starts {}",
+                    later.header.region,
+                    end.tomorrow().unwrap_or(end),
                     later.header.valid_from.yesterday().unwrap_or(later.header.valid_from),
-                    earlier.file, later.header.valid_from)));
+                    earlier.file,
+                    later.header.valid_from
+                ),
+            ));
         }
     }
     let snapshots = files.iter().flat_map(|f| f.snapshots.iter().cloned()).collect();

@@ -24,7 +24,13 @@ impl Reader {
         Reader { file: Arc::from(file), valid_from, sources: Vec::new() }
     }
 
-    pub fn error(&self, code: PolicyErrorCode, node: &Node, path: &str, message: String) -> PolicyError {
+    pub fn error(
+        &self,
+        code: PolicyErrorCode,
+        node: &Node,
+        path: &str,
+        message: String,
+    ) -> PolicyError {
         PolicyError::new(code, &self.file, node.line, path, message)
     }
 
@@ -68,7 +74,12 @@ impl Reader {
     }
 
     /// A ratio in `0..=max`, written `"85%"`, `0.85`, `"0.85"`, `1` or `0`.
-    pub fn ratio(&mut self, node: &Node, path: &str, max: Ratio) -> Result<Param<Ratio>, PolicyError> {
+    pub fn ratio(
+        &mut self,
+        node: &Node,
+        path: &str,
+        max: Ratio,
+    ) -> Result<Param<Ratio>, PolicyError> {
         let text = match &node.kind {
             Kind::Str(text) | Kind::Float(text) => text.clone(),
             Kind::Int(value) => value.to_string(),
@@ -87,7 +98,9 @@ impl Reader {
         let text = match &node.kind {
             Kind::Str(text) | Kind::Float(text) => text.clone(),
             Kind::Int(value) => value.to_string(),
-            _ => return Err(self.wrong_type(node, path, "a number of percentage points such as 5")),
+            _ => {
+                return Err(self.wrong_type(node, path, "a number of percentage points such as 5"));
+            }
         };
         let (negative, magnitude) = match text.strip_prefix('-') {
             Some(rest) => (true, rest),
@@ -96,7 +109,13 @@ impl Reader {
         let ratio = Ratio::parse(&format!("{magnitude}%"))
             .ok()
             .filter(|r| *r <= Ratio::ONE)
-            .ok_or_else(|| self.invalid(node, path, format!("`{text}` is not a number of points between -100 and 100")))?;
+            .ok_or_else(|| {
+                self.invalid(
+                    node,
+                    path,
+                    format!("`{text}` is not a number of points between -100 and 100"),
+                )
+            })?;
         let millionths = i64::from(ratio.millionths());
         Ok(Param::new(if negative { -millionths } else { millionths }, self.source(node, path)))
     }
@@ -110,7 +129,11 @@ impl Reader {
 
     pub fn date(&self, node: &Node, path: &str) -> Result<Date, PolicyError> {
         date_of(node).ok_or_else(|| {
-            self.invalid(node, path, "a date must be written YYYY-MM-DD and exist in the calendar".to_owned())
+            self.invalid(
+                node,
+                path,
+                "a date must be written YYYY-MM-DD and exist in the calendar".to_owned(),
+            )
         })
     }
 
@@ -124,8 +147,11 @@ impl Reader {
     pub fn integer(&self, node: &Node, path: &str, range: (i64, i64)) -> Result<i64, PolicyError> {
         match node.kind {
             Kind::Int(value) if (range.0..=range.1).contains(&value) => Ok(value),
-            Kind::Int(value) => Err(self.invalid(node, path,
-                format!("{value} is outside {}..={}", range.0, range.1))),
+            Kind::Int(value) => Err(self.invalid(
+                node,
+                path,
+                format!("{value} is outside {}..={}", range.0, range.1),
+            )),
             _ => Err(self.wrong_type(node, path, "an integer")),
         }
     }
@@ -143,7 +169,9 @@ impl Reader {
             Kind::Int(value) => value.to_string(),
             _ => return Err(self.wrong_type(node, path, "a name")),
         };
-        parse(&text).ok_or_else(|| self.invalid(node, path, format!("unknown `{text}`; expected one of: {expected}")))
+        parse(&text).ok_or_else(|| {
+            self.invalid(node, path, format!("unknown `{text}`; expected one of: {expected}"))
+        })
     }
 
     /// One value or an array of them, with their paths.
@@ -159,7 +187,11 @@ impl Reader {
     }
 
     /// An array of tables, each with its path.
-    pub fn tables<'n>(&self, node: &'n Node, path: &str) -> Result<Vec<(&'n Node, String)>, PolicyError> {
+    pub fn tables<'n>(
+        &self,
+        node: &'n Node,
+        path: &str,
+    ) -> Result<Vec<(&'n Node, String)>, PolicyError> {
         match &node.kind {
             Kind::Array(items) => Ok(items
                 .iter()
@@ -204,10 +236,19 @@ impl<'n> Table<'n> {
     }
 
     /// Takes a required key.
-    pub fn require(&mut self, reader: &Reader, key: &str, what: &str) -> Result<(&'n Node, String), PolicyError> {
+    pub fn require(
+        &mut self,
+        reader: &Reader,
+        key: &str,
+        what: &str,
+    ) -> Result<(&'n Node, String), PolicyError> {
         self.get(key).ok_or_else(|| {
-            reader.error(PolicyErrorCode::MissingKey, self.node, &self.child_path(key),
-                format!("missing `{key}` ({what})"))
+            reader.error(
+                PolicyErrorCode::MissingKey,
+                self.node,
+                &self.child_path(key),
+                format!("missing `{key}` ({what})"),
+            )
         })
     }
 
@@ -219,8 +260,12 @@ impl<'n> Table<'n> {
                 let hint = closest(key, allowed)
                     .map(|near| format!(" (did you mean `{near}`?)"))
                     .unwrap_or_default();
-                return Err(reader.error(PolicyErrorCode::UnknownKey, node, &path,
-                    format!("unknown key `{key}`{hint}; allowed here: {}", allowed.join(", "))));
+                return Err(reader.error(
+                    PolicyErrorCode::UnknownKey,
+                    node,
+                    &path,
+                    format!("unknown key `{key}`{hint}; allowed here: {}", allowed.join(", ")),
+                ));
             }
         }
         Ok(())

@@ -11,7 +11,7 @@ use onestop_core::claim::{
 };
 use onestop_core::money::{Fen, Ratio, Rounding, UnitPrice};
 use onestop_core::policy::{
-    Accumulate, AccountRule, Adjustment, Band, BandBasis, Base, Catalog, CatalogItem, Component,
+    AccountRule, Accumulate, Adjustment, Band, BandBasis, Base, Catalog, CatalogItem, Component,
     Deductible, DeductibleAmount, DeductiblePer, Param, Policy, RoundAt, Rule, Selector, Tier,
     TierKind,
 };
@@ -36,22 +36,35 @@ pub struct Header {
 
 pub const TOP_KEYS: &[&str] = &["policy", "catalog", "personal_account", "tiers"];
 const HEADER_KEYS: &[&str] = &[
-    "region", "name", "valid_from", "valid_to", "rounding", "needy_assistance", "source", "notes",
+    "region",
+    "name",
+    "valid_from",
+    "valid_to",
+    "rounding",
+    "needy_assistance",
+    "source",
+    "notes",
 ];
 
 /// Reads the `[policy]` header. Dated values are not allowed here.
 pub fn header(reader: &Reader, root: &Node) -> Result<Header, PolicyError> {
     let mut top = Table::open(reader, root, "")?;
-    let (node, path) = top.require(reader, "policy", "the [policy] header: region, name, valid_from")?;
+    let (node, path) =
+        top.require(reader, "policy", "the [policy] header: region, name, valid_from")?;
     let mut table = Table::open(reader, node, &path)?;
-    let (node, path) = table.require(reader, "region", "six-digit division code such as \"110000\"")?;
+    let (node, path) =
+        table.require(reader, "region", "six-digit division code such as \"110000\"")?;
     let text = match &node.kind {
         Kind::Str(text) => text.clone(),
         Kind::Int(value) => value.to_string(),
         _ => return Err(reader.wrong_type(node, &path, "a six-digit division code")),
     };
     let region = Region::parse(&text).ok_or_else(|| {
-        reader.invalid(node, &path, format!("`{text}` is not a six-digit division code such as 110000"))
+        reader.invalid(
+            node,
+            &path,
+            format!("`{text}` is not a six-digit division code such as 110000"),
+        )
     })?;
     let (node, path) = table.require(reader, "name", "the region's name")?;
     let name = reader.text(node, &path)?.to_owned();
@@ -61,7 +74,11 @@ pub fn header(reader: &Reader, root: &Node) -> Result<Header, PolicyError> {
         Some((node, path)) => {
             let to = reader.date(node, &path)?;
             if to < valid_from {
-                return Err(reader.invalid(node, &path, format!("valid_to {to} is before valid_from {valid_from}")));
+                return Err(reader.invalid(
+                    node,
+                    &path,
+                    format!("valid_to {to} is before valid_from {valid_from}"),
+                ));
             }
             Some(to)
         }
@@ -87,8 +104,12 @@ pub fn snapshot(
     let mut head = Table::open(reader, policy_node, &policy_path)?;
     let rounding = match head.get("rounding") {
         Some((node, path)) => {
-            let value = reader.name(node, &path, |t| Rounding::ALL.into_iter().find(|r| r.name() == t),
-                "half_up, half_even, down, up")?;
+            let value = reader.name(
+                node,
+                &path,
+                |t| Rounding::ALL.into_iter().find(|r| r.name() == t),
+                "half_up, half_even, down, up",
+            )?;
             Param::new(value, reader.source(node, &path))
         }
         None => Param::new(Rounding::HalfUp, reader.source(policy_node, &policy_path)),
@@ -97,7 +118,14 @@ pub fn snapshot(
         Some((node, path)) => {
             let mut bits = 0;
             for (item, item_path) in reader.one_or_many(node, &path) {
-                bits |= reader.name(item, &item_path, AssistanceCategory::parse, &AssistanceCategory::codes())?.bit();
+                bits |= reader
+                    .name(
+                        item,
+                        &item_path,
+                        AssistanceCategory::parse,
+                        &AssistanceCategory::codes(),
+                    )?
+                    .bit();
             }
             Param::new(bits, reader.source(node, &path))
         }
@@ -132,8 +160,11 @@ pub fn snapshot(
 
 fn catalog(reader: &mut Reader, node: &Node, path: &str) -> Result<Catalog, PolicyError> {
     let mut table = Table::open(reader, node, path)?;
-    let (ratio_node, ratio_path) = table.require(reader, "class_b_first_self_pay",
-        "the class-B first self-pay ratio, such as \"10%\", or a table by scheme")?;
+    let (ratio_node, ratio_path) = table.require(
+        reader,
+        "class_b_first_self_pay",
+        "the class-B first self-pay ratio, such as \"10%\", or a table by scheme",
+    )?;
     let (employee, resident) = match &ratio_node.kind {
         Kind::Table(_) => {
             let mut by_scheme = Table::open(reader, ratio_node, &ratio_path)?;
@@ -153,8 +184,12 @@ fn catalog(reader: &mut Reader, node: &Node, path: &str) -> Result<Catalog, Poli
     if let Some((node, path)) = table.get("items") {
         let entries = reader.tables(node, &path)?;
         if entries.len() > CATALOG_ITEMS_MAX {
-            return Err(reader.error(PolicyErrorCode::LimitExceeded, node, &path,
-                format!("{} catalog items; at most {CATALOG_ITEMS_MAX}", entries.len())));
+            return Err(reader.error(
+                PolicyErrorCode::LimitExceeded,
+                node,
+                &path,
+                format!("{} catalog items; at most {CATALOG_ITEMS_MAX}", entries.len()),
+            ));
         }
         for (entry, entry_path) in entries {
             items.push(catalog_item(reader, entry, &entry_path)?);
@@ -163,10 +198,17 @@ fn catalog(reader: &mut Reader, node: &Node, path: &str) -> Result<Catalog, Poli
     table.finish(reader, &["class_b_first_self_pay", "items"])?;
     items.sort_by(|a, b| a.code.cmp(&b.code));
     if let Some(pair) = items.windows(2).find(|pair| pair[0].code == pair[1].code) {
-        return Err(reader.invalid(node, &format!("{path}.items"),
-            format!("catalog item code `{}` appears twice", pair[0].code)));
+        return Err(reader.invalid(
+            node,
+            &format!("{path}.items"),
+            format!("catalog item code `{}` appears twice", pair[0].code),
+        ));
     }
-    Ok(Catalog { class_b_first_self_pay_employee: employee, class_b_first_self_pay_resident: resident, items })
+    Ok(Catalog {
+        class_b_first_self_pay_employee: employee,
+        class_b_first_self_pay_resident: resident,
+        items,
+    })
 }
 
 fn catalog_item(reader: &mut Reader, node: &Node, path: &str) -> Result<CatalogItem, PolicyError> {
@@ -209,11 +251,9 @@ fn components(reader: &Reader, node: &Node, path: &str) -> Result<Vec<Component>
         let name = reader.text(item, &item_path)?;
         let group: Vec<Component> = match name {
             "in_scope" => Component::IN_SCOPE.to_vec(),
-            "out_of_scope" => vec![
-                Component::ClassBFirstSelfPay,
-                Component::OverLimit,
-                Component::OutsideCatalog,
-            ],
+            "out_of_scope" => {
+                vec![Component::ClassBFirstSelfPay, Component::OverLimit, Component::OutsideCatalog]
+            }
             "all" => Component::ALL.to_vec(),
             other => match Component::parse(other) {
                 Some(component) => vec![component],
@@ -227,7 +267,11 @@ fn components(reader: &Reader, node: &Node, path: &str) -> Result<Vec<Component>
         };
         for component in group {
             if out.contains(&component) {
-                return Err(reader.invalid(item, &item_path, format!("component `{}` named twice", component.code())));
+                return Err(reader.invalid(
+                    item,
+                    &item_path,
+                    format!("component `{}` named twice", component.code()),
+                ));
             }
             out.push(component);
         }
@@ -241,7 +285,8 @@ fn components(reader: &Reader, node: &Node, path: &str) -> Result<Vec<Component>
 fn account(reader: &mut Reader, node: &Node, path: &str) -> Result<AccountRule, PolicyError> {
     let mut table = Table::open(reader, node, path)?;
     let source = reader.source(node, path);
-    let (covers_node, covers_path) = table.require(reader, "covers", "the components the account may pay")?;
+    let (covers_node, covers_path) =
+        table.require(reader, "covers", "the components the account may pay")?;
     let covers = components(reader, covers_node, &covers_path)?;
     let categories = match table.get("categories") {
         Some((node, path)) => {
@@ -262,8 +307,12 @@ const TIER_KEYS: &[&str] = &["id", "kind", "name", "accumulate", "base", "rules"
 fn tiers(reader: &mut Reader, node: &Node, path: &str) -> Result<Vec<Tier>, PolicyError> {
     let entries = reader.tables(node, path)?;
     if entries.len() > TIERS_MAX {
-        return Err(reader.error(PolicyErrorCode::LimitExceeded, node, path,
-            format!("{} tiers; at most {TIERS_MAX}", entries.len())));
+        return Err(reader.error(
+            PolicyErrorCode::LimitExceeded,
+            node,
+            path,
+            format!("{} tiers; at most {TIERS_MAX}", entries.len()),
+        ));
     }
     let mut tiers: Vec<Tier> = Vec::with_capacity(entries.len());
     for (entry, entry_path) in entries {
@@ -273,50 +322,83 @@ fn tiers(reader: &mut Reader, node: &Node, path: &str) -> Result<Vec<Tier>, Poli
     Ok(tiers)
 }
 
-fn tier(reader: &mut Reader, node: &Node, path: &str, earlier: &[Tier]) -> Result<Tier, PolicyError> {
+fn tier(
+    reader: &mut Reader,
+    node: &Node,
+    path: &str,
+    earlier: &[Tier],
+) -> Result<Tier, PolicyError> {
     let mut table = Table::open(reader, node, path)?;
     let source = reader.source(node, path);
     let (id_node, id_path) = table.require(reader, "id", "a unique id such as \"basic\"")?;
     let id = reader.text(id_node, &id_path)?;
-    let id_ok = !id.is_empty() && id.len() <= 32
+    let id_ok = !id.is_empty()
+        && id.len() <= 32
         && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if !id_ok {
-        return Err(reader.invalid(id_node, &id_path,
-            format!("tier id `{id}` must be 1 to 32 of a-z, 0-9 and _")));
+        return Err(reader.invalid(
+            id_node,
+            &id_path,
+            format!("tier id `{id}` must be 1 to 32 of a-z, 0-9 and _"),
+        ));
     }
     if earlier.iter().any(|t| &*t.id == id) {
-        return Err(reader.error(PolicyErrorCode::TiersInvalid, id_node, &id_path,
-            format!("tier id `{id}` is used twice")));
+        return Err(reader.error(
+            PolicyErrorCode::TiersInvalid,
+            id_node,
+            &id_path,
+            format!("tier id `{id}` is used twice"),
+        ));
     }
     let id: Arc<str> = Arc::from(id);
-    let (kind_node, kind_path) = table.require(reader, "kind", "the tier kind such as \"basic_pool\"")?;
+    let (kind_node, kind_path) =
+        table.require(reader, "kind", "the tier kind such as \"basic_pool\"")?;
     let kinds: Vec<&str> = TierKind::ALL.iter().map(|k| k.code()).collect();
     let kind = reader.name(kind_node, &kind_path, TierKind::parse, &kinds.join(", "))?;
     if kind.is_coinsurance() && earlier.iter().any(|t| !t.kind.is_coinsurance()) {
-        return Err(reader.error(PolicyErrorCode::TiersInvalid, kind_node, &kind_path,
-            format!("`{}` tiers split the in-scope amount and must come before every layer", kind.code())));
+        return Err(reader.error(
+            PolicyErrorCode::TiersInvalid,
+            kind_node,
+            &kind_path,
+            format!(
+                "`{}` tiers split the in-scope amount and must come before every layer",
+                kind.code()
+            ),
+        ));
     }
     table.get("name");
     table.get("notes");
     let accumulate = match table.get("accumulate") {
-        Some((node, path)) => reader.name(node, &path, |t| match t {
-            "year" => Some(Accumulate::Year),
-            "visit" => Some(Accumulate::Visit),
-            _ => None,
-        }, "year, visit")?,
+        Some((node, path)) => reader.name(
+            node,
+            &path,
+            |t| match t {
+                "year" => Some(Accumulate::Year),
+                "visit" => Some(Accumulate::Visit),
+                _ => None,
+            },
+            "year, visit",
+        )?,
         None => Accumulate::Year,
     };
     let base = base(reader, &mut table, kind, earlier, source)?;
-    let (rules_node, rules_path) = table.require(reader, "rules", "at least one [[tiers.rules]]")?;
+    let (rules_node, rules_path) =
+        table.require(reader, "rules", "at least one [[tiers.rules]]")?;
     let entries = reader.tables(rules_node, &rules_path)?;
     if entries.is_empty() || entries.len() > RULES_MAX {
-        return Err(reader.error(PolicyErrorCode::LimitExceeded, rules_node, &rules_path,
-            format!("{} rules; a tier has 1 to {RULES_MAX}", entries.len())));
+        return Err(reader.error(
+            PolicyErrorCode::LimitExceeded,
+            rules_node,
+            &rules_path,
+            format!("{} rules; a tier has 1 to {RULES_MAX}", entries.len()),
+        ));
     }
     let mut rules: Vec<Rule> = Vec::with_capacity(entries.len());
     for (entry, entry_path) in entries {
         let rule = rule(reader, entry, &entry_path, kind)?;
-        if let Some((index, _)) = rules.iter().enumerate().find(|(_, r)| r.when.overlaps(&rule.when)) {
+        if let Some((index, _)) =
+            rules.iter().enumerate().find(|(_, r)| r.when.overlaps(&rule.when))
+        {
             return Err(reader.error(PolicyErrorCode::RulesOverlap, entry, &entry_path, format!(
                 "this rule and {rules_path}[{index}] (line {}) both match some person and visit; \
                  narrow one of their `when` selectors",
@@ -350,8 +432,12 @@ fn base(
         return Ok(Base { components: Component::IN_SCOPE.to_vec(), after, source: tier_source });
     };
     if kind.is_coinsurance() {
-        return Err(reader.error(PolicyErrorCode::UnknownKey, node, &path,
-            "coinsurance tiers take the in-scope amount; `base` is for layers".to_owned()));
+        return Err(reader.error(
+            PolicyErrorCode::UnknownKey,
+            node,
+            &path,
+            "coinsurance tiers take the in-scope amount; `base` is for layers".to_owned(),
+        ));
     }
     let source = reader.source(node, &path);
     let mut base = Table::open(reader, node, &path)?;
@@ -383,8 +469,18 @@ fn base(
 }
 
 const RULE_KEYS: &[&str] = &[
-    "when", "pool", "cap_pool", "deductible", "threshold", "band_basis", "bands", "ratio",
-    "round_at", "cap", "adjust", "notes",
+    "when",
+    "pool",
+    "cap_pool",
+    "deductible",
+    "threshold",
+    "band_basis",
+    "bands",
+    "ratio",
+    "round_at",
+    "cap",
+    "adjust",
+    "notes",
 ];
 
 fn rule(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<Rule, PolicyError> {
@@ -399,7 +495,8 @@ fn rule(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<
         Some((node, path)) => Arc::from(pool_name(reader, node, &path)?),
         None if !kind.is_coinsurance() => Arc::from("all"),
         None => {
-            let visits: Vec<&VisitType> = VisitType::ALL.iter().filter(|v| when.visits & v.bit() != 0).collect();
+            let visits: Vec<&VisitType> =
+                VisitType::ALL.iter().filter(|v| when.visits & v.bit() != 0).collect();
             match visits.as_slice() {
                 [visit] => Arc::from(visit.code()),
                 _ => return Err(reader.error(PolicyErrorCode::MissingKey, node, &table.child_path("pool"),
@@ -413,25 +510,49 @@ fn rule(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<
     };
     let deductible = match (table.get("deductible"), kind.is_coinsurance()) {
         (Some((node, path)), true) => Some(deductible(reader, node, &path)?),
-        (None, true) => return Err(reader.error(PolicyErrorCode::MissingKey, node, &table.child_path("deductible"),
-            "coinsurance rules need a `deductible` (write { amount = \"0\" } for none)".to_owned())),
-        (Some((node, path)), false) => return Err(reader.error(PolicyErrorCode::UnknownKey, node, &path,
-            "layers have a `threshold`, not a `deductible`".to_owned())),
+        (None, true) => {
+            return Err(reader.error(
+                PolicyErrorCode::MissingKey,
+                node,
+                &table.child_path("deductible"),
+                "coinsurance rules need a `deductible` (write { amount = \"0\" } for none)"
+                    .to_owned(),
+            ));
+        }
+        (Some((node, path)), false) => {
+            return Err(reader.error(
+                PolicyErrorCode::UnknownKey,
+                node,
+                &path,
+                "layers have a `threshold`, not a `deductible`".to_owned(),
+            ));
+        }
         (None, false) => None,
     };
     let threshold = match (table.get("threshold"), kind.is_coinsurance()) {
         (Some((node, path)), false) => Some(reader.money(node, &path)?),
-        (Some((node, path)), true) => return Err(reader.error(PolicyErrorCode::UnknownKey, node, &path,
-            "coinsurance rules have a `deductible`, not a `threshold`".to_owned())),
+        (Some((node, path)), true) => {
+            return Err(reader.error(
+                PolicyErrorCode::UnknownKey,
+                node,
+                &path,
+                "coinsurance rules have a `deductible`, not a `threshold`".to_owned(),
+            ));
+        }
         (None, _) => None,
     };
     let band_basis = match table.get("band_basis") {
         Some((node, path)) => {
-            let basis = reader.name(node, &path, |t| match t {
-                "cumulative" => Some(BandBasis::Cumulative),
-                "above_threshold" | "above_deductible" => Some(BandBasis::AboveThreshold),
-                _ => None,
-            }, "cumulative, above_threshold (alias above_deductible)")?;
+            let basis = reader.name(
+                node,
+                &path,
+                |t| match t {
+                    "cumulative" => Some(BandBasis::Cumulative),
+                    "above_threshold" | "above_deductible" => Some(BandBasis::AboveThreshold),
+                    _ => None,
+                },
+                "cumulative, above_threshold (alias above_deductible)",
+            )?;
             Param::new(basis, reader.source(node, &path))
         }
         None => Param::new(BandBasis::Cumulative, source),
@@ -448,11 +569,16 @@ fn rule(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<
     let bands = bands(reader, &mut table, node, first_lower)?;
     let round_at = match table.get("round_at") {
         Some((node, path)) => {
-            let at = reader.name(node, &path, |t| match t {
-                "band" => Some(RoundAt::Band),
-                "tier" => Some(RoundAt::Tier),
-                _ => None,
-            }, "band, tier")?;
+            let at = reader.name(
+                node,
+                &path,
+                |t| match t {
+                    "band" => Some(RoundAt::Band),
+                    "tier" => Some(RoundAt::Tier),
+                    _ => None,
+                },
+                "band, tier",
+            )?;
             Param::new(at, reader.source(node, &path))
         }
         None => Param::new(RoundAt::Band, source),
@@ -466,30 +592,64 @@ fn rule(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<
         None => Vec::new(),
     };
     table.finish(reader, RULE_KEYS)?;
-    Ok(Rule { source, when, pool, cap_pool, deductible, threshold, band_basis, bands, round_at, cap, adjustments })
+    Ok(Rule {
+        source,
+        when,
+        pool,
+        cap_pool,
+        deductible,
+        threshold,
+        band_basis,
+        bands,
+        round_at,
+        cap,
+        adjustments,
+    })
 }
 
 fn pool_name(reader: &Reader, node: &Node, path: &str) -> Result<String, PolicyError> {
     let name = reader.text(node, path)?;
-    let ok = !name.is_empty() && name.len() <= 32
+    let ok = !name.is_empty()
+        && name.len() <= 32
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if ok { Ok(name.to_owned()) } else {
+    if ok {
+        Ok(name.to_owned())
+    } else {
         Err(reader.invalid(node, path, format!("pool `{name}` must be 1 to 32 of a-z, 0-9 and _")))
     }
 }
 
-fn bands(reader: &mut Reader, table: &mut Table<'_>, rule_node: &Node, first_lower: Fen) -> Result<Vec<Band>, PolicyError> {
+fn bands(
+    reader: &mut Reader,
+    table: &mut Table<'_>,
+    rule_node: &Node,
+    first_lower: Fen,
+) -> Result<Vec<Band>, PolicyError> {
     match (table.get("bands"), table.get("ratio")) {
-        (Some(_), Some((node, path))) => Err(reader.error(PolicyErrorCode::BandsInvalid, node, &path,
-            "write either `ratio` (one band) or `bands`, not both".to_owned())),
-        (None, None) => Err(reader.error(PolicyErrorCode::MissingKey, rule_node, &table.child_path("bands"),
-            "a rule needs `ratio` (one band) or `bands`".to_owned())),
-        (None, Some((node, path))) => Ok(vec![Band { to: None, ratio: reader.ratio(node, &path, Ratio::ONE)? }]),
+        (Some(_), Some((node, path))) => Err(reader.error(
+            PolicyErrorCode::BandsInvalid,
+            node,
+            &path,
+            "write either `ratio` (one band) or `bands`, not both".to_owned(),
+        )),
+        (None, None) => Err(reader.error(
+            PolicyErrorCode::MissingKey,
+            rule_node,
+            &table.child_path("bands"),
+            "a rule needs `ratio` (one band) or `bands`".to_owned(),
+        )),
+        (None, Some((node, path))) => {
+            Ok(vec![Band { to: None, ratio: reader.ratio(node, &path, Ratio::ONE)? }])
+        }
         (Some((node, path)), None) => {
             let entries = reader.tables(node, &path)?;
             if entries.is_empty() || entries.len() > BANDS_MAX {
-                return Err(reader.error(PolicyErrorCode::LimitExceeded, node, &path,
-                    format!("{} bands; a rule has 1 to {BANDS_MAX}", entries.len())));
+                return Err(reader.error(
+                    PolicyErrorCode::LimitExceeded,
+                    node,
+                    &path,
+                    format!("{} bands; a rule has 1 to {BANDS_MAX}", entries.len()),
+                ));
             }
             let count = entries.len();
             let mut bands: Vec<Band> = Vec::with_capacity(count);
@@ -509,22 +669,38 @@ fn bands(reader: &mut Reader, table: &mut Table<'_>, rule_node: &Node, first_low
                     Some((node, path)) => {
                         let to = reader.money(node, &path)?;
                         if index + 1 == count {
-                            return Err(reader.error(PolicyErrorCode::BandsInvalid, node, &path,
-                                "the last band is open: leave out its `to`".to_owned()));
+                            return Err(reader.error(
+                                PolicyErrorCode::BandsInvalid,
+                                node,
+                                &path,
+                                "the last band is open: leave out its `to`".to_owned(),
+                            ));
                         }
                         if to.value <= previous.unwrap_or(Fen::ZERO) {
-                            return Err(reader.error(PolicyErrorCode::BandsInvalid, node, &path, format!(
-                                "band upper bound {} does not exceed the previous bound", to.value)));
+                            return Err(reader.error(
+                                PolicyErrorCode::BandsInvalid,
+                                node,
+                                &path,
+                                format!(
+                                    "band upper bound {} does not exceed the previous bound",
+                                    to.value
+                                ),
+                            ));
                         }
                         Some(to)
                     }
                     None if index + 1 < count => {
-                        return Err(reader.error(PolicyErrorCode::BandsInvalid, entry, &entry_path,
-                            "every band but the last needs `to`".to_owned()));
+                        return Err(reader.error(
+                            PolicyErrorCode::BandsInvalid,
+                            entry,
+                            &entry_path,
+                            "every band but the last needs `to`".to_owned(),
+                        ));
                     }
                     None => None,
                 };
-                let (node, path) = band.require(reader, "ratio", "the ratio the tier pays in this band")?;
+                let (node, path) =
+                    band.require(reader, "ratio", "the ratio the tier pays in this band")?;
                 let ratio = reader.ratio(node, &path, Ratio::ONE)?;
                 band.finish(reader, &["from", "to", "ratio"])?;
                 bands.push(Band { to, ratio });
@@ -540,10 +716,18 @@ fn deductible(reader: &mut Reader, node: &Node, path: &str) -> Result<Deductible
         (Some((node, path)), None, None) => DeductibleAmount::Fixed(reader.money(node, &path)?),
         (None, Some((node, path)), None) => {
             let Kind::Array(items) = &node.kind else {
-                return Err(reader.wrong_type(node, &path, "an array of amounts, first admission first"));
+                return Err(reader.wrong_type(
+                    node,
+                    &path,
+                    "an array of amounts, first admission first",
+                ));
             };
             if items.is_empty() || items.len() > 100 {
-                return Err(reader.invalid(node, &path, "list 1 to 100 deductibles, first admission first".to_owned()));
+                return Err(reader.invalid(
+                    node,
+                    &path,
+                    "list 1 to 100 deductibles, first admission first".to_owned(),
+                ));
             }
             let mut table_amounts = Vec::with_capacity(items.len());
             for (index, item) in items.iter().enumerate() {
@@ -553,7 +737,11 @@ fn deductible(reader: &mut Reader, node: &Node, path: &str) -> Result<Deductible
         }
         (None, None, Some((node, path))) => {
             let first = reader.money(node, &path)?;
-            let (node, path) = table.require(reader, "step_down", "how much each later admission's deductible falls")?;
+            let (node, path) = table.require(
+                reader,
+                "step_down",
+                "how much each later admission's deductible falls",
+            )?;
             let step = reader.money(node, &path)?;
             let floor = match table.get("floor") {
                 Some((node, path)) => reader.money(node, &path)?,
@@ -561,36 +749,68 @@ fn deductible(reader: &mut Reader, node: &Node, path: &str) -> Result<Deductible
             };
             DeductibleAmount::StepDown { first, step, floor }
         }
-        (None, None, None) => return Err(reader.error(PolicyErrorCode::MissingKey, node, path,
-            "a deductible needs `amount`, `by_admission` or `first` with `step_down`".to_owned())),
-        _ => return Err(reader.invalid(node, path,
-            "write one of `amount`, `by_admission`, or `first` with `step_down`".to_owned())),
+        (None, None, None) => {
+            return Err(reader.error(
+                PolicyErrorCode::MissingKey,
+                node,
+                path,
+                "a deductible needs `amount`, `by_admission` or `first` with `step_down`"
+                    .to_owned(),
+            ));
+        }
+        _ => {
+            return Err(reader.invalid(
+                node,
+                path,
+                "write one of `amount`, `by_admission`, or `first` with `step_down`".to_owned(),
+            ));
+        }
     };
     let per = match table.get("per") {
         Some((node, path)) => {
-            let per = reader.name(node, &path, |t| match t {
-                "admission" => Some(DeductiblePer::Admission),
-                "year" => Some(DeductiblePer::Year),
-                "visit" => Some(DeductiblePer::Visit),
-                _ => None,
-            }, "admission, year, visit")?;
+            let per = reader.name(
+                node,
+                &path,
+                |t| match t {
+                    "admission" => Some(DeductiblePer::Admission),
+                    "year" => Some(DeductiblePer::Year),
+                    "visit" => Some(DeductiblePer::Visit),
+                    _ => None,
+                },
+                "admission, year, visit",
+            )?;
             Param::new(per, reader.source(node, &path))
         }
         None if amount.nominal().is_zero() && matches!(amount, DeductibleAmount::Fixed(_)) => {
             Param::new(DeductiblePer::Visit, reader.source(node, path))
         }
-        None => return Err(reader.error(PolicyErrorCode::MissingKey, node, &table.child_path("per"),
-            "say whether the deductible applies per admission, year or visit".to_owned())),
+        None => {
+            return Err(reader.error(
+                PolicyErrorCode::MissingKey,
+                node,
+                &table.child_path("per"),
+                "say whether the deductible applies per admission, year or visit".to_owned(),
+            ));
+        }
     };
     table.finish(reader, &["amount", "by_admission", "first", "step_down", "floor", "per"])?;
     Ok(Deductible { per, amount })
 }
 
-fn adjustments(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<Vec<Adjustment>, PolicyError> {
+fn adjustments(
+    reader: &mut Reader,
+    node: &Node,
+    path: &str,
+    kind: TierKind,
+) -> Result<Vec<Adjustment>, PolicyError> {
     let entries = reader.tables(node, path)?;
     if entries.len() > ADJUSTMENTS_MAX {
-        return Err(reader.error(PolicyErrorCode::LimitExceeded, node, path,
-            format!("{} adjustments; at most {ADJUSTMENTS_MAX}", entries.len())));
+        return Err(reader.error(
+            PolicyErrorCode::LimitExceeded,
+            node,
+            path,
+            format!("{} adjustments; at most {ADJUSTMENTS_MAX}", entries.len()),
+        ));
     }
     let factor_key = if kind.is_coinsurance() { "deductible_factor" } else { "threshold_factor" };
     let mut out = Vec::with_capacity(entries.len());
@@ -620,18 +840,39 @@ fn adjustments(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> 
         table.get("notes");
         let allowed = ["when", "ratio_points", "personal_share_factor", factor_key, "cap", "notes"];
         table.finish(reader, &allowed)?;
-        if ratio_points.is_none() && personal_share_factor.is_none() && threshold_factor.is_none() && cap.is_none() {
+        if ratio_points.is_none()
+            && personal_share_factor.is_none()
+            && threshold_factor.is_none()
+            && cap.is_none()
+        {
             return Err(reader.error(PolicyErrorCode::MissingKey, entry, &entry_path, format!(
                 "an adjustment changes something: ratio_points, personal_share_factor, {factor_key} or cap")));
         }
-        out.push(Adjustment { source, when, ratio_points, personal_share_factor, threshold_factor, cap });
+        out.push(Adjustment {
+            source,
+            when,
+            ratio_points,
+            personal_share_factor,
+            threshold_factor,
+            cap,
+        });
     }
     Ok(out)
 }
 
 const SELECTOR_KEYS: &[&str] = &[
-    "scheme", "category", "visit", "level", "assistance", "needy", "civil_servant",
-    "enterprise_supplementary", "age_min", "age_max", "admission_min", "admission_max",
+    "scheme",
+    "category",
+    "visit",
+    "level",
+    "assistance",
+    "needy",
+    "civil_servant",
+    "enterprise_supplementary",
+    "age_min",
+    "age_max",
+    "admission_min",
+    "admission_max",
 ];
 
 /// Reads a `when` selector. Absent keys match everything.
@@ -651,22 +892,36 @@ pub fn selector(reader: &Reader, node: &Node, path: &str) -> Result<Selector, Po
     if let Some((node, path)) = table.get("category") {
         let bits = bits(reader, node, &path, Category::parse, &Category::codes(), Category::bit)?;
         if bits & selector.categories == 0 {
-            return Err(reader.invalid(node, &path, "none of these categories belongs to the scheme named".to_owned()));
+            return Err(reader.invalid(
+                node,
+                &path,
+                "none of these categories belongs to the scheme named".to_owned(),
+            ));
         }
         selector.categories &= bits;
     }
     if let Some((node, path)) = table.get("visit") {
-        selector.visits = bits(reader, node, &path, VisitType::parse, &VisitType::codes(), VisitType::bit)?;
+        selector.visits =
+            bits(reader, node, &path, VisitType::parse, &VisitType::codes(), VisitType::bit)?;
     }
     if let Some((node, path)) = table.get("level") {
-        selector.levels = bits(reader, node, &path, HospitalLevel::parse, &HospitalLevel::codes(), HospitalLevel::bit)?;
+        selector.levels = bits(
+            reader,
+            node,
+            &path,
+            HospitalLevel::parse,
+            &HospitalLevel::codes(),
+            HospitalLevel::bit,
+        )?;
     }
     if let Some((node, path)) = table.get("assistance") {
         let parse = |text: &str| match text {
             "none" => Some(None),
             other => AssistanceCategory::parse(other).map(Some),
         };
-        let to_bit = |value: Option<AssistanceCategory>| value.map_or(Selector::NO_ASSISTANCE, AssistanceCategory::bit);
+        let to_bit = |value: Option<AssistanceCategory>| {
+            value.map_or(Selector::NO_ASSISTANCE, AssistanceCategory::bit)
+        };
         let expected = format!("none, {}", AssistanceCategory::codes());
         selector.assistance = bits(reader, node, &path, parse, &expected, to_bit)?;
     }

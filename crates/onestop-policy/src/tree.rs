@@ -138,7 +138,8 @@ impl Converter<'_> {
             toml_edit::Value::InlineTable(table) => {
                 let mut entries = Vec::new();
                 for (key, v) in table.iter() {
-                    let key_line = self.line_of(table.key(key).and_then(toml_edit::Key::span), line);
+                    let key_line =
+                        self.line_of(table.key(key).and_then(toml_edit::Key::span), line);
                     entries.push((key.to_owned(), self.value(v, key_line)));
                 }
                 Kind::Table(entries)
@@ -171,7 +172,9 @@ pub fn is_dated(node: &Node) -> bool {
 /// Reads a date written as a TOML date or a `YYYY-MM-DD` string.
 pub fn date_of(node: &Node) -> Option<Date> {
     match &node.kind {
-        Kind::Str(text) | Kind::Date(text) => text.parse::<Date>().ok().filter(|_| text.len() == 10),
+        Kind::Str(text) | Kind::Date(text) => {
+            text.parse::<Date>().ok().filter(|_| text.len() == 10)
+        }
         _ => None,
     }
 }
@@ -213,27 +216,57 @@ pub fn periods(
             })
         };
         let from = read_date("from")?.ok_or_else(|| {
-            PolicyError::new(PolicyErrorCode::MissingKey, file, item.line, &format!("{item_path}.from"),
-                "every dated value needs `from` (its first day in force)".to_owned())
+            PolicyError::new(
+                PolicyErrorCode::MissingKey,
+                file,
+                item.line,
+                &format!("{item_path}.from"),
+                "every dated value needs `from` (its first day in force)".to_owned(),
+            )
         })?;
         let to = read_date("to")?;
         if to.is_some_and(|to| to < from) {
-            return Err(PolicyError::new(PolicyErrorCode::ValueInvalid, file, item.line,
-                &format!("{item_path}.to"), format!("`to` is before `from` ({from})")));
+            return Err(PolicyError::new(
+                PolicyErrorCode::ValueInvalid,
+                file,
+                item.line,
+                &format!("{item_path}.to"),
+                format!("`to` is before `from` ({from})"),
+            ));
         }
         let value = item.get("value").expect("is_dated was checked").clone();
         if let Some(previous) = periods.last() {
             let Some(previous_to) = previous.to else {
-                return Err(PolicyError::new(PolicyErrorCode::DatedOverlap, file, item.line, &item_path,
-                    format!("period {index} starts {from} but period {} is open-ended", index - 1)));
+                return Err(PolicyError::new(
+                    PolicyErrorCode::DatedOverlap,
+                    file,
+                    item.line,
+                    &item_path,
+                    format!("period {index} starts {from} but period {} is open-ended", index - 1),
+                ));
             };
             if from <= previous_to {
-                return Err(PolicyError::new(PolicyErrorCode::DatedOverlap, file, item.line, &item_path,
-                    format!("period {index} starts {from}, on or before the end of period {} ({previous_to})", index - 1)));
+                return Err(PolicyError::new(
+                    PolicyErrorCode::DatedOverlap,
+                    file,
+                    item.line,
+                    &item_path,
+                    format!(
+                        "period {index} starts {from}, on or before the end of period {} ({previous_to})",
+                        index - 1
+                    ),
+                ));
             }
             if previous_to.tomorrow().ok() != Some(from) {
-                return Err(PolicyError::new(PolicyErrorCode::DatedGap, file, item.line, &item_path,
-                    format!("gap between {previous_to} and {from}: no value is in force in between")));
+                return Err(PolicyError::new(
+                    PolicyErrorCode::DatedGap,
+                    file,
+                    item.line,
+                    &item_path,
+                    format!(
+                        "gap between {previous_to} and {from}: no value is in force in between"
+                    ),
+                ));
             }
         }
         periods.push(Period { from, to, value });
@@ -241,8 +274,16 @@ pub fn periods(
     let first = periods.first().expect("is_dated requires at least one period");
     let last = periods.last().expect("is_dated requires at least one period");
     if first.from != range.0 {
-        return Err(PolicyError::new(PolicyErrorCode::DatedGap, file, node.line, path,
-            format!("the first period starts {} but the file is in force from {}", first.from, range.0)));
+        return Err(PolicyError::new(
+            PolicyErrorCode::DatedGap,
+            file,
+            node.line,
+            path,
+            format!(
+                "the first period starts {} but the file is in force from {}",
+                first.from, range.0
+            ),
+        ));
     }
     let covers_end = match (last.to, range.1) {
         (None, _) => true,
@@ -252,8 +293,13 @@ pub fn periods(
     if !covers_end {
         let end = range.1.map_or_else(|| "open-ended".to_owned(), |d| d.to_string());
         let to = last.to.map_or_else(|| "open".to_owned(), |d| d.to_string());
-        return Err(PolicyError::new(PolicyErrorCode::DatedGap, file, node.line, path,
-            format!("the last period ends {to} but the file is in force until {end}")));
+        return Err(PolicyError::new(
+            PolicyErrorCode::DatedGap,
+            file,
+            node.line,
+            path,
+            format!("the last period ends {to} but the file is in force until {end}"),
+        ));
     }
     Ok(periods)
 }
@@ -292,7 +338,12 @@ pub fn change_dates(
 
 /// The tree as it stands on `date`: every dated parameter replaced by the value in force, that
 /// value marked with the day it came into force.
-pub fn resolve(node: &Node, date: Date, file: &str, range: (Date, Option<Date>)) -> Result<Node, PolicyError> {
+pub fn resolve(
+    node: &Node,
+    date: Date,
+    file: &str,
+    range: (Date, Option<Date>),
+) -> Result<Node, PolicyError> {
     if is_dated(node) {
         let periods = periods(node, file, "", range)?;
         let period = periods
