@@ -203,25 +203,40 @@ impl Reader {
     }
 }
 
-/// A table being read: keys are taken one by one; `finish` rejects any left over.
+/// A table being read; unknown keys were rejected when it was opened.
 pub struct Table<'n> {
     pub node: &'n Node,
     pub path: String,
     entries: &'n [(String, Node)],
-    taken: Vec<bool>,
 }
 
 impl<'n> Table<'n> {
-    pub fn open(reader: &Reader, node: &'n Node, path: &str) -> Result<Table<'n>, PolicyError> {
-        match &node.kind {
-            Kind::Table(entries) => Ok(Table {
-                node,
-                path: path.to_owned(),
-                entries,
-                taken: vec![false; entries.len()],
-            }),
-            _ => Err(reader.wrong_type(node, path, "a table")),
+    /// Opens a table, rejecting at once any key not in `allowed` (so a misspelt key is
+    /// reported as such, before anything it would have provided is missed).
+    pub fn open(
+        reader: &Reader,
+        node: &'n Node,
+        path: &str,
+        allowed: &[&str],
+    ) -> Result<Table<'n>, PolicyError> {
+        let Kind::Table(entries) = &node.kind else {
+            return Err(reader.wrong_type(node, path, "a table"));
+        };
+        let table = Table { node, path: path.to_owned(), entries };
+        for (key, value) in entries {
+            if !allowed.contains(&key.as_str()) {
+                let hint = closest(key, allowed)
+                    .map(|near| format!(" (did you mean `{near}`?)"))
+                    .unwrap_or_default();
+                return Err(reader.error(
+                    PolicyErrorCode::UnknownKey,
+                    value,
+                    &table.child_path(key),
+                    format!("unknown key `{key}`{hint}; allowed here: {}", allowed.join(", ")),
+                ));
+            }
         }
+        Ok(table)
     }
 
     pub fn child_path(&self, key: &str) -> String {
@@ -231,7 +246,6 @@ impl<'n> Table<'n> {
     /// Takes an optional key.
     pub fn get(&mut self, key: &str) -> Option<(&'n Node, String)> {
         let index = self.entries.iter().position(|(k, _)| k == key)?;
-        self.taken[index] = true;
         Some((&self.entries[index].1, self.child_path(key)))
     }
 
@@ -250,25 +264,6 @@ impl<'n> Table<'n> {
                 format!("missing `{key}` ({what})"),
             )
         })
-    }
-
-    /// Rejects keys that were not taken, naming the keys that are allowed.
-    pub fn finish(self, reader: &Reader, allowed: &[&str]) -> Result<(), PolicyError> {
-        for ((key, node), taken) in self.entries.iter().zip(&self.taken) {
-            if !taken {
-                let path = self.child_path(key);
-                let hint = closest(key, allowed)
-                    .map(|near| format!(" (did you mean `{near}`?)"))
-                    .unwrap_or_default();
-                return Err(reader.error(
-                    PolicyErrorCode::UnknownKey,
-                    node,
-                    &path,
-                    format!("unknown key `{key}`{hint}; allowed here: {}", allowed.join(", ")),
-                ));
-            }
-        }
-        Ok(())
     }
 }
 

@@ -48,10 +48,10 @@ const HEADER_KEYS: &[&str] = &[
 
 /// Reads the `[policy]` header. Dated values are not allowed here.
 pub fn header(reader: &Reader, root: &Node) -> Result<Header, PolicyError> {
-    let mut top = Table::open(reader, root, "")?;
+    let mut top = Table::open(reader, root, "", TOP_KEYS)?;
     let (node, path) =
         top.require(reader, "policy", "the [policy] header: region, name, valid_from")?;
-    let mut table = Table::open(reader, node, &path)?;
+    let mut table = Table::open(reader, node, &path, HEADER_KEYS)?;
     let (node, path) =
         table.require(reader, "region", "six-digit division code such as \"110000\"")?;
     let text = match &node.kind {
@@ -87,7 +87,6 @@ pub fn header(reader: &Reader, root: &Node) -> Result<Header, PolicyError> {
     for key in ["rounding", "needy_assistance", "source", "notes"] {
         table.get(key);
     }
-    table.finish(reader, HEADER_KEYS)?;
     Ok(Header { region, name, valid_from, valid_to })
 }
 
@@ -99,9 +98,9 @@ pub fn snapshot(
     from: Date,
     to: Option<Date>,
 ) -> Result<Policy, PolicyError> {
-    let mut top = Table::open(reader, root, "")?;
+    let mut top = Table::open(reader, root, "", TOP_KEYS)?;
     let (policy_node, policy_path) = top.require(reader, "policy", "the [policy] header")?;
-    let mut head = Table::open(reader, policy_node, &policy_path)?;
+    let mut head = Table::open(reader, policy_node, &policy_path, HEADER_KEYS)?;
     let rounding = match head.get("rounding") {
         Some((node, path)) => {
             let value = reader.name(
@@ -143,7 +142,6 @@ pub fn snapshot(
         Some((node, path)) => tiers(reader, node, &path)?,
         None => Vec::new(),
     };
-    top.finish(reader, TOP_KEYS)?;
     Ok(Policy {
         region: header.region,
         name: header.name.clone(),
@@ -159,7 +157,7 @@ pub fn snapshot(
 }
 
 fn catalog(reader: &mut Reader, node: &Node, path: &str) -> Result<Catalog, PolicyError> {
-    let mut table = Table::open(reader, node, path)?;
+    let mut table = Table::open(reader, node, path, &["class_b_first_self_pay", "items"])?;
     let (ratio_node, ratio_path) = table.require(
         reader,
         "class_b_first_self_pay",
@@ -167,12 +165,11 @@ fn catalog(reader: &mut Reader, node: &Node, path: &str) -> Result<Catalog, Poli
     )?;
     let (employee, resident) = match &ratio_node.kind {
         Kind::Table(_) => {
-            let mut by_scheme = Table::open(reader, ratio_node, &ratio_path)?;
+            let mut by_scheme = Table::open(reader, ratio_node, &ratio_path, &["employee", "resident"])?;
             let (node, path) = by_scheme.require(reader, "employee", "the ratio for employees")?;
             let employee = reader.ratio(node, &path, Ratio::ONE)?;
             let (node, path) = by_scheme.require(reader, "resident", "the ratio for residents")?;
             let resident = reader.ratio(node, &path, Ratio::ONE)?;
-            by_scheme.finish(reader, &["employee", "resident"])?;
             (employee, resident)
         }
         _ => {
@@ -195,7 +192,6 @@ fn catalog(reader: &mut Reader, node: &Node, path: &str) -> Result<Catalog, Poli
             items.push(catalog_item(reader, entry, &entry_path)?);
         }
     }
-    table.finish(reader, &["class_b_first_self_pay", "items"])?;
     items.sort_by(|a, b| a.code.cmp(&b.code));
     if let Some(pair) = items.windows(2).find(|pair| pair[0].code == pair[1].code) {
         return Err(reader.invalid(
@@ -212,7 +208,7 @@ fn catalog(reader: &mut Reader, node: &Node, path: &str) -> Result<Catalog, Poli
 }
 
 fn catalog_item(reader: &mut Reader, node: &Node, path: &str) -> Result<CatalogItem, PolicyError> {
-    let mut table = Table::open(reader, node, path)?;
+    let mut table = Table::open(reader, node, path, &["code", "name", "class", "first_self_pay", "price_limit"])?;
     let (code_node, code_path) = table.require(reader, "code", "the item's catalog code")?;
     let code = reader.text(code_node, &code_path)?.to_owned();
     table.get("name");
@@ -240,7 +236,6 @@ fn catalog_item(reader: &mut Reader, node: &Node, path: &str) -> Result<CatalogI
         }
         None => None,
     };
-    table.finish(reader, &["code", "name", "class", "first_self_pay", "price_limit"])?;
     Ok(CatalogItem { code, class, first_self_pay, price_limit })
 }
 
@@ -283,7 +278,7 @@ fn components(reader: &Reader, node: &Node, path: &str) -> Result<Vec<Component>
 }
 
 fn account(reader: &mut Reader, node: &Node, path: &str) -> Result<AccountRule, PolicyError> {
-    let mut table = Table::open(reader, node, path)?;
+    let mut table = Table::open(reader, node, path, &["covers", "categories"])?;
     let source = reader.source(node, path);
     let (covers_node, covers_path) =
         table.require(reader, "covers", "the components the account may pay")?;
@@ -298,7 +293,6 @@ fn account(reader: &mut Reader, node: &Node, path: &str) -> Result<AccountRule, 
         }
         None => Category::InService.bit() | Category::Retired.bit(),
     };
-    table.finish(reader, &["covers", "categories"])?;
     Ok(AccountRule { source, categories, covers })
 }
 
@@ -328,7 +322,7 @@ fn tier(
     path: &str,
     earlier: &[Tier],
 ) -> Result<Tier, PolicyError> {
-    let mut table = Table::open(reader, node, path)?;
+    let mut table = Table::open(reader, node, path, TIER_KEYS)?;
     let source = reader.source(node, path);
     let (id_node, id_path) = table.require(reader, "id", "a unique id such as \"basic\"")?;
     let id = reader.text(id_node, &id_path)?;
@@ -406,7 +400,6 @@ fn tier(
         }
         rules.push(rule);
     }
-    table.finish(reader, TIER_KEYS)?;
     if kind.is_coinsurance() {
         for other in earlier.iter().filter(|t| t.kind.is_coinsurance()) {
             for (index, rule) in rules.iter().enumerate() {
@@ -440,7 +433,7 @@ fn base(
         ));
     }
     let source = reader.source(node, &path);
-    let mut base = Table::open(reader, node, &path)?;
+    let mut base = Table::open(reader, node, &path, &["components", "after"])?;
     let components = match base.get("components") {
         Some((node, path)) => components(reader, node, &path)?,
         None => Component::IN_SCOPE.to_vec(),
@@ -464,7 +457,6 @@ fn base(
         }
         None => (0..earlier.len()).filter(|i| !earlier[*i].kind.is_coinsurance()).collect(),
     };
-    base.finish(reader, &["components", "after"])?;
     Ok(Base { components, after, source })
 }
 
@@ -484,7 +476,7 @@ const RULE_KEYS: &[&str] = &[
 ];
 
 fn rule(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<Rule, PolicyError> {
-    let mut table = Table::open(reader, node, path)?;
+    let mut table = Table::open(reader, node, path, RULE_KEYS)?;
     let source = reader.source(node, path);
     let when = match table.get("when") {
         Some((node, path)) => selector(reader, node, &path)?,
@@ -591,7 +583,6 @@ fn rule(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<
         Some((node, path)) => adjustments(reader, node, &path, kind)?,
         None => Vec::new(),
     };
-    table.finish(reader, RULE_KEYS)?;
     Ok(Rule {
         source,
         when,
@@ -654,7 +645,7 @@ fn bands(
             let count = entries.len();
             let mut bands: Vec<Band> = Vec::with_capacity(count);
             for (index, (entry, entry_path)) in entries.into_iter().enumerate() {
-                let mut band = Table::open(reader, entry, &entry_path)?;
+                let mut band = Table::open(reader, entry, &entry_path, &["from", "to", "ratio"])?;
                 let previous = bands.last().and_then(|b| b.to).map(|to| to.value);
                 if let Some((node, path)) = band.get("from") {
                     let from = reader.money(node, &path)?.value;
@@ -702,7 +693,6 @@ fn bands(
                 let (node, path) =
                     band.require(reader, "ratio", "the ratio the tier pays in this band")?;
                 let ratio = reader.ratio(node, &path, Ratio::ONE)?;
-                band.finish(reader, &["from", "to", "ratio"])?;
                 bands.push(Band { to, ratio });
             }
             Ok(bands)
@@ -711,7 +701,7 @@ fn bands(
 }
 
 fn deductible(reader: &mut Reader, node: &Node, path: &str) -> Result<Deductible, PolicyError> {
-    let mut table = Table::open(reader, node, path)?;
+    let mut table = Table::open(reader, node, path, &["amount", "by_admission", "first", "step_down", "floor", "per"])?;
     let amount = match (table.get("amount"), table.get("by_admission"), table.get("first")) {
         (Some((node, path)), None, None) => DeductibleAmount::Fixed(reader.money(node, &path)?),
         (None, Some((node, path)), None) => {
@@ -793,7 +783,6 @@ fn deductible(reader: &mut Reader, node: &Node, path: &str) -> Result<Deductible
             ));
         }
     };
-    table.finish(reader, &["amount", "by_admission", "first", "step_down", "floor", "per"])?;
     Ok(Deductible { per, amount })
 }
 
@@ -815,7 +804,8 @@ fn adjustments(
     let factor_key = if kind.is_coinsurance() { "deductible_factor" } else { "threshold_factor" };
     let mut out = Vec::with_capacity(entries.len());
     for (entry, entry_path) in entries {
-        let mut table = Table::open(reader, entry, &entry_path)?;
+        let allowed = ["when", "ratio_points", "personal_share_factor", factor_key, "cap", "notes"];
+        let mut table = Table::open(reader, entry, &entry_path, &allowed)?;
         let source = reader.source(entry, &entry_path);
         let when = match table.get("when") {
             Some((node, path)) => selector(reader, node, &path)?,
@@ -838,8 +828,6 @@ fn adjustments(
             None => None,
         };
         table.get("notes");
-        let allowed = ["when", "ratio_points", "personal_share_factor", factor_key, "cap", "notes"];
-        table.finish(reader, &allowed)?;
         if ratio_points.is_none()
             && personal_share_factor.is_none()
             && threshold_factor.is_none()
@@ -877,7 +865,7 @@ const SELECTOR_KEYS: &[&str] = &[
 
 /// Reads a `when` selector. Absent keys match everything.
 pub fn selector(reader: &Reader, node: &Node, path: &str) -> Result<Selector, PolicyError> {
-    let mut table = Table::open(reader, node, path)?;
+    let mut table = Table::open(reader, node, path, SELECTOR_KEYS)?;
     let mut selector = Selector::any();
     if let Some((node, path)) = table.get("scheme") {
         let mut allowed = 0;
@@ -952,7 +940,6 @@ pub fn selector(reader: &Reader, node: &Node, path: &str) -> Result<Selector, Po
         u16::try_from(admission_min).unwrap_or(0),
         u16::try_from(admission_max).unwrap_or(u16::MAX),
     );
-    table.finish(reader, SELECTOR_KEYS)?;
     Ok(selector)
 }
 
