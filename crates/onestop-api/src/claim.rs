@@ -496,8 +496,14 @@ pub struct ClaimDto {
 
 impl ClaimDto {
     pub fn parse(&self) -> Result<(Claim, Accumulators), Rejection> {
-        let bill = self.bill.parse()?;
-        let person = self.person.parse()?;
+        let within = |section: &str| {
+            move |rejection: Rejection| Rejection {
+                field: rejection.field.map(|field| format!("{section}.{field}")),
+                ..rejection
+            }
+        };
+        let bill = self.bill.parse().map_err(within("bill"))?;
+        let person = self.person.parse().map_err(within("person"))?;
         let year = bill.date_of_service.year();
         let ytd = self.ytd.clone().unwrap_or_default().parse(year)?;
         Ok((Claim { bill, person }, ytd))

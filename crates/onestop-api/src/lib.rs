@@ -73,5 +73,7 @@ fn serde_rejection(path: String, message: &str) -> Rejection {
         RejectionCode::MalformedInput
     };
     let rejection = Rejection::new(code, message);
-    if path.is_empty() || path == "." { rejection } else { rejection.field(path) }
+    // serde_path_to_error writes `?` where a syntax error left the position unknown.
+    let known = path.split(".?").next().unwrap_or_default().trim_matches('.');
+    if known.is_empty() || known == "?" { rejection } else { rejection.field(known) }
 }

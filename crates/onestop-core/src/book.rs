@@ -93,7 +93,7 @@ impl PolicyBook {
                 RejectionCode::TreatmentRegionHasNoCatalogInForce,
                 format!("treatment region: {}", rejection.message),
             )
-            .field("treatment_region")
+            .field("bill.treatment_region")
         })?;
         let settlement = crate::split::split(claim, insured, treatment, ytd)?;
         Ok((settlement, insured, treatment))
