@@ -496,12 +496,12 @@ pub struct ClaimDto {
 
 impl ClaimDto {
     pub fn parse(&self) -> Result<(Claim, Accumulators), Rejection> {
-        let within = |section: &str| {
-            move |rejection: Rejection| Rejection {
+        fn within(section: &'static str) -> impl Fn(Rejection) -> Rejection {
+            move |rejection| Rejection {
                 field: rejection.field.map(|field| format!("{section}.{field}")),
                 ..rejection
             }
-        };
+        }
         let bill = self.bill.parse().map_err(within("bill"))?;
         let person = self.person.parse().map_err(within("person"))?;
         let year = bill.date_of_service.year();
