@@ -1,0 +1,98 @@
+//! The `onestop` binary as a user runs it: the README's calc example, JSON output, and bad
+//! input answered with a code on stderr and exit status 2, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn onestop(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_onestop")).args(args).current_dir(repo()).output().expect("runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+const README_CALC: &[&str] = &[
+    "calc", "--policies", "policies", "--bill", "examples/bill-inpatient.toml",
+    "--person", "examples/person-needy-resident.toml", "--ytd", "examples/ytd-resident.toml",
+];
+
+#[test]
+fn calc_prints_every_tier_with_its_explanation() {
+    let output = onestop(README_CALC);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for expected in [
+        "基本医疗保险统筹基金 basic pooled fund", "大病保险 critical-illness insurance",
+        "医疗救助 medical assistance", "计算说明 Explanation", "年度累计",
+        "tiers[0].rules[9].ratio @ cn-110000-beijing.toml",
+        // A second admission of a working-age resident: the deductible is halved.
+        "起付线 deductible 650.00 due on this visit",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn calc_json_adds_up_to_the_bill() {
+    let mut args = README_CALC.to_vec();
+    args.push("--json");
+    let output = onestop(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+    let fen = |v: &serde_json::Value| onestop_core::Fen::parse_yuan(v.as_str().expect("amount")).expect("yuan");
+    let tiers: onestop_core::Fen = json["tiers"].as_array().expect("tiers").iter().map(|t| fen(&t["amount"])).sum();
+    assert_eq!(tiers, fen(&json["fund_total"]));
+    assert_eq!(fen(&json["fund_total"]) + fen(&json["personal_total"]), fen(&json["totals"]["total"]));
+    assert_eq!(json["accumulators"]["admissions"], "2");
+    let steps = json["explanation"].as_array().expect("explanation");
+    assert!(steps.iter().any(|s| s["step"] == "band" && !s["parameters"].as_array().expect("p").is_empty()));
+}
+
+#[test]
+fn a_whole_claim_file_needs_no_person_flag() {
+    let dir = std::env::temp_dir().join(format!("onestop-cli-claim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let claim = dir.join("claim.json");
+    std::fs::write(&claim, r#"{"bill": {"date_of_service": "2024-03-01", "treatment_region": "110000",
+        "visit": "general_outpatient", "level": "community",
+        "lines": [{"code": "A", "class": "a", "amount": 2500}]},
+        "person": {"insured_region": "110000", "category": "retired", "age": 71, "account_balance": "100"}}"#)
+        .expect("write");
+    let output = onestop(&["calc", "--bill", claim.to_str().expect("utf-8"), "--json"]);
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+    // Retiree, community facility: deductible 1300, then 90 % of 1200; the account pays 100.
+    assert_eq!(json["tiers"][0]["amount"], "1080.00");
+    assert_eq!(json["personal_account"], "100.00");
+    assert_eq!(json["cash"], "1320.00");
+}
+
+#[test]
+fn bad_input_exits_2_with_its_code_and_never_panics() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["calc", "--bill", "no/such/bill.toml", "--person", "examples/person-employee.toml"], "input_unreadable"),
+        (&["calc", "--bill", "examples/bill-inpatient.toml"], "missing_field"),
+        (&["calc", "--bill", "examples/person-employee.toml", "--person", "examples/person-employee.toml"], "unknown_field"),
+        (&["calc", "--policies", "crates/onestop-policy/tests/fixtures/dirs/files_gap",
+            "--bill", "examples/bill-inpatient.toml", "--person", "examples/person-employee.toml"], "policy_files_gap"),
+        (&["calc", "--policies", "examples", "--bill", "examples/bill-inpatient.toml",
+            "--person", "examples/person-employee.toml"], "policy_unknown_key"),
+    ];
+    for (args, code) in cases {
+        let output = onestop(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
+        let message = stderr(&output);
+        assert!(message.starts_with("error: ") && message.contains(code), "{args:?}: {message}");
+        assert!(!message.contains("panicked"), "{message}");
+    }
+}
