@@ -117,10 +117,12 @@ pub struct SettlementDto {
 }
 
 impl SettlementDto {
+    /// The wire form of a settlement; `ytd` are the accumulators it was computed on.
     pub fn from_core(
         claim: &Claim,
         insured: &Policy,
         treatment: &Policy,
+        ytd: &onestop_core::Accumulators,
         settlement: &Settlement,
     ) -> SettlementDto {
         let bill = &claim.bill;
@@ -156,7 +158,7 @@ impl SettlementDto {
             })
             .collect();
         let totals = settlement.totals;
-        let mut deltas = onestop_core::Accumulators::new(settlement.accumulators.year);
+        let mut deltas = onestop_core::Accumulators::new(ytd.year);
         deltas.apply(&settlement.deltas, 1);
         let explanation = settlement
             .steps
@@ -194,7 +196,7 @@ impl SettlementDto {
                 })
                 .collect(),
             explanation,
-            accumulators: YtdDto::from_core(&settlement.accumulators),
+            accumulators: YtdDto::from_core(&settlement.accumulators_after(ytd)),
             accumulator_deltas: YtdDto::from_core(&deltas),
         }
     }

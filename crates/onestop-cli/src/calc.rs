@@ -80,7 +80,7 @@ pub fn run(args: &CalcArgs) -> Result<(), String> {
     let (book, _) = onestop_policy::load_dir(&args.policies).map_err(|error| error.to_string())?;
     let (claim, ytd) = load_claim(args).map_err(|rejection| rejection.to_string())?;
     let (settlement, insured, treatment) = book.split(&claim, &ytd).map_err(|r| r.to_string())?;
-    let dto = SettlementDto::from_core(&claim, insured, treatment, &settlement);
+    let dto = SettlementDto::from_core(&claim, insured, treatment, &ytd, &settlement);
     if args.json {
         let text = serde_json::to_string_pretty(&dto).map_err(|e| e.to_string())?;
         println!("{text}");

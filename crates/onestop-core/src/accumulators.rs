@@ -62,7 +62,12 @@ pub struct AccumulatorKey {
 
 impl AccumulatorKey {
     fn cmp_parts(&self, tier: &str, pool: &str, counter: Counter) -> std::cmp::Ordering {
-        (&*self.tier, &*self.pool, self.counter).cmp(&(tier, pool, counter))
+        // Keys usually share their text with the policy's ids: compare addresses first.
+        let same = |a: &str, b: &str| std::ptr::eq(a, b) || a == b;
+        let tier_order = if same(&self.tier, tier) { std::cmp::Ordering::Equal } else { (*self.tier).cmp(tier) };
+        tier_order
+            .then_with(|| if same(&self.pool, pool) { std::cmp::Ordering::Equal } else { (*self.pool).cmp(pool) })
+            .then(self.counter.cmp(&counter))
     }
 }
 

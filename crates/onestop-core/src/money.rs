@@ -194,23 +194,41 @@ impl Rounding {
 }
 
 /// `numerator / denominator` rounded as `rounding` says; `denominator` must be positive.
+/// Computed in 64 bits when both fit, which is nearly always (a 128-bit division is several
+/// times slower), else in 128 bits.
 pub fn div_round(numerator: i128, denominator: i128, rounding: Rounding) -> i128 {
     assert!(denominator > 0, "the denominator of a rounded division must be positive");
-    let quotient = numerator / denominator;
-    let remainder = numerator % denominator;
-    if remainder == 0 {
-        return quotient;
+    match (i64::try_from(numerator), i64::try_from(denominator)) {
+        (Ok(numerator), Ok(denominator)) => i128::from(div_round_i64(numerator, denominator, rounding)),
+        _ => div_round_i128(numerator, denominator, rounding),
     }
-    let away = if numerator < 0 { -1 } else { 1 };
-    let twice = 2 * remainder.abs();
-    let round_away = match rounding {
-        Rounding::Down => false,
-        Rounding::Up => true,
-        Rounding::HalfUp => twice >= denominator,
-        Rounding::HalfEven => twice > denominator || (twice == denominator && quotient % 2 != 0),
-    };
-    if round_away { quotient + away } else { quotient }
 }
+
+macro_rules! div_round_for {
+    ($name:ident, $int:ty) => {
+        fn $name(numerator: $int, denominator: $int, rounding: Rounding) -> $int {
+            let quotient = numerator / denominator;
+            let remainder = numerator % denominator;
+            if remainder == 0 {
+                return quotient;
+            }
+            let away = if numerator < 0 { -1 } else { 1 };
+            let twice = 2 * remainder.abs();
+            let round_away = match rounding {
+                Rounding::Down => false,
+                Rounding::Up => true,
+                Rounding::HalfUp => twice >= denominator,
+                Rounding::HalfEven => {
+                    twice > denominator || (twice == denominator && quotient % 2 != 0)
+                }
+            };
+            if round_away { quotient + away } else { quotient }
+        }
+    };
+}
+
+div_round_for!(div_round_i64, i64);
+div_round_for!(div_round_i128, i128);
 
 /// A ratio in millionths: `Ratio::ONE` is 100 %. Payment ratios lie in `0..=1`; factors (a
 /// deductible halved, a personal share scaled) use the same type and may exceed one.
@@ -487,7 +505,7 @@ mod tests {
         let ten = Ratio::from_percent(10);
         assert_eq!(Fen(3177).mul_ratio(ten, Rounding::HalfUp), Fen(318));
         assert_eq!(Fen(3177).mul_ratio(ten, Rounding::Down), Fen(317));
-        // 0.25 × 10 % = 0.025 fen... ties: 2.5 fen.
+        // 5 fen × 50 % = 2.5 fen: a tie.
         let half = Ratio::from_percent(50);
         assert_eq!(Fen(5).mul_ratio(half, Rounding::HalfUp), Fen(3));
         assert_eq!(Fen(5).mul_ratio(half, Rounding::HalfEven), Fen(2));
@@ -495,6 +513,11 @@ mod tests {
         assert_eq!(Fen(5).mul_ratio(half, Rounding::Down), Fen(2));
         assert_eq!(Fen(5).mul_ratio(half, Rounding::Up), Fen(3));
         assert_eq!(div_round(-5, 2, Rounding::HalfUp), -3);
+        // The 128-bit path rounds as the 64-bit one does.
+        let big = i128::from(i64::MAX) * 10 + 5;
+        assert_eq!(div_round(big, 10, Rounding::HalfUp), i128::from(i64::MAX) + 1);
+        assert_eq!(div_round(big, 10, Rounding::HalfEven), i128::from(i64::MAX) + 1);
+        assert_eq!(div_round(big, 10, Rounding::Down), i128::from(i64::MAX));
     }
 
     #[test]

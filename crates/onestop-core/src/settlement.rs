@@ -188,9 +188,8 @@ pub struct Settlement {
     pub personal_account: Fen,
     pub cash: Fen,
     pub steps: Vec<Step>,
+    /// What this settlement adds to the year-to-date accumulators; a reversal subtracts it.
     pub deltas: Deltas,
-    /// The accumulators after this settlement.
-    pub accumulators: Accumulators,
 }
 
 impl Settlement {
@@ -202,6 +201,13 @@ impl Settlement {
     /// Everything the person pays (个人负担总额): account and cash.
     pub fn personal_total(&self) -> Fen {
         self.personal_account + self.cash
+    }
+
+    /// The accumulators after this settlement: `ytd` with the deltas applied.
+    pub fn accumulators_after(&self, ytd: &Accumulators) -> Accumulators {
+        let mut after = ytd.clone();
+        after.apply(&self.deltas, 1);
+        after
     }
 
     /// What tiers of `kind` paid.

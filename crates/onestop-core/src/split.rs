@@ -585,8 +585,6 @@ impl<'a> Run<'a> {
         if self.claim.bill.visit == VisitType::Inpatient {
             self.out.deltas.admissions = self.facts.admission.saturating_sub(self.ytd.admissions);
         }
-        self.out.accumulators.clone_from(self.ytd);
-        self.out.accumulators.apply(&self.out.deltas, 1);
     }
 }
 
