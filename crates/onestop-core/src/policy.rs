@@ -498,6 +498,8 @@ impl DeductibleAmount {
                 let stepped = Fen(first.value.0.saturating_sub(steps.saturating_mul(step.value.0)));
                 if stepped <= floor.value {
                     (floor.value, floor.source)
+                } else if n == 1 {
+                    (stepped, first.source)
                 } else {
                     (stepped, step.source)
                 }

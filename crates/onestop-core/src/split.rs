@@ -78,6 +78,13 @@ fn check<'p>(
             ),
         ));
     }
+    if insured.tiers.is_empty() {
+        return Err(Rejection::new(
+            RejectionCode::InsuredRegionHasNoPolicy,
+            format!("region {}'s policy in force on {date} has catalog rules only, no tiers: \
+                people insured there cannot be settled", insured.region),
+        ));
+    }
     if !insured.covers(date) {
         return Err(Rejection::new(
             RejectionCode::NoPolicyInForceOnDateOfService,
@@ -531,12 +538,18 @@ impl<'a> Run<'a> {
             };
             paid_scaled += pays;
             above_cap += unpaid_cost;
+            // A band wholly beyond the cap is explained by the cap step alone; a band the cap
+            // cuts shows the part of it that was paid for.
+            let covered = part.amount - unpaid_cost;
+            if covered.is_zero() && !part.amount.is_zero() {
+                continue;
+            }
             let shown = Fen(narrow(div_round(pays, scale, self.rounding)));
             self.out.steps.push(
                 Step::new(scope, StepKind::Band, shown)
-                    .base(part.amount)
+                    .base(covered)
                     .ratio(part.ratio)
-                    .positions(part.lower, part.upper)
+                    .positions(part.lower, part.lower + covered)
                     .source(part.source),
             );
         }

@@ -52,7 +52,7 @@ policy_error_codes! {
     TiersInvalid = "policy_tiers_invalid",
         "Tier ids must be unique; coinsurance tiers come before layers; a layer's base may only name earlier layers.";
     LimitExceeded = "policy_limit_exceeded",
-        "A policy has at most 16 tiers, 64 rules per tier, 16 bands per rule and 100,000 catalog items.";
+        "A policy has at most 16 tiers, 64 rules per tier, 16 bands and 16 adjustments per rule, 100 deductibles by admission and 100,000 catalog items.";
 }
 
 impl fmt::Display for PolicyErrorCode {

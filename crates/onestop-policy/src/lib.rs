@@ -40,8 +40,17 @@ pub fn load_str(file: &str, text: &str) -> Result<LoadedFile, PolicyError> {
     let range = (header.valid_from, header.valid_to);
     let mut starts = vec![header.valid_from];
     if let tree::Kind::Table(entries) = &root.kind {
-        for (key, value) in entries.iter().filter(|(key, _)| key != "policy") {
-            tree::change_dates(value, file, key, range, &mut starts)?;
+        for (key, value) in entries {
+            if key == "policy" {
+                // Of the header, only the rounding and the needy categories may be dated.
+                for dated in ["rounding", "needy_assistance"] {
+                    if let Some(node) = value.get(dated) {
+                        tree::change_dates(node, file, &format!("policy.{dated}"), range, &mut starts)?;
+                    }
+                }
+            } else {
+                tree::change_dates(value, file, key, range, &mut starts)?;
+            }
         }
     }
     starts.sort();

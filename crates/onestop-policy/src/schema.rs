@@ -46,7 +46,8 @@ const HEADER_KEYS: &[&str] = &[
     "notes",
 ];
 
-/// Reads the `[policy]` header. Dated values are not allowed here.
+/// Reads the `[policy]` header. Only `rounding` and `needy_assistance` may be dated (they are
+/// read per snapshot); the region, name and range are fixed for the file.
 pub fn header(reader: &Reader, root: &Node) -> Result<Header, PolicyError> {
     let mut top = Table::open(reader, root, "", TOP_KEYS)?;
     let (node, path) =
@@ -647,14 +648,21 @@ fn bands(
             for (index, (entry, entry_path)) in entries.into_iter().enumerate() {
                 let mut band = Table::open(reader, entry, &entry_path, &["from", "to", "ratio"])?;
                 let previous = bands.last().and_then(|b| b.to).map(|to| to.value);
+                let mut lower = previous.unwrap_or(Fen::ZERO);
                 if let Some((node, path)) = band.get("from") {
                     let from = reader.money(node, &path)?.value;
-                    let expected = previous.unwrap_or(first_lower);
-                    let first_ok = index == 0 && (from.is_zero() || from == first_lower);
-                    if !first_ok && from != expected {
-                        return Err(reader.error(PolicyErrorCode::BandsInvalid, node, &path, format!(
-                            "band starts at {from} but should start at {expected}, where the previous band ends")));
+                    let message = match previous {
+                        Some(expected) if from != expected => Some(format!(
+                            "band starts at {from} but should start at {expected}, where the previous band ends")),
+                        None if !from.is_zero() && from != first_lower => Some(format!(
+                            "the first band starts at {from} but should start at 0 or at the \
+                             deductible or threshold ({first_lower})")),
+                        _ => None,
+                    };
+                    if let Some(message) = message {
+                        return Err(reader.error(PolicyErrorCode::BandsInvalid, node, &path, message));
                     }
+                    lower = lower.max(from);
                 }
                 let to = match band.get("to") {
                     Some((node, path)) => {
@@ -667,15 +675,12 @@ fn bands(
                                 "the last band is open: leave out its `to`".to_owned(),
                             ));
                         }
-                        if to.value <= previous.unwrap_or(Fen::ZERO) {
+                        if to.value <= lower {
                             return Err(reader.error(
                                 PolicyErrorCode::BandsInvalid,
                                 node,
                                 &path,
-                                format!(
-                                    "band upper bound {} does not exceed the previous bound",
-                                    to.value
-                                ),
+                                format!("band upper bound {} does not exceed its lower bound {lower}", to.value),
                             ));
                         }
                         Some(to)
@@ -713,7 +718,8 @@ fn deductible(reader: &mut Reader, node: &Node, path: &str) -> Result<Deductible
                 ));
             };
             if items.is_empty() || items.len() > 100 {
-                return Err(reader.invalid(
+                return Err(reader.error(
+                    PolicyErrorCode::LimitExceeded,
                     node,
                     &path,
                     "list 1 to 100 deductibles, first admission first".to_owned(),
@@ -868,14 +874,9 @@ pub fn selector(reader: &Reader, node: &Node, path: &str) -> Result<Selector, Po
     let mut table = Table::open(reader, node, path, SELECTOR_KEYS)?;
     let mut selector = Selector::any();
     if let Some((node, path)) = table.get("scheme") {
-        let mut allowed = 0;
-        for (item, item_path) in reader.one_or_many(node, &path) {
-            let scheme = reader.name(item, &item_path, Scheme::parse, &Scheme::codes())?;
-            for category in Category::ALL.iter().filter(|c| c.scheme() == scheme) {
-                allowed |= category.bit();
-            }
-        }
-        selector.categories &= allowed;
+        let schemes = bits(reader, node, &path, Scheme::parse, &Scheme::codes(), Scheme::bit)?;
+        let in_schemes = |c: &&Category| schemes & c.scheme().bit() != 0;
+        selector.categories &= Category::ALL.iter().filter(in_schemes).fold(0, |acc, c| acc | c.bit());
     }
     if let Some((node, path)) = table.get("category") {
         let bits = bits(reader, node, &path, Category::parse, &Category::codes(), Category::bit)?;

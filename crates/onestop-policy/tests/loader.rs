@@ -100,3 +100,14 @@ fn floats_are_read_as_the_decimals_written() {
     assert_eq!(rule.deductible.as_ref().expect("deductible").amount.nominal().0, 130_050);
 }
 
+
+#[test]
+fn a_dated_rounding_cuts_the_file_too() {
+    let text = "[policy]\nregion = \"350100\"\nname = \"t\"\nvalid_from = \"2022-01-01\"\n\
+        rounding = [{ from = \"2022-01-01\", to = \"2022-06-30\", value = \"half_up\" }, \
+        { from = \"2022-07-01\", value = \"down\" }]\n";
+    let file = load_str("rounding.toml", text).expect("loads");
+    let roundings: Vec<_> = file.snapshots.iter().map(|s| s.rounding.value.name()).collect();
+    assert_eq!(roundings, ["half_up", "down"]);
+    assert_eq!(file.snapshots[1].source(file.snapshots[1].rounding.source).effective_from.to_string(), "2022-07-01");
+}
