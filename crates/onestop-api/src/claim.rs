@@ -134,89 +134,46 @@ pub fn parse_date(text: &str, field: &str) -> Result<Date, Rejection> {
     })
 }
 
+/// Reads a required name from a closed vocabulary, rejecting unknown names with `code`.
+fn vocabulary<T>(
+    value: &Option<Scalar>,
+    field: &str,
+    what: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    (code, codes): (RejectionCode, String),
+) -> Result<T, Rejection> {
+    let text = require(value, field, what)?;
+    parse(text).ok_or_else(|| {
+        let message = format!("`{text}` is not {what}; expected one of: {codes}");
+        Rejection::new(code, message).field(field)
+    })
+}
+
 impl BillDto {
     /// Checks every field, in the order of the rejection codes.
     pub fn parse(&self) -> Result<Bill, Rejection> {
         let date_text =
             require(&self.date_of_service, "date_of_service", "the date of service, YYYY-MM-DD")?;
         let date_of_service = parse_date(date_text, "date_of_service")?;
-        let region_text = require(
-            &self.treatment_region,
-            "treatment_region",
-            "the division code of the place of treatment",
-        )?;
+        let region_what = "the division code of the place of treatment";
+        let region_text = require(&self.treatment_region, "treatment_region", region_what)?;
         let treatment_region = parse_region(region_text, "treatment_region")?;
-        let visit_text = require(&self.visit, "visit", "the visit type")?;
-        let visit = VisitType::parse(visit_text).ok_or_else(|| {
-            Rejection::new(
-                RejectionCode::VisitTypeUnknown,
-                format!(
-                    "`{visit_text}` is not a visit type; expected one of: {}",
-                    VisitType::codes()
-                ),
-            )
-            .field("visit")
-        })?;
-        let level_text = require(&self.level, "level", "the hospital level")?;
-        let level = HospitalLevel::parse(level_text).ok_or_else(|| {
-            Rejection::new(
-                RejectionCode::HospitalLevelUnknown,
-                format!(
-                    "`{level_text}` is not a hospital level; expected one of: {}",
-                    HospitalLevel::codes()
-                ),
-            )
-            .field("level")
-        })?;
-        let admission_number = match &self.admission_number {
-            None => None,
-            Some(text) => {
-                let number = text
-                    .as_str()
-                    .parse::<u16>()
-                    .ok()
-                    .filter(|n| (1..=ADMISSION_NUMBER_MAX).contains(n));
-                Some(number.ok_or_else(|| {
-                    Rejection::new(
-                        RejectionCode::AdmissionNumberOutOfRange,
-                        format!(
-                            "`{}` is not an admission number from 1 to {ADMISSION_NUMBER_MAX}",
-                            text.as_str()
-                        ),
-                    )
-                    .field("admission_number")
-                })?)
-            }
-        };
-        let dtos = self.lines.as_deref().unwrap_or_default();
-        if dtos.is_empty() {
-            return Err(Rejection::new(
-                RejectionCode::BillMustHaveLines,
-                "the bill has no fee lines",
-            )
-            .field("lines"));
-        }
-        if dtos.len() > LINES_COUNT_MAX {
-            return Err(Rejection::new(
-                RejectionCode::LinesCountExceedsMax,
-                format!("{} lines; a bill has at most {LINES_COUNT_MAX}", dtos.len()),
-            )
-            .field("lines"));
-        }
-        let mut lines = Vec::with_capacity(dtos.len());
-        let mut total = Fen::ZERO;
-        for (index, dto) in dtos.iter().enumerate() {
-            let line = dto.parse(index)?;
-            total += line.amount;
-            lines.push(line);
-        }
-        if total > BILL_AMOUNT_MAX {
-            return Err(Rejection::new(
-                RejectionCode::BillAmountExceedsMax,
-                format!("the bill totals {total}; at most {BILL_AMOUNT_MAX}"),
-            )
-            .field("lines"));
-        }
+        let visit = vocabulary(
+            &self.visit,
+            "visit",
+            "a visit type",
+            VisitType::parse,
+            (RejectionCode::VisitTypeUnknown, VisitType::codes()),
+        )?;
+        let level = vocabulary(
+            &self.level,
+            "level",
+            "a hospital level",
+            HospitalLevel::parse,
+            (RejectionCode::HospitalLevelUnknown, HospitalLevel::codes()),
+        )?;
+        let admission_number = self.admission_number.as_ref().map(parse_admission).transpose()?;
+        let lines = parse_lines(self.lines.as_deref().unwrap_or_default())?;
         Ok(Bill {
             date_of_service,
             treatment_region,
@@ -227,6 +184,37 @@ impl BillDto {
             lines,
         })
     }
+}
+
+fn parse_admission(text: &Scalar) -> Result<u16, Rejection> {
+    let number = text.as_str().parse::<u16>().ok();
+    number.filter(|n| (1..=ADMISSION_NUMBER_MAX).contains(n)).ok_or_else(|| {
+        let message = format!(
+            "`{}` is not an admission number from 1 to {ADMISSION_NUMBER_MAX}",
+            text.as_str()
+        );
+        Rejection::new(RejectionCode::AdmissionNumberOutOfRange, message).field("admission_number")
+    })
+}
+
+fn parse_lines(dtos: &[LineDto]) -> Result<Vec<Line>, Rejection> {
+    if dtos.is_empty() {
+        let rejection =
+            Rejection::new(RejectionCode::BillMustHaveLines, "the bill has no fee lines");
+        return Err(rejection.field("lines"));
+    }
+    if dtos.len() > LINES_COUNT_MAX {
+        let message = format!("{} lines; a bill has at most {LINES_COUNT_MAX}", dtos.len());
+        return Err(Rejection::new(RejectionCode::LinesCountExceedsMax, message).field("lines"));
+    }
+    let lines = dtos.iter().enumerate().map(|(index, dto)| dto.parse(index));
+    let lines: Vec<Line> = lines.collect::<Result<_, _>>()?;
+    let total: Fen = lines.iter().map(|line| line.amount).sum();
+    if total > BILL_AMOUNT_MAX {
+        let message = format!("the bill totals {total}; at most {BILL_AMOUNT_MAX}");
+        return Err(Rejection::new(RejectionCode::BillAmountExceedsMax, message).field("lines"));
+    }
+    Ok(lines)
 }
 
 fn decimal_error(
@@ -245,94 +233,66 @@ impl LineDto {
         check_text(&code, &field("code"))?;
         let name = self.name.clone().unwrap_or_default();
         check_text(&name, &field("name"))?;
-        let class_text =
-            require(&self.class, &field("class"), "the catalog class: a, b or outside")?;
-        let class = CatalogClass::parse(&class_text.to_ascii_lowercase()).ok_or_else(|| {
-            Rejection::new(
-                RejectionCode::LineClassUnknown,
-                format!(
-                    "`{class_text}` is not a catalog class; expected one of: {}",
-                    CatalogClass::codes()
-                ),
-            )
-            .field(field("class"))
-        })?;
+        let parse_class = |text: &str| CatalogClass::parse(&text.to_ascii_lowercase());
+        let class = vocabulary(
+            &self.class,
+            &field("class"),
+            "a catalog class",
+            parse_class,
+            (RejectionCode::LineClassUnknown, CatalogClass::codes()),
+        )?;
         let amount_text = require(&self.amount, &field("amount"), "the line's amount in yuan")?;
         let amount = amount(amount_text, &field("amount"))?;
         if amount > LINE_AMOUNT_MAX {
-            return Err(Rejection::new(
-                RejectionCode::LineAmountExceedsMax,
-                format!("{amount} exceeds {LINE_AMOUNT_MAX}"),
-            )
-            .field(field("amount")));
+            let message = format!("{amount} exceeds {LINE_AMOUNT_MAX}");
+            let rejection = Rejection::new(RejectionCode::LineAmountExceedsMax, message);
+            return Err(rejection.field(field("amount")));
         }
         let quantity = match &self.quantity {
             None => Quantity::ONE,
-            Some(text) => Quantity::parse(text.as_str())
-                .map_err(|e| {
-                    decimal_error(
-                        RejectionCode::LineQuantityInvalid,
-                        text.as_str(),
-                        e,
-                        &field("quantity"),
-                    )
-                })
-                .and_then(|q| {
-                    if q.0 > 0 && q <= Quantity::MAX {
-                        Ok(q)
-                    } else {
-                        Err(Rejection::new(
-                            RejectionCode::LineQuantityInvalid,
-                            format!(
-                                "`{}` must be above 0 and at most {}",
-                                text.as_str(),
-                                Quantity::MAX
-                            ),
-                        )
-                        .field(field("quantity")))
-                    }
-                })?,
+            Some(text) => parse_quantity(text, &field("quantity"))?,
         };
-        let price = |value: &Option<Scalar>, name: &str| -> Result<Option<UnitPrice>, Rejection> {
-            value
-                .as_ref()
-                .map(|text| {
-                    UnitPrice::parse(text.as_str()).map_err(|e| {
-                        decimal_error(
-                            RejectionCode::LineUnitPriceInvalid,
-                            text.as_str(),
-                            e,
-                            &field(name),
-                        )
-                    })
-                })
-                .transpose()
-        };
-        let unit_price = match price(&self.unit_price, "unit_price")? {
+        let unit_price = match parse_price(&self.unit_price, &field("unit_price"))? {
             Some(unit_price) => {
                 let expected = unit_price.extend(quantity, Rounding::HalfUp);
                 if expected != amount {
-                    return Err(Rejection::new(
-                        RejectionCode::LineAmountMustEqualQuantityTimesUnitPrice,
-                        format!(
-                            "{quantity} × {unit_price} = {expected}, but the amount is {amount}"
-                        ),
-                    )
-                    .field(field("amount")));
+                    let message = format!(
+                        "{quantity} × {unit_price} = {expected}, but the amount is {amount}"
+                    );
+                    let code = RejectionCode::LineAmountMustEqualQuantityTimesUnitPrice;
+                    return Err(Rejection::new(code, message).field(field("amount")));
                 }
                 unit_price
             }
             None if self.quantity.is_none() => UnitPrice::from_fen(amount),
             None => {
-                return Err(missing(
-                    &field("unit_price"),
-                    "a line that gives a quantity gives its unit price too",
-                ));
+                let what = "a line that gives a quantity gives its unit price too";
+                return Err(missing(&field("unit_price"), what));
             }
         };
-        let price_limit = price(&self.price_limit, "price_limit")?;
+        let price_limit = parse_price(&self.price_limit, &field("price_limit"))?;
         Ok(Line { code, name, class, quantity, unit_price, amount, price_limit })
     }
+}
+
+fn parse_quantity(text: &Scalar, field: &str) -> Result<Quantity, Rejection> {
+    let code = RejectionCode::LineQuantityInvalid;
+    let quantity = Quantity::parse(text.as_str())
+        .map_err(|error| decimal_error(code, text.as_str(), error, field))?;
+    if quantity.0 > 0 && quantity <= Quantity::MAX {
+        return Ok(quantity);
+    }
+    let message = format!("`{}` must be above 0 and at most {}", text.as_str(), Quantity::MAX);
+    Err(Rejection::new(code, message).field(field))
+}
+
+fn parse_price(value: &Option<Scalar>, field: &str) -> Result<Option<UnitPrice>, Rejection> {
+    let code = RejectionCode::LineUnitPriceInvalid;
+    let parse = |text: &Scalar| {
+        UnitPrice::parse(text.as_str())
+            .map_err(|error| decimal_error(code, text.as_str(), error, field))
+    };
+    value.as_ref().map(parse).transpose()
 }
 
 impl PersonDto {
@@ -438,8 +398,13 @@ impl YtdDto {
             for (pool, counters) in pools {
                 for (counter, value) in counters {
                     let field = format!("ytd.tiers.{tier}.{pool}.{counter}");
-                    let counter = Counter::parse(counter).ok_or_else(|| invalid(&field, format!(
-                        "unknown counter `{counter}`; expected one of: deductible_met, in_scope, eligible, base, paid")))?;
+                    let counter = Counter::parse(counter).ok_or_else(|| {
+                        let known = Counter::ALL.map(Counter::code).join(", ");
+                        invalid(
+                            &field,
+                            format!("unknown counter `{counter}`; expected one of: {known}"),
+                        )
+                    })?;
                     let fen = Fen::parse_yuan(value.as_str())
                         .ok()
                         .filter(|fen| *fen >= Fen::ZERO)

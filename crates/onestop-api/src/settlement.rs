@@ -1,7 +1,9 @@
 //! A settlement on the wire, with its explanation rendered as text in Chinese and English.
 
 use onestop_core::policy::{Component, Policy, SourceId, TierKind};
-use onestop_core::{Claim, Fen, Settlement, Step, StepKind, StepScope};
+use onestop_core::{
+    Claim, Fen, LineSplit, Settlement, Step, StepKind, StepScope, TierPayment, Totals,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::claim::YtdDto;
@@ -116,6 +118,49 @@ pub struct SettlementDto {
     pub accumulator_deltas: YtdDto,
 }
 
+impl LineResultDto {
+    fn from_core(index: usize, line: &onestop_core::Line, split: &LineSplit) -> LineResultDto {
+        LineResultDto {
+            index,
+            code: line.code.clone(),
+            name: line.name.clone(),
+            class: split.class.code().to_owned(),
+            amount: line.amount.to_string(),
+            outside_catalog: split.outside_catalog.to_string(),
+            over_limit: split.over_limit.to_string(),
+            class_b_first_self_pay: split.class_b_first_self_pay.to_string(),
+            in_scope: split.in_scope.to_string(),
+            first_self_pay_ratio: split.first_self_pay_ratio.to_string(),
+        }
+    }
+}
+
+impl TierResultDto {
+    fn from_core(insured: &Policy, payment: &TierPayment) -> TierResultDto {
+        TierResultDto {
+            id: payment.id.to_string(),
+            kind: payment.kind.code().to_owned(),
+            name_zh: payment.kind.zh().to_owned(),
+            name_en: payment.kind.english().to_owned(),
+            amount: payment.amount.to_string(),
+            base: payment.base.to_string(),
+            rule: payment.rule.map(|id| insured.source(id).path.clone()),
+        }
+    }
+}
+
+impl TotalsDto {
+    fn from_core(totals: &Totals) -> TotalsDto {
+        TotalsDto {
+            total: totals.total.to_string(),
+            outside_catalog: totals.outside_catalog.to_string(),
+            over_limit: totals.over_limit.to_string(),
+            class_b_first_self_pay: totals.class_b_first_self_pay.to_string(),
+            in_scope: totals.in_scope.to_string(),
+        }
+    }
+}
+
 impl SettlementDto {
     /// The wire form of a settlement; `ytd` are the accumulators it was computed on.
     pub fn from_core(
@@ -126,76 +171,37 @@ impl SettlementDto {
         settlement: &Settlement,
     ) -> SettlementDto {
         let bill = &claim.bill;
-        let lines = bill
-            .lines
-            .iter()
-            .zip(&settlement.lines)
-            .enumerate()
-            .map(|(index, (line, split))| LineResultDto {
-                index,
-                code: line.code.clone(),
-                name: line.name.clone(),
-                class: split.class.code().to_owned(),
-                amount: line.amount.to_string(),
-                outside_catalog: split.outside_catalog.to_string(),
-                over_limit: split.over_limit.to_string(),
-                class_b_first_self_pay: split.class_b_first_self_pay.to_string(),
-                in_scope: split.in_scope.to_string(),
-                first_self_pay_ratio: split.first_self_pay_ratio.to_string(),
-            })
-            .collect();
-        let tiers = settlement
-            .payments
-            .iter()
-            .map(|p| TierResultDto {
-                id: p.id.to_string(),
-                kind: p.kind.code().to_owned(),
-                name_zh: p.kind.zh().to_owned(),
-                name_en: p.kind.english().to_owned(),
-                amount: p.amount.to_string(),
-                base: p.base.to_string(),
-                rule: p.rule.map(|id| source_of(insured, treatment, StepScope::Tier(0), id).path),
-            })
-            .collect();
-        let totals = settlement.totals;
+        let lines = bill.lines.iter().zip(&settlement.lines).enumerate();
+        let lines =
+            lines.map(|(index, (line, split))| LineResultDto::from_core(index, line, split));
+        let tiers = settlement.payments.iter().map(|p| TierResultDto::from_core(insured, p));
         let mut deltas = onestop_core::Accumulators::new(ytd.year);
         deltas.apply(&settlement.deltas, 1);
-        let explanation = settlement
-            .steps
-            .iter()
-            .map(|step| step_dto(claim, insured, treatment, settlement, step))
-            .collect();
+        let steps = settlement.steps.iter();
+        let explanation = steps.map(|step| step_dto(claim, insured, treatment, settlement, step));
+        let by_component = Component::ALL.iter().map(|c| {
+            (c.code().to_owned(), settlement.personal_by_component[c.index()].to_string())
+        });
         SettlementDto {
             date_of_service: bill.date_of_service.to_string(),
             insured_region: claim.person.insured_region.to_string(),
             treatment_region: bill.treatment_region.to_string(),
             visit: bill.visit.code().to_owned(),
             level: bill.level.code().to_owned(),
-            admission_number: bill.admission_number,
+            admission_number: settlement.admission_number,
             insured_policy: PolicyRefDto::from_core(insured),
             treatment_policy: PolicyRefDto::from_core(treatment),
-            totals: TotalsDto {
-                total: totals.total.to_string(),
-                outside_catalog: totals.outside_catalog.to_string(),
-                over_limit: totals.over_limit.to_string(),
-                class_b_first_self_pay: totals.class_b_first_self_pay.to_string(),
-                in_scope: totals.in_scope.to_string(),
-            },
-            lines,
-            tiers,
+            totals: TotalsDto::from_core(&settlement.totals),
+            lines: lines.collect(),
+            tiers: tiers.collect(),
             fund_total: settlement.fund_total().to_string(),
             deductible: settlement.deductible.to_string(),
             personal_account: settlement.personal_account.to_string(),
             cash: settlement.cash.to_string(),
             personal_total: settlement.personal_total().to_string(),
             personal_in_scope: settlement.personal_in_scope().to_string(),
-            personal_by_component: Component::ALL
-                .iter()
-                .map(|c| {
-                    (c.code().to_owned(), settlement.personal_by_component[c.index()].to_string())
-                })
-                .collect(),
-            explanation,
+            personal_by_component: by_component.collect(),
+            explanation: explanation.collect(),
             accumulators: YtdDto::from_core(&settlement.accumulators_after(ytd)),
             accumulator_deltas: YtdDto::from_core(&deltas),
         }
@@ -264,90 +270,90 @@ fn tier_label(policy: &Policy, index: u16) -> (String, TierKind) {
 
 /// One step in words.
 pub fn describe(claim: &Claim, insured: &Policy, settlement: &Settlement, step: &Step) -> String {
-    let amount = step.amount;
-    let base = step.base;
-    let ratio = step.ratio.map(|r| r.to_string()).unwrap_or_default();
     match step.scope {
-        StepScope::Line(index) => {
-            let line = &claim.bill.lines[index as usize];
-            let label = format!("第{}行 line {} {}", index + 1, index + 1, line.name);
-            match step.kind {
-                StepKind::OutsideCatalog => {
-                    format!("{label}: 目录外全自费 outside the catalog, {amount} self-paid in full")
-                }
-                StepKind::OverLimit => format!(
-                    "{label}: 超限价自费 over the price limit, {amount} above the {base} allowed"
-                ),
-                StepKind::ClassBFirstSelfPay => format!(
-                    "{label}: 乙类先行自付 class-B first self-pay {ratio} × {base} = {amount} (rounded per line)"
-                ),
-                other => format!("{label}: {}", other.code()),
-            }
-        }
-        StepScope::Tier(index) => {
-            let (label, kind) = tier_label(insured, index);
-            match step.kind {
-                StepKind::RuleApplied => format!("{label}: 适用规则 rule applies"),
-                StepKind::NoRuleMatched => {
-                    format!("{label}: 无适用规则 no rule matches this person and visit; pays 0.00")
-                }
-                StepKind::Adjustment => format!("{label}: 调整 adjustment applies"),
-                StepKind::Deductible => format!(
-                    "{label}: 起付线 deductible {base} due on this visit, {amount} borne by the person"
-                ),
-                StepKind::Base => format!(
-                    "{label}: 计算基数 base {amount} from this visit, {base} counted earlier this year"
-                ),
-                StepKind::Threshold => format!("{label}: 起付标准 threshold {amount}"),
-                StepKind::Band => {
-                    let position = if kind.is_coinsurance() {
-                        "政策范围内累计 in-scope"
-                    } else {
-                        "基数累计 base"
-                    };
-                    format!(
-                        "{label}: 分段 band {position} {}–{}: {ratio} × {base} = {amount}",
-                        step.lower, step.upper
-                    )
-                }
-                StepKind::CapReached => format!(
-                    "{label}: 封顶线 annual cap: {base} was left under the cap, {amount} not paid"
-                ),
-                StepKind::LimitedToRemaining => format!(
-                    "{label}: 以个人负担为限 limited to the {base} the person still bore; {amount} not paid"
-                ),
-                other => format!("{label}: {}", other.code()),
-            }
-        }
+        StepScope::Line(index) => line_text(claim, index, step),
+        StepScope::Tier(index) => tier_text(insured, index, step),
         StepScope::Account => format!(
-            "个人账户 personal account pays {amount} of the {base} it may cover (balance {})",
-            claim.person.account_balance
+            "个人账户 personal account pays {} of the {} it may cover (balance {})",
+            step.amount, step.base, claim.person.account_balance
         ),
-        StepScope::Cash => {
-            let parts: Vec<String> = Component::ALL
-                .iter()
-                .filter(|c| !settlement.personal_by_component[c.index()].is_zero())
-                .map(|c| {
-                    format!(
-                        "{} {} {}",
-                        c.zh(),
-                        c.code(),
-                        settlement.personal_by_component[c.index()]
-                    )
-                })
-                .collect();
-            let account = settlement.personal_account;
-            let mut text = format!("个人现金 cash {amount}");
-            if !parts.is_empty() {
-                text.push_str(&format!(" (person's share: {}", parts.join(", ")));
-                if account > Fen::ZERO {
-                    text.push_str(&format!("; less personal account {account}"));
-                }
-                text.push(')');
-            }
-            text
-        }
+        StepScope::Cash => cash_text(settlement, step),
     }
+}
+
+fn line_text(claim: &Claim, index: u32, step: &Step) -> String {
+    let (amount, base) = (step.amount, step.base);
+    let ratio = step.ratio.map(|r| r.to_string()).unwrap_or_default();
+    let name = claim.bill.lines.get(index as usize).map_or("", |line| line.name.as_str());
+    let label = format!("第{}行 line {} {name}", index + 1, index + 1);
+    match step.kind {
+        StepKind::OutsideCatalog => {
+            format!("{label}: 目录外全自费 outside the catalog, {amount} self-paid in full")
+        }
+        StepKind::OverLimit => {
+            format!("{label}: 超限价自费 over the price limit, {amount} above the {base} allowed")
+        }
+        StepKind::ClassBFirstSelfPay => format!(
+            "{label}: 乙类先行自付 class-B first self-pay {ratio} × {base} = {amount} \
+             (rounded per line)"
+        ),
+        other => format!("{label}: {}", other.code()),
+    }
+}
+
+fn tier_text(insured: &Policy, index: u16, step: &Step) -> String {
+    let (amount, base) = (step.amount, step.base);
+    let ratio = step.ratio.map(|r| r.to_string()).unwrap_or_default();
+    let (label, kind) = tier_label(insured, index);
+    let said = match step.kind {
+        StepKind::RuleApplied => "适用规则 rule applies".to_owned(),
+        StepKind::NoRuleMatched => {
+            "无适用规则 no rule matches this person and visit; pays 0.00".to_owned()
+        }
+        StepKind::Adjustment => "调整 adjustment applies".to_owned(),
+        StepKind::Deductible => {
+            format!("起付线 deductible {base} due on this visit, {amount} borne by the person")
+        }
+        StepKind::Base => {
+            format!("计算基数 base {amount} from this visit, {base} counted earlier this year")
+        }
+        StepKind::Threshold => format!("起付标准 threshold {amount}"),
+        StepKind::Band => {
+            let position = if kind.is_coinsurance() {
+                "政策范围内累计 in-scope"
+            } else {
+                "基数累计 base"
+            };
+            let (lower, upper) = (step.lower, step.upper);
+            format!("分段 band {position} {lower}–{upper}: {ratio} × {base} = {amount}")
+        }
+        StepKind::CapReached => {
+            format!("封顶线 annual cap: {base} was left under the cap, {amount} not paid")
+        }
+        StepKind::LimitedToRemaining => {
+            format!("以个人负担为限 limited to the {base} the person still bore; {amount} not paid")
+        }
+        other => other.code().to_owned(),
+    };
+    format!("{label}: {said}")
+}
+
+fn cash_text(settlement: &Settlement, step: &Step) -> String {
+    let shares = &settlement.personal_by_component;
+    let parts: Vec<String> = Component::ALL
+        .iter()
+        .filter(|c| !shares[c.index()].is_zero())
+        .map(|c| format!("{} {} {}", c.zh(), c.code(), shares[c.index()]))
+        .collect();
+    let mut text = format!("个人现金 cash {}", step.amount);
+    if !parts.is_empty() {
+        text.push_str(&format!(" (person's share: {}", parts.join(", ")));
+        if settlement.personal_account > Fen::ZERO {
+            text.push_str(&format!("; less personal account {}", settlement.personal_account));
+        }
+        text.push(')');
+    }
+    text
 }
 
 /// Reads a named quantity off a settlement, as golden cases and reports name them:

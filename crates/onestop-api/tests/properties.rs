@@ -30,14 +30,24 @@ fn books() -> &'static [(PolicyBook, Region); 2] {
 }
 
 fn line_strategy() -> impl Strategy<Value = Line> {
-    (0..3usize, 0..3usize, 1..4i64, 1..5_000_000i64).prop_map(|(class, code, quantity, price_fen)| {
-        let class = [CatalogClass::A, CatalogClass::B, CatalogClass::Outside][class];
-        let code = ["X", "LIMITED", "B20"][code].to_owned();
-        let quantity = Quantity(quantity * Quantity::SCALE);
-        let unit_price = UnitPrice::from_fen(Fen(price_fen));
-        let amount = unit_price.extend(quantity, onestop_core::Rounding::HalfUp);
-        Line { name: code.clone(), code, class, quantity, unit_price, amount, price_limit: None }
-    })
+    (0..3usize, 0..3usize, 1..4i64, 1..5_000_000i64).prop_map(
+        |(class, code, quantity, price_fen)| {
+            let class = [CatalogClass::A, CatalogClass::B, CatalogClass::Outside][class];
+            let code = ["X", "LIMITED", "B20"][code].to_owned();
+            let quantity = Quantity(quantity * Quantity::SCALE);
+            let unit_price = UnitPrice::from_fen(Fen(price_fen));
+            let amount = unit_price.extend(quantity, onestop_core::Rounding::HalfUp);
+            Line {
+                name: code.clone(),
+                code,
+                class,
+                quantity,
+                unit_price,
+                amount,
+                price_limit: None,
+            }
+        },
+    )
 }
 
 fn claim_strategy() -> impl Strategy<Value = (Claim, usize)> {
@@ -84,23 +94,30 @@ fn claim_strategy() -> impl Strategy<Value = (Claim, usize)> {
 
 /// Year-to-date counters already part-way to the caps.
 fn ytd_strategy() -> impl Strategy<Value = Accumulators> {
-    (0..5u16, 0..3_000_000i64, 0..500_000i64, 0..2_000_000i64).prop_map(|(admissions, paid, ci, base)| {
-        let mut ytd = Accumulators::new(2024);
-        ytd.admissions = admissions;
-        let key = |tier: &str, pool: &str, counter| AccumulatorKey {
-            tier: Arc::from(tier),
-            pool: Arc::from(pool),
-            counter,
-        };
-        ytd.add(&key("basic", "inpatient", Counter::Paid), Fen(paid));
-        ytd.add(&key("basic", "inpatient", Counter::InScope), Fen(paid * 2));
-        ytd.add(&key("basic", "outpatient", Counter::DeductibleMet), Fen(ci % 150_000));
-        ytd.add(&key("basic", "outpatient", Counter::Paid), Fen(ci % 800_000));
-        ytd.add(&key("critical_illness", "all", Counter::Base), Fen(base));
-        ytd.add(&key("critical_illness", "all", Counter::Paid), Fen(ci));
-        ytd.add(&key("assistance", "all", Counter::Paid), Fen(ci / 2));
-        ytd
-    })
+    (0..5u16, 0..3_000_000i64, 0..500_000i64, 0..2_000_000i64).prop_map(
+        |(admissions, paid, ci, base)| {
+            let mut ytd = Accumulators::new(2024);
+            ytd.admissions = admissions;
+            let key = |tier: &str, pool: &str, counter| AccumulatorKey {
+                tier: Arc::from(tier),
+                pool: Arc::from(pool),
+                counter,
+            };
+            ytd.add(&key("basic", "inpatient", Counter::Paid), Fen(paid));
+            ytd.add(&key("basic", "inpatient", Counter::InScope), Fen(paid * 2));
+            ytd.add(&key("basic", "outpatient", Counter::DeductibleMet), Fen(ci % 150_000));
+            ytd.add(&key("basic", "outpatient", Counter::Paid), Fen(ci % 800_000));
+            ytd.add(&key("critical_illness", "all", Counter::Base), Fen(base));
+            ytd.add(&key("critical_illness", "all", Counter::Paid), Fen(ci));
+            ytd.add(&key("assistance", "all", Counter::Paid), Fen(ci / 2));
+            ytd
+        },
+    )
+}
+
+fn policy_of(claim: &Claim, which: usize) -> &'static onestop_core::policy::Policy {
+    let book = &books()[which].0;
+    book.at(claim.person.insured_region, claim.bill.date_of_service).expect("policy")
 }
 
 fn split(claim: &Claim, which: usize, ytd: &Accumulators) -> Settlement {
@@ -112,7 +129,10 @@ fn conserves(claim: &Claim, settlement: &Settlement) {
     assert_eq!(settlement.totals.total, total);
     assert_eq!(settlement.fund_total() + settlement.personal_account + settlement.cash, total);
     for (line, split) in claim.bill.lines.iter().zip(&settlement.lines) {
-        let parts = split.outside_catalog + split.over_limit + split.class_b_first_self_pay + split.in_scope;
+        let parts = split.outside_catalog
+            + split.over_limit
+            + split.class_b_first_self_pay
+            + split.in_scope;
         assert_eq!(parts, line.amount);
     }
     for payment in &settlement.payments {
@@ -124,7 +144,10 @@ fn conserves(claim: &Claim, settlement: &Settlement) {
 
 /// No tier's year-to-date payment exceeds the largest cap its rule allows.
 fn within_caps(which: usize, claim: &Claim, ytd: &Accumulators, settlement: &Settlement) {
-    let policy = books()[which].0.at(claim.person.insured_region, claim.bill.date_of_service).expect("policy");
+    let policy = books()[which]
+        .0
+        .at(claim.person.insured_region, claim.bill.date_of_service)
+        .expect("policy");
     for payment in &settlement.payments {
         let Some(rule_source) = payment.rule else { continue };
         let tier = &policy.tiers[payment.tier];
@@ -168,25 +191,32 @@ proptest! {
         // layer's payment (the synthetic policy's critical illness ignores the civil-servant
         // subsidy): from there on, a tier may pay less when an earlier one pays more, since it
         // can only pay what the person still bears.
-        let policy = books()[which].0.at(claim.person.insured_region, claim.bill.date_of_service).expect("policy");
+        let policy = policy_of(&claim, which);
         let partial = policy.tiers.iter().enumerate().position(|(index, tier)| {
-            let layers_before = (0..index).filter(|i| !policy.tiers[*i].kind.is_coinsurance()).count();
+            let layers = (0..index).filter(|i| !policy.tiers[*i].kind.is_coinsurance());
+            let layers_before = layers.count();
             !tier.kind.is_coinsurance() && tier.base.after.len() < layers_before
         });
         let checked = partial.unwrap_or(before.payments.len());
         for (old, new) in before.payments.iter().zip(&after.payments).take(checked) {
-            prop_assert!(new.amount >= old.amount, "{} fell from {} to {}", old.id, old.amount, new.amount);
+            let (id, old, new) = (&old.id, old.amount, new.amount);
+            prop_assert!(new >= old, "{id} fell from {old} to {new}");
         }
     }
 
     #[test]
-    fn the_same_input_gives_the_same_output((claim, which) in claim_strategy(), ytd in ytd_strategy()) {
+    fn the_same_input_gives_the_same_output(
+        (claim, which) in claim_strategy(),
+        ytd in ytd_strategy(),
+    ) {
         let first = split(&claim, which, &ytd);
         let second = split(&claim, which, &ytd);
         prop_assert_eq!(&first, &second);
-        let book = &books()[which].0;
-        let policy = book.at(claim.person.insured_region, claim.bill.date_of_service).expect("policy");
-        let json = |s: &Settlement| serde_json::to_string(&SettlementDto::from_core(&claim, policy, policy, &ytd, s)).expect("json");
+        let policy = policy_of(&claim, which);
+        let json = |s: &Settlement| {
+            let dto = SettlementDto::from_core(&claim, policy, policy, &ytd, s);
+            serde_json::to_string(&dto).expect("json")
+        };
         prop_assert_eq!(json(&first), json(&second));
     }
 }

@@ -22,7 +22,10 @@ fn valid_claim() -> Value {
             "admission_number": 1,
             "lines": [
                 { "code": "A1", "name": "手术", "class": "a", "amount": "18000.00" },
-                { "code": "B1", "name": "药品", "class": "b", "quantity": "2", "unit_price": "10.50", "amount": "21.00" }
+                {
+                    "code": "B1", "name": "药品", "class": "b",
+                    "quantity": "2", "unit_price": "10.50", "amount": "21.00"
+                }
             ]
         },
         "person": { "insured_region": "110000", "category": "in_service", "age": 45 },
@@ -57,44 +60,162 @@ fn remove(mut claim: Value, parent: &str, key: &str) -> String {
 }
 
 fn many_lines(count: usize, amount: &str) -> Value {
-    Value::Array((0..count).map(|i| json!({ "code": format!("L{i}"), "class": "a", "amount": amount })).collect())
+    Value::Array(
+        (0..count)
+            .map(|i| json!({ "code": format!("L{i}"), "class": "a", "amount": amount }))
+            .collect(),
+    )
+}
+
+/// One case per code, in definition order: the code, the claim, the field at fault.
+fn cases() -> Vec<(RejectionCode, String, Option<&'static str>)> {
+    let mut cases = bill_cases();
+    cases.extend(line_cases());
+    cases.extend(other_cases());
+    cases
+}
+
+/// The cases of the document and the bill's header.
+fn bill_cases() -> Vec<(RejectionCode, String, Option<&'static str>)> {
+    use RejectionCode as C;
+    let base = valid_claim;
+    vec![
+        (C::MalformedInput, base().to_string()[..40].to_owned(), Some("bill")),
+        (
+            C::UnknownField,
+            set(base(), "/bill/lines/0", json!({"class": "a", "amout": "1"})),
+            Some("bill.lines[0].amout"),
+        ),
+        (C::MissingField, remove(base(), "/bill", "date_of_service"), Some("bill.date_of_service")),
+        (
+            C::TextTooLong,
+            set(base(), "/bill/lines/0/name", json!("药".repeat(201))),
+            Some("bill.lines[0].name"),
+        ),
+        (
+            C::DateOfServiceInvalid,
+            set(base(), "/bill/date_of_service", json!("2023-02-29")),
+            Some("bill.date_of_service"),
+        ),
+        (
+            C::RegionCodeInvalid,
+            set(base(), "/bill/treatment_region", json!("11000")),
+            Some("bill.treatment_region"),
+        ),
+        (C::VisitTypeUnknown, set(base(), "/bill/visit", json!("outpatient")), Some("bill.visit")),
+        (C::HospitalLevelUnknown, set(base(), "/bill/level", json!(4)), Some("bill.level")),
+        (
+            C::AdmissionNumberOutOfRange,
+            set(base(), "/bill/admission_number", json!(0)),
+            Some("bill.admission_number"),
+        ),
+    ]
+}
+
+/// The cases of the bill's lines.
+fn line_cases() -> Vec<(RejectionCode, String, Option<&'static str>)> {
+    use RejectionCode as C;
+    let base = valid_claim;
+    vec![
+        (C::BillMustHaveLines, set(base(), "/bill/lines", json!([])), Some("bill.lines")),
+        (
+            C::LinesCountExceedsMax,
+            set(base(), "/bill/lines", many_lines(5001, "1")),
+            Some("bill.lines"),
+        ),
+        (
+            C::LineClassUnknown,
+            set(base(), "/bill/lines/0/class", json!("c")),
+            Some("bill.lines[0].class"),
+        ),
+        (
+            C::LineAmountInvalid,
+            set(base(), "/bill/lines/0/amount", json!("12.345")),
+            Some("bill.lines[0].amount"),
+        ),
+        (
+            C::LineAmountMustNotBeNegative,
+            set(base(), "/bill/lines/0/amount", json!(-1)),
+            Some("bill.lines[0].amount"),
+        ),
+        (
+            C::LineAmountExceedsMax,
+            set(base(), "/bill/lines/0/amount", json!("10000000.01")),
+            Some("bill.lines[0].amount"),
+        ),
+        (
+            C::LineQuantityInvalid,
+            set(base(), "/bill/lines/1/quantity", json!("0")),
+            Some("bill.lines[1].quantity"),
+        ),
+        (
+            C::LineUnitPriceInvalid,
+            set(base(), "/bill/lines/1/unit_price", json!("ten")),
+            Some("bill.lines[1].unit_price"),
+        ),
+        (
+            C::LineAmountMustEqualQuantityTimesUnitPrice,
+            set(base(), "/bill/lines/1/amount", json!("21.01")),
+            Some("bill.lines[1].amount"),
+        ),
+        (
+            C::BillAmountExceedsMax,
+            set(base(), "/bill/lines", many_lines(11, "10000000")),
+            Some("bill.lines"),
+        ),
+    ]
+}
+
+/// The cases of the person, the accumulators and the policy lookup.
+fn other_cases() -> Vec<(RejectionCode, String, Option<&'static str>)> {
+    use RejectionCode as C;
+    let base = valid_claim;
+    vec![
+        (
+            C::CategoryUnknown,
+            set(base(), "/person/category", json!("pensioner")),
+            Some("person.category"),
+        ),
+        (C::AgeOutOfRange, set(base(), "/person/age", json!(151)), Some("person.age")),
+        (
+            C::AssistanceCategoryUnknown,
+            set(base(), "/person/assistance", json!("poor")),
+            Some("person.assistance"),
+        ),
+        (
+            C::AccountBalanceInvalid,
+            set(base(), "/person/account_balance", json!("-5")),
+            Some("person.account_balance"),
+        ),
+        (
+            C::AccumulatorInvalid,
+            set(base(), "/ytd/tiers", json!({"basic": {"inpatient": {"paidd": "1"}}})),
+            Some("ytd.tiers.basic.inpatient.paidd"),
+        ),
+        (
+            C::AccumulatorsYearMustMatchDateOfService,
+            set(base(), "/ytd/year", json!(2023)),
+            Some("ytd.year"),
+        ),
+        (C::InsuredRegionHasNoPolicy, set(base(), "/person/insured_region", json!("310000")), None),
+        (
+            C::NoPolicyInForceOnDateOfService,
+            set(set_date(base(), "2022-06-01"), "/ytd/year", json!(2022)),
+            None,
+        ),
+        (
+            C::TreatmentRegionHasNoCatalogInForce,
+            set(base(), "/bill/treatment_region", json!("310000")),
+            Some("bill.treatment_region"),
+        ),
+    ]
 }
 
 #[test]
 fn each_rejection_code_in_definition_order() {
-    use RejectionCode as C;
     let book = book();
     let base = valid_claim;
-    let cases: Vec<(RejectionCode, String, Option<&str>)> = vec![
-        (C::MalformedInput, base().to_string()[..40].to_owned(), Some("bill")),
-        (C::UnknownField, set(base(), "/bill/lines/0", json!({"class": "a", "amout": "1"})), Some("bill.lines[0].amout")),
-        (C::MissingField, remove(base(), "/bill", "date_of_service"), Some("bill.date_of_service")),
-        (C::TextTooLong, set(base(), "/bill/lines/0/name", json!("药".repeat(201))), Some("bill.lines[0].name")),
-        (C::DateOfServiceInvalid, set(base(), "/bill/date_of_service", json!("2023-02-29")), Some("bill.date_of_service")),
-        (C::RegionCodeInvalid, set(base(), "/bill/treatment_region", json!("11000")), Some("bill.treatment_region")),
-        (C::VisitTypeUnknown, set(base(), "/bill/visit", json!("outpatient")), Some("bill.visit")),
-        (C::HospitalLevelUnknown, set(base(), "/bill/level", json!(4)), Some("bill.level")),
-        (C::AdmissionNumberOutOfRange, set(base(), "/bill/admission_number", json!(0)), Some("bill.admission_number")),
-        (C::BillMustHaveLines, set(base(), "/bill/lines", json!([])), Some("bill.lines")),
-        (C::LinesCountExceedsMax, set(base(), "/bill/lines", many_lines(5001, "1")), Some("bill.lines")),
-        (C::LineClassUnknown, set(base(), "/bill/lines/0/class", json!("c")), Some("bill.lines[0].class")),
-        (C::LineAmountInvalid, set(base(), "/bill/lines/0/amount", json!("12.345")), Some("bill.lines[0].amount")),
-        (C::LineAmountMustNotBeNegative, set(base(), "/bill/lines/0/amount", json!(-1)), Some("bill.lines[0].amount")),
-        (C::LineAmountExceedsMax, set(base(), "/bill/lines/0/amount", json!("10000000.01")), Some("bill.lines[0].amount")),
-        (C::LineQuantityInvalid, set(base(), "/bill/lines/1/quantity", json!("0")), Some("bill.lines[1].quantity")),
-        (C::LineUnitPriceInvalid, set(base(), "/bill/lines/1/unit_price", json!("ten")), Some("bill.lines[1].unit_price")),
-        (C::LineAmountMustEqualQuantityTimesUnitPrice, set(base(), "/bill/lines/1/amount", json!("21.01")), Some("bill.lines[1].amount")),
-        (C::BillAmountExceedsMax, set(base(), "/bill/lines", many_lines(11, "10000000")), Some("bill.lines")),
-        (C::CategoryUnknown, set(base(), "/person/category", json!("pensioner")), Some("person.category")),
-        (C::AgeOutOfRange, set(base(), "/person/age", json!(151)), Some("person.age")),
-        (C::AssistanceCategoryUnknown, set(base(), "/person/assistance", json!("poor")), Some("person.assistance")),
-        (C::AccountBalanceInvalid, set(base(), "/person/account_balance", json!("-5")), Some("person.account_balance")),
-        (C::AccumulatorInvalid, set(base(), "/ytd/tiers", json!({"basic": {"inpatient": {"paidd": "1"}}})), Some("ytd.tiers.basic.inpatient.paidd")),
-        (C::AccumulatorsYearMustMatchDateOfService, set(base(), "/ytd/year", json!(2023)), Some("ytd.year")),
-        (C::InsuredRegionHasNoPolicy, set(base(), "/person/insured_region", json!("310000")), None),
-        (C::NoPolicyInForceOnDateOfService, set(set_date(base(), "2022-06-01"), "/ytd/year", json!(2022)), None),
-        (C::TreatmentRegionHasNoCatalogInForce, set(base(), "/bill/treatment_region", json!("310000")), Some("bill.treatment_region")),
-    ];
+    let cases = cases();
     assert!(outcome(&book, &base().to_string()).is_ok(), "the base claim is valid");
     let mut tested: Vec<RejectionCode> = Vec::new();
     let mut examples = Vec::new();
@@ -108,8 +229,9 @@ fn each_rejection_code_in_definition_order() {
     }
     check_reference(&examples);
     // `input_unreadable` concerns files named on the command line: the CLI tests cover it.
-    let expected: Vec<RejectionCode> =
-        RejectionCode::ALL.iter().copied().filter(|c| *c != C::InputUnreadable).collect();
+    let expected =
+        RejectionCode::ALL.iter().copied().filter(|c| *c != RejectionCode::InputUnreadable);
+    let expected: Vec<RejectionCode> = expected.collect();
     assert_eq!(tested, expected, "one case per code, in definition order");
 }
 
@@ -129,10 +251,15 @@ fn check_reference(examples: &[Rejection]) {
         text.push_str(&format!("\n## `{name}`\n\n{} — {}\n", code.zh(), code.description()));
         match examples.iter().find(|r| r.code == *code) {
             Some(example) => {
-                let field = example.field.as_deref().map(|f| format!(" (field `{f}`)")).unwrap_or_default();
-                text.push_str(&format!("\nExample{field}: {}\n", example.message.replace('\n', " ")));
+                let field =
+                    example.field.as_deref().map(|f| format!(" (field `{f}`)")).unwrap_or_default();
+                text.push_str(&format!(
+                    "\nExample{field}: {}\n",
+                    example.message.replace('\n', " ")
+                ));
             }
-            None => text.push_str("\nRaised by `onestop calc` when a file it is given cannot be read.\n"),
+            None => text
+                .push_str("\nRaised by `onestop calc` when a file it is given cannot be read.\n"),
         }
     }
     if std::env::var_os("UPDATE_EXPECT").is_some() {
@@ -140,7 +267,11 @@ fn check_reference(examples: &[Rejection]) {
         return;
     }
     let current = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(current == text, "docs/reference/rejections.md is stale: run UPDATE_EXPECT=1 cargo test -p onestop-api --test rejections");
+    assert!(
+        current == text,
+        "docs/reference/rejections.md is stale: \
+         run UPDATE_EXPECT=1 cargo test -p onestop-api --test rejections"
+    );
 }
 
 const REFERENCE_HEAD: &str = "# Rejection codes (拒绝代码)

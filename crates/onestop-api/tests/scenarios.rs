@@ -34,17 +34,24 @@ level = "3"
 
 #[test]
 fn the_basic_cap_stops_payment_inside_a_band_and_the_large_amount_tier_takes_the_rest() {
-    let claim = format!("{INPATIENT_L3}lines = [{{ class = \"a\", amount = \"700000\" }}]\n\
-        [person]\ninsured_region = \"110000\"\ncategory = \"in_service\"\nage = 50\n");
-    let settlement = check(&book(), &claim, &[
-        // Uncapped: 28700 × 85 % + 10000 × 90 % + 660000 × 95 % = 660395; the cap is 500000.
-        ("tier.basic", "500000.00"),
-        // 500000 − 24395 − 9000 = 466605 paid in the 95 % band covers 466605 / 95 % =
-        // 491163.16 of it; 660000 − 491163.16 = 168836.84 is above the cap; × 85 %.
-        ("tier.large_amount", "143511.31"),
-        ("component.above_cap", "25325.53"),
-    ]);
-    let capped_band = settlement.steps.iter().filter(|s| s.kind == StepKind::Band).nth(2).expect("band 3");
+    let claim = format!(
+        "{INPATIENT_L3}lines = [{{ class = \"a\", amount = \"700000\" }}]\n\
+        [person]\ninsured_region = \"110000\"\ncategory = \"in_service\"\nage = 50\n"
+    );
+    let settlement = check(
+        &book(),
+        &claim,
+        &[
+            // Uncapped: 28700 × 85 % + 10000 × 90 % + 660000 × 95 % = 660395; the cap is 500000.
+            ("tier.basic", "500000.00"),
+            // 500000 − 24395 − 9000 = 466605 paid in the 95 % band covers 466605 / 95 % =
+            // 491163.16 of it; 660000 − 491163.16 = 168836.84 is above the cap; × 85 %.
+            ("tier.large_amount", "143511.31"),
+            ("component.above_cap", "25325.53"),
+        ],
+    );
+    let capped_band =
+        settlement.steps.iter().filter(|s| s.kind == StepKind::Band).nth(2).expect("band 3");
     assert_eq!(capped_band.amount, Fen::parse_yuan("466605.00").expect("yuan"));
     assert_eq!(capped_band.base, Fen::parse_yuan("491163.16").expect("yuan"));
     assert!(settlement.steps.iter().any(|s| s.kind == StepKind::CapReached));
@@ -52,8 +59,10 @@ fn the_basic_cap_stops_payment_inside_a_band_and_the_large_amount_tier_takes_the
 
 #[test]
 fn retirees_bear_sixty_percent_of_the_in_service_share() {
-    let claim = format!("{INPATIENT_L3}lines = [{{ class = \"a\", amount = \"10000\" }}]\n\
-        [person]\ninsured_region = \"110000\"\ncategory = \"retired\"\nage = 66\n");
+    let claim = format!(
+        "{INPATIENT_L3}lines = [{{ class = \"a\", amount = \"10000\" }}]\n\
+        [person]\ninsured_region = \"110000\"\ncategory = \"retired\"\nage = 66\n"
+    );
     // 1 − 0.6 × (1 − 85 %) = 91 %; (10000 − 1300) × 91 % = 7917.
     check(&book(), &claim, &[("tier.basic", "7917.00"), ("deductible", "1300.00")]);
 }
@@ -69,15 +78,21 @@ fn students_have_the_inpatient_deductible_halved() {
 
 #[test]
 fn needy_people_get_critical_illness_from_half_the_threshold_five_points_higher() {
-    let claim = format!("{INPATIENT_L3}lines = [{{ class = \"a\", amount = \"100000\" }}]\n\
-        [person]\ninsured_region = \"110000\"\ncategory = \"working_age\"\nage = 45\nneedy = true\n");
-    check(&book(), &claim, &[
-        // (100000 − 1300) × 78 % = 76986; the person bears 23014.
-        ("tier.basic", "76986.00"),
-        // Threshold 30404 × 0.5 = 15202; (23014 − 15202) × (60 % + 5) = 7812 × 65 % = 5077.80.
-        ("tier.critical_illness", "5077.80"),
-        ("personal_total", "17936.20"),
-    ]);
+    let claim = format!(
+        "{INPATIENT_L3}lines = [{{ class = \"a\", amount = \"100000\" }}]\n\
+        [person]\ninsured_region = \"110000\"\ncategory = \"working_age\"\nage = 45\nneedy = true\n"
+    );
+    check(
+        &book(),
+        &claim,
+        &[
+            // (100000 − 1300) × 78 % = 76986; the person bears 23014.
+            ("tier.basic", "76986.00"),
+            // Threshold 30404 × 0.5 = 15202; (23014 − 15202) × (60 % + 5) = 7812 × 65 % = 5077.80.
+            ("tier.critical_illness", "5077.80"),
+            ("personal_total", "17936.20"),
+        ],
+    );
 }
 
 #[test]
@@ -86,9 +101,14 @@ fn the_outpatient_deductible_is_annual_and_bands_count_the_year() {
         visit = \"general_outpatient\"\nlevel = \"2\"\nuse_personal_account = false\n\
         lines = [{ class = \"a\", amount = \"3000\" }]\n\
         [person]\ninsured_region = \"110000\"\ncategory = \"in_service\"\nage = 30\n\
-        [ytd]\nyear = 2024\n[ytd.tiers.basic.outpatient]\ndeductible_met = \"1000\"\nin_scope = \"1000\"\n";
+        [ytd]\nyear = 2024\n[ytd.tiers.basic.outpatient]\n\
+        deductible_met = \"1000\"\nin_scope = \"1000\"\n";
     // 1800 − 1000 = 800 still due; (3000 − 800) × 70 % = 1540.
-    check(&book(), claim, &[("deductible", "800.00"), ("tier.basic", "1540.00"), ("cash", "1460.00")]);
+    check(
+        &book(),
+        claim,
+        &[("deductible", "800.00"), ("tier.basic", "1540.00"), ("cash", "1460.00")],
+    );
 }
 
 #[test]
@@ -96,7 +116,12 @@ fn the_personal_account_pays_before_cash() {
     let claim = "[bill]\ndate_of_service = \"2024-05-01\"\ntreatment_region = \"110000\"\n\
         visit = \"general_outpatient\"\nlevel = \"community\"\n\
         lines = [{ class = \"a\", amount = \"500\" }, { class = \"outside\", amount = \"80\" }]\n\
-        [person]\ninsured_region = \"110000\"\ncategory = \"in_service\"\nage = 30\naccount_balance = \"120.50\"\n";
+        [person]\ninsured_region = \"110000\"\ncategory = \"in_service\"\nage = 30\n\
+        account_balance = \"120.50\"\n";
     // All 500 is under the 1800 deductible: nothing from the fund; the account pays 120.50.
-    check(&book(), claim, &[("tier.basic", "0.00"), ("personal_account", "120.50"), ("cash", "459.50")]);
+    check(
+        &book(),
+        claim,
+        &[("tier.basic", "0.00"), ("personal_account", "120.50"), ("cash", "459.50")],
+    );
 }

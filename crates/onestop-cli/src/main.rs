@@ -15,7 +15,8 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "onestop",
     version,
-    about = "One-stop settlement of medical bills across every tier of China's medical security (一站式结算)"
+    about = "One-stop settlement of medical bills across every tier of China's medical \
+             security (一站式结算)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -46,7 +47,8 @@ fn main() -> ExitCode {
         }
         Err(_) => {
             eprintln!(
-                "error: internal error: an invariant failed; this is a bug, please report it with the input"
+                "error: internal error: an invariant failed; this is a bug, \
+                 please report it with the input"
             );
             ExitCode::from(EXIT_BUG)
         }

@@ -61,41 +61,56 @@ fn visit_label(code: &str) -> String {
 
 pub fn render(s: &SettlementDto) -> String {
     let mut out = String::new();
+    header(&mut out, s);
+    let _ = writeln!(out, "\n费用明细 Lines");
+    out.push_str(&lines_table(s));
+    let _ = writeln!(out, "\n各项支付 Payments");
+    out.push_str(&payments_table(s));
+    let _ = writeln!(
+        out,
+        "  实际支付起付线 deductible borne: {} · 政策范围内个人自付 personal in-scope share: {}",
+        s.deductible, s.personal_in_scope
+    );
+    let _ = writeln!(out, "\n计算说明 Explanation");
+    for step in &s.explanation {
+        let _ = writeln!(out, "  - {}", step.text);
+    }
+    accumulators(&mut out, s);
+    out
+}
+
+fn header(out: &mut String, s: &SettlementDto) {
     let admission =
         s.admission_number.map(|n| format!(" · 第{n}次住院 admission {n}")).unwrap_or_default();
     let level =
         onestop_core::HospitalLevel::parse(&s.level).map_or("", onestop_core::HospitalLevel::zh);
+    let visit = visit_label(&s.visit);
     let _ = writeln!(
         out,
-        "onestop calc · {} · {} · {level} level {}{admission}",
-        s.date_of_service,
-        visit_label(&s.visit),
-        s.level
+        "onestop calc · {} · {visit} · {level} level {}{admission}",
+        s.date_of_service, s.level
     );
     let policy = |p: &onestop_api::settlement::PolicyRefDto| {
-        format!(
-            "{} {} (policy {} to {})",
-            p.region,
-            p.name,
-            p.valid_from,
-            p.valid_to.as_deref().unwrap_or("open")
-        )
+        let to = p.valid_to.as_deref().unwrap_or("open");
+        format!("{} {} (policy {} to {to})", p.region, p.name, p.valid_from)
     };
     let _ = writeln!(out, "参保地 insured:   {}", policy(&s.insured_policy));
     let _ = writeln!(out, "就医地 treatment: {}", policy(&s.treatment_policy));
+}
 
-    let _ = writeln!(out, "\n费用明细 Lines");
-    let mut rows = vec![vec![
-        "#".into(),
-        "code".into(),
-        "name".into(),
-        "class".into(),
-        "amount".into(),
-        "全自费 outside".into(),
-        "超限价 over-limit".into(),
-        "先行自付 B-first".into(),
-        "范围内 in-scope".into(),
-    ]];
+fn lines_table(s: &SettlementDto) -> String {
+    let heading = [
+        "#",
+        "code",
+        "name",
+        "class",
+        "amount",
+        "全自费 outside",
+        "超限价 over-limit",
+        "先行自付 B-first",
+        "范围内 in-scope",
+    ];
+    let mut rows = vec![heading.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>()];
     for line in &s.lines {
         rows.push(vec![
             (line.index + 1).to_string(),
@@ -121,39 +136,30 @@ pub fn render(s: &SettlementDto) -> String {
         t.class_b_first_self_pay.clone(),
         t.in_scope.clone(),
     ]);
-    out.push_str(&columns(&rows, &[true, false, false, false, true, true, true, true, true]));
+    columns(&rows, &[true, false, false, false, true, true, true, true, true])
+}
 
-    let _ = writeln!(out, "\n各项支付 Payments");
+fn payments_table(s: &SettlementDto) -> String {
     let mut rows = Vec::new();
     for tier in &s.tiers {
-        rows.push(vec![
-            format!("{} {}", tier.name_zh, tier.name_en),
-            format!("({})", tier.id),
-            tier.amount.clone(),
-        ]);
+        let name = format!("{} {}", tier.name_zh, tier.name_en);
+        rows.push(vec![name, format!("({})", tier.id), tier.amount.clone()]);
     }
-    rows.push(vec!["基金支付合计 fund total".into(), String::new(), s.fund_total.clone()]);
-    rows.push(vec!["个人账户 personal account".into(), String::new(), s.personal_account.clone()]);
-    rows.push(vec!["个人现金 cash".into(), String::new(), s.cash.clone()]);
-    rows.push(vec!["个人负担合计 personal total".into(), String::new(), s.personal_total.clone()]);
-    rows.push(vec!["医疗费总额 bill total".into(), String::new(), s.totals.total.clone()]);
-    out.push_str(&columns(&rows, &[false, false, true]));
-    let _ = writeln!(
-        out,
-        "  实际支付起付线 deductible borne: {} · 政策范围内个人自付 personal in-scope share: {}",
-        s.deductible, s.personal_in_scope
-    );
-
-    let _ = writeln!(out, "\n计算说明 Explanation");
-    for step in &s.explanation {
-        let _ = writeln!(out, "  - {}", step.text);
+    for (label, amount) in [
+        ("基金支付合计 fund total", &s.fund_total),
+        ("个人账户 personal account", &s.personal_account),
+        ("个人现金 cash", &s.cash),
+        ("个人负担合计 personal total", &s.personal_total),
+        ("医疗费总额 bill total", &s.totals.total),
+    ] {
+        rows.push(vec![label.to_owned(), String::new(), amount.clone()]);
     }
+    columns(&rows, &[false, false, true])
+}
 
-    let _ = writeln!(
-        out,
-        "\n年度累计 Year-to-date after this settlement ({})",
-        s.accumulators.year.as_ref().map_or("", |y| y.as_str())
-    );
+fn accumulators(out: &mut String, s: &SettlementDto) {
+    let year = s.accumulators.year.as_ref().map_or("", |y| y.as_str());
+    let _ = writeln!(out, "\n年度累计 Year-to-date after this settlement ({year})");
     let admissions = s.accumulators.admissions.as_ref().map_or("0", |a| a.as_str());
     let _ = writeln!(out, "  住院次数 admissions: {admissions}");
     for (tier, pools) in &s.accumulators.tiers {
@@ -168,5 +174,4 @@ pub fn render(s: &SettlementDto) -> String {
             let _ = writeln!(out, "  {tier} / {pool}: {}", values.join(", "));
         }
     }
-    out
 }

@@ -9,7 +9,11 @@ fn repo() -> PathBuf {
 }
 
 fn onestop(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_onestop")).args(args).current_dir(repo()).output().expect("runs")
+    Command::new(env!("CARGO_BIN_EXE_onestop"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("runs")
 }
 
 fn stdout(output: &Output) -> String {
@@ -21,8 +25,15 @@ fn stderr(output: &Output) -> String {
 }
 
 const README_CALC: &[&str] = &[
-    "calc", "--policies", "policies", "--bill", "examples/bill-inpatient.toml",
-    "--person", "examples/person-needy-resident.toml", "--ytd", "examples/ytd-resident.toml",
+    "calc",
+    "--policies",
+    "policies",
+    "--bill",
+    "examples/bill-inpatient.toml",
+    "--person",
+    "examples/person-needy-resident.toml",
+    "--ytd",
+    "examples/ytd-resident.toml",
 ];
 
 #[test]
@@ -31,8 +42,11 @@ fn calc_prints_every_tier_with_its_explanation() {
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     for expected in [
-        "基本医疗保险统筹基金 basic pooled fund", "大病保险 critical-illness insurance",
-        "医疗救助 medical assistance", "计算说明 Explanation", "年度累计",
+        "基本医疗保险统筹基金 basic pooled fund",
+        "大病保险 critical-illness insurance",
+        "医疗救助 medical assistance",
+        "计算说明 Explanation",
+        "年度累计",
         "tiers[0].rules[9].ratio @ cn-110000-beijing.toml",
         // A second admission of a working-age resident: the deductible is halved.
         "起付线 deductible 650.00 due on this visit",
@@ -48,13 +62,23 @@ fn calc_json_adds_up_to_the_bill() {
     let output = onestop(&args);
     assert!(output.status.success(), "{}", stderr(&output));
     let json: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("JSON");
-    let fen = |v: &serde_json::Value| onestop_core::Fen::parse_yuan(v.as_str().expect("amount")).expect("yuan");
-    let tiers: onestop_core::Fen = json["tiers"].as_array().expect("tiers").iter().map(|t| fen(&t["amount"])).sum();
+    let fen = |v: &serde_json::Value| {
+        onestop_core::Fen::parse_yuan(v.as_str().expect("amount")).expect("yuan")
+    };
+    let tiers: onestop_core::Fen =
+        json["tiers"].as_array().expect("tiers").iter().map(|t| fen(&t["amount"])).sum();
     assert_eq!(tiers, fen(&json["fund_total"]));
-    assert_eq!(fen(&json["fund_total"]) + fen(&json["personal_total"]), fen(&json["totals"]["total"]));
+    assert_eq!(
+        fen(&json["fund_total"]) + fen(&json["personal_total"]),
+        fen(&json["totals"]["total"])
+    );
     assert_eq!(json["accumulators"]["admissions"], "2");
     let steps = json["explanation"].as_array().expect("explanation");
-    assert!(steps.iter().any(|s| s["step"] == "band" && !s["parameters"].as_array().expect("p").is_empty()));
+    assert!(
+        steps
+            .iter()
+            .any(|s| s["step"] == "band" && !s["parameters"].as_array().expect("p").is_empty())
+    );
 }
 
 #[test]
@@ -62,11 +86,12 @@ fn a_whole_claim_file_needs_no_person_flag() {
     let dir = std::env::temp_dir().join(format!("onestop-cli-claim-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let claim = dir.join("claim.json");
-    std::fs::write(&claim, r#"{"bill": {"date_of_service": "2024-03-01", "treatment_region": "110000",
+    let text = r#"{"bill": {"date_of_service": "2024-03-01", "treatment_region": "110000",
         "visit": "general_outpatient", "level": "community",
         "lines": [{"code": "A", "class": "a", "amount": 2500}]},
-        "person": {"insured_region": "110000", "category": "retired", "age": 71, "account_balance": "100"}}"#)
-        .expect("write");
+        "person": {"insured_region": "110000", "category": "retired", "age": 71,
+                   "account_balance": "100"}}"#;
+    std::fs::write(&claim, text).expect("write");
     let output = onestop(&["calc", "--bill", claim.to_str().expect("utf-8"), "--json"]);
     std::fs::remove_dir_all(&dir).expect("clean up");
     assert!(output.status.success(), "{}", stderr(&output));
@@ -80,13 +105,45 @@ fn a_whole_claim_file_needs_no_person_flag() {
 #[test]
 fn bad_input_exits_2_with_its_code_and_never_panics() {
     let cases: &[(&[&str], &str)] = &[
-        (&["calc", "--bill", "no/such/bill.toml", "--person", "examples/person-employee.toml"], "input_unreadable"),
+        (
+            &["calc", "--bill", "no/such/bill.toml", "--person", "examples/person-employee.toml"],
+            "input_unreadable",
+        ),
         (&["calc", "--bill", "examples/bill-inpatient.toml"], "missing_field"),
-        (&["calc", "--bill", "examples/person-employee.toml", "--person", "examples/person-employee.toml"], "unknown_field"),
-        (&["calc", "--policies", "crates/onestop-policy/tests/fixtures/dirs/files_gap",
-            "--bill", "examples/bill-inpatient.toml", "--person", "examples/person-employee.toml"], "policy_files_gap"),
-        (&["calc", "--policies", "examples", "--bill", "examples/bill-inpatient.toml",
-            "--person", "examples/person-employee.toml"], "policy_unknown_key"),
+        (
+            &[
+                "calc",
+                "--bill",
+                "examples/person-employee.toml",
+                "--person",
+                "examples/person-employee.toml",
+            ],
+            "unknown_field",
+        ),
+        (
+            &[
+                "calc",
+                "--policies",
+                "crates/onestop-policy/tests/fixtures/dirs/files_gap",
+                "--bill",
+                "examples/bill-inpatient.toml",
+                "--person",
+                "examples/person-employee.toml",
+            ],
+            "policy_files_gap",
+        ),
+        (
+            &[
+                "calc",
+                "--policies",
+                "examples",
+                "--bill",
+                "examples/bill-inpatient.toml",
+                "--person",
+                "examples/person-employee.toml",
+            ],
+            "policy_unknown_key",
+        ),
     ];
     for (args, code) in cases {
         let output = onestop(args);

@@ -17,7 +17,8 @@ const BEIJING: Region = Region(110_000);
 fn lines(count: usize) -> Vec<Line> {
     (0..count)
         .map(|i| {
-            let class = [CatalogClass::A, CatalogClass::B, CatalogClass::A, CatalogClass::Outside][i % 4];
+            let class =
+                [CatalogClass::A, CatalogClass::B, CatalogClass::A, CatalogClass::Outside][i % 4];
             let quantity = Quantity(((i % 5) as i64 + 1) * Quantity::SCALE);
             let unit_price = UnitPrice(((i * 7919) % 40_000 + 500) as i64 * 100);
             let price_limit = (i % 9 == 0).then_some(UnitPrice(unit_price.0 * 9 / 10));
@@ -55,7 +56,11 @@ fn outpatient() -> (Claim, Accumulators) {
         account_balance: Fen(150_000),
     };
     let mut ytd = Accumulators::new(2024);
-    let key = |counter| AccumulatorKey { tier: Arc::from("basic"), pool: Arc::from("outpatient"), counter };
+    let key = |counter| AccumulatorKey {
+        tier: Arc::from("basic"),
+        pool: Arc::from("outpatient"),
+        counter,
+    };
     ytd.add(&key(Counter::DeductibleMet), Fen(90_000));
     ytd.add(&key(Counter::InScope), Fen(90_000));
     (Claim { bill, person }, ytd)
@@ -83,7 +88,11 @@ fn inpatient() -> (Claim, Accumulators) {
     };
     let mut ytd = Accumulators::new(2024);
     ytd.admissions = 1;
-    let key = |tier: &str, pool: &str, counter| AccumulatorKey { tier: Arc::from(tier), pool: Arc::from(pool), counter };
+    let key = |tier: &str, pool: &str, counter| AccumulatorKey {
+        tier: Arc::from(tier),
+        pool: Arc::from(pool),
+        counter,
+    };
     ytd.add(&key("basic", "inpatient", Counter::InScope), Fen(3_000_000));
     ytd.add(&key("basic", "inpatient", Counter::Paid), Fen(2_200_000));
     ytd.add(&key("critical_illness", "all", Counter::Base), Fen(700_000));
@@ -94,7 +103,9 @@ fn bench(c: &mut Criterion) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
     let (book, _) = onestop_policy::load_dir(&dir).expect("bundled policies");
     let mut group = c.benchmark_group("split");
-    for (name, (claim, ytd)) in [("outpatient_10_lines", outpatient()), ("inpatient_300_lines", inpatient())] {
+    for (name, (claim, ytd)) in
+        [("outpatient_10_lines", outpatient()), ("inpatient_300_lines", inpatient())]
+    {
         let policy = book.at(BEIJING, claim.bill.date_of_service).expect("policy").clone();
         let mut out = Settlement::default();
         split_into(&claim, &policy, &policy, &ytd, &mut out).expect("settles");

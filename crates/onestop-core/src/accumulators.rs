@@ -64,9 +64,16 @@ impl AccumulatorKey {
     fn cmp_parts(&self, tier: &str, pool: &str, counter: Counter) -> std::cmp::Ordering {
         // Keys usually share their text with the policy's ids: compare addresses first.
         let same = |a: &str, b: &str| std::ptr::eq(a, b) || a == b;
-        let tier_order = if same(&self.tier, tier) { std::cmp::Ordering::Equal } else { (*self.tier).cmp(tier) };
+        let tier_order =
+            if same(&self.tier, tier) { std::cmp::Ordering::Equal } else { (*self.tier).cmp(tier) };
         tier_order
-            .then_with(|| if same(&self.pool, pool) { std::cmp::Ordering::Equal } else { (*self.pool).cmp(pool) })
+            .then_with(|| {
+                if same(&self.pool, pool) {
+                    std::cmp::Ordering::Equal
+                } else {
+                    (*self.pool).cmp(pool)
+                }
+            })
             .then(self.counter.cmp(&counter))
     }
 }
@@ -122,7 +129,7 @@ impl Accumulators {
         for (key, delta) in &deltas.entries {
             self.add(key, Fen(delta.0 * sign));
         }
-        let admissions = i32::from(self.admissions) + i32::from(deltas.admissions) * sign as i32;
+        let admissions = i64::from(self.admissions) + i64::from(deltas.admissions) * sign;
         self.admissions = u16::try_from(admissions.max(0)).unwrap_or(u16::MAX);
     }
 }

@@ -70,7 +70,8 @@ impl PolicyBook {
                 Err(Rejection::new(
                     RejectionCode::NoPolicyInForceOnDateOfService,
                     format!(
-                        "region {region} has no policy in force on {date}; its policies cover {range}"
+                        "region {region} has no policy in force on {date}; \
+                         its policies cover {range}"
                     ),
                 ))
             }

@@ -199,7 +199,9 @@ impl Rounding {
 pub fn div_round(numerator: i128, denominator: i128, rounding: Rounding) -> i128 {
     assert!(denominator > 0, "the denominator of a rounded division must be positive");
     match (i64::try_from(numerator), i64::try_from(denominator)) {
-        (Ok(numerator), Ok(denominator)) => i128::from(div_round_i64(numerator, denominator, rounding)),
+        (Ok(numerator), Ok(denominator)) => {
+            i128::from(div_round_i64(numerator, denominator, rounding))
+        }
         _ => div_round_i128(numerator, denominator, rounding),
     }
 }
@@ -331,7 +333,7 @@ impl fmt::Display for Ratio {
             return f.pad(&format!("{whole}%"));
         }
         let mut width = 4;
-        while fraction % 10 == 0 {
+        while fraction.is_multiple_of(10) {
             fraction /= 10;
             width -= 1;
         }

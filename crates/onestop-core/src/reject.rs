@@ -74,7 +74,8 @@ rejection_codes! {
         "A unit price or price limit must be a non-negative decimal with at most four decimals.";
     LineAmountMustEqualQuantityTimesUnitPrice =
         "line_amount_must_equal_quantity_times_unit_price", "金额与数量单价不符",
-        "Where quantity and unit price are given, the amount must equal their product rounded half up to the fen.";
+        "Where quantity and unit price are given, the amount must equal their product rounded \
+         half up to the fen.";
     BillAmountExceedsMax = "bill_amount_exceeds_max", "单据总额超限",
         "A bill's total must not exceed 100,000,000 yuan.";
     CategoryUnknown = "category_unknown", "人员类别未知",

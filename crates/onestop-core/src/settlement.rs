@@ -177,6 +177,9 @@ impl Step {
 pub struct Settlement {
     pub lines: Vec<LineSplit>,
     pub totals: Totals,
+    /// For inpatient bills, the admission's number within the year (given, or the
+    /// admissions so far plus one).
+    pub admission_number: Option<u16>,
     /// Deductible borne by the person on this settlement (实际支付起付线).
     pub deductible: Fen,
     /// One entry per tier of the insured region's policy, in policy order.
@@ -228,6 +231,7 @@ impl Settlement {
     pub(crate) fn reset(&mut self) {
         self.lines.clear();
         self.totals = Totals::default();
+        self.admission_number = None;
         self.deductible = Fen::ZERO;
         self.payments.clear();
         self.personal_by_component = [Fen::ZERO; Component::COUNT];

@@ -81,8 +81,11 @@ fn check<'p>(
     if insured.tiers.is_empty() {
         return Err(Rejection::new(
             RejectionCode::InsuredRegionHasNoPolicy,
-            format!("region {}'s policy in force on {date} has catalog rules only, no tiers: \
-                people insured there cannot be settled", insured.region),
+            format!(
+                "region {}'s policy in force on {date} has catalog rules only, no tiers: \
+                people insured there cannot be settled",
+                insured.region
+            ),
         ));
     }
     if !insured.covers(date) {
@@ -217,7 +220,6 @@ struct BandPart {
     amount: Fen,
     ratio: Ratio,
     lower: Fen,
-    upper: Fen,
     source: SourceId,
 }
 
@@ -488,26 +490,7 @@ impl<'a> Run<'a> {
         range: (Fen, Fen),
         cap: Option<(Fen, SourceId)>,
     ) -> BandOutcome {
-        let (start, end) = range;
-        let mut parts = [None::<BandPart>; BANDS_MAX];
-        let mut lower = Fen::ZERO;
-        for (slot, band) in parts.iter_mut().zip(&rule.bands) {
-            let band_lower = offset + lower;
-            let part_lower = band_lower.max(start);
-            let part_upper = band.to.map_or(end, |to| (offset + to.value).min(end));
-            if let Some(to) = band.to {
-                lower = to.value;
-            }
-            if part_upper > part_lower {
-                *slot = Some(BandPart {
-                    amount: part_upper - part_lower,
-                    ratio: adjusted.ratio(band.ratio.value),
-                    lower: part_lower,
-                    upper: part_upper,
-                    source: band.ratio.source,
-                });
-            }
-        }
+        let parts = band_parts(rule, adjusted, offset, range);
         let scale = i128::from(Ratio::SCALE);
         let per_band = rule.round_at.value == RoundAt::Band;
         // Each band's contribution in fen × millionths: exact, or rounded to whole fen.
@@ -596,9 +579,40 @@ impl<'a> Run<'a> {
         let settled = self.out.fund_total() + self.out.personal_account + self.out.cash;
         assert_eq!(settled, self.out.totals.total, "tiers, account and cash add up to the bill");
         if self.claim.bill.visit == VisitType::Inpatient {
+            self.out.admission_number = Some(self.facts.admission);
             self.out.deltas.admissions = self.facts.admission.saturating_sub(self.ytd.admissions);
         }
     }
+}
+
+/// The part of `range` that falls in each of the rule's bands, bands shifted up by `offset`;
+/// `None` where a band holds none of it.
+fn band_parts(
+    rule: &Rule,
+    adjusted: &Adjusted,
+    offset: Fen,
+    range: (Fen, Fen),
+) -> [Option<BandPart>; BANDS_MAX] {
+    let (start, end) = range;
+    let mut parts = [None::<BandPart>; BANDS_MAX];
+    let mut lower = Fen::ZERO;
+    for (slot, band) in parts.iter_mut().zip(&rule.bands) {
+        let band_lower = offset + lower;
+        let part_lower = band_lower.max(start);
+        let part_upper = band.to.map_or(end, |to| (offset + to.value).min(end));
+        if let Some(to) = band.to {
+            lower = to.value;
+        }
+        if part_upper > part_lower {
+            *slot = Some(BandPart {
+                amount: part_upper - part_lower,
+                ratio: adjusted.ratio(band.ratio.value),
+                lower: part_lower,
+                source: band.ratio.source,
+            });
+        }
+    }
+    parts
 }
 
 fn narrow(value: i128) -> i64 {

@@ -36,9 +36,11 @@ policy_error_codes! {
     WrongType = "policy_wrong_type",
         "Every value must have the type its key takes (string, number, table, array).";
     ValueInvalid = "policy_value_invalid",
-        "Every value must be valid for its key: a real date, an amount with at most two decimals, a ratio within bounds, a known name.";
+        "Every value must be valid for its key: a real date, an amount with at most two decimals, \
+         a ratio within bounds, a known name.";
     DatedGap = "policy_dated_gap",
-        "A dated parameter's periods must follow each other without a gap and cover the file's whole range.";
+        "A dated parameter's periods must follow each other without a gap and cover the file's \
+         whole range.";
     DatedOverlap = "policy_dated_overlap",
         "A dated parameter's periods must not overlap.";
     FilesGap = "policy_files_gap",
@@ -48,11 +50,14 @@ policy_error_codes! {
     RulesOverlap = "policy_rules_overlap",
         "Within a tier, no two rules may match the same person and visit.";
     BandsInvalid = "policy_bands_invalid",
-        "Bands must ascend strictly, each starting where the previous one ends; only the last is open.";
+        "Bands must ascend strictly, each starting where the previous one ends; only the last is \
+         open.";
     TiersInvalid = "policy_tiers_invalid",
-        "Tier ids must be unique; coinsurance tiers come before layers; a layer's base may only name earlier layers.";
+        "Tier ids must be unique; coinsurance tiers come before layers; a layer's base may only \
+         name earlier layers.";
     LimitExceeded = "policy_limit_exceeded",
-        "A policy has at most 16 tiers, 64 rules per tier, 16 bands and 16 adjustments per rule, 100 deductibles by admission and 100,000 catalog items.";
+        "A policy has at most 16 tiers, 64 rules per tier, 16 bands and 16 adjustments per rule, \
+         100 deductibles by admission and 100,000 catalog items.";
 }
 
 impl fmt::Display for PolicyErrorCode {

@@ -45,7 +45,13 @@ pub fn load_str(file: &str, text: &str) -> Result<LoadedFile, PolicyError> {
                 // Of the header, only the rounding and the needy categories may be dated.
                 for dated in ["rounding", "needy_assistance"] {
                     if let Some(node) = value.get(dated) {
-                        tree::change_dates(node, file, &format!("policy.{dated}"), range, &mut starts)?;
+                        tree::change_dates(
+                            node,
+                            file,
+                            &format!("policy.{dated}"),
+                            range,
+                            &mut starts,
+                        )?;
                     }
                 }
             } else {

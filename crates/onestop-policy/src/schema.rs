@@ -12,8 +12,8 @@ use onestop_core::claim::{
 use onestop_core::money::{Fen, Ratio, Rounding, UnitPrice};
 use onestop_core::policy::{
     AccountRule, Accumulate, Adjustment, Band, BandBasis, Base, Catalog, CatalogItem, Component,
-    Deductible, DeductibleAmount, DeductiblePer, Param, Policy, RoundAt, Rule, Selector, Tier,
-    TierKind,
+    Deductible, DeductibleAmount, DeductiblePer, Param, Policy, RoundAt, Rule, Selector, SourceId,
+    Tier, TierKind,
 };
 use onestop_core::split::{BANDS_MAX, TIERS_MAX};
 
@@ -166,7 +166,8 @@ fn catalog(reader: &mut Reader, node: &Node, path: &str) -> Result<Catalog, Poli
     )?;
     let (employee, resident) = match &ratio_node.kind {
         Kind::Table(_) => {
-            let mut by_scheme = Table::open(reader, ratio_node, &ratio_path, &["employee", "resident"])?;
+            let mut by_scheme =
+                Table::open(reader, ratio_node, &ratio_path, &["employee", "resident"])?;
             let (node, path) = by_scheme.require(reader, "employee", "the ratio for employees")?;
             let employee = reader.ratio(node, &path, Ratio::ONE)?;
             let (node, path) = by_scheme.require(reader, "resident", "the ratio for residents")?;
@@ -209,7 +210,12 @@ fn catalog(reader: &mut Reader, node: &Node, path: &str) -> Result<Catalog, Poli
 }
 
 fn catalog_item(reader: &mut Reader, node: &Node, path: &str) -> Result<CatalogItem, PolicyError> {
-    let mut table = Table::open(reader, node, path, &["code", "name", "class", "first_self_pay", "price_limit"])?;
+    let mut table = Table::open(
+        reader,
+        node,
+        path,
+        &["code", "name", "class", "first_self_pay", "price_limit"],
+    )?;
     let (code_node, code_path) = table.require(reader, "code", "the item's catalog code")?;
     let code = reader.text(code_node, &code_path)?.to_owned();
     table.get("name");
@@ -255,9 +261,15 @@ fn components(reader: &Reader, node: &Node, path: &str) -> Result<Vec<Component>
                 Some(component) => vec![component],
                 None => {
                     let known: Vec<&str> = Component::ALL.iter().map(|c| c.code()).collect();
-                    return Err(reader.invalid(item, &item_path, format!(
-                        "unknown component `{other}`; expected in_scope, out_of_scope, all or one of: {}",
-                        known.join(", "))));
+                    return Err(reader.invalid(
+                        item,
+                        &item_path,
+                        format!(
+                            "unknown component `{other}`; expected in_scope, out_of_scope, all \
+                             or one of: {}",
+                            known.join(", ")
+                        ),
+                    ));
                 }
             },
         };
@@ -325,6 +337,38 @@ fn tier(
 ) -> Result<Tier, PolicyError> {
     let mut table = Table::open(reader, node, path, TIER_KEYS)?;
     let source = reader.source(node, path);
+    let id = tier_id(reader, &mut table, earlier)?;
+    let kind = tier_kind(reader, &mut table, earlier)?;
+    table.get("name");
+    table.get("notes");
+    let accumulate = match table.get("accumulate") {
+        Some((node, path)) => reader.name(
+            node,
+            &path,
+            |t| match t {
+                "year" => Some(Accumulate::Year),
+                "visit" => Some(Accumulate::Visit),
+                _ => None,
+            },
+            "year, visit",
+        )?,
+        None => Accumulate::Year,
+    };
+    let base = base(reader, &mut table, kind, earlier, source)?;
+    let rules = rules(reader, &mut table, kind)?;
+    if kind.is_coinsurance() {
+        check_coinsurance_apart(reader, node, path, &rules, earlier)?;
+    }
+    Ok(Tier { id, kind, source, base, accumulate, rules })
+}
+
+/// Reads a tier's `id`. Accumulators and later layers' `base.after` name tiers by id, so an id
+/// is short, plain and unique.
+fn tier_id(
+    reader: &Reader,
+    table: &mut Table<'_>,
+    earlier: &[Tier],
+) -> Result<Arc<str>, PolicyError> {
     let (id_node, id_path) = table.require(reader, "id", "a unique id such as \"basic\"")?;
     let id = reader.text(id_node, &id_path)?;
     let id_ok = !id.is_empty()
@@ -345,7 +389,16 @@ fn tier(
             format!("tier id `{id}` is used twice"),
         ));
     }
-    let id: Arc<str> = Arc::from(id);
+    Ok(Arc::from(id))
+}
+
+/// Reads a tier's `kind`. Coinsurance tiers split the in-scope amount that layers are then
+/// computed on, so no coinsurance tier may follow a layer.
+fn tier_kind(
+    reader: &Reader,
+    table: &mut Table<'_>,
+    earlier: &[Tier],
+) -> Result<TierKind, PolicyError> {
     let (kind_node, kind_path) =
         table.require(reader, "kind", "the tier kind such as \"basic_pool\"")?;
     let kinds: Vec<&str> = TierKind::ALL.iter().map(|k| k.code()).collect();
@@ -361,22 +414,16 @@ fn tier(
             ),
         ));
     }
-    table.get("name");
-    table.get("notes");
-    let accumulate = match table.get("accumulate") {
-        Some((node, path)) => reader.name(
-            node,
-            &path,
-            |t| match t {
-                "year" => Some(Accumulate::Year),
-                "visit" => Some(Accumulate::Visit),
-                _ => None,
-            },
-            "year, visit",
-        )?,
-        None => Accumulate::Year,
-    };
-    let base = base(reader, &mut table, kind, earlier, source)?;
+    Ok(kind)
+}
+
+/// Reads a tier's `[[tiers.rules]]`. A visit is settled by at most one rule of a tier, so no two
+/// rules may match the same person and visit.
+fn rules(
+    reader: &mut Reader,
+    table: &mut Table<'_>,
+    kind: TierKind,
+) -> Result<Vec<Rule>, PolicyError> {
     let (rules_node, rules_path) =
         table.require(reader, "rules", "at least one [[tiers.rules]]")?;
     let entries = reader.tables(rules_node, &rules_path)?;
@@ -394,24 +441,48 @@ fn tier(
         if let Some((index, _)) =
             rules.iter().enumerate().find(|(_, r)| r.when.overlaps(&rule.when))
         {
-            return Err(reader.error(PolicyErrorCode::RulesOverlap, entry, &entry_path, format!(
-                "this rule and {rules_path}[{index}] (line {}) both match some person and visit; \
-                 narrow one of their `when` selectors",
-                reader.sources[rules[index].source.0 as usize].line)));
+            let line = reader.sources[rules[index].source.0 as usize].line;
+            return Err(reader.error(
+                PolicyErrorCode::RulesOverlap,
+                entry,
+                &entry_path,
+                format!(
+                    "this rule and {rules_path}[{index}] (line {line}) both match some person \
+                     and visit; narrow one of their `when` selectors"
+                ),
+            ));
         }
         rules.push(rule);
     }
-    if kind.is_coinsurance() {
-        for other in earlier.iter().filter(|t| t.kind.is_coinsurance()) {
-            for (index, rule) in rules.iter().enumerate() {
-                if other.rules.iter().any(|r| r.when.overlaps(&rule.when)) {
-                    return Err(reader.error(PolicyErrorCode::RulesOverlap, node, &format!("{path}.rules[{index}]"),
-                        format!("this rule overlaps a rule of coinsurance tier `{}`: only one coinsurance tier may apply to a visit", other.id)));
-                }
+    Ok(rules)
+}
+
+/// Checks a coinsurance tier's rules against those of earlier coinsurance tiers: each splits
+/// the in-scope amount, so two applying to one visit would split it twice.
+fn check_coinsurance_apart(
+    reader: &Reader,
+    node: &Node,
+    path: &str,
+    rules: &[Rule],
+    earlier: &[Tier],
+) -> Result<(), PolicyError> {
+    for other in earlier.iter().filter(|t| t.kind.is_coinsurance()) {
+        for (index, rule) in rules.iter().enumerate() {
+            if other.rules.iter().any(|r| r.when.overlaps(&rule.when)) {
+                return Err(reader.error(
+                    PolicyErrorCode::RulesOverlap,
+                    node,
+                    &format!("{path}.rules[{index}]"),
+                    format!(
+                        "this rule overlaps a rule of coinsurance tier `{}`: only one \
+                         coinsurance tier may apply to a visit",
+                        other.id
+                    ),
+                ));
             }
         }
     }
-    Ok(Tier { id, kind, source, base, accumulate, rules })
+    Ok(())
 }
 
 fn base(
@@ -419,7 +490,7 @@ fn base(
     table: &mut Table<'_>,
     kind: TierKind,
     earlier: &[Tier],
-    tier_source: onestop_core::policy::SourceId,
+    tier_source: SourceId,
 ) -> Result<Base, PolicyError> {
     let Some((node, path)) = table.get("base") else {
         let after = (0..earlier.len()).filter(|i| !earlier[*i].kind.is_coinsurance()).collect();
@@ -445,12 +516,26 @@ fn base(
             for (item, item_path) in reader.one_or_many(node, &path) {
                 let id = reader.text(item, &item_path)?;
                 let Some(index) = earlier.iter().position(|t| &*t.id == id) else {
-                    return Err(reader.error(PolicyErrorCode::TiersInvalid, item, &item_path,
-                        format!("`{id}` is not an earlier tier; a layer's base can only deduct tiers computed before it")));
+                    return Err(reader.error(
+                        PolicyErrorCode::TiersInvalid,
+                        item,
+                        &item_path,
+                        format!(
+                            "`{id}` is not an earlier tier; a layer's base can only deduct tiers \
+                             computed before it"
+                        ),
+                    ));
                 };
                 if earlier[index].kind.is_coinsurance() {
-                    return Err(reader.error(PolicyErrorCode::TiersInvalid, item, &item_path,
-                        format!("`{id}` is a coinsurance tier; its payment is already outside every layer's base")));
+                    return Err(reader.error(
+                        PolicyErrorCode::TiersInvalid,
+                        item,
+                        &item_path,
+                        format!(
+                            "`{id}` is a coinsurance tier; its payment is already outside every \
+                             layer's base"
+                        ),
+                    ));
                 }
                 after.push(index);
             }
@@ -484,6 +569,56 @@ fn rule(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<
         None => Selector::any(),
     };
     table.get("notes");
+    let pool = rule_pool(reader, &mut table, kind, &when)?;
+    let cap_pool = match table.get("cap_pool") {
+        Some((node, path)) => Arc::from(pool_name(reader, node, &path)?),
+        None => Arc::clone(&pool),
+    };
+    let (deductible, threshold) = deductible_or_threshold(reader, &mut table, kind)?;
+    let band_basis = band_basis(reader, &mut table, source)?;
+    let nominal = match (&deductible, threshold) {
+        (Some(deductible), _) => deductible.amount.nominal(),
+        (None, Some(threshold)) => threshold.value,
+        (None, None) => Fen::ZERO,
+    };
+    let first_lower = match band_basis.value {
+        BandBasis::Cumulative => nominal,
+        BandBasis::AboveThreshold => Fen::ZERO,
+    };
+    let bands = bands(reader, &mut table, node, first_lower)?;
+    let round_at = round_at(reader, &mut table, source)?;
+    let cap = match table.get("cap") {
+        Some((node, path)) => Some(reader.money(node, &path)?),
+        None => None,
+    };
+    let adjustments = match table.get("adjust") {
+        Some((node, path)) => adjustments(reader, node, &path, kind)?,
+        None => Vec::new(),
+    };
+    Ok(Rule {
+        source,
+        when,
+        pool,
+        cap_pool,
+        deductible,
+        threshold,
+        band_basis,
+        bands,
+        round_at,
+        cap,
+        adjustments,
+    })
+}
+
+/// Reads a rule's `pool`, the name its deductible, bands and cap count in. Layers default to
+/// one pool for everything; a coinsurance rule defaults to its visit type, which is only
+/// unambiguous when its selector names exactly one.
+fn rule_pool(
+    reader: &Reader,
+    table: &mut Table<'_>,
+    kind: TierKind,
+    when: &Selector,
+) -> Result<Arc<str>, PolicyError> {
     let pool: Arc<str> = match table.get("pool") {
         Some((node, path)) => Arc::from(pool_name(reader, node, &path)?),
         None if !kind.is_coinsurance() => Arc::from("all"),
@@ -492,21 +627,35 @@ fn rule(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<
                 VisitType::ALL.iter().filter(|v| when.visits & v.bit() != 0).collect();
             match visits.as_slice() {
                 [visit] => Arc::from(visit.code()),
-                _ => return Err(reader.error(PolicyErrorCode::MissingKey, node, &table.child_path("pool"),
-                    "this rule covers several visit types: name the `pool` their deductible, bands and cap count in".to_owned())),
+                _ => {
+                    return Err(reader.error(
+                        PolicyErrorCode::MissingKey,
+                        table.node,
+                        &table.child_path("pool"),
+                        "this rule covers several visit types: name the `pool` their \
+                         deductible, bands and cap count in"
+                            .to_owned(),
+                    ));
+                }
             }
         }
     };
-    let cap_pool = match table.get("cap_pool") {
-        Some((node, path)) => Arc::from(pool_name(reader, node, &path)?),
-        None => Arc::clone(&pool),
-    };
+    Ok(pool)
+}
+
+/// Reads what a rule pays above: coinsurance rules need a `deductible` and layers may have a
+/// `threshold`; each kind rejects the other's key, since it would silently mean nothing.
+fn deductible_or_threshold(
+    reader: &mut Reader,
+    table: &mut Table<'_>,
+    kind: TierKind,
+) -> Result<(Option<Deductible>, Option<Param<Fen>>), PolicyError> {
     let deductible = match (table.get("deductible"), kind.is_coinsurance()) {
         (Some((node, path)), true) => Some(deductible(reader, node, &path)?),
         (None, true) => {
             return Err(reader.error(
                 PolicyErrorCode::MissingKey,
-                node,
+                table.node,
                 &table.child_path("deductible"),
                 "coinsurance rules need a `deductible` (write { amount = \"0\" } for none)"
                     .to_owned(),
@@ -534,6 +683,15 @@ fn rule(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<
         }
         (None, _) => None,
     };
+    Ok((deductible, threshold))
+}
+
+/// Reads `band_basis`: whether band bounds count from zero or from the deductible or threshold.
+fn band_basis(
+    reader: &mut Reader,
+    table: &mut Table<'_>,
+    rule_source: SourceId,
+) -> Result<Param<BandBasis>, PolicyError> {
     let band_basis = match table.get("band_basis") {
         Some((node, path)) => {
             let basis = reader.name(
@@ -548,18 +706,17 @@ fn rule(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<
             )?;
             Param::new(basis, reader.source(node, &path))
         }
-        None => Param::new(BandBasis::Cumulative, source),
+        None => Param::new(BandBasis::Cumulative, rule_source),
     };
-    let nominal = match (&deductible, threshold) {
-        (Some(deductible), _) => deductible.amount.nominal(),
-        (None, Some(threshold)) => threshold.value,
-        (None, None) => Fen::ZERO,
-    };
-    let first_lower = match band_basis.value {
-        BandBasis::Cumulative => nominal,
-        BandBasis::AboveThreshold => Fen::ZERO,
-    };
-    let bands = bands(reader, &mut table, node, first_lower)?;
+    Ok(band_basis)
+}
+
+/// Reads `round_at`: whether each band's payment is rounded to the fen, or only their sum.
+fn round_at(
+    reader: &mut Reader,
+    table: &mut Table<'_>,
+    rule_source: SourceId,
+) -> Result<Param<RoundAt>, PolicyError> {
     let round_at = match table.get("round_at") {
         Some((node, path)) => {
             let at = reader.name(
@@ -574,29 +731,9 @@ fn rule(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<
             )?;
             Param::new(at, reader.source(node, &path))
         }
-        None => Param::new(RoundAt::Band, source),
+        None => Param::new(RoundAt::Band, rule_source),
     };
-    let cap = match table.get("cap") {
-        Some((node, path)) => Some(reader.money(node, &path)?),
-        None => None,
-    };
-    let adjustments = match table.get("adjust") {
-        Some((node, path)) => adjustments(reader, node, &path, kind)?,
-        None => Vec::new(),
-    };
-    Ok(Rule {
-        source,
-        when,
-        pool,
-        cap_pool,
-        deductible,
-        threshold,
-        band_basis,
-        bands,
-        round_at,
-        cap,
-        adjustments,
-    })
+    Ok(round_at)
 }
 
 fn pool_name(reader: &Reader, node: &Node, path: &str) -> Result<String, PolicyError> {
@@ -633,104 +770,148 @@ fn bands(
         (None, Some((node, path))) => {
             Ok(vec![Band { to: None, ratio: reader.ratio(node, &path, Ratio::ONE)? }])
         }
-        (Some((node, path)), None) => {
-            let entries = reader.tables(node, &path)?;
-            if entries.is_empty() || entries.len() > BANDS_MAX {
+        (Some((node, path)), None) => band_list(reader, node, &path, first_lower),
+    }
+}
+
+/// Reads a `bands` array: 1 to `BANDS_MAX` bands, each starting where the previous one ends.
+fn band_list(
+    reader: &mut Reader,
+    node: &Node,
+    path: &str,
+    first_lower: Fen,
+) -> Result<Vec<Band>, PolicyError> {
+    let entries = reader.tables(node, path)?;
+    if entries.is_empty() || entries.len() > BANDS_MAX {
+        return Err(reader.error(
+            PolicyErrorCode::LimitExceeded,
+            node,
+            path,
+            format!("{} bands; a rule has 1 to {BANDS_MAX}", entries.len()),
+        ));
+    }
+    let count = entries.len();
+    let mut bands: Vec<Band> = Vec::with_capacity(count);
+    for (index, (entry, entry_path)) in entries.into_iter().enumerate() {
+        let previous = bands.last().and_then(|b| b.to).map(|to| to.value);
+        let last = index + 1 == count;
+        let band = band(reader, entry, &entry_path, previous, first_lower, last)?;
+        bands.push(band);
+    }
+    Ok(bands)
+}
+
+/// Reads one band. `previous` is where the band before it ends, `None` for the first band;
+/// `last` says whether this is the final band, the only one left open.
+fn band(
+    reader: &mut Reader,
+    entry: &Node,
+    entry_path: &str,
+    previous: Option<Fen>,
+    first_lower: Fen,
+    last: bool,
+) -> Result<Band, PolicyError> {
+    let mut band = Table::open(reader, entry, entry_path, &["from", "to", "ratio"])?;
+    let lower = band_lower(reader, &mut band, previous, first_lower)?;
+    let to = band_upper(reader, &mut band, lower, last)?;
+    let (node, path) = band.require(reader, "ratio", "the ratio the tier pays in this band")?;
+    let ratio = reader.ratio(node, &path, Ratio::ONE)?;
+    Ok(Band { to, ratio })
+}
+
+/// A band's lower bound. Bands are contiguous, so `from` may be left out; written, it must be
+/// where the previous band ends, or for the first band 0 or the deductible or threshold.
+fn band_lower(
+    reader: &mut Reader,
+    band: &mut Table<'_>,
+    previous: Option<Fen>,
+    first_lower: Fen,
+) -> Result<Fen, PolicyError> {
+    let mut lower = previous.unwrap_or(Fen::ZERO);
+    if let Some((node, path)) = band.get("from") {
+        let from = reader.money(node, &path)?.value;
+        let message = match previous {
+            Some(expected) if from != expected => Some(format!(
+                "band starts at {from} but should start at {expected}, where the previous band \
+                 ends"
+            )),
+            None if !from.is_zero() && from != first_lower => Some(format!(
+                "the first band starts at {from} but should start at 0 or at the \
+                 deductible or threshold ({first_lower})"
+            )),
+            _ => None,
+        };
+        if let Some(message) = message {
+            return Err(reader.error(PolicyErrorCode::BandsInvalid, node, &path, message));
+        }
+        lower = lower.max(from);
+    }
+    Ok(lower)
+}
+
+/// A band's upper bound `to`: above its lower bound, present on every band but the last, and
+/// absent on the last, whose payment has no ceiling but the cap.
+fn band_upper(
+    reader: &mut Reader,
+    band: &mut Table<'_>,
+    lower: Fen,
+    last: bool,
+) -> Result<Option<Param<Fen>>, PolicyError> {
+    match band.get("to") {
+        Some((node, path)) => {
+            let to = reader.money(node, &path)?;
+            if last {
                 return Err(reader.error(
-                    PolicyErrorCode::LimitExceeded,
+                    PolicyErrorCode::BandsInvalid,
                     node,
                     &path,
-                    format!("{} bands; a rule has 1 to {BANDS_MAX}", entries.len()),
+                    "the last band is open: leave out its `to`".to_owned(),
                 ));
             }
-            let count = entries.len();
-            let mut bands: Vec<Band> = Vec::with_capacity(count);
-            for (index, (entry, entry_path)) in entries.into_iter().enumerate() {
-                let mut band = Table::open(reader, entry, &entry_path, &["from", "to", "ratio"])?;
-                let previous = bands.last().and_then(|b| b.to).map(|to| to.value);
-                let mut lower = previous.unwrap_or(Fen::ZERO);
-                if let Some((node, path)) = band.get("from") {
-                    let from = reader.money(node, &path)?.value;
-                    let message = match previous {
-                        Some(expected) if from != expected => Some(format!(
-                            "band starts at {from} but should start at {expected}, where the previous band ends")),
-                        None if !from.is_zero() && from != first_lower => Some(format!(
-                            "the first band starts at {from} but should start at 0 or at the \
-                             deductible or threshold ({first_lower})")),
-                        _ => None,
-                    };
-                    if let Some(message) = message {
-                        return Err(reader.error(PolicyErrorCode::BandsInvalid, node, &path, message));
-                    }
-                    lower = lower.max(from);
-                }
-                let to = match band.get("to") {
-                    Some((node, path)) => {
-                        let to = reader.money(node, &path)?;
-                        if index + 1 == count {
-                            return Err(reader.error(
-                                PolicyErrorCode::BandsInvalid,
-                                node,
-                                &path,
-                                "the last band is open: leave out its `to`".to_owned(),
-                            ));
-                        }
-                        if to.value <= lower {
-                            return Err(reader.error(
-                                PolicyErrorCode::BandsInvalid,
-                                node,
-                                &path,
-                                format!("band upper bound {} does not exceed its lower bound {lower}", to.value),
-                            ));
-                        }
-                        Some(to)
-                    }
-                    None if index + 1 < count => {
-                        return Err(reader.error(
-                            PolicyErrorCode::BandsInvalid,
-                            entry,
-                            &entry_path,
-                            "every band but the last needs `to`".to_owned(),
-                        ));
-                    }
-                    None => None,
-                };
-                let (node, path) =
-                    band.require(reader, "ratio", "the ratio the tier pays in this band")?;
-                let ratio = reader.ratio(node, &path, Ratio::ONE)?;
-                bands.push(Band { to, ratio });
+            if to.value <= lower {
+                return Err(reader.error(
+                    PolicyErrorCode::BandsInvalid,
+                    node,
+                    &path,
+                    format!(
+                        "band upper bound {} does not exceed its lower bound {lower}",
+                        to.value
+                    ),
+                ));
             }
-            Ok(bands)
+            Ok(Some(to))
         }
+        None if !last => Err(reader.error(
+            PolicyErrorCode::BandsInvalid,
+            band.node,
+            &band.path,
+            "every band but the last needs `to`".to_owned(),
+        )),
+        None => Ok(None),
     }
 }
 
 fn deductible(reader: &mut Reader, node: &Node, path: &str) -> Result<Deductible, PolicyError> {
-    let mut table = Table::open(reader, node, path, &["amount", "by_admission", "first", "step_down", "floor", "per"])?;
+    let mut table = Table::open(
+        reader,
+        node,
+        path,
+        &["amount", "by_admission", "first", "step_down", "floor", "per"],
+    )?;
+    let amount = deductible_amount(reader, &mut table)?;
+    let per = deductible_per(reader, &mut table, &amount)?;
+    Ok(Deductible { per, amount })
+}
+
+/// Reads the deductible's amount, written in exactly one of three forms: a fixed `amount`, a
+/// `by_admission` list, or a `first` amount that falls by `step_down` (to `floor`) per admission.
+fn deductible_amount(
+    reader: &mut Reader,
+    table: &mut Table<'_>,
+) -> Result<DeductibleAmount, PolicyError> {
     let amount = match (table.get("amount"), table.get("by_admission"), table.get("first")) {
         (Some((node, path)), None, None) => DeductibleAmount::Fixed(reader.money(node, &path)?),
-        (None, Some((node, path)), None) => {
-            let Kind::Array(items) = &node.kind else {
-                return Err(reader.wrong_type(
-                    node,
-                    &path,
-                    "an array of amounts, first admission first",
-                ));
-            };
-            if items.is_empty() || items.len() > 100 {
-                return Err(reader.error(
-                    PolicyErrorCode::LimitExceeded,
-                    node,
-                    &path,
-                    "list 1 to 100 deductibles, first admission first".to_owned(),
-                ));
-            }
-            let mut table_amounts = Vec::with_capacity(items.len());
-            for (index, item) in items.iter().enumerate() {
-                table_amounts.push(reader.money(item, &format!("{path}[{index}]"))?);
-            }
-            DeductibleAmount::ByAdmission(table_amounts)
-        }
+        (None, Some((node, path)), None) => by_admission(reader, node, &path)?,
         (None, None, Some((node, path))) => {
             let first = reader.money(node, &path)?;
             let (node, path) = table.require(
@@ -748,20 +929,54 @@ fn deductible(reader: &mut Reader, node: &Node, path: &str) -> Result<Deductible
         (None, None, None) => {
             return Err(reader.error(
                 PolicyErrorCode::MissingKey,
-                node,
-                path,
+                table.node,
+                &table.path,
                 "a deductible needs `amount`, `by_admission` or `first` with `step_down`"
                     .to_owned(),
             ));
         }
         _ => {
             return Err(reader.invalid(
-                node,
-                path,
+                table.node,
+                &table.path,
                 "write one of `amount`, `by_admission`, or `first` with `step_down`".to_owned(),
             ));
         }
     };
+    Ok(amount)
+}
+
+/// Reads `by_admission`: the deductible of the first, second, ... admission of the year.
+fn by_admission(
+    reader: &mut Reader,
+    node: &Node,
+    path: &str,
+) -> Result<DeductibleAmount, PolicyError> {
+    let Kind::Array(items) = &node.kind else {
+        return Err(reader.wrong_type(node, path, "an array of amounts, first admission first"));
+    };
+    if items.is_empty() || items.len() > 100 {
+        return Err(reader.error(
+            PolicyErrorCode::LimitExceeded,
+            node,
+            path,
+            "list 1 to 100 deductibles, first admission first".to_owned(),
+        ));
+    }
+    let mut table_amounts = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        table_amounts.push(reader.money(item, &format!("{path}[{index}]"))?);
+    }
+    Ok(DeductibleAmount::ByAdmission(table_amounts))
+}
+
+/// Reads `per`: what the deductible is met once for. Only a fixed zero deductible may leave it
+/// out, as it then makes no difference.
+fn deductible_per(
+    reader: &mut Reader,
+    table: &mut Table<'_>,
+    amount: &DeductibleAmount,
+) -> Result<Param<DeductiblePer>, PolicyError> {
     let per = match table.get("per") {
         Some((node, path)) => {
             let per = reader.name(
@@ -778,18 +993,18 @@ fn deductible(reader: &mut Reader, node: &Node, path: &str) -> Result<Deductible
             Param::new(per, reader.source(node, &path))
         }
         None if amount.nominal().is_zero() && matches!(amount, DeductibleAmount::Fixed(_)) => {
-            Param::new(DeductiblePer::Visit, reader.source(node, path))
+            Param::new(DeductiblePer::Visit, reader.source(table.node, &table.path))
         }
         None => {
             return Err(reader.error(
                 PolicyErrorCode::MissingKey,
-                node,
+                table.node,
                 &table.child_path("per"),
                 "say whether the deductible applies per admission, year or visit".to_owned(),
             ));
         }
     };
-    Ok(Deductible { per, amount })
+    Ok(per)
 }
 
 fn adjustments(
@@ -810,48 +1025,59 @@ fn adjustments(
     let factor_key = if kind.is_coinsurance() { "deductible_factor" } else { "threshold_factor" };
     let mut out = Vec::with_capacity(entries.len());
     for (entry, entry_path) in entries {
-        let allowed = ["when", "ratio_points", "personal_share_factor", factor_key, "cap", "notes"];
-        let mut table = Table::open(reader, entry, &entry_path, &allowed)?;
-        let source = reader.source(entry, &entry_path);
-        let when = match table.get("when") {
-            Some((node, path)) => selector(reader, node, &path)?,
-            None => Selector::any(),
-        };
-        let ratio_points = match table.get("ratio_points") {
-            Some((node, path)) => Some(reader.points(node, &path)?),
-            None => None,
-        };
-        let personal_share_factor = match table.get("personal_share_factor") {
-            Some((node, path)) => Some(reader.ratio(node, &path, Ratio::ONE)?),
-            None => None,
-        };
-        let threshold_factor = match table.get(factor_key) {
-            Some((node, path)) => Some(reader.ratio(node, &path, Ratio::FACTOR_MAX)?),
-            None => None,
-        };
-        let cap = match table.get("cap") {
-            Some((node, path)) => Some(reader.money(node, &path)?),
-            None => None,
-        };
-        table.get("notes");
-        if ratio_points.is_none()
-            && personal_share_factor.is_none()
-            && threshold_factor.is_none()
-            && cap.is_none()
-        {
-            return Err(reader.error(PolicyErrorCode::MissingKey, entry, &entry_path, format!(
-                "an adjustment changes something: ratio_points, personal_share_factor, {factor_key} or cap")));
-        }
-        out.push(Adjustment {
-            source,
-            when,
-            ratio_points,
-            personal_share_factor,
-            threshold_factor,
-            cap,
-        });
+        out.push(adjustment(reader, entry, &entry_path, factor_key)?);
     }
     Ok(out)
+}
+
+/// Reads one adjustment. `factor_key` is `deductible_factor` for coinsurance rules and
+/// `threshold_factor` for layers, matching what the rule itself has.
+fn adjustment(
+    reader: &mut Reader,
+    entry: &Node,
+    entry_path: &str,
+    factor_key: &str,
+) -> Result<Adjustment, PolicyError> {
+    let allowed = ["when", "ratio_points", "personal_share_factor", factor_key, "cap", "notes"];
+    let mut table = Table::open(reader, entry, entry_path, &allowed)?;
+    let source = reader.source(entry, entry_path);
+    let when = match table.get("when") {
+        Some((node, path)) => selector(reader, node, &path)?,
+        None => Selector::any(),
+    };
+    let ratio_points = match table.get("ratio_points") {
+        Some((node, path)) => Some(reader.points(node, &path)?),
+        None => None,
+    };
+    let personal_share_factor = match table.get("personal_share_factor") {
+        Some((node, path)) => Some(reader.ratio(node, &path, Ratio::ONE)?),
+        None => None,
+    };
+    let threshold_factor = match table.get(factor_key) {
+        Some((node, path)) => Some(reader.ratio(node, &path, Ratio::FACTOR_MAX)?),
+        None => None,
+    };
+    let cap = match table.get("cap") {
+        Some((node, path)) => Some(reader.money(node, &path)?),
+        None => None,
+    };
+    table.get("notes");
+    if ratio_points.is_none()
+        && personal_share_factor.is_none()
+        && threshold_factor.is_none()
+        && cap.is_none()
+    {
+        return Err(reader.error(
+            PolicyErrorCode::MissingKey,
+            entry,
+            entry_path,
+            format!(
+                "an adjustment changes something: ratio_points, personal_share_factor, \
+                 {factor_key} or cap"
+            ),
+        ));
+    }
+    Ok(Adjustment { source, when, ratio_points, personal_share_factor, threshold_factor, cap })
 }
 
 const SELECTOR_KEYS: &[&str] = &[
@@ -876,7 +1102,8 @@ pub fn selector(reader: &Reader, node: &Node, path: &str) -> Result<Selector, Po
     if let Some((node, path)) = table.get("scheme") {
         let schemes = bits(reader, node, &path, Scheme::parse, &Scheme::codes(), Scheme::bit)?;
         let in_schemes = |c: &&Category| schemes & c.scheme().bit() != 0;
-        selector.categories &= Category::ALL.iter().filter(in_schemes).fold(0, |acc, c| acc | c.bit());
+        selector.categories &=
+            Category::ALL.iter().filter(in_schemes).fold(0, |acc, c| acc | c.bit());
     }
     if let Some((node, path)) = table.get("category") {
         let bits = bits(reader, node, &path, Category::parse, &Category::codes(), Category::bit)?;
@@ -914,34 +1141,58 @@ pub fn selector(reader: &Reader, node: &Node, path: &str) -> Result<Selector, Po
         let expected = format!("none, {}", AssistanceCategory::codes());
         selector.assistance = bits(reader, node, &path, parse, &expected, to_bit)?;
     }
+    selector_flags(reader, &mut table, &mut selector)?;
+    selector_bounds(reader, &mut table, &mut selector)?;
+    Ok(selector)
+}
+
+/// Reads the yes-or-no conditions; an absent flag matches people either way.
+fn selector_flags(
+    reader: &Reader,
+    table: &mut Table<'_>,
+    selector: &mut Selector,
+) -> Result<(), PolicyError> {
     let flag = |table: &mut Table<'_>, key: &str| -> Result<Option<bool>, PolicyError> {
         match table.get(key) {
             Some((node, path)) => reader.boolean(node, &path).map(Some),
             None => Ok(None),
         }
     };
-    selector.needy = flag(&mut table, "needy")?;
-    selector.civil_servant = flag(&mut table, "civil_servant")?;
-    selector.enterprise_supplementary = flag(&mut table, "enterprise_supplementary")?;
+    selector.needy = flag(table, "needy")?;
+    selector.civil_servant = flag(table, "civil_servant")?;
+    selector.enterprise_supplementary = flag(table, "enterprise_supplementary")?;
+    Ok(())
+}
+
+/// Reads the inclusive age and admission-count bounds; an absent bound leaves that end open.
+fn selector_bounds(
+    reader: &Reader,
+    table: &mut Table<'_>,
+    selector: &mut Selector,
+) -> Result<(), PolicyError> {
     let bound = |table: &mut Table<'_>, key: &str, max: i64| -> Result<Option<i64>, PolicyError> {
         match table.get(key) {
             Some((node, path)) => reader.integer(node, &path, (0, max)).map(Some),
             None => Ok(None),
         }
     };
-    let age_min = bound(&mut table, "age_min", 150)?.unwrap_or(0);
-    let age_max = bound(&mut table, "age_max", 150)?.unwrap_or(255);
-    let admission_min = bound(&mut table, "admission_min", 100)?.unwrap_or(0);
-    let admission_max = bound(&mut table, "admission_max", 100)?.unwrap_or(i64::from(u16::MAX));
+    let age_min = bound(table, "age_min", 150)?.unwrap_or(0);
+    let age_max = bound(table, "age_max", 150)?.unwrap_or(255);
+    let admission_min = bound(table, "admission_min", 100)?.unwrap_or(0);
+    let admission_max = bound(table, "admission_max", 100)?.unwrap_or(i64::from(u16::MAX));
     if age_min > age_max || admission_min > admission_max {
-        return Err(reader.invalid(node, path, "a minimum exceeds its maximum".to_owned()));
+        return Err(reader.invalid(
+            table.node,
+            &table.path,
+            "a minimum exceeds its maximum".to_owned(),
+        ));
     }
     selector.age = (u8::try_from(age_min).unwrap_or(0), u8::try_from(age_max).unwrap_or(u8::MAX));
     selector.admission = (
         u16::try_from(admission_min).unwrap_or(0),
         u16::try_from(admission_max).unwrap_or(u16::MAX),
     );
-    Ok(selector)
+    Ok(())
 }
 
 fn bits<T: Copy>(

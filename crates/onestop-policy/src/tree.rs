@@ -191,86 +191,119 @@ pub fn periods(
     let mut periods: Vec<Period> = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let item_path = format!("{path}[{index}]");
-        let Kind::Table(entries) = &item.kind else { unreachable!("is_dated was checked") };
-        for (key, value) in entries {
-            if !matches!(key.as_str(), "from" | "to" | "value") {
-                return Err(PolicyError::new(
-                    PolicyErrorCode::UnknownKey,
-                    file,
-                    value.line,
-                    &format!("{item_path}.{key}"),
-                    format!("unknown key `{key}` in a dated value; expected from, to, value"),
-                ));
-            }
+        let period = period(item, file, &item_path)?;
+        if let Some(previous) = periods.last() {
+            check_follows(previous, &period, item, file, &item_path, index)?;
         }
-        let read_date = |key: &str| -> Result<Option<Date>, PolicyError> {
-            let Some(value) = item.get(key) else { return Ok(None) };
-            date_of(value).map(Some).ok_or_else(|| {
-                PolicyError::new(
-                    PolicyErrorCode::ValueInvalid,
-                    file,
-                    value.line,
-                    &format!("{item_path}.{key}"),
-                    "a date must be written YYYY-MM-DD and exist in the calendar".to_owned(),
-                )
-            })
-        };
-        let from = read_date("from")?.ok_or_else(|| {
-            PolicyError::new(
-                PolicyErrorCode::MissingKey,
-                file,
-                item.line,
-                &format!("{item_path}.from"),
-                "every dated value needs `from` (its first day in force)".to_owned(),
-            )
-        })?;
-        let to = read_date("to")?;
-        if to.is_some_and(|to| to < from) {
+        periods.push(period);
+    }
+    check_covers(&periods, node, file, path, range)?;
+    Ok(periods)
+}
+
+/// Reads one period's `from`, `to` and `value`; any other key is a misspelling.
+fn period(item: &Node, file: &str, item_path: &str) -> Result<Period, PolicyError> {
+    let Kind::Table(entries) = &item.kind else { unreachable!("is_dated was checked") };
+    for (key, value) in entries {
+        if !matches!(key.as_str(), "from" | "to" | "value") {
             return Err(PolicyError::new(
-                PolicyErrorCode::ValueInvalid,
+                PolicyErrorCode::UnknownKey,
                 file,
-                item.line,
-                &format!("{item_path}.to"),
-                format!("`to` is before `from` ({from})"),
+                value.line,
+                &format!("{item_path}.{key}"),
+                format!("unknown key `{key}` in a dated value; expected from, to, value"),
             ));
         }
-        let value = item.get("value").expect("is_dated was checked").clone();
-        if let Some(previous) = periods.last() {
-            let Some(previous_to) = previous.to else {
-                return Err(PolicyError::new(
-                    PolicyErrorCode::DatedOverlap,
-                    file,
-                    item.line,
-                    &item_path,
-                    format!("period {index} starts {from} but period {} is open-ended", index - 1),
-                ));
-            };
-            if from <= previous_to {
-                return Err(PolicyError::new(
-                    PolicyErrorCode::DatedOverlap,
-                    file,
-                    item.line,
-                    &item_path,
-                    format!(
-                        "period {index} starts {from}, on or before the end of period {} ({previous_to})",
-                        index - 1
-                    ),
-                ));
-            }
-            if previous_to.tomorrow().ok() != Some(from) {
-                return Err(PolicyError::new(
-                    PolicyErrorCode::DatedGap,
-                    file,
-                    item.line,
-                    &item_path,
-                    format!(
-                        "gap between {previous_to} and {from}: no value is in force in between"
-                    ),
-                ));
-            }
-        }
-        periods.push(Period { from, to, value });
     }
+    let read_date = |key: &str| -> Result<Option<Date>, PolicyError> {
+        let Some(value) = item.get(key) else { return Ok(None) };
+        date_of(value).map(Some).ok_or_else(|| {
+            PolicyError::new(
+                PolicyErrorCode::ValueInvalid,
+                file,
+                value.line,
+                &format!("{item_path}.{key}"),
+                "a date must be written YYYY-MM-DD and exist in the calendar".to_owned(),
+            )
+        })
+    };
+    let from = read_date("from")?.ok_or_else(|| {
+        PolicyError::new(
+            PolicyErrorCode::MissingKey,
+            file,
+            item.line,
+            &format!("{item_path}.from"),
+            "every dated value needs `from` (its first day in force)".to_owned(),
+        )
+    })?;
+    let to = read_date("to")?;
+    if to.is_some_and(|to| to < from) {
+        return Err(PolicyError::new(
+            PolicyErrorCode::ValueInvalid,
+            file,
+            item.line,
+            &format!("{item_path}.to"),
+            format!("`to` is before `from` ({from})"),
+        ));
+    }
+    let value = item.get("value").expect("is_dated was checked").clone();
+    Ok(Period { from, to, value })
+}
+
+/// Checks that period `index` starts the day after `previous` ends, so that exactly one value
+/// is in force on every day between them.
+fn check_follows(
+    previous: &Period,
+    period: &Period,
+    item: &Node,
+    file: &str,
+    item_path: &str,
+    index: usize,
+) -> Result<(), PolicyError> {
+    let from = period.from;
+    let Some(previous_to) = previous.to else {
+        return Err(PolicyError::new(
+            PolicyErrorCode::DatedOverlap,
+            file,
+            item.line,
+            item_path,
+            format!("period {index} starts {from} but period {} is open-ended", index - 1),
+        ));
+    };
+    if from <= previous_to {
+        return Err(PolicyError::new(
+            PolicyErrorCode::DatedOverlap,
+            file,
+            item.line,
+            item_path,
+            format!(
+                "period {index} starts {from}, on or before the end of period {} \
+                 ({previous_to})",
+                index - 1
+            ),
+        ));
+    }
+    if previous_to.tomorrow().ok() != Some(from) {
+        return Err(PolicyError::new(
+            PolicyErrorCode::DatedGap,
+            file,
+            item.line,
+            item_path,
+            format!("gap between {previous_to} and {from}: no value is in force in between"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that the periods, already known to follow each other, start on the file's first day
+/// and reach its last, so that every day the file is in force has a value.
+fn check_covers(
+    periods: &[Period],
+    node: &Node,
+    file: &str,
+    path: &str,
+    range: (Date, Option<Date>),
+) -> Result<(), PolicyError> {
     let first = periods.first().expect("is_dated requires at least one period");
     let last = periods.last().expect("is_dated requires at least one period");
     if first.from != range.0 {
@@ -301,7 +334,7 @@ pub fn periods(
             format!("the last period ends {to} but the file is in force until {end}"),
         ));
     }
-    Ok(periods)
+    Ok(())
 }
 
 /// Collects the first day of every period of every dated parameter in the tree.

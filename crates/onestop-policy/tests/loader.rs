@@ -17,7 +17,8 @@ fn repo() -> PathBuf {
 /// Reads the `# key: value` expectation header of a fixture.
 fn header(text: &str, key: &str) -> String {
     let prefix = format!("# {key}:");
-    let line = text.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no `{prefix}`"));
+    let line =
+        text.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no `{prefix}`"));
     line[prefix.len()..].trim().to_owned()
 }
 
@@ -40,7 +41,9 @@ fn every_bad_file_fixture_fails_as_its_header_says() {
         assert!(error.to_string().starts_with(&format!("{name}:{}: ", error.line)), "{error}");
         seen.insert(error.code.code());
     }
-    for (dir, code) in [("files_gap", PolicyErrorCode::FilesGap), ("files_overlap", PolicyErrorCode::FilesOverlap)] {
+    for (dir, code) in
+        [("files_gap", PolicyErrorCode::FilesGap), ("files_overlap", PolicyErrorCode::FilesOverlap)]
+    {
         let error = load_dir(&fixtures().join("dirs").join(dir)).expect_err(dir);
         assert_eq!(error.code, code, "{error}");
         assert!(error.message.contains("region 350100"), "{error}");
@@ -92,14 +95,14 @@ fn dated_parameters_cut_the_file_into_snapshots_with_their_effective_dates() {
 #[test]
 fn floats_are_read_as_the_decimals_written() {
     let text = "[policy]\nregion = 110000\nname = \"t\"\nvalid_from = 2024-01-01\n\
-        [[tiers]]\nid = \"basic\"\nkind = \"basic_pool\"\n[[tiers.rules]]\nwhen = { visit = \"inpatient\" }\n\
+        [[tiers]]\nid = \"basic\"\nkind = \"basic_pool\"\n\
+        [[tiers.rules]]\nwhen = { visit = \"inpatient\" }\n\
         deductible = { amount = 1300.5, per = \"year\" }\nratio = 0.991\n";
     let file = load_str("floats.toml", text).expect("loads");
     let rule = &file.snapshots[0].tiers[0].rules[0];
     assert_eq!(rule.bands[0].ratio.value.millionths(), 991_000);
     assert_eq!(rule.deductible.as_ref().expect("deductible").amount.nominal().0, 130_050);
 }
-
 
 #[test]
 fn a_dated_rounding_cuts_the_file_too() {
@@ -109,5 +112,8 @@ fn a_dated_rounding_cuts_the_file_too() {
     let file = load_str("rounding.toml", text).expect("loads");
     let roundings: Vec<_> = file.snapshots.iter().map(|s| s.rounding.value.name()).collect();
     assert_eq!(roundings, ["half_up", "down"]);
-    assert_eq!(file.snapshots[1].source(file.snapshots[1].rounding.source).effective_from.to_string(), "2022-07-01");
+    assert_eq!(
+        file.snapshots[1].source(file.snapshots[1].rounding.source).effective_from.to_string(),
+        "2022-07-01"
+    );
 }

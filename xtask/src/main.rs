@@ -1,0 +1,199 @@
+//! xtask: project automation written in Rust rather than shell.
+//!
+//! `cargo run -p xtask -- tidy` checks the code rules that a machine can check (style.md rule
+//! 11 and friends); the same check runs as a test inside `cargo test`, so it never erodes.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Longest line, in characters.
+const LINE_CHARS_MAX: usize = 100;
+/// Longest function body, in lines.
+const FUNCTION_LINES_MAX: usize = 70;
+
+// The banned patterns are glued together from pieces so that this file, which the check also
+// reads, never spells them out whole and so never flags itself.
+/// Attribute that hides a test from the run.
+const IGNORE: &str = concat!("#[", "ignore");
+/// Attribute that lets a test pass by panicking.
+const SHOULD_PANIC: &str = concat!("#[", "should_panic");
+/// Call that turns a missing value into a crash.
+const UNWRAP: &str = concat!(".unwrap", "()");
+
+fn main() -> ExitCode {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    match task.as_str() {
+        "tidy" => {
+            let problems = tidy(&repo_root());
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        _ => {
+            eprintln!("usage: cargo run -p xtask -- tidy");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Every file below `dir` whose name ends with one of `extensions`, skipping build output.
+fn files(dir: &Path, extensions: &[&str], out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.starts_with('.') || name == "target" || name == "node_modules" {
+            continue;
+        }
+        if path.is_dir() {
+            files(&path, extensions, out);
+        } else if extensions.iter().any(|ext| name.ends_with(ext)) {
+            out.push(path);
+        }
+    }
+}
+
+/// All problems found, one line each (`path:line: what`).
+fn tidy(root: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut sources = Vec::new();
+    files(&root.join("crates"), &[".rs"], &mut sources);
+    files(&root.join("xtask"), &[".rs"], &mut sources);
+    for path in &sources {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let shown = path.strip_prefix(root).unwrap_or(path).display().to_string();
+        check_source(&shown, &text, &mut problems);
+    }
+    let mut documents = Vec::new();
+    files(root, &[".md", ".toml", ".rs", ".json", ".sh", ".html", ".js", ".css"], &mut documents);
+    files(&root.join(".ci"), &["run"], &mut documents);
+    for path in &documents {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let shown = path.strip_prefix(root).unwrap_or(path).display().to_string();
+        check_document(&shown, &text, &mut problems);
+    }
+    problems
+}
+
+fn check_source(path: &str, text: &str, problems: &mut Vec<String>) {
+    let in_src = path.contains("/src/");
+    let in_core = path.starts_with("crates/onestop-core/src");
+    if in_src && !text.starts_with("//!") {
+        problems.push(format!("{path}:1: a module opens with `//!` saying what it is for"));
+    }
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        let chars = line.chars().count();
+        if chars > LINE_CHARS_MAX {
+            problems.push(format!("{path}:{number}: {chars} characters; at most {LINE_CHARS_MAX}"));
+        }
+        let code = line.split("//").next().unwrap_or_default();
+        if code.contains(IGNORE) || code.contains(SHOULD_PANIC) {
+            problems.push(format!("{path}:{number}: {IGNORE}] and {SHOULD_PANIC}] are banned"));
+        }
+        if in_core && (has_word(code, "f32") || has_word(code, "f64")) {
+            problems.push(format!("{path}:{number}: no floating point in the core: money is fen"));
+        }
+        if in_src && !path.contains("/tests") && code.contains(UNWRAP) {
+            problems.push(format!("{path}:{number}: no {UNWRAP} outside tests: handle or expect"));
+        }
+    }
+    check_function_lengths(path, text, problems);
+}
+
+fn has_word(text: &str, word: &str) -> bool {
+    text.match_indices(word).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + word.len()..].chars().next();
+        let boundary = |c: Option<char>| c.is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        boundary(before) && boundary(after)
+    })
+}
+
+/// Functions are found by their `fn` line and end at the first line that closes them at the
+/// same indentation.
+fn check_function_lengths(path: &str, text: &str, problems: &mut Vec<String>) {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut in_tests = false;
+    for (index, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("mod tests") || trimmed.starts_with("#[cfg(test)]") {
+            in_tests = true;
+        }
+        let is_fn = ["fn ", "pub fn ", "pub(crate) fn ", "const fn ", "pub const fn "]
+            .iter()
+            .any(|prefix| trimmed.starts_with(prefix));
+        if !is_fn || in_tests || trimmed.ends_with(';') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        let closing = format!("{}}}", " ".repeat(indent));
+        let end = lines[index..]
+            .iter()
+            .position(|l| *l == closing || l.starts_with(&format!("{closing} ")));
+        if let Some(length) = end
+            && length + 1 > FUNCTION_LINES_MAX
+        {
+            let name = trimmed.split('(').next().unwrap_or(trimmed);
+            problems.push(format!(
+                "{path}:{}: `{name}` is {} lines; at most {FUNCTION_LINES_MAX}",
+                index + 1,
+                length + 1
+            ));
+        }
+    }
+}
+
+/// Docs and data must not leak a machine's paths or a package registry's host.
+fn check_document(path: &str, text: &str, problems: &mut Vec<String>) {
+    if path == "Cargo.lock" || path.starts_with("xtask/") {
+        return;
+    }
+    let machine_paths = ["/work/", "/tmp/", "/root/", "/home/"];
+    let registries = ["crates.io", "static.crates", "pypi.org", "registry.npmjs", "deb.debian.org"];
+    for (index, line) in text.lines().enumerate() {
+        for needle in machine_paths.iter().chain(&registries) {
+            if line.contains(needle) {
+                problems.push(format!("{path}:{}: mentions `{needle}`", index + 1));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tidy() {
+        let problems = super::tidy(&super::repo_root());
+        assert!(
+            problems.is_empty(),
+            "tidy found {} problems:\n{}",
+            problems.len(),
+            problems.join("\n")
+        );
+    }
+
+    /// The needles are assembled at compile time; this guards that they still catch the real
+    /// patterns in any other file.
+    #[test]
+    fn banned_patterns_are_caught() {
+        use super::{IGNORE, SHOULD_PANIC, UNWRAP};
+        let text = format!("//! x\n{IGNORE}]\n{SHOULD_PANIC}]\nfn f() {{ g(){UNWRAP}; }}\n");
+        let mut problems = Vec::new();
+        super::check_source("crates/x/src/lib.rs", &text, &mut problems);
+        // The expected messages are built from the same pieces so this test does not trip itself.
+        let banned = format!("{IGNORE}] and {SHOULD_PANIC}] are banned");
+        let expected = [
+            format!("crates/x/src/lib.rs:2: {banned}"),
+            format!("crates/x/src/lib.rs:3: {banned}"),
+            format!("crates/x/src/lib.rs:4: no {UNWRAP} outside tests: handle or expect"),
+        ];
+        assert_eq!(problems, expected);
+        assert_eq!(banned, ["#", "[ignore] and #", "[should_panic] are banned"].concat());
+    }
+}
