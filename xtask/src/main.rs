@@ -1,7 +1,8 @@
 //! xtask: project automation written in Rust rather than shell.
 //!
-//! `cargo run -p xtask -- tidy` checks the code rules that a machine can check (style.md rule
-//! 11 and friends); the same check runs as a test inside `cargo test`, so it never erodes.
+//! `cargo xtask test` runs the whole suite as CI does. `cargo xtask tidy` checks the code rules
+//! that a machine can check (style.md rule 11 and friends); the same check runs as a test
+//! inside `cargo test`, so it never erodes.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,9 +31,29 @@ fn main() -> ExitCode {
             }
             if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
+        "test" => test(&repo_root()),
         _ => {
-            eprintln!("usage: cargo run -p xtask -- tidy");
+            eprintln!("usage: cargo xtask <task>");
+            eprintln!("  test   run the whole suite, as CI does");
+            eprintln!("  tidy   check the code rules");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the whole suite as CI does: every crate's tests, including the tidy test.
+fn test(root: &Path) -> ExitCode {
+    let status =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["test", "--workspace", "--locked"])
+            .current_dir(root)
+            .status();
+    match status {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("cannot run cargo: {error}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The loader's contract: the bundled policies load; each rejection code has a bad-file
 //! fixture that names the file, the line, the key path and the words of the message.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use onestop_policy::{PolicyErrorCode, load_dir, load_str};
@@ -24,7 +24,8 @@ fn header(text: &str, key: &str) -> String {
 
 #[test]
 fn every_bad_file_fixture_fails_as_its_header_says() {
-    let mut seen = BTreeSet::new();
+    // Each code with the first message seen for it, for the reference page.
+    let mut seen: BTreeMap<&str, String> = BTreeMap::new();
     let mut paths: Vec<PathBuf> = std::fs::read_dir(fixtures().join("bad"))
         .expect("fixtures")
         .map(|e| e.expect("entry").path())
@@ -39,7 +40,7 @@ fn every_bad_file_fixture_fails_as_its_header_says() {
         assert_eq!(error.path, header(&text, "path"), "{name}: {error}");
         assert!(error.message.contains(&header(&text, "says")), "{name}: {error}");
         assert!(error.to_string().starts_with(&format!("{name}:{}: ", error.line)), "{error}");
-        seen.insert(error.code.code());
+        seen.entry(error.code.code()).or_insert_with(|| error.to_string());
     }
     for (dir, code) in
         [("files_gap", PolicyErrorCode::FilesGap), ("files_overlap", PolicyErrorCode::FilesOverlap)]
@@ -47,22 +48,52 @@ fn every_bad_file_fixture_fails_as_its_header_says() {
         let error = load_dir(&fixtures().join("dirs").join(dir)).expect_err(dir);
         assert_eq!(error.code, code, "{error}");
         assert!(error.message.contains("region 350100"), "{error}");
-        seen.insert(error.code.code());
+        seen.entry(error.code.code()).or_insert_with(|| error.to_string());
     }
     let error = load_dir(&fixtures().join("no-such-directory")).expect_err("missing directory");
     assert_eq!(error.code, PolicyErrorCode::FileUnreadable);
-    seen.insert(error.code.code());
+    seen.entry(error.code.code()).or_insert_with(|| error.to_string());
     let big = std::env::temp_dir().join(format!("onestop-big-policy-{}", std::process::id()));
     std::fs::create_dir_all(&big).expect("temp dir");
     std::fs::write(big.join("big.toml"), "#".repeat(2 * 1024 * 1024)).expect("write");
     let error = load_dir(&big).expect_err("too large");
     std::fs::remove_dir_all(&big).expect("clean up");
     assert_eq!(error.code, PolicyErrorCode::FileTooLarge);
-    seen.insert(error.code.code());
+    seen.entry(error.code.code()).or_insert_with(|| error.to_string());
     for code in PolicyErrorCode::ALL {
-        assert!(seen.contains(code.code()), "no fixture exercises {code}");
+        assert!(seen.contains_key(code.code()), "no fixture exercises {code}");
     }
+    check_reference(&seen);
 }
+
+/// `docs/reference/policy-errors.md` is generated from the codes and the fixtures' real
+/// messages; `UPDATE_EXPECT=1 cargo test -p onestop-policy --test loader` rewrites it.
+fn check_reference(examples: &BTreeMap<&str, String>) {
+    let path = repo().join("docs/reference/policy-errors.md");
+    let mut text = String::from(REFERENCE_HEAD);
+    let root = fixtures().display().to_string();
+    for code in PolicyErrorCode::ALL {
+        let example = examples[code.code()].replace(&root, "crates/onestop-policy/tests/fixtures");
+        let (name, description) = (code.code(), code.description());
+        text.push_str(&format!("\n## `{name}`\n\n{description}\n\nExample:\n\n    {example}\n"));
+    }
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        std::fs::write(&path, &text).expect("write the reference");
+        return;
+    }
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    let hint = "run UPDATE_EXPECT=1 cargo test -p onestop-policy --test loader";
+    assert!(current == text, "docs/reference/policy-errors.md is stale: {hint}");
+}
+
+const REFERENCE_HEAD: &str = "# Policy file errors (政策文件错误)
+
+The loader refuses a policy directory at the first error it finds and says where:
+`<file>:<line>: <code>: <key path>: <message>`. Nothing of a refused directory is used.
+The examples are the real messages of the bad-file fixtures in
+`crates/onestop-policy/tests/fixtures/`, from which this page is generated. The format itself
+is in `docs/policy-format.md`.
+";
 
 #[test]
 fn bundled_policies_load() {
