@@ -5,6 +5,8 @@
 //! DTOs and the same checks, each with a stable rejection code.
 
 pub mod claim;
+pub mod error;
+pub mod service;
 pub mod settlement;
 pub mod wire;
 
@@ -12,6 +14,7 @@ use onestop_core::{Rejection, RejectionCode};
 use serde::de::DeserializeOwned;
 
 pub use claim::{BillDto, ClaimDto, LineDto, PersonDto, YtdDto};
+pub use error::{ErrorBody, ServiceCode, ServiceError};
 pub use settlement::SettlementDto;
 
 /// A document larger than this is refused before it is parsed.

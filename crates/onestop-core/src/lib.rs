@@ -26,6 +26,6 @@ pub use claim::{
 pub use money::{Fen, Quantity, Ratio, Rounding, UnitPrice};
 pub use reject::{Rejection, RejectionCode};
 pub use settlement::{LineSplit, Settlement, Step, StepKind, StepScope, TierPayment, Totals};
-pub use split::{split, split_into};
+pub use split::{classify_line, split, split_into};
 
 pub use jiff::civil::Date;

@@ -16,7 +16,7 @@
 //! account and cash add up to the bill total; no component ever goes negative.
 
 use crate::accumulators::{Accumulators, Counter};
-use crate::claim::{CatalogClass, Claim, Scheme, VisitType};
+use crate::claim::{CatalogClass, Claim, Line, Scheme, VisitType};
 use crate::money::{Fen, Ratio, Rounding, div_round};
 use crate::policy::{
     Accumulate, BandBasis, Catalog, Component, DeductiblePer, Facts, Param, Policy, RoundAt, Rule,
@@ -119,65 +119,13 @@ fn check<'p>(
 
 /// Splits every line by the catalog of the place of treatment (就医地目录).
 fn classify(claim: &Claim, catalog: &Catalog, rounding: Rounding, out: &mut Settlement) {
-    let class_b_default = match claim.person.scheme() {
-        Scheme::Employee => catalog.class_b_first_self_pay_employee,
-        Scheme::Resident => catalog.class_b_first_self_pay_resident,
-    };
+    let scheme = claim.person.scheme();
     let mut totals = Totals::default();
     for (index, line) in claim.bill.lines.iter().enumerate() {
         let scope = StepScope::Line(u32::try_from(index).unwrap_or(u32::MAX));
-        let item = catalog.item(&line.code);
-        let class_param = item.and_then(|item| item.class);
-        let class = class_param.map_or(line.class, |p| p.value);
-        let mut split = LineSplit {
-            class,
-            outside_catalog: Fen::ZERO,
-            over_limit: Fen::ZERO,
-            class_b_first_self_pay: Fen::ZERO,
-            in_scope: Fen::ZERO,
-            first_self_pay_ratio: Ratio::ZERO,
-        };
-        if class == CatalogClass::Outside {
-            split.outside_catalog = line.amount;
-            let step = Step::new(scope, StepKind::OutsideCatalog, line.amount);
-            out.steps.push(match class_param {
-                Some(p) => step.source(p.source),
-                None => step,
-            });
-        } else {
-            let limit = item.and_then(|item| item.price_limit);
-            let allowed = match (limit, line.price_limit) {
-                (Some(limit), _) => limit.value.extend(line.quantity, rounding).min(line.amount),
-                (None, Some(limit)) => limit.extend(line.quantity, rounding).min(line.amount),
-                (None, None) => line.amount,
-            };
-            split.over_limit = line.amount - allowed;
-            if !split.over_limit.is_zero() {
-                let step = Step::new(scope, StepKind::OverLimit, split.over_limit).base(allowed);
-                out.steps.push(match limit {
-                    Some(p) => step.source(p.source),
-                    None => step,
-                });
-            }
-            if class == CatalogClass::B {
-                let ratio = item.and_then(|item| item.first_self_pay).unwrap_or(class_b_default);
-                split.first_self_pay_ratio = ratio.value;
-                split.class_b_first_self_pay = allowed.mul_ratio(ratio.value, rounding);
-                out.steps.push(
-                    Step::new(scope, StepKind::ClassBFirstSelfPay, split.class_b_first_self_pay)
-                        .base(allowed)
-                        .ratio(ratio.value)
-                        .source(ratio.source),
-                );
-            }
-            split.in_scope = allowed - split.class_b_first_self_pay;
-        }
-        let parts = split.outside_catalog
-            + split.over_limit
-            + split.class_b_first_self_pay
-            + split.in_scope;
-        assert_eq!(parts, line.amount, "a line's parts add up to the line");
-        assert!(split.in_scope >= Fen::ZERO);
+        let split = split_line(line, scheme, catalog, rounding, &mut |step| {
+            out.steps.push(Step { scope, ..step });
+        });
         totals.total += line.amount;
         totals.outside_catalog += split.outside_catalog;
         totals.over_limit += split.over_limit;
@@ -186,6 +134,82 @@ fn classify(claim: &Claim, catalog: &Catalog, rounding: Rounding, out: &mut Sett
         out.lines.push(split);
     }
     out.totals = totals;
+}
+
+/// How the catalog splits one line for a person of `scheme` (as the fee upload, 2204, answers
+/// it before settlement).
+pub fn classify_line(
+    line: &Line,
+    scheme: Scheme,
+    catalog: &Catalog,
+    rounding: Rounding,
+) -> LineSplit {
+    split_line(line, scheme, catalog, rounding, &mut |_| {})
+}
+
+fn split_line(
+    line: &Line,
+    scheme: Scheme,
+    catalog: &Catalog,
+    rounding: Rounding,
+    record: &mut dyn FnMut(Step),
+) -> LineSplit {
+    let scope = StepScope::Line(0);
+    let item = catalog.item(&line.code);
+    let class_param = item.and_then(|item| item.class);
+    let class = class_param.map_or(line.class, |p| p.value);
+    let mut split = LineSplit {
+        class,
+        outside_catalog: Fen::ZERO,
+        over_limit: Fen::ZERO,
+        class_b_first_self_pay: Fen::ZERO,
+        in_scope: Fen::ZERO,
+        first_self_pay_ratio: Ratio::ZERO,
+    };
+    if class == CatalogClass::Outside {
+        split.outside_catalog = line.amount;
+        let step = Step::new(scope, StepKind::OutsideCatalog, line.amount);
+        record(match class_param {
+            Some(p) => step.source(p.source),
+            None => step,
+        });
+    } else {
+        let limit = item.and_then(|item| item.price_limit);
+        let allowed = match (limit, line.price_limit) {
+            (Some(limit), _) => limit.value.extend(line.quantity, rounding).min(line.amount),
+            (None, Some(limit)) => limit.extend(line.quantity, rounding).min(line.amount),
+            (None, None) => line.amount,
+        };
+        split.over_limit = line.amount - allowed;
+        if !split.over_limit.is_zero() {
+            let step = Step::new(scope, StepKind::OverLimit, split.over_limit).base(allowed);
+            record(match limit {
+                Some(p) => step.source(p.source),
+                None => step,
+            });
+        }
+        if class == CatalogClass::B {
+            let class_b_default = match scheme {
+                Scheme::Employee => catalog.class_b_first_self_pay_employee,
+                Scheme::Resident => catalog.class_b_first_self_pay_resident,
+            };
+            let ratio = item.and_then(|item| item.first_self_pay).unwrap_or(class_b_default);
+            split.first_self_pay_ratio = ratio.value;
+            split.class_b_first_self_pay = allowed.mul_ratio(ratio.value, rounding);
+            record(
+                Step::new(scope, StepKind::ClassBFirstSelfPay, split.class_b_first_self_pay)
+                    .base(allowed)
+                    .ratio(ratio.value)
+                    .source(ratio.source),
+            );
+        }
+        split.in_scope = allowed - split.class_b_first_self_pay;
+    }
+    let parts =
+        split.outside_catalog + split.over_limit + split.class_b_first_self_pay + split.in_scope;
+    assert_eq!(parts, line.amount, "a line's parts add up to the line");
+    assert!(split.in_scope >= Fen::ZERO);
+    split
 }
 
 /// The adjustments that apply to one claim under one rule, combined.

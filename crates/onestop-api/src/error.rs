@@ -1,0 +1,141 @@
+//! Errors on the wire: `{code, message, field}` with a stable code and its HTTP status.
+//!
+//! Two families share the shape: claim rejections (`onestop_core::RejectionCode`, found by the
+//! engine or while parsing a bill) and service errors (`ServiceCode`: authentication, state of
+//! a visit, idempotency, limits). Every code has a page in `docs/reference/`.
+
+use onestop_core::{Rejection, RejectionCode};
+use serde::{Deserialize, Serialize};
+
+macro_rules! service_codes {
+    ($($variant:ident = $code:literal, $status:literal, $zh:literal, $doc:literal;)+) => {
+        /// Why the service refused a request (other than a claim rejection).
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+        pub enum ServiceCode { $(#[doc = $doc] $variant),+ }
+
+        impl ServiceCode {
+            pub const ALL: &'static [ServiceCode] = &[$(ServiceCode::$variant),+];
+
+            pub fn code(self) -> &'static str {
+                match self { $(ServiceCode::$variant => $code),+ }
+            }
+
+            /// The HTTP status the code is answered with.
+            pub fn status(self) -> u16 {
+                match self { $(ServiceCode::$variant => $status),+ }
+            }
+
+            pub fn zh(self) -> &'static str {
+                match self { $(ServiceCode::$variant => $zh),+ }
+            }
+
+            pub fn description(self) -> &'static str {
+                match self { $(ServiceCode::$variant => $doc),+ }
+            }
+        }
+    };
+}
+
+service_codes! {
+    Unauthorized = "unauthorized", 401, "未认证",
+        "Every request except the OpenAPI document and health check carries `Authorization: Bearer <token>` of a registered institution, agency or auditor.";
+    Forbidden = "forbidden", 403, "无权限",
+        "An institution acts on and reads only its own visits and settlements; an agency only its own region; an auditor only reads.";
+    RouteNotFound = "route_not_found", 404, "接口不存在",
+        "The path must be one the API defines (see /v1/openapi.json).";
+    PersonNotFound = "person_not_found", 404, "人员不存在",
+        "The person must be registered in the region named.";
+    VisitNotFound = "visit_not_found", 404, "就诊不存在",
+        "The visit id must be one this service issued.";
+    SettlementNotFound = "settlement_not_found", 404, "结算不存在",
+        "The settlement id must be one this service issued.";
+    InstitutionNotFound = "institution_not_found", 404, "机构不存在",
+        "The institution must be registered.";
+    PersonNotEnrolled = "person_not_enrolled", 422, "人员未参保",
+        "The person must be enrolled (scheme and category) for the year of the date of service.";
+    VisitNotOpen = "visit_not_open", 409, "就诊已结算",
+        "Fee lines are added, removed and settled only while the visit is open; cancel its settlement first.";
+    VisitHasNoLines = "visit_has_no_lines", 409, "无费用明细",
+        "A visit is settled only after fee lines were uploaded to it.";
+    SettlementIsAReversal = "settlement_is_a_reversal", 409, "冲销记录不可撤销",
+        "Only a settlement can be cancelled, not the reversal that cancelled one.";
+    IdempotencyKeyRequired = "idempotency_key_required", 400, "缺少幂等键",
+        "A settle request carries an `Idempotency-Key` header, so that a retry never settles twice.";
+    IdempotencyKeyInvalid = "idempotency_key_invalid", 400, "幂等键格式错误",
+        "An idempotency key is 1 to 64 printable ASCII characters.";
+    IdempotencyKeyReused = "idempotency_key_reused_with_another_request", 422, "幂等键已用于其他请求",
+        "An idempotency key names one request: reusing it with another path or body is refused.";
+    IdInvalid = "id_invalid", 400, "标识格式错误",
+        "Person, visit, settlement and institution ids have the documented form.";
+    BodyTooLarge = "body_too_large", 413, "请求体过大",
+        "A request body is at most 8 MiB.";
+    ServerBusy = "server_busy", 503, "服务繁忙",
+        "The service is at its limit of requests in flight; retry with the same idempotency key.";
+    AssistanceListInvalid = "assistance_list_invalid", 422, "救助名单格式错误",
+        "Every row of an assistance-recipient list parses and names a registered person; otherwise nothing of the file is imported.";
+    InternalError = "internal_error", 500, "内部错误",
+        "An invariant failed; nothing was written. This is a bug: report it with the request.";
+}
+
+/// The JSON body of every error response.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+/// An error answered to a request: status and body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceError {
+    pub status: u16,
+    pub body: ErrorBody,
+}
+
+impl ServiceError {
+    pub fn new(code: ServiceCode, message: impl Into<String>) -> ServiceError {
+        ServiceError {
+            status: code.status(),
+            body: ErrorBody { code: code.code().to_owned(), message: message.into(), field: None },
+        }
+    }
+
+    pub fn field(mut self, field: impl Into<String>) -> ServiceError {
+        self.body.field = Some(field.into());
+        self
+    }
+
+    pub fn code(&self) -> &str {
+        &self.body.code
+    }
+}
+
+/// Claim rejections about the input itself are 400; those about policies in force are 422.
+pub fn rejection_status(code: RejectionCode) -> u16 {
+    match code {
+        RejectionCode::AccumulatorsYearMustMatchDateOfService
+        | RejectionCode::InsuredRegionHasNoPolicy
+        | RejectionCode::NoPolicyInForceOnDateOfService
+        | RejectionCode::TreatmentRegionHasNoCatalogInForce => 422,
+        _ => 400,
+    }
+}
+
+impl From<Rejection> for ServiceError {
+    fn from(rejection: Rejection) -> ServiceError {
+        ServiceError {
+            status: rejection_status(rejection.code),
+            body: ErrorBody {
+                code: rejection.code.code().to_owned(),
+                message: rejection.message,
+                field: rejection.field,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.body.code, self.body.message)
+    }
+}

@@ -1,0 +1,184 @@
+//! Requests and responses of the settlement service (`/v1`), beside the claim and settlement
+//! formats they reuse.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::claim::{LineDto, YtdDto};
+use crate::settlement::SettlementDto;
+use crate::wire::Scalar;
+
+/// `POST /v1/visits`: register an outpatient visit or an admission (挂号/入院).
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OpenVisitRequest {
+    pub person_id: Option<String>,
+    /// The person's insured region; defaults to the institution's own region.
+    pub insured_region: Option<Scalar>,
+    pub visit: Option<Scalar>,
+    pub date_of_service: Option<Scalar>,
+    pub admission_number: Option<Scalar>,
+}
+
+/// A fee line as stored on a visit, with the catalog's split of it (as 2204 answers).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct VisitLineDto {
+    pub line_no: i64,
+    pub code: String,
+    pub name: String,
+    pub class: String,
+    pub quantity: String,
+    pub unit_price: String,
+    pub amount: String,
+    pub price_limit: Option<String>,
+    pub outside_catalog: String,
+    pub over_limit: String,
+    pub class_b_first_self_pay: String,
+    pub in_scope: String,
+    pub first_self_pay_ratio: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct VisitDto {
+    pub visit_id: String,
+    pub person_id: String,
+    pub insured_region: String,
+    pub institution_id: String,
+    pub visit: String,
+    pub date_of_service: String,
+    pub admission_number: Option<u16>,
+    /// `open` or `settled`.
+    pub status: String,
+    pub opened_at: String,
+    pub lines: Vec<VisitLineDto>,
+}
+
+/// `POST /v1/visits/{visit_id}/lines`: upload fee lines (费用明细上传).
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AddLinesRequest {
+    pub lines: Vec<LineDto>,
+}
+
+/// `POST /v1/visits/{visit_id}/pre-settle` and `/settle`.
+#[derive(Clone, Debug, Deserialize, Serialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SettleRequest {
+    /// Pay the personal share from the personal account where the policy allows (default true).
+    pub use_personal_account: Option<bool>,
+}
+
+/// A stored settlement or reversal.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct SettlementRecordDto {
+    pub settlement_id: String,
+    pub visit_id: String,
+    pub person_id: String,
+    pub insured_region: String,
+    pub institution_id: String,
+    /// `settled`, `cancelled` (a settlement that was reversed) or `reversal`.
+    pub status: String,
+    /// For a reversal, the settlement it cancels; for a cancelled settlement, its reversal.
+    pub reverses: Option<String>,
+    pub reversed_by: Option<String>,
+    pub booked_at: String,
+    /// Signed: a reversal's amounts are negative.
+    pub total: String,
+    pub fund_total: String,
+    pub personal_account: String,
+    pub cash: String,
+    /// The full split with its explanation (for a reversal: the split it cancels).
+    pub settlement: SettlementDto,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct EnrolmentDto {
+    pub year: i16,
+    pub scheme: String,
+    pub category: String,
+    pub civil_servant: bool,
+    pub enterprise_supplementary: bool,
+    pub needy: bool,
+}
+
+/// `GET /v1/persons/{region}/{person_id}`: a person and what they used this year (5206).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct PersonViewDto {
+    pub person_id: String,
+    pub insured_region: String,
+    pub name: String,
+    pub id_number: String,
+    pub birth_date: String,
+    pub gender: String,
+    pub age: u8,
+    pub account_balance: String,
+    pub enrolment: Option<EnrolmentDto>,
+    /// The assistance-recipient category in force today, if any.
+    pub assistance: Option<String>,
+    pub ytd: YtdDto,
+}
+
+/// `POST /v1/persons` (agency): register or update a person and their enrolments.
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterPersonRequest {
+    pub person_id: String,
+    pub name: String,
+    pub id_number: String,
+    pub birth_date: String,
+    pub gender: String,
+    pub account_balance: Option<Scalar>,
+    pub enrolments: Vec<EnrolmentRequest>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolmentRequest {
+    pub year: i16,
+    pub category: String,
+    #[serde(default)]
+    pub civil_servant: bool,
+    #[serde(default)]
+    pub enterprise_supplementary: bool,
+    #[serde(default)]
+    pub needy: bool,
+}
+
+/// `POST /v1/institutions` (agency): register an institution of the agency's region.
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterInstitutionRequest {
+    pub institution_id: String,
+    pub name: String,
+    /// `community`, `1`, `2` or `3`.
+    pub level: Scalar,
+}
+
+/// The credential of a newly registered institution: shown once, stored only as a hash.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct CredentialDto {
+    pub institution_id: String,
+    pub token: String,
+}
+
+/// `GET /v1/reconciliation?day=YYYY-MM-DD`: an institution's day, to match its own books.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct ReconciliationDto {
+    pub institution_id: String,
+    pub day: String,
+    pub settlements: u64,
+    pub reversals: u64,
+    /// Net amounts of the day (reversals subtract), by account: `medical_cost`, `tier:<id>`,
+    /// `personal_account`, `cash`.
+    pub amounts: BTreeMap<String, String>,
+    pub fund_total: String,
+}
+
+/// `POST /v1/assistance-lists`: the outcome of an import.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct AssistanceImportDto {
+    pub import_id: String,
+    pub file_name: String,
+    pub rows: usize,
+}
