@@ -197,7 +197,7 @@ fn parse_admission(text: &Scalar) -> Result<u16, Rejection> {
     })
 }
 
-fn parse_lines(dtos: &[LineDto]) -> Result<Vec<Line>, Rejection> {
+pub fn parse_lines(dtos: &[LineDto]) -> Result<Vec<Line>, Rejection> {
     if dtos.is_empty() {
         let rejection =
             Rejection::new(RejectionCode::BillMustHaveLines, "the bill has no fee lines");

@@ -1,0 +1,25 @@
+-- Distributes the onestop schema on Citus (distributed PostgreSQL). Run once, after
+-- postgres.sql, only where the citus extension is installed (`onestop serve` does so when it
+-- finds the extension; the test suite runs on plain PostgreSQL and never executes this file).
+--
+-- Every per-person table is distributed by person_id and colocated with `persons`, so all the
+-- rows one settlement reads and writes (person, enrolment, assistance, visit, lines,
+-- settlement, ledger, accumulator postings, accumulators, idempotency record, audit) live on
+-- one shard and the settlement commits as a single-shard transaction. Every primary and unique
+-- key includes person_id, as Citus requires. Person ids are unique across regions within one
+-- deployment of the national platform, so distributing by person_id alone spreads regions'
+-- people evenly while keeping each person's rows together.
+
+SELECT create_reference_table('institutions');
+SELECT create_reference_table('assistance_imports');
+SELECT create_distributed_table('persons', 'person_id');
+SELECT create_distributed_table('enrolments', 'person_id', colocate_with => 'persons');
+SELECT create_distributed_table('assistance', 'person_id', colocate_with => 'persons');
+SELECT create_distributed_table('visits', 'person_id', colocate_with => 'persons');
+SELECT create_distributed_table('fee_lines', 'person_id', colocate_with => 'persons');
+SELECT create_distributed_table('settlements', 'person_id', colocate_with => 'persons');
+SELECT create_distributed_table('ledger', 'person_id', colocate_with => 'persons');
+SELECT create_distributed_table('accumulator_postings', 'person_id', colocate_with => 'persons');
+SELECT create_distributed_table('accumulators', 'person_id', colocate_with => 'persons');
+SELECT create_distributed_table('idempotency', 'person_id', colocate_with => 'persons');
+SELECT create_distributed_table('audit_log', 'person_id', colocate_with => 'persons');

@@ -1,0 +1,178 @@
+-- onestop schema, version 1 (SQLite; the PostgreSQL schema is the same tables and keys).
+--
+-- Every table a settlement writes is keyed first by (region, person_id), the distribution key:
+-- on Citus they are distributed by person_id and colocated, and one settlement is a single-shard
+-- transaction (citus.sql). Money is BIGINT fen; dates are ISO text; booleans are 0/1 integers,
+-- so that both stores read the same rows. The ledger and the accumulator postings are
+-- append-only: nothing ever updates or deletes them.
+
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+
+-- Reference data: small, read on every request, replicated to every node on Citus.
+CREATE TABLE IF NOT EXISTS institutions (
+    institution_id TEXT PRIMARY KEY,
+    region TEXT NOT NULL,
+    name TEXT NOT NULL,
+    level TEXT,
+    role TEXT NOT NULL,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS assistance_imports (
+    import_id TEXT PRIMARY KEY,
+    region TEXT NOT NULL,
+    file_name TEXT NOT NULL,
+    rows_count INTEGER NOT NULL,
+    imported_by TEXT NOT NULL,
+    imported_at TEXT NOT NULL
+);
+
+-- Per-person data: distribution key first in every key.
+CREATE TABLE IF NOT EXISTS persons (
+    region TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    id_number TEXT NOT NULL,
+    birth_date TEXT NOT NULL,
+    gender TEXT NOT NULL,
+    account_balance BIGINT NOT NULL,
+    next_seq BIGINT NOT NULL,
+    PRIMARY KEY (region, person_id)
+);
+CREATE INDEX IF NOT EXISTS persons_by_id_number ON persons (region, id_number);
+
+CREATE TABLE IF NOT EXISTS enrolments (
+    region TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    year INTEGER NOT NULL,
+    category TEXT NOT NULL,
+    civil_servant INTEGER NOT NULL,
+    enterprise_supplementary INTEGER NOT NULL,
+    needy INTEGER NOT NULL,
+    PRIMARY KEY (region, person_id, year)
+);
+
+CREATE TABLE IF NOT EXISTS assistance (
+    region TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    entry_id TEXT NOT NULL,
+    category TEXT NOT NULL,
+    effective_from TEXT NOT NULL,
+    effective_to TEXT,
+    import_id TEXT NOT NULL,
+    PRIMARY KEY (region, person_id, entry_id)
+);
+
+CREATE TABLE IF NOT EXISTS visits (
+    region TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    visit_id TEXT NOT NULL,
+    institution_id TEXT NOT NULL,
+    visit_type TEXT NOT NULL,
+    date_of_service TEXT NOT NULL,
+    admission_number INTEGER,
+    status TEXT NOT NULL,
+    opened_at TEXT NOT NULL,
+    PRIMARY KEY (region, person_id, visit_id)
+);
+
+CREATE TABLE IF NOT EXISTS fee_lines (
+    region TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    visit_id TEXT NOT NULL,
+    line_no INTEGER NOT NULL,
+    code TEXT NOT NULL,
+    name TEXT NOT NULL,
+    class TEXT NOT NULL,
+    quantity BIGINT NOT NULL,
+    unit_price BIGINT NOT NULL,
+    amount BIGINT NOT NULL,
+    price_limit BIGINT,
+    PRIMARY KEY (region, person_id, visit_id, line_no)
+);
+
+CREATE TABLE IF NOT EXISTS settlements (
+    region TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    settlement_id TEXT NOT NULL,
+    visit_id TEXT NOT NULL,
+    institution_id TEXT NOT NULL,
+    reverses TEXT,
+    date_of_service TEXT NOT NULL,
+    booked_on TEXT NOT NULL,
+    booked_at TEXT NOT NULL,
+    total BIGINT NOT NULL,
+    fund_total BIGINT NOT NULL,
+    personal_account BIGINT NOT NULL,
+    cash BIGINT NOT NULL,
+    result TEXT NOT NULL,
+    PRIMARY KEY (region, person_id, settlement_id)
+);
+-- A settlement is reversed at most once.
+CREATE UNIQUE INDEX IF NOT EXISTS settlements_one_reversal
+    ON settlements (region, person_id, reverses) WHERE reverses IS NOT NULL;
+CREATE INDEX IF NOT EXISTS settlements_by_institution_day
+    ON settlements (institution_id, booked_on);
+
+-- The journal: balanced postings per settlement; a reversal posts the negation.
+CREATE TABLE IF NOT EXISTS ledger (
+    region TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    settlement_id TEXT NOT NULL,
+    posting_no INTEGER NOT NULL,
+    account TEXT NOT NULL,
+    amount BIGINT NOT NULL,
+    institution_id TEXT NOT NULL,
+    booked_on TEXT NOT NULL,
+    PRIMARY KEY (region, person_id, settlement_id, posting_no)
+);
+CREATE INDEX IF NOT EXISTS ledger_by_institution_day ON ledger (institution_id, booked_on);
+
+-- What each settlement added to the accumulators; the accumulators are their running sum.
+CREATE TABLE IF NOT EXISTS accumulator_postings (
+    region TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    settlement_id TEXT NOT NULL,
+    year INTEGER NOT NULL,
+    tier TEXT NOT NULL,
+    pool TEXT NOT NULL,
+    counter TEXT NOT NULL,
+    delta BIGINT NOT NULL,
+    PRIMARY KEY (region, person_id, settlement_id, tier, pool, counter)
+);
+
+CREATE TABLE IF NOT EXISTS accumulators (
+    region TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    year INTEGER NOT NULL,
+    tier TEXT NOT NULL,
+    pool TEXT NOT NULL,
+    counter TEXT NOT NULL,
+    value BIGINT NOT NULL,
+    PRIMARY KEY (region, person_id, year, tier, pool, counter)
+);
+
+CREATE TABLE IF NOT EXISTS idempotency (
+    region TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    institution_id TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    request_sha256 TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    response TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (region, person_id, institution_id, idempotency_key)
+);
+
+-- Every read of a person's data, by whom and why.
+CREATE TABLE IF NOT EXISTS audit_log (
+    region TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    audit_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    PRIMARY KEY (region, person_id, audit_id)
+);

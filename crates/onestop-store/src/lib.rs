@@ -1,0 +1,64 @@
+//! onestop-store: the durable settlement store.
+//!
+//! Operations (`ops`, `visits`, `people`, `reports`) are written once over the storage
+//! primitives of [`tx::Tx`]; SQLite (`sqlite`, the embedded default) and PostgreSQL
+//! (`postgres`) implement them. Every write runs in one transaction: the settlement, its ledger
+//! postings, the accumulators and the idempotency record commit together or not at all.
+
+pub mod import;
+pub mod model;
+pub mod ops;
+pub mod people;
+pub mod reports;
+pub mod sqlite;
+mod sqlite_tx;
+pub mod tx;
+pub mod visits;
+
+use std::path::PathBuf;
+
+pub use model::{Institution, PersonKey, Role};
+pub use ops::{Answer, Env, Idempotency};
+pub use tx::{StoreError, Tx};
+
+/// A store of either kind.
+pub enum Store {
+    Sqlite(sqlite::SqliteStore),
+}
+
+impl Store {
+    /// Opens `sqlite:PATH` (or a bare path) or `postgres://...`.
+    pub fn open(url: &str) -> tx::Result<Store> {
+        let path = url.strip_prefix("sqlite:").unwrap_or(url);
+        Ok(Store::Sqlite(sqlite::SqliteStore::open(&PathBuf::from(path))?))
+    }
+
+    /// Runs `work` in one write transaction; answers after it is durable.
+    pub async fn write<T, F>(&self, work: F) -> tx::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> tx::Result<T> + Send + 'static,
+    {
+        match self {
+            Store::Sqlite(store) => store.write(work).await,
+        }
+    }
+
+    /// Runs `work` on a consistent read-only snapshot.
+    pub async fn read<T, F>(&self, work: F) -> tx::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> tx::Result<T> + Send + 'static,
+    {
+        match self {
+            Store::Sqlite(store) => store.read(work).await,
+        }
+    }
+
+    /// What kind of store this is, for logs and benchmarks.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! What the store keeps, as plain rows, and the ids it issues.
+//!
+//! Every row a settlement writes belongs to one person within their insured region: the pair
+//! `(region, person_id)` is the distribution key. Visit and settlement ids carry it, so the
+//! service finds the shard of a request from its path alone (ARCHITECTURE.md, "Scaling out").
+
+use onestop_core::{AssistanceCategory, Category, Date, Fen, HospitalLevel, Region, VisitType};
+
+/// The distribution key: a person within their insured region.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct PersonKey {
+    pub region: Region,
+    pub person_id: String,
+}
+
+/// Person ids (医保个人编号) are 1 to 30 ASCII letters and digits.
+pub fn person_id_is_valid(id: &str) -> bool {
+    (1..=30).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+impl PersonKey {
+    pub fn new(region: Region, person_id: &str) -> Option<PersonKey> {
+        person_id_is_valid(person_id).then(|| PersonKey { region, person_id: person_id.to_owned() })
+    }
+
+    /// The region as stored: six digits.
+    pub fn region_text(&self) -> String {
+        self.region.to_string()
+    }
+}
+
+/// The kinds of id the store issues, by their first letter.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum IdKind {
+    Visit,
+    Settlement,
+    Reversal,
+}
+
+impl IdKind {
+    fn letter(self) -> char {
+        match self {
+            IdKind::Visit => 'V',
+            IdKind::Settlement => 'S',
+            IdKind::Reversal => 'R',
+        }
+    }
+}
+
+/// `V-110000-P000123-7`: kind, region, person, the person's sequence number.
+pub fn make_id(kind: IdKind, key: &PersonKey, seq: i64) -> String {
+    format!("{}-{}-{}-{seq}", kind.letter(), key.region, key.person_id)
+}
+
+/// Reads an id back into its kind and person key.
+pub fn parse_id(id: &str) -> Option<(IdKind, PersonKey)> {
+    let mut parts = id.split('-');
+    let kind = match parts.next()? {
+        "V" => IdKind::Visit,
+        "S" => IdKind::Settlement,
+        "R" => IdKind::Reversal,
+        _ => return None,
+    };
+    let region = Region::parse(parts.next()?)?;
+    let key = PersonKey::new(region, parts.next()?)?;
+    let seq = parts.next()?;
+    let ok = parts.next().is_none() && !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit());
+    ok.then_some((kind, key))
+}
+
+/// What a credential may do.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Role {
+    /// A designated hospital or pharmacy (定点医药机构): its own visits and settlements.
+    Institution,
+    /// The insurance agency of a pooling region (经办机构): its region's people and lists.
+    Agency,
+    /// A read-only auditor of a region.
+    Auditor,
+}
+
+impl Role {
+    pub fn code(self) -> &'static str {
+        match self {
+            Role::Institution => "institution",
+            Role::Agency => "agency",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "institution" => Some(Role::Institution),
+            "agency" => Some(Role::Agency),
+            "auditor" => Some(Role::Auditor),
+            _ => None,
+        }
+    }
+}
+
+/// A registered institution, agency or auditor.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Institution {
+    /// 定点医药机构编号, such as `H11010500001`; 1 to 30 letters and digits.
+    pub institution_id: String,
+    pub region: Region,
+    pub name: String,
+    /// The hospital level; agencies and auditors have none.
+    pub level: Option<HospitalLevel>,
+    pub role: Role,
+}
+
+/// A registered person.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PersonRow {
+    pub key: PersonKey,
+    pub name: String,
+    /// 身份证号: never written to logs unmasked.
+    pub id_number: String,
+    pub birth_date: Date,
+    pub gender: String,
+    pub account_balance: Fen,
+}
+
+impl PersonRow {
+    /// The person's age in whole years on `date`.
+    pub fn age_on(&self, date: Date) -> u8 {
+        let birth = self.birth_date;
+        let mut age = i32::from(date.year()) - i32::from(birth.year());
+        if (date.month(), date.day()) < (birth.month(), birth.day()) {
+            age -= 1;
+        }
+        u8::try_from(age.clamp(0, 150)).unwrap_or(0)
+    }
+}
+
+/// Masks an identity number for logs: the first six and last four characters stay.
+pub fn mask_id_number(id_number: &str) -> String {
+    let chars: Vec<char> = id_number.chars().collect();
+    if chars.len() <= 10 {
+        return "*".repeat(chars.len());
+    }
+    let middle = "*".repeat(chars.len() - 10);
+    let head: String = chars[..6].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}{middle}{tail}")
+}
+
+/// A person's enrolment for one calendar year.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Enrolment {
+    pub year: i16,
+    pub category: Category,
+    pub civil_servant: bool,
+    pub enterprise_supplementary: bool,
+    pub needy: bool,
+}
+
+/// One entry of an assistance-recipient list.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct AssistanceEntry {
+    pub category: AssistanceCategory,
+    pub effective_from: Date,
+    pub effective_to: Option<Date>,
+}
+
+/// Whether a visit can still take lines and be settled.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum VisitStatus {
+    Open,
+    Settled,
+}
+
+impl VisitStatus {
+    pub fn code(self) -> &'static str {
+        match self {
+            VisitStatus::Open => "open",
+            VisitStatus::Settled => "settled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<VisitStatus> {
+        match text {
+            "open" => Some(VisitStatus::Open),
+            "settled" => Some(VisitStatus::Settled),
+            _ => None,
+        }
+    }
+}
+
+/// A visit (就诊): outpatient registration or admission.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct VisitRow {
+    pub key: PersonKey,
+    pub visit_id: String,
+    pub institution_id: String,
+    pub visit_type: VisitType,
+    pub date_of_service: Date,
+    pub admission_number: Option<u16>,
+    pub status: VisitStatus,
+    pub opened_at: String,
+}
+
+/// A settlement or the reversal of one, as stored.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct SettlementRow {
+    pub key: PersonKey,
+    pub settlement_id: String,
+    pub visit_id: String,
+    pub institution_id: String,
+    /// For a reversal, the settlement it cancels.
+    pub reverses: Option<String>,
+    pub date_of_service: Date,
+    /// The day it was booked, for daily reconciliation.
+    pub booked_on: Date,
+    pub booked_at: String,
+    pub total: Fen,
+    pub fund_total: Fen,
+    pub personal_account: Fen,
+    pub cash: Fen,
+    /// The settlement's full wire form (`SettlementDto` JSON), with its explanation.
+    pub result: String,
+}
+
+/// A response stored under an idempotency key: replayed byte for byte on a retry.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct StoredResponse {
+    pub request_sha256: String,
+    pub status: u16,
+    pub body: String,
+}

@@ -1,0 +1,486 @@
+//! Every operation of the service, written once over [`Tx`]: both stores run exactly this code.
+//!
+//! An operation returns `Ok(Ok(answer))` or `Ok(Err(service error))` for every business outcome,
+//! and `Err(StoreError)` only when the database failed, in which case the caller rolls back.
+//! Settle and cancel return a [`StoredResponse`]: what was answered, which is also what an
+//! idempotency key replays.
+
+use onestop_api::service::{SettleRequest, SettlementRecordDto};
+use onestop_api::{ServiceCode, ServiceError, SettlementDto};
+use onestop_core::accumulators::Deltas;
+use onestop_core::{Claim, Date, Line, Person, PolicyBook};
+
+use crate::model::{
+    IdKind, Institution, PersonKey, PersonRow, Role, SettlementRow, StoredResponse, VisitRow,
+    VisitStatus, make_id, parse_id,
+};
+use crate::tx::{Result, Tx};
+
+/// A business answer: the value, or the error to send.
+pub type Answer<T> = std::result::Result<T, ServiceError>;
+
+/// What every operation may need besides the transaction: the policies and the time.
+pub struct Env<'a> {
+    pub book: &'a PolicyBook,
+    /// Now, as an RFC 3339 timestamp (booking time, audit).
+    pub now: String,
+    /// Today in the service's time zone (booking day, reconciliation).
+    pub today: Date,
+}
+
+/// The idempotency key of a request and the hash of what it asked.
+pub struct Idempotency<'a> {
+    pub key: &'a str,
+    pub request_sha256: &'a str,
+}
+
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("wire types always serialize")
+}
+
+/// Turns an answer into the response stored and sent: 200 with the body, or the error.
+pub fn respond<T: serde::Serialize>(answer: Answer<T>, request_sha256: &str) -> StoredResponse {
+    let (status, body) = match answer {
+        Ok(value) => (200, json(&value)),
+        Err(error) => (error.status, json(&error.body)),
+    };
+    StoredResponse { request_sha256: request_sha256.to_owned(), status, body }
+}
+
+fn id_of(id: &str, want: &[IdKind], not_found: ServiceCode) -> Answer<(IdKind, PersonKey)> {
+    match parse_id(id) {
+        Some((kind, key)) if want.contains(&kind) => Ok((kind, key)),
+        Some(_) => Err(ServiceError::new(not_found, format!("`{id}` is not an id of this kind"))),
+        None => Err(ServiceError::new(
+            ServiceCode::IdInvalid,
+            format!(
+                "`{id}` is not an id this \
+            service issued (such as V-110000-P0001-1)"
+            ),
+        )),
+    }
+}
+
+/// The institution must own what it touches; agencies and auditors read their region.
+fn may_read(actor: &Institution, key: &PersonKey, owner: &str) -> Answer<()> {
+    let allowed = match actor.role {
+        Role::Institution => actor.institution_id == owner,
+        Role::Agency | Role::Auditor => actor.region == key.region,
+    };
+    if allowed { Ok(()) } else { Err(forbidden(actor)) }
+}
+
+fn may_act(actor: &Institution, owner: &str) -> Answer<()> {
+    if actor.role == Role::Institution && actor.institution_id == owner {
+        Ok(())
+    } else {
+        Err(forbidden(actor))
+    }
+}
+
+pub(crate) fn forbidden(actor: &Institution) -> ServiceError {
+    ServiceError::new(
+        ServiceCode::Forbidden,
+        format!("{} `{}` may not do this", actor.role.code(), actor.institution_id),
+    )
+}
+
+/// Settles a visit: idempotent under `idempotency`, serialized per person.
+pub fn settle(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    visit_id: &str,
+    request: &SettleRequest,
+    idempotency: &Idempotency<'_>,
+) -> Result<StoredResponse> {
+    let key = match id_of(visit_id, &[IdKind::Visit], ServiceCode::VisitNotFound) {
+        Ok((_, key)) => key,
+        Err(error) => return Ok(respond::<()>(Err(error), idempotency.request_sha256)),
+    };
+    let person = tx.person(&key, true)?;
+    if let Some(replay) = replayed(tx, &key, actor, idempotency)? {
+        return Ok(replay);
+    }
+    let answer = match person {
+        None => Err(not_found_visit(visit_id)),
+        Some(person) => settle_visit(tx, env, actor, &person, visit_id, request)?,
+    };
+    let response = respond(answer, idempotency.request_sha256);
+    tx.insert_idempotency(&key, &actor.institution_id, idempotency.key, &response, &env.now)?;
+    Ok(response)
+}
+
+/// The stored response of a retried request, or the refusal of a reused key.
+fn replayed(
+    tx: &mut dyn Tx,
+    key: &PersonKey,
+    actor: &Institution,
+    idempotency: &Idempotency<'_>,
+) -> Result<Option<StoredResponse>> {
+    let Some(stored) = tx.idempotency(key, &actor.institution_id, idempotency.key)? else {
+        return Ok(None);
+    };
+    if stored.request_sha256 == idempotency.request_sha256 {
+        return Ok(Some(stored));
+    }
+    let error = ServiceError::new(
+        ServiceCode::IdempotencyKeyReused,
+        format!("idempotency key `{}` was used for another request", idempotency.key),
+    );
+    Ok(Some(respond::<()>(Err(error), idempotency.request_sha256)))
+}
+
+fn not_found_visit(visit_id: &str) -> ServiceError {
+    ServiceError::new(ServiceCode::VisitNotFound, format!("no visit `{visit_id}`"))
+}
+
+/// The visit, checked for the actor and its state, with its lines.
+fn open_visit_with_lines(
+    tx: &mut dyn Tx,
+    actor: &Institution,
+    key: &PersonKey,
+    visit_id: &str,
+) -> Result<Answer<(VisitRow, Vec<Line>)>> {
+    let Some(visit) = tx.visit(key, visit_id)? else { return Ok(Err(not_found_visit(visit_id))) };
+    if let Err(error) = may_act(actor, &visit.institution_id) {
+        return Ok(Err(error));
+    }
+    if visit.status != VisitStatus::Open {
+        return Ok(Err(ServiceError::new(
+            ServiceCode::VisitNotOpen,
+            format!("visit `{visit_id}` is already settled; cancel its settlement to change it"),
+        )));
+    }
+    let lines: Vec<Line> = tx.lines(key, visit_id)?.into_iter().map(|(_, line)| line).collect();
+    if lines.is_empty() {
+        return Ok(Err(ServiceError::new(
+            ServiceCode::VisitHasNoLines,
+            format!("visit `{visit_id}` has no fee lines to settle"),
+        )));
+    }
+    Ok(Ok((visit, lines)))
+}
+
+/// The claim of a visit: the person as enrolled on the date of service, the institution's
+/// region and level, and the person's accumulators of that year.
+pub(crate) fn claim_of(
+    tx: &mut dyn Tx,
+    actor: &Institution,
+    person: &PersonRow,
+    visit: &VisitRow,
+    lines: Vec<Line>,
+    use_personal_account: bool,
+) -> Result<Answer<(Claim, onestop_core::Accumulators)>> {
+    let date = visit.date_of_service;
+    let year = date.year();
+    let Some(enrolment) = tx.enrolment(&person.key, year)? else {
+        return Ok(Err(ServiceError::new(
+            ServiceCode::PersonNotEnrolled,
+            format!("person `{}` is not enrolled for {year}", person.key.person_id),
+        )));
+    };
+    let Some(level) = actor.level else { return Ok(Err(forbidden(actor))) };
+    let assistance = tx.assistance(&person.key)?;
+    let on_list = assistance
+        .iter()
+        .filter(|e| e.effective_from <= date && e.effective_to.is_none_or(|to| date <= to))
+        .max_by_key(|e| e.effective_from)
+        .map(|e| e.category);
+    let claim = Claim {
+        bill: onestop_core::Bill {
+            date_of_service: date,
+            treatment_region: actor.region,
+            visit: visit.visit_type,
+            level,
+            admission_number: visit.admission_number,
+            use_personal_account,
+            lines,
+        },
+        person: Person {
+            insured_region: person.key.region,
+            category: enrolment.category,
+            age: person.age_on(date),
+            assistance: on_list,
+            needy: enrolment.needy,
+            civil_servant: enrolment.civil_servant,
+            enterprise_supplementary: enrolment.enterprise_supplementary,
+            account_balance: person.account_balance,
+        },
+    };
+    let ytd = tx.accumulators(&person.key, year)?;
+    Ok(Ok((claim, ytd)))
+}
+
+/// Computes a visit's split without writing anything (预结算).
+pub fn presettle(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    visit_id: &str,
+    request: &SettleRequest,
+) -> Result<Answer<SettlementDto>> {
+    let key = match id_of(visit_id, &[IdKind::Visit], ServiceCode::VisitNotFound) {
+        Ok((_, key)) => key,
+        Err(error) => return Ok(Err(error)),
+    };
+    let Some(person) = tx.person(&key, false)? else { return Ok(Err(not_found_visit(visit_id))) };
+    let (visit, lines) = match open_visit_with_lines(tx, actor, &key, visit_id)? {
+        Ok(found) => found,
+        Err(error) => return Ok(Err(error)),
+    };
+    let use_account = request.use_personal_account.unwrap_or(true);
+    let (claim, ytd) = match claim_of(tx, actor, &person, &visit, lines, use_account)? {
+        Ok(found) => found,
+        Err(error) => return Ok(Err(error)),
+    };
+    Ok(env.book.split(&claim, &ytd).map_err(ServiceError::from).map(|(s, insured, treatment)| {
+        SettlementDto::from_core(&claim, insured, treatment, &ytd, &s)
+    }))
+}
+
+fn settle_visit(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    person: &PersonRow,
+    visit_id: &str,
+    request: &SettleRequest,
+) -> Result<Answer<SettlementRecordDto>> {
+    let key = &person.key;
+    let (visit, lines) = match open_visit_with_lines(tx, actor, key, visit_id)? {
+        Ok(found) => found,
+        Err(error) => return Ok(Err(error)),
+    };
+    let use_account = request.use_personal_account.unwrap_or(true);
+    let (claim, ytd) = match claim_of(tx, actor, person, &visit, lines, use_account)? {
+        Ok(found) => found,
+        Err(error) => return Ok(Err(error)),
+    };
+    let (settlement, insured, treatment) = match env.book.split(&claim, &ytd) {
+        Ok(found) => found,
+        Err(rejection) => return Ok(Err(rejection.into())),
+    };
+    let dto = SettlementDto::from_core(&claim, insured, treatment, &ytd, &settlement);
+    let settlement_id = make_id(IdKind::Settlement, key, tx.next_seq(key)?);
+    let row = SettlementRow {
+        key: key.clone(),
+        settlement_id: settlement_id.clone(),
+        visit_id: visit_id.to_owned(),
+        institution_id: actor.institution_id.clone(),
+        reverses: None,
+        date_of_service: visit.date_of_service,
+        booked_on: env.today,
+        booked_at: env.now.clone(),
+        total: settlement.totals.total,
+        fund_total: settlement.fund_total(),
+        personal_account: settlement.personal_account,
+        cash: settlement.cash,
+        result: json(&dto),
+    };
+    let postings = onestop_ledger::postings(&settlement);
+    tx.insert_settlement(&row)?;
+    tx.insert_postings(&row, &postings)?;
+    tx.post_accumulators(key, &settlement_id, ytd.year, &settlement.deltas, 1)?;
+    tx.set_account_balance(key, person.account_balance - settlement.personal_account)?;
+    tx.set_visit_status(key, visit_id, VisitStatus::Settled)?;
+    Ok(Ok(record(&row, None, dto)))
+}
+
+/// The wire form of a stored settlement or reversal.
+pub(crate) fn record(
+    row: &SettlementRow,
+    reversed_by: Option<String>,
+    settlement: SettlementDto,
+) -> SettlementRecordDto {
+    let status = match (&row.reverses, &reversed_by) {
+        (Some(_), _) => "reversal",
+        (None, Some(_)) => "cancelled",
+        (None, None) => "settled",
+    };
+    SettlementRecordDto {
+        settlement_id: row.settlement_id.clone(),
+        visit_id: row.visit_id.clone(),
+        person_id: row.key.person_id.clone(),
+        insured_region: row.key.region_text(),
+        institution_id: row.institution_id.clone(),
+        status: status.to_owned(),
+        reverses: row.reverses.clone(),
+        reversed_by,
+        booked_at: row.booked_at.clone(),
+        total: row.total.to_string(),
+        fund_total: row.fund_total.to_string(),
+        personal_account: row.personal_account.to_string(),
+        cash: row.cash.to_string(),
+        settlement,
+    }
+}
+
+pub(crate) fn stored_dto(row: &SettlementRow) -> Result<SettlementDto> {
+    serde_json::from_str(&row.result).map_err(|e| {
+        crate::tx::StoreError::Corrupt(format!("settlement {}: {e}", row.settlement_id))
+    })
+}
+
+/// Cancels a settlement with a reversing entry (冲销); cancelling twice returns the same
+/// reversal.
+pub fn cancel(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    settlement_id: &str,
+    idempotency: &Idempotency<'_>,
+) -> Result<StoredResponse> {
+    let kinds = [IdKind::Settlement, IdKind::Reversal];
+    let key = match id_of(settlement_id, &kinds, ServiceCode::SettlementNotFound) {
+        Ok((IdKind::Reversal, _)) => {
+            let error = ServiceError::new(
+                ServiceCode::SettlementIsAReversal,
+                format!(
+                    "`{settlement_id}` is a reversal; cancel the settlement it reverses instead"
+                ),
+            );
+            return Ok(respond::<()>(Err(error), idempotency.request_sha256));
+        }
+        Ok((_, key)) => key,
+        Err(error) => return Ok(respond::<()>(Err(error), idempotency.request_sha256)),
+    };
+    let person = tx.person(&key, true)?;
+    if let Some(replay) = replayed(tx, &key, actor, idempotency)? {
+        return Ok(replay);
+    }
+    let answer = match person {
+        None => Err(not_found_settlement(settlement_id)),
+        Some(person) => reverse(tx, env, actor, &person, settlement_id)?,
+    };
+    let response = respond(answer, idempotency.request_sha256);
+    tx.insert_idempotency(&key, &actor.institution_id, idempotency.key, &response, &env.now)?;
+    Ok(response)
+}
+
+fn not_found_settlement(settlement_id: &str) -> ServiceError {
+    ServiceError::new(ServiceCode::SettlementNotFound, format!("no settlement `{settlement_id}`"))
+}
+
+fn reverse(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    person: &PersonRow,
+    settlement_id: &str,
+) -> Result<Answer<SettlementRecordDto>> {
+    let key = &person.key;
+    let Some(original) = tx.settlement(key, settlement_id)? else {
+        return Ok(Err(not_found_settlement(settlement_id)));
+    };
+    if let Err(error) = may_act(actor, &original.institution_id) {
+        return Ok(Err(error));
+    }
+    let dto = stored_dto(&original)?;
+    if let Some(existing) = tx.reversal_of(key, settlement_id)? {
+        return Ok(Ok(record(&existing, None, dto)));
+    }
+    let reversal_id = make_id(IdKind::Reversal, key, tx.next_seq(key)?);
+    let row = SettlementRow {
+        settlement_id: reversal_id.clone(),
+        reverses: Some(settlement_id.to_owned()),
+        booked_on: env.today,
+        booked_at: env.now.clone(),
+        total: -original.total,
+        fund_total: -original.fund_total,
+        personal_account: -original.personal_account,
+        cash: -original.cash,
+        ..original.clone()
+    };
+    let postings = onestop_ledger::reversal(&tx.postings(key, settlement_id)?);
+    let (year, deltas) = deltas_of(&dto)?;
+    tx.insert_settlement(&row)?;
+    tx.insert_postings(&row, &postings)?;
+    tx.post_accumulators(key, &reversal_id, year, &deltas, -1)?;
+    tx.set_account_balance(key, person.account_balance + original.personal_account)?;
+    tx.set_visit_status(key, &original.visit_id, VisitStatus::Open)?;
+    Ok(Ok(record(&row, None, dto)))
+}
+
+/// The accumulator deltas a stored settlement posted.
+fn deltas_of(dto: &SettlementDto) -> Result<(i16, Deltas)> {
+    let corrupt = |what: String| crate::tx::StoreError::Corrupt(what);
+    let year: i16 = dto
+        .date_of_service
+        .get(..4)
+        .and_then(|y| y.parse().ok())
+        .ok_or_else(|| corrupt(format!("date {}", dto.date_of_service)))?;
+    let accumulators = dto.accumulator_deltas.parse(year).map_err(|r| corrupt(r.message))?;
+    let admissions = accumulators.admissions;
+    let entries = accumulators.entries().to_vec();
+    Ok((year, Deltas { admissions, entries }))
+}
+
+/// A stored settlement or reversal, for its owner or the region's agency and auditors.
+pub fn get_settlement(
+    tx: &mut dyn Tx,
+    actor: &Institution,
+    settlement_id: &str,
+) -> Result<Answer<SettlementRecordDto>> {
+    let kinds = [IdKind::Settlement, IdKind::Reversal];
+    let key = match id_of(settlement_id, &kinds, ServiceCode::SettlementNotFound) {
+        Ok((_, key)) => key,
+        Err(error) => return Ok(Err(error)),
+    };
+    let Some(row) = tx.settlement(&key, settlement_id)? else {
+        return Ok(Err(not_found_settlement(settlement_id)));
+    };
+    if let Err(error) = may_read(actor, &key, &row.institution_id) {
+        return Ok(Err(error));
+    }
+    let reversed_by = match row.reverses {
+        Some(_) => None,
+        None => tx.reversal_of(&key, settlement_id)?.map(|r| r.settlement_id),
+    };
+    let dto = stored_dto(&row)?;
+    Ok(Ok(record(&row, reversed_by, dto)))
+}
+
+/// Checks of the whole store, each a query that returns one line per violation. They hold after
+/// every commit; the crash test and the contract suite run them.
+pub const INVARIANTS: [(&str, &str); 4] = [
+    (
+        "every journal entry balances",
+        "SELECT settlement_id FROM ledger GROUP BY region, person_id, settlement_id \
+      HAVING SUM(amount) <> 0",
+    ),
+    (
+        "every accumulator equals the sum of its postings",
+        "SELECT a.person_id || ' ' || a.tier || '/' || a.pool || '/' || a.counter FROM accumulators a \
+      LEFT JOIN (SELECT region, person_id, year, tier, pool, counter, SUM(delta) AS total \
+      FROM accumulator_postings GROUP BY region, person_id, year, tier, pool, counter) p \
+      ON a.region = p.region AND a.person_id = p.person_id AND a.year = p.year \
+      AND a.tier = p.tier AND a.pool = p.pool AND a.counter = p.counter \
+      WHERE a.value <> COALESCE(p.total, 0)",
+    ),
+    (
+        "every accumulator posting is counted",
+        "SELECT p.person_id || ' ' || p.tier FROM (SELECT region, person_id, year, tier, pool, counter, \
+      SUM(delta) AS total FROM accumulator_postings GROUP BY region, person_id, year, tier, pool, \
+      counter) p LEFT JOIN accumulators a ON a.region = p.region AND a.person_id = p.person_id \
+      AND a.year = p.year AND a.tier = p.tier AND a.pool = p.pool AND a.counter = p.counter \
+      WHERE a.value IS NULL AND p.total <> 0",
+    ),
+    (
+        "every settlement's total is its journal's medical cost",
+        "SELECT s.settlement_id FROM settlements s LEFT JOIN ledger l ON l.region = s.region \
+      AND l.person_id = s.person_id AND l.settlement_id = s.settlement_id \
+      AND l.account = 'medical_cost' WHERE COALESCE(-l.amount, 0) <> s.total",
+    ),
+];
+
+/// Every violated invariant, with the rows that violate it (empty when the store is sound).
+pub fn violations(tx: &mut dyn Tx) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for (name, sql) in INVARIANTS {
+        for row in tx.query_strings(sql)? {
+            found.push(format!("{name}: {row}"));
+        }
+    }
+    Ok(found)
+}

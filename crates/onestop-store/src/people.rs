@@ -1,0 +1,253 @@
+//! People, institutions and assistance lists: what agencies maintain and institutions look up.
+
+use onestop_api::claim::{parse_date, parse_region};
+use onestop_api::service::{
+    AssistanceImportDto, CredentialDto, EnrolmentDto, PersonViewDto, RegisterInstitutionRequest,
+    RegisterPersonRequest,
+};
+use onestop_api::{ServiceCode, ServiceError, YtdDto};
+use onestop_core::{Category, Fen, HospitalLevel};
+use sha2::{Digest, Sha256};
+
+use crate::import::ListRow;
+use crate::model::{
+    AssistanceEntry, Enrolment, Institution, PersonKey, PersonRow, Role, mask_id_number,
+};
+use crate::ops::{Answer, Env, forbidden};
+use crate::tx::{NewAssistance, Result, Tx};
+
+/// The stored form of a credential.
+pub fn token_sha256(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A new random credential: 32 bytes, hex.
+pub fn new_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+/// The institution, agency or auditor a bearer token belongs to.
+pub fn authenticate(tx: &mut dyn Tx, token: &str) -> Result<Option<Institution>> {
+    tx.institution_by_token(&token_sha256(token))
+}
+
+/// A person and their year-to-date totals. Every read is written to the audit log.
+pub fn person_view(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    key: &PersonKey,
+    year: i16,
+) -> Result<Answer<PersonViewDto>> {
+    if actor.role != Role::Institution && actor.region != key.region {
+        return Ok(Err(forbidden(actor)));
+    }
+    let Some(person) = tx.person(key, false)? else {
+        return Ok(Err(ServiceError::new(
+            ServiceCode::PersonNotFound,
+            format!("no person `{}` in region {}", key.person_id, key.region),
+        )));
+    };
+    let enrolment = tx.enrolment(key, year)?.map(|e| EnrolmentDto {
+        year: e.year,
+        scheme: e.category.scheme().code().to_owned(),
+        category: e.category.code().to_owned(),
+        civil_servant: e.civil_servant,
+        enterprise_supplementary: e.enterprise_supplementary,
+        needy: e.needy,
+    });
+    let today = env.today;
+    let assistance = tx
+        .assistance(key)?
+        .into_iter()
+        .filter(|e| e.effective_from <= today && e.effective_to.is_none_or(|to| today <= to))
+        .max_by_key(|e| e.effective_from)
+        .map(|e| e.category.code().to_owned());
+    let ytd = YtdDto::from_core(&tx.accumulators(key, year)?);
+    let detail = format!("year {year}, id number {}", mask_id_number(&person.id_number));
+    tx.audit(key, &actor.institution_id, "read_person", &detail, &env.now)?;
+    Ok(Ok(PersonViewDto {
+        person_id: key.person_id.clone(),
+        insured_region: key.region_text(),
+        name: person.name.clone(),
+        id_number: person.id_number.clone(),
+        birth_date: person.birth_date.to_string(),
+        gender: person.gender.clone(),
+        age: person.age_on(today),
+        account_balance: person.account_balance.to_string(),
+        enrolment,
+        assistance,
+        ytd,
+    }))
+}
+
+fn invalid(field: &str, message: String) -> ServiceError {
+    ServiceError::new(ServiceCode::IdInvalid, message).field(field)
+}
+
+fn person_row(actor: &Institution, request: &RegisterPersonRequest) -> Answer<PersonRow> {
+    let key = PersonKey::new(actor.region, &request.person_id).ok_or_else(|| {
+        invalid("person_id", format!("`{}` must be 1 to 30 letters and digits", request.person_id))
+    })?;
+    let id_ok = (15..=18).contains(&request.id_number.len())
+        && request.id_number.bytes().all(|b| b.is_ascii_digit() || b == b'X');
+    if !id_ok {
+        return Err(invalid("id_number", "an identity number has 15 or 18 characters".to_owned()));
+    }
+    let birth_date = parse_date(&request.birth_date, "birth_date")?;
+    let account_balance = match &request.account_balance {
+        None => Fen::ZERO,
+        Some(text) => {
+            Fen::parse_yuan(text.as_str()).ok().filter(|f| *f >= Fen::ZERO).ok_or_else(|| {
+                invalid("account_balance", format!("`{}` is not an amount of yuan", text.as_str()))
+            })?
+        }
+    };
+    Ok(PersonRow {
+        key,
+        name: request.name.chars().take(50).collect(),
+        id_number: request.id_number.clone(),
+        birth_date,
+        gender: request.gender.chars().take(6).collect(),
+        account_balance,
+    })
+}
+
+/// Registers or updates a person of the agency's region and their enrolments.
+pub fn register_person(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    request: &RegisterPersonRequest,
+) -> Result<Answer<PersonViewDto>> {
+    if actor.role != Role::Agency {
+        return Ok(Err(forbidden(actor)));
+    }
+    let row = match person_row(actor, request) {
+        Ok(row) => row,
+        Err(error) => return Ok(Err(error)),
+    };
+    let mut enrolments = Vec::with_capacity(request.enrolments.len());
+    for (index, enrolment) in request.enrolments.iter().enumerate() {
+        let Some(category) = Category::parse(&enrolment.category) else {
+            return Ok(Err(invalid(
+                &format!("enrolments[{index}].category"),
+                format!(
+                    "`{}` is not a category; expected one of: {}",
+                    enrolment.category,
+                    Category::codes()
+                ),
+            )));
+        };
+        enrolments.push(Enrolment {
+            year: enrolment.year,
+            category,
+            civil_servant: enrolment.civil_servant,
+            enterprise_supplementary: enrolment.enterprise_supplementary,
+            needy: enrolment.needy,
+        });
+    }
+    tx.upsert_person(&row)?;
+    for enrolment in &enrolments {
+        tx.upsert_enrolment(&row.key, enrolment)?;
+    }
+    person_view(tx, env, actor, &row.key, env.today.year())
+}
+
+/// Registers an institution of the agency's region; the token is returned once.
+pub fn register_institution(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    request: &RegisterInstitutionRequest,
+) -> Result<Answer<CredentialDto>> {
+    if actor.role != Role::Agency {
+        return Ok(Err(forbidden(actor)));
+    }
+    let id_ok = crate::model::person_id_is_valid(&request.institution_id);
+    let Some(level) = HospitalLevel::parse(request.level.as_str()).filter(|_| id_ok) else {
+        return Ok(Err(invalid(
+            "institution_id",
+            format!(
+                "an institution id is 1 to 30 letters and digits and its level one of: {}",
+                HospitalLevel::codes()
+            ),
+        )));
+    };
+    let institution = Institution {
+        institution_id: request.institution_id.clone(),
+        region: actor.region,
+        name: request.name.chars().take(100).collect(),
+        level: Some(level),
+        role: Role::Institution,
+    };
+    register(tx, env, &institution).map(Ok)
+}
+
+/// Stores a credential for `institution` and returns its token (also used to bootstrap the
+/// first agency of a region from the command line).
+pub fn register(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    institution: &Institution,
+) -> Result<CredentialDto> {
+    let token = new_token();
+    tx.insert_institution(institution, &token_sha256(&token), &env.now)?;
+    Ok(CredentialDto { institution_id: institution.institution_id.clone(), token })
+}
+
+/// Imports an assistance-recipient list: every row must name a registered person of the
+/// agency's region, or nothing is imported.
+pub fn import_assistance(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    file_name: &str,
+    rows: &[ListRow],
+) -> Result<Answer<AssistanceImportDto>> {
+    if actor.role != Role::Agency {
+        return Ok(Err(forbidden(actor)));
+    }
+    let region = actor.region.to_string();
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in rows {
+        match tx.person_by_id_number(&region, &row.id_number)? {
+            Some(key) => keys.push(key),
+            None => {
+                let message = format!(
+                    "row {}: no person of region {region} has identity number \
+                    {}; nothing was imported",
+                    row.row,
+                    mask_id_number(&row.id_number)
+                );
+                let error = ServiceError::new(ServiceCode::AssistanceListInvalid, message);
+                return Ok(Err(error.field(format!("rows[{}]", row.row))));
+            }
+        }
+    }
+    let import_id = format!("{region}-{}", new_token().get(..16).unwrap_or_default());
+    for (row, key) in rows.iter().zip(&keys) {
+        let entry = AssistanceEntry {
+            category: row.category,
+            effective_from: row.effective_from,
+            effective_to: row.effective_to,
+        };
+        let entry_id = format!("{import_id}-{}", row.row);
+        tx.insert_assistance(&NewAssistance { key, entry_id, entry, import_id: &import_id })?;
+    }
+    tx.insert_assistance_import(
+        &import_id,
+        &region,
+        file_name,
+        rows.len(),
+        &actor.institution_id,
+        &env.now,
+    )?;
+    Ok(Ok(AssistanceImportDto { import_id, file_name: file_name.to_owned(), rows: rows.len() }))
+}
+
+/// Reads the region from a path segment.
+pub fn region_of(text: &str) -> Answer<onestop_core::Region> {
+    parse_region(text, "region").map_err(ServiceError::from)
+}

@@ -1,0 +1,749 @@
+//! The storage primitives in SQLite's dialect. `SqliteTx` borrows a connection that is
+//! already inside a transaction (see `sqlite`).
+
+use std::sync::Arc;
+
+use onestop_core::accumulators::{AccumulatorKey, Counter};
+use onestop_core::{
+    Accumulators, AssistanceCategory, CatalogClass, Category, Date, Deltas, Fen, HospitalLevel,
+    Line, Quantity, Region, UnitPrice, VisitType,
+};
+use onestop_ledger::{Account, Posting};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::model::{
+    AssistanceEntry, Enrolment, Institution, PersonKey, PersonRow, Role, SettlementRow,
+    StoredResponse, VisitRow, VisitStatus,
+};
+use crate::tx::{NewAssistance, Result, StoreError, Tx};
+
+pub struct SqliteTx<'c> {
+    pub conn: &'c Connection,
+}
+
+pub(crate) fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what} `{value}`"))
+}
+
+pub(crate) fn region(text: &str) -> Result<Region> {
+    Region::parse(text).ok_or_else(|| corrupt("region", text))
+}
+
+pub(crate) fn date(text: &str) -> Result<Date> {
+    text.parse().map_err(|_| corrupt("date", text))
+}
+
+pub(crate) fn institution_from(
+    id: String,
+    region_text: String,
+    name: String,
+    level: Option<String>,
+    role: String,
+) -> Result<Institution> {
+    let level = match level {
+        Some(level) => Some(HospitalLevel::parse(&level).ok_or_else(|| corrupt("level", &level))?),
+        None => None,
+    };
+    Ok(Institution {
+        institution_id: id,
+        region: region(&region_text)?,
+        name,
+        level,
+        role: Role::parse(&role).ok_or_else(|| corrupt("role", &role))?,
+    })
+}
+
+pub(crate) fn line_from(
+    code: String,
+    name: String,
+    class: String,
+    values: [i64; 3],
+    limit: Option<i64>,
+) -> Result<Line> {
+    Ok(Line {
+        code,
+        name,
+        class: CatalogClass::parse(&class).ok_or_else(|| corrupt("class", &class))?,
+        quantity: Quantity(values[0]),
+        unit_price: UnitPrice(values[1]),
+        amount: Fen(values[2]),
+        price_limit: limit.map(UnitPrice),
+    })
+}
+
+pub(crate) fn posting_from(account: &str, amount: i64) -> Result<Posting> {
+    let account = Account::parse(account).ok_or_else(|| corrupt("account", account))?;
+    Ok(Posting { account, amount: Fen(amount) })
+}
+
+/// The key of a counter row; admissions are kept as a counter of the pseudo-tier `_`.
+pub(crate) const ADMISSIONS: (&str, &str, &str) = ("_", "_", "admissions");
+
+pub(crate) fn add_counter(
+    acc: &mut Accumulators,
+    tier: &str,
+    pool: &str,
+    counter: &str,
+    value: i64,
+) -> Result<()> {
+    if (tier, pool, counter) == ADMISSIONS {
+        acc.admissions =
+            u16::try_from(value).map_err(|_| corrupt("admissions", &value.to_string()))?;
+        return Ok(());
+    }
+    let counter = Counter::parse(counter).ok_or_else(|| corrupt("counter", counter))?;
+    let key = AccumulatorKey { tier: Arc::from(tier), pool: Arc::from(pool), counter };
+    acc.add(&key, Fen(value));
+    Ok(())
+}
+
+fn settlement_from(row: &Row<'_>) -> rusqlite::Result<[String; 9]> {
+    Ok([
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+        row.get(8)?,
+    ])
+}
+
+pub(crate) fn settlement_row(
+    texts: [String; 9],
+    numbers: [i64; 4],
+    reverses: Option<String>,
+) -> Result<SettlementRow> {
+    let [
+        region_text,
+        person_id,
+        settlement_id,
+        visit_id,
+        institution_id,
+        date_text,
+        booked_on,
+        booked_at,
+        result,
+    ] = texts;
+    Ok(SettlementRow {
+        key: PersonKey { region: region(&region_text)?, person_id },
+        settlement_id,
+        visit_id,
+        institution_id,
+        reverses,
+        date_of_service: date(&date_text)?,
+        booked_on: date(&booked_on)?,
+        booked_at,
+        total: Fen(numbers[0]),
+        fund_total: Fen(numbers[1]),
+        personal_account: Fen(numbers[2]),
+        cash: Fen(numbers[3]),
+        result,
+    })
+}
+
+const SETTLEMENT_COLUMNS: &str = "region, person_id, settlement_id, visit_id, institution_id, \
+    date_of_service, booked_on, booked_at, result, total, fund_total, personal_account, cash, reverses";
+
+fn read_settlement(row: &Row<'_>) -> rusqlite::Result<([String; 9], [i64; 4], Option<String>)> {
+    Ok((
+        settlement_from(row)?,
+        [row.get(9)?, row.get(10)?, row.get(11)?, row.get(12)?],
+        row.get(13)?,
+    ))
+}
+
+impl SqliteTx<'_> {
+    fn settlements_where(
+        &self,
+        clause: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<SettlementRow>> {
+        let sql = format!("SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE {clause}");
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let rows =
+            statement.query_map(args, read_settlement)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter().map(|(t, n, r)| settlement_row(t, n, r)).collect()
+    }
+}
+
+impl Tx for SqliteTx<'_> {
+    fn institution_by_token(&mut self, token_sha256: &str) -> Result<Option<Institution>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT institution_id, region, name, level, role FROM institutions WHERE token_sha256 = ?1")?;
+        let row = statement
+            .query_row(params![token_sha256], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .optional()?;
+        row.map(|(a, b, c, d, e)| institution_from(a, b, c, d, e)).transpose()
+    }
+
+    fn institution(&mut self, institution_id: &str) -> Result<Option<Institution>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT institution_id, region, name, level, role FROM institutions WHERE institution_id = ?1")?;
+        let row = statement
+            .query_row(params![institution_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .optional()?;
+        row.map(|(a, b, c, d, e)| institution_from(a, b, c, d, e)).transpose()
+    }
+
+    fn insert_institution(
+        &mut self,
+        row: &Institution,
+        token_sha256: &str,
+        now: &str,
+    ) -> Result<()> {
+        self.conn.prepare_cached("INSERT INTO institutions (institution_id, region, name, level, role, \
+            token_sha256, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (institution_id) DO UPDATE \
+            SET name = excluded.name, level = excluded.level, token_sha256 = excluded.token_sha256")?
+            .execute(params![row.institution_id, row.region.to_string(), row.name,
+                row.level.map(HospitalLevel::code), row.role.code(), token_sha256, now])?;
+        Ok(())
+    }
+
+    fn person(&mut self, key: &PersonKey, _lock: bool) -> Result<Option<PersonRow>> {
+        // SQLite has one writer: every write transaction already holds the whole database.
+        let mut statement = self.conn.prepare_cached(
+            "SELECT name, id_number, birth_date, gender, \
+            account_balance FROM persons WHERE region = ?1 AND person_id = ?2",
+        )?;
+        let row = statement
+            .query_row(params![key.region_text(), key.person_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .optional()?;
+        row.map(|(name, id_number, birth, gender, balance)| {
+            Ok(PersonRow {
+                key: key.clone(),
+                name,
+                id_number,
+                birth_date: date(&birth)?,
+                gender,
+                account_balance: Fen(balance),
+            })
+        })
+        .transpose()
+    }
+
+    fn person_by_id_number(
+        &mut self,
+        region_text: &str,
+        id_number: &str,
+    ) -> Result<Option<PersonKey>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT person_id FROM persons WHERE region = ?1 AND id_number = ?2 ORDER BY person_id LIMIT 1")?;
+        let id: Option<String> =
+            statement.query_row(params![region_text, id_number], |r| r.get(0)).optional()?;
+        Ok(match id {
+            Some(person_id) => Some(PersonKey { region: region(region_text)?, person_id }),
+            None => None,
+        })
+    }
+
+    fn upsert_person(&mut self, row: &PersonRow) -> Result<()> {
+        self.conn.prepare_cached("INSERT INTO persons (region, person_id, name, id_number, birth_date, \
+            gender, account_balance, next_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1) \
+            ON CONFLICT (region, person_id) DO UPDATE SET name = excluded.name, \
+            id_number = excluded.id_number, birth_date = excluded.birth_date, gender = excluded.gender, \
+            account_balance = excluded.account_balance")?
+            .execute(params![row.key.region_text(), row.key.person_id, row.name, row.id_number,
+                row.birth_date.to_string(), row.gender, row.account_balance.0])?;
+        Ok(())
+    }
+
+    fn set_account_balance(&mut self, key: &PersonKey, balance: Fen) -> Result<()> {
+        assert!(balance >= Fen::ZERO, "an account balance never goes negative");
+        self.conn
+            .prepare_cached(
+                "UPDATE persons SET account_balance = ?3 WHERE region = ?1 AND person_id = ?2",
+            )?
+            .execute(params![key.region_text(), key.person_id, balance.0])?;
+        Ok(())
+    }
+
+    fn next_seq(&mut self, key: &PersonKey) -> Result<i64> {
+        let seq: i64 = self
+            .conn
+            .prepare_cached(
+                "UPDATE persons SET next_seq = next_seq + 1 \
+            WHERE region = ?1 AND person_id = ?2 RETURNING next_seq - 1",
+            )?
+            .query_row(params![key.region_text(), key.person_id], |r| r.get(0))?;
+        Ok(seq)
+    }
+
+    fn enrolment(&mut self, key: &PersonKey, year: i16) -> Result<Option<Enrolment>> {
+        let mut statement = self.conn.prepare_cached("SELECT category, civil_servant, \
+            enterprise_supplementary, needy FROM enrolments WHERE region = ?1 AND person_id = ?2 AND year = ?3")?;
+        let row = statement
+            .query_row(params![key.region_text(), key.person_id, year], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .optional()?;
+        row.map(|(category, civil, enterprise, needy)| {
+            Ok(Enrolment {
+                year,
+                category: Category::parse(&category)
+                    .ok_or_else(|| corrupt("category", &category))?,
+                civil_servant: civil != 0,
+                enterprise_supplementary: enterprise != 0,
+                needy: needy != 0,
+            })
+        })
+        .transpose()
+    }
+
+    fn upsert_enrolment(&mut self, key: &PersonKey, e: &Enrolment) -> Result<()> {
+        self.conn.prepare_cached("INSERT INTO enrolments (region, person_id, year, category, civil_servant, \
+            enterprise_supplementary, needy) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+            ON CONFLICT (region, person_id, year) DO UPDATE SET category = excluded.category, \
+            civil_servant = excluded.civil_servant, enterprise_supplementary = excluded.enterprise_supplementary, \
+            needy = excluded.needy")?
+            .execute(params![key.region_text(), key.person_id, e.year, e.category.code(),
+                i64::from(e.civil_servant), i64::from(e.enterprise_supplementary), i64::from(e.needy)])?;
+        Ok(())
+    }
+
+    fn assistance(&mut self, key: &PersonKey) -> Result<Vec<AssistanceEntry>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT category, effective_from, effective_to \
+            FROM assistance WHERE region = ?1 AND person_id = ?2",
+        )?;
+        let rows = statement
+            .query_map(params![key.region_text(), key.person_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(category, from, to)| {
+                Ok(AssistanceEntry {
+                    category: AssistanceCategory::parse(&category)
+                        .ok_or_else(|| corrupt("assistance", &category))?,
+                    effective_from: date(&from)?,
+                    effective_to: to.as_deref().map(date).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    fn insert_assistance(&mut self, row: &NewAssistance<'_>) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO assistance (region, person_id, entry_id, category, \
+            effective_from, effective_to, import_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                row.key.region_text(),
+                row.key.person_id,
+                row.entry_id,
+                row.entry.category.code(),
+                row.entry.effective_from.to_string(),
+                row.entry.effective_to.map(|d| d.to_string()),
+                row.import_id
+            ])?;
+        Ok(())
+    }
+
+    fn insert_assistance_import(
+        &mut self,
+        import_id: &str,
+        region_text: &str,
+        file_name: &str,
+        rows: usize,
+        by: &str,
+        now: &str,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO assistance_imports (import_id, region, file_name, \
+            rows_count, imported_by, imported_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![import_id, region_text, file_name, rows as i64, by, now])?;
+        Ok(())
+    }
+
+    fn accumulators(&mut self, key: &PersonKey, year: i16) -> Result<Accumulators> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT tier, pool, counter, value FROM accumulators \
+            WHERE region = ?1 AND person_id = ?2 AND year = ?3",
+        )?;
+        let rows = statement
+            .query_map(params![key.region_text(), key.person_id, year], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut accumulators = Accumulators::new(year);
+        for (tier, pool, counter, value) in rows {
+            add_counter(&mut accumulators, &tier, &pool, &counter, value)?;
+        }
+        Ok(accumulators)
+    }
+
+    fn post_accumulators(
+        &mut self,
+        key: &PersonKey,
+        settlement_id: &str,
+        year: i16,
+        deltas: &Deltas,
+        sign: i64,
+    ) -> Result<()> {
+        let admissions = (ADMISSIONS.0, ADMISSIONS.1, ADMISSIONS.2, i64::from(deltas.admissions));
+        let entries = deltas
+            .entries
+            .iter()
+            .map(|(k, v)| (&*k.tier, &*k.pool, k.counter.code(), v.0))
+            .chain((deltas.admissions > 0).then_some(admissions));
+        let mut posting = self.conn.prepare_cached("INSERT INTO accumulator_postings (region, person_id, \
+            settlement_id, year, tier, pool, counter, delta) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?;
+        let mut total = self.conn.prepare_cached("INSERT INTO accumulators (region, person_id, year, tier, \
+            pool, counter, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (region, person_id, year, \
+            tier, pool, counter) DO UPDATE SET value = value + excluded.value")?;
+        for (tier, pool, counter, value) in entries {
+            let delta = value * sign;
+            posting.execute(params![
+                key.region_text(),
+                key.person_id,
+                settlement_id,
+                year,
+                tier,
+                pool,
+                counter,
+                delta
+            ])?;
+            total.execute(params![
+                key.region_text(),
+                key.person_id,
+                year,
+                tier,
+                pool,
+                counter,
+                delta
+            ])?;
+        }
+        Ok(())
+    }
+
+    fn visit(&mut self, key: &PersonKey, visit_id: &str) -> Result<Option<VisitRow>> {
+        let mut statement = self.conn.prepare_cached("SELECT institution_id, visit_type, date_of_service, \
+            admission_number, status, opened_at FROM visits WHERE region = ?1 AND person_id = ?2 AND visit_id = ?3")?;
+        let row = statement
+            .query_row(params![key.region_text(), key.person_id, visit_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })
+            .optional()?;
+        row.map(|(institution_id, visit_type, day, admission, status, opened_at)| {
+            Ok(VisitRow {
+                key: key.clone(),
+                visit_id: visit_id.to_owned(),
+                institution_id,
+                visit_type: VisitType::parse(&visit_type)
+                    .ok_or_else(|| corrupt("visit", &visit_type))?,
+                date_of_service: date(&day)?,
+                admission_number: admission.and_then(|n| u16::try_from(n).ok()),
+                status: VisitStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+                opened_at,
+            })
+        })
+        .transpose()
+    }
+
+    fn insert_visit(&mut self, row: &VisitRow) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO visits (region, person_id, visit_id, institution_id, \
+            visit_type, date_of_service, admission_number, status, opened_at) \
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                row.key.region_text(),
+                row.key.person_id,
+                row.visit_id,
+                row.institution_id,
+                row.visit_type.code(),
+                row.date_of_service.to_string(),
+                row.admission_number,
+                row.status.code(),
+                row.opened_at
+            ])?;
+        Ok(())
+    }
+
+    fn set_visit_status(
+        &mut self,
+        key: &PersonKey,
+        visit_id: &str,
+        status: VisitStatus,
+    ) -> Result<()> {
+        self.conn.prepare_cached("UPDATE visits SET status = ?4 WHERE region = ?1 AND person_id = ?2 AND visit_id = ?3")?
+            .execute(params![key.region_text(), key.person_id, visit_id, status.code()])?;
+        Ok(())
+    }
+
+    fn lines(&mut self, key: &PersonKey, visit_id: &str) -> Result<Vec<(i64, Line)>> {
+        let mut statement = self.conn.prepare_cached("SELECT line_no, code, name, class, quantity, unit_price, \
+            amount, price_limit FROM fee_lines WHERE region = ?1 AND person_id = ?2 AND visit_id = ?3 ORDER BY line_no")?;
+        let rows = statement
+            .query_map(params![key.region_text(), key.person_id, visit_id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    [r.get::<_, i64>(4)?, r.get::<_, i64>(5)?, r.get::<_, i64>(6)?],
+                    r.get::<_, Option<i64>>(7)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(no, code, name, class, values, limit)| {
+                Ok((no, line_from(code, name, class, values, limit)?))
+            })
+            .collect()
+    }
+
+    fn insert_line(
+        &mut self,
+        key: &PersonKey,
+        visit_id: &str,
+        line_no: i64,
+        line: &Line,
+    ) -> Result<()> {
+        self.conn.prepare_cached("INSERT INTO fee_lines (region, person_id, visit_id, line_no, code, name, \
+            class, quantity, unit_price, amount, price_limit) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?
+            .execute(params![key.region_text(), key.person_id, visit_id, line_no, line.code, line.name,
+                line.class.code(), line.quantity.0, line.unit_price.0, line.amount.0,
+                line.price_limit.map(|p| p.0)])?;
+        Ok(())
+    }
+
+    fn delete_line(&mut self, key: &PersonKey, visit_id: &str, line_no: i64) -> Result<bool> {
+        let count = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM fee_lines WHERE region = ?1 AND person_id = ?2 \
+            AND visit_id = ?3 AND line_no = ?4",
+            )?
+            .execute(params![key.region_text(), key.person_id, visit_id, line_no])?;
+        Ok(count > 0)
+    }
+
+    fn settlement(
+        &mut self,
+        key: &PersonKey,
+        settlement_id: &str,
+    ) -> Result<Option<SettlementRow>> {
+        let rows = self.settlements_where(
+            "region = ?1 AND person_id = ?2 AND settlement_id = ?3",
+            &[&key.region_text(), &key.person_id, &settlement_id],
+        )?;
+        Ok(rows.into_iter().next())
+    }
+
+    fn reversal_of(
+        &mut self,
+        key: &PersonKey,
+        settlement_id: &str,
+    ) -> Result<Option<SettlementRow>> {
+        let rows = self.settlements_where(
+            "region = ?1 AND person_id = ?2 AND reverses = ?3",
+            &[&key.region_text(), &key.person_id, &settlement_id],
+        )?;
+        Ok(rows.into_iter().next())
+    }
+
+    fn insert_settlement(&mut self, row: &SettlementRow) -> Result<()> {
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO settlements ({SETTLEMENT_COLUMNS}) \
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            ))?
+            .execute(params![
+                row.key.region_text(),
+                row.key.person_id,
+                row.settlement_id,
+                row.visit_id,
+                row.institution_id,
+                row.date_of_service.to_string(),
+                row.booked_on.to_string(),
+                row.booked_at,
+                row.result,
+                row.total.0,
+                row.fund_total.0,
+                row.personal_account.0,
+                row.cash.0,
+                row.reverses
+            ])?;
+        Ok(())
+    }
+
+    fn insert_postings(&mut self, row: &SettlementRow, postings: &[Posting]) -> Result<()> {
+        onestop_ledger::assert_balanced(postings);
+        let mut statement = self.conn.prepare_cached("INSERT INTO ledger (region, person_id, settlement_id, \
+            posting_no, account, amount, institution_id, booked_on) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?;
+        for (index, posting) in postings.iter().enumerate() {
+            statement.execute(params![
+                row.key.region_text(),
+                row.key.person_id,
+                row.settlement_id,
+                index as i64,
+                posting.account.code(),
+                posting.amount.0,
+                row.institution_id,
+                row.booked_on.to_string()
+            ])?;
+        }
+        Ok(())
+    }
+
+    fn postings(&mut self, key: &PersonKey, settlement_id: &str) -> Result<Vec<Posting>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT account, amount FROM ledger WHERE region = ?1 \
+            AND person_id = ?2 AND settlement_id = ?3 ORDER BY posting_no",
+        )?;
+        let rows = statement
+            .query_map(params![key.region_text(), key.person_id, settlement_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.iter().map(|(account, amount)| posting_from(account, *amount)).collect()
+    }
+
+    fn idempotency(
+        &mut self,
+        key: &PersonKey,
+        institution_id: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<StoredResponse>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT request_sha256, status, response FROM idempotency \
+            WHERE region = ?1 AND person_id = ?2 AND institution_id = ?3 AND idempotency_key = ?4",
+        )?;
+        let row = statement
+            .query_row(
+                params![key.region_text(), key.person_id, institution_id, idempotency_key],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)),
+            )
+            .optional()?;
+        Ok(row.map(|(request_sha256, status, body)| StoredResponse {
+            request_sha256,
+            status: u16::try_from(status).unwrap_or(500),
+            body,
+        }))
+    }
+
+    fn insert_idempotency(
+        &mut self,
+        key: &PersonKey,
+        institution_id: &str,
+        idempotency_key: &str,
+        response: &StoredResponse,
+        now: &str,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO idempotency (region, person_id, institution_id, idempotency_key, \
+            request_sha256, status, response, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                key.region_text(),
+                key.person_id,
+                institution_id,
+                idempotency_key,
+                response.request_sha256,
+                i64::from(response.status),
+                response.body,
+                now
+            ])?;
+        Ok(())
+    }
+
+    fn audit(
+        &mut self,
+        key: &PersonKey,
+        actor: &str,
+        action: &str,
+        detail: &str,
+        now: &str,
+    ) -> Result<()> {
+        let audit_id = hex::encode(rand::random::<[u8; 12]>());
+        self.conn
+            .prepare_cached(
+                "INSERT INTO audit_log (region, person_id, audit_id, at, actor, action, detail) \
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                key.region_text(),
+                key.person_id,
+                audit_id,
+                now,
+                actor,
+                action,
+                detail
+            ])?;
+        Ok(())
+    }
+
+    fn settlements_booked(
+        &mut self,
+        institution_id: &str,
+        day: Date,
+    ) -> Result<Vec<SettlementRow>> {
+        self.settlements_where(
+            "institution_id = ?1 AND booked_on = ?2",
+            &[&institution_id, &day.to_string()],
+        )
+    }
+
+    fn query_strings(&mut self, sql: &str) -> Result<Vec<String>> {
+        let mut statement = self.conn.prepare(sql)?;
+        let rows = statement.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn postings_booked(
+        &mut self,
+        institution_id: &str,
+        day: Date,
+    ) -> Result<Vec<(String, Posting)>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT settlement_id, account, amount FROM ledger \
+            WHERE institution_id = ?1 AND booked_on = ?2 ORDER BY settlement_id, posting_no",
+        )?;
+        let rows = statement
+            .query_map(params![institution_id, day.to_string()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(id, account, amount)| Ok((id, posting_from(&account, amount)?)))
+            .collect()
+    }
+}

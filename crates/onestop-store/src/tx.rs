@@ -1,0 +1,150 @@
+//! The storage primitives one transaction offers. `ops` writes every operation once in terms of
+//! these; `sqlite` and `postgres` implement them in their dialects. A `Tx` is always inside a
+//! transaction: nothing it writes is visible until the caller commits, and an error aborts it.
+
+use onestop_core::{Accumulators, Date, Deltas, Fen, Line};
+use onestop_ledger::Posting;
+
+use crate::model::{
+    AssistanceEntry, Enrolment, Institution, PersonKey, PersonRow, SettlementRow, StoredResponse,
+    VisitRow, VisitStatus,
+};
+
+/// An operating failure of the database (I/O, constraint, connection): never a business answer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("postgres: {0}")]
+    Postgres(#[from] postgres::Error),
+    #[error("connection pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("too many requests are waiting for the store")]
+    Busy,
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A stored assistance row with its key, for imports.
+pub struct NewAssistance<'a> {
+    pub key: &'a PersonKey,
+    pub entry_id: String,
+    pub entry: AssistanceEntry,
+    pub import_id: &'a str,
+}
+
+pub trait Tx {
+    fn institution_by_token(&mut self, token_sha256: &str) -> Result<Option<Institution>>;
+    fn institution(&mut self, institution_id: &str) -> Result<Option<Institution>>;
+    fn insert_institution(
+        &mut self,
+        row: &Institution,
+        token_sha256: &str,
+        now: &str,
+    ) -> Result<()>;
+
+    /// Reads a person; with `lock`, holds them until the transaction ends, so that two
+    /// settlements of one person serialize.
+    fn person(&mut self, key: &PersonKey, lock: bool) -> Result<Option<PersonRow>>;
+    fn person_by_id_number(&mut self, region: &str, id_number: &str) -> Result<Option<PersonKey>>;
+    fn upsert_person(&mut self, row: &PersonRow) -> Result<()>;
+    fn set_account_balance(&mut self, key: &PersonKey, balance: Fen) -> Result<()>;
+    /// Takes the person's next sequence number (for ids); the person must be locked.
+    fn next_seq(&mut self, key: &PersonKey) -> Result<i64>;
+
+    fn enrolment(&mut self, key: &PersonKey, year: i16) -> Result<Option<Enrolment>>;
+    fn upsert_enrolment(&mut self, key: &PersonKey, enrolment: &Enrolment) -> Result<()>;
+    fn assistance(&mut self, key: &PersonKey) -> Result<Vec<AssistanceEntry>>;
+    fn insert_assistance(&mut self, row: &NewAssistance<'_>) -> Result<()>;
+    fn insert_assistance_import(
+        &mut self,
+        import_id: &str,
+        region: &str,
+        file_name: &str,
+        rows: usize,
+        by: &str,
+        now: &str,
+    ) -> Result<()>;
+
+    fn accumulators(&mut self, key: &PersonKey, year: i16) -> Result<Accumulators>;
+    /// Adds `sign ×` the deltas to the person's accumulators and records them as postings of
+    /// `settlement_id`.
+    fn post_accumulators(
+        &mut self,
+        key: &PersonKey,
+        settlement_id: &str,
+        year: i16,
+        deltas: &Deltas,
+        sign: i64,
+    ) -> Result<()>;
+
+    fn visit(&mut self, key: &PersonKey, visit_id: &str) -> Result<Option<VisitRow>>;
+    fn insert_visit(&mut self, row: &VisitRow) -> Result<()>;
+    fn set_visit_status(
+        &mut self,
+        key: &PersonKey,
+        visit_id: &str,
+        status: VisitStatus,
+    ) -> Result<()>;
+    fn lines(&mut self, key: &PersonKey, visit_id: &str) -> Result<Vec<(i64, Line)>>;
+    fn insert_line(
+        &mut self,
+        key: &PersonKey,
+        visit_id: &str,
+        line_no: i64,
+        line: &Line,
+    ) -> Result<()>;
+    fn delete_line(&mut self, key: &PersonKey, visit_id: &str, line_no: i64) -> Result<bool>;
+
+    fn settlement(&mut self, key: &PersonKey, settlement_id: &str)
+    -> Result<Option<SettlementRow>>;
+    fn reversal_of(
+        &mut self,
+        key: &PersonKey,
+        settlement_id: &str,
+    ) -> Result<Option<SettlementRow>>;
+    fn insert_settlement(&mut self, row: &SettlementRow) -> Result<()>;
+    fn insert_postings(&mut self, row: &SettlementRow, postings: &[Posting]) -> Result<()>;
+    /// The postings of one settlement, in order.
+    fn postings(&mut self, key: &PersonKey, settlement_id: &str) -> Result<Vec<Posting>>;
+
+    fn idempotency(
+        &mut self,
+        key: &PersonKey,
+        institution_id: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<StoredResponse>>;
+    fn insert_idempotency(
+        &mut self,
+        key: &PersonKey,
+        institution_id: &str,
+        idempotency_key: &str,
+        response: &StoredResponse,
+        now: &str,
+    ) -> Result<()>;
+
+    fn audit(
+        &mut self,
+        key: &PersonKey,
+        actor: &str,
+        action: &str,
+        detail: &str,
+        now: &str,
+    ) -> Result<()>;
+
+    /// Settlements and reversals an institution booked on a day.
+    fn settlements_booked(&mut self, institution_id: &str, day: Date)
+    -> Result<Vec<SettlementRow>>;
+    /// Runs a query whose rows are one text column (for the invariant checks).
+    fn query_strings(&mut self, sql: &str) -> Result<Vec<String>>;
+    /// Every ledger posting an institution booked on a day, with its settlement id.
+    fn postings_booked(
+        &mut self,
+        institution_id: &str,
+        day: Date,
+    ) -> Result<Vec<(String, Posting)>>;
+}

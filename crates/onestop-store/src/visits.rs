@@ -1,0 +1,272 @@
+//! Visits and their fee lines: register (挂号/入院), upload lines (费用明细上传), withdraw a
+//! line (明细撤销), look a visit up.
+
+use onestop_api::claim::{parse_date, parse_lines, parse_region};
+use onestop_api::service::{AddLinesRequest, OpenVisitRequest, VisitDto, VisitLineDto};
+use onestop_api::{ServiceCode, ServiceError};
+use onestop_core::claim::{ADMISSION_NUMBER_MAX, LINES_COUNT_MAX};
+use onestop_core::{Line, Rejection, RejectionCode, VisitType, classify_line};
+
+use crate::model::{
+    IdKind, Institution, PersonKey, Role, VisitRow, VisitStatus, make_id, parse_id,
+};
+use crate::ops::{Answer, Env, forbidden};
+use crate::tx::{Result, Tx};
+
+fn person_key(actor: &Institution, request: &OpenVisitRequest) -> Answer<PersonKey> {
+    let region = match &request.insured_region {
+        Some(text) => parse_region(text.as_str(), "insured_region")?,
+        None => actor.region,
+    };
+    let id = request.person_id.as_deref().unwrap_or_default();
+    PersonKey::new(region, id).ok_or_else(|| {
+        ServiceError::new(
+            ServiceCode::IdInvalid,
+            format!("person id `{id}` must be 1 to 30 letters and digits"),
+        )
+        .field("person_id")
+    })
+}
+
+fn visit_fields(
+    env: &Env<'_>,
+    request: &OpenVisitRequest,
+) -> Answer<(VisitType, onestop_core::Date, Option<u16>)> {
+    let visit_text = request.visit.as_ref().map(|v| v.as_str()).unwrap_or_default();
+    let visit = VisitType::parse(visit_text).ok_or_else(|| {
+        Rejection::new(
+            RejectionCode::VisitTypeUnknown,
+            format!("`{visit_text}` is not a visit type; expected one of: {}", VisitType::codes()),
+        )
+        .field("visit")
+    })?;
+    let date = match &request.date_of_service {
+        Some(text) => parse_date(text.as_str(), "date_of_service")?,
+        None => env.today,
+    };
+    let admission =
+        match &request.admission_number {
+            None => None,
+            Some(text) => {
+                Some(
+                    text.as_str()
+                        .parse::<u16>()
+                        .ok()
+                        .filter(|n| (1..=ADMISSION_NUMBER_MAX).contains(n))
+                        .ok_or_else(|| {
+                            Rejection::new(RejectionCode::AdmissionNumberOutOfRange, format!(
+                "`{}` is not an admission number from 1 to {ADMISSION_NUMBER_MAX}", text.as_str()))
+                .field("admission_number")
+                        })?,
+                )
+            }
+        };
+    Ok((visit, date, admission))
+}
+
+/// Registers a visit for a person enrolled in the year of the date of service.
+pub fn open_visit(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    request: &OpenVisitRequest,
+) -> Result<Answer<VisitDto>> {
+    if actor.role != Role::Institution {
+        return Ok(Err(forbidden(actor)));
+    }
+    let (key, (visit_type, date, admission_number)) =
+        match person_key(actor, request).and_then(|key| Ok((key, visit_fields(env, request)?))) {
+            Ok(found) => found,
+            Err(error) => return Ok(Err(error)),
+        };
+    if tx.person(&key, true)?.is_none() {
+        return Ok(Err(ServiceError::new(
+            ServiceCode::PersonNotFound,
+            format!("no person `{}` in region {}", key.person_id, key.region),
+        )));
+    }
+    if tx.enrolment(&key, date.year())?.is_none() {
+        return Ok(Err(ServiceError::new(
+            ServiceCode::PersonNotEnrolled,
+            format!("person `{}` is not enrolled for {}", key.person_id, date.year()),
+        )));
+    }
+    let row = VisitRow {
+        visit_id: make_id(IdKind::Visit, &key, tx.next_seq(&key)?),
+        key,
+        institution_id: actor.institution_id.clone(),
+        visit_type,
+        date_of_service: date,
+        admission_number,
+        status: VisitStatus::Open,
+        opened_at: env.now.clone(),
+    };
+    tx.insert_visit(&row)?;
+    view(tx, env, &row).map(Ok)
+}
+
+/// The visit, for the institution that owns it (or its region's agency and auditors).
+fn owned_visit(
+    tx: &mut dyn Tx,
+    actor: &Institution,
+    visit_id: &str,
+    acting: bool,
+) -> Result<Answer<VisitRow>> {
+    let not_found =
+        || ServiceError::new(ServiceCode::VisitNotFound, format!("no visit `{visit_id}`"));
+    let key = match parse_id(visit_id) {
+        Some((IdKind::Visit, key)) => key,
+        _ => return Ok(Err(not_found())),
+    };
+    let Some(visit) = tx.visit(&key, visit_id)? else { return Ok(Err(not_found())) };
+    let owner = actor.role == Role::Institution && actor.institution_id == visit.institution_id;
+    let reader = !acting && actor.role != Role::Institution && actor.region == key.region;
+    if !(owner || reader) {
+        return Ok(Err(forbidden(actor)));
+    }
+    Ok(Ok(visit))
+}
+
+fn require_open(visit: &VisitRow) -> Answer<()> {
+    if visit.status == VisitStatus::Open {
+        return Ok(());
+    }
+    Err(ServiceError::new(
+        ServiceCode::VisitNotOpen,
+        format!(
+            "visit `{}` is settled; cancel its settlement before changing its lines",
+            visit.visit_id
+        ),
+    ))
+}
+
+/// Appends fee lines to an open visit.
+pub fn add_lines(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    visit_id: &str,
+    request: &AddLinesRequest,
+) -> Result<Answer<VisitDto>> {
+    let visit =
+        match owned_visit(tx, actor, visit_id, true)?.and_then(|v| require_open(&v).map(|()| v)) {
+            Ok(visit) => visit,
+            Err(error) => return Ok(Err(error)),
+        };
+    let lines = match parse_lines(&request.lines) {
+        Ok(lines) => lines,
+        Err(rejection) => return Ok(Err(rejection.into())),
+    };
+    let existing = tx.lines(&visit.key, visit_id)?;
+    if existing.len() + lines.len() > LINES_COUNT_MAX {
+        return Ok(Err(Rejection::new(
+            RejectionCode::LinesCountExceedsMax,
+            format!(
+                "the visit would have {} lines; at most {LINES_COUNT_MAX}",
+                existing.len() + lines.len()
+            ),
+        )
+        .field("lines")
+        .into()));
+    }
+    let mut next = existing.iter().map(|(no, _)| *no).max().unwrap_or(0) + 1;
+    for line in &lines {
+        tx.insert_line(&visit.key, visit_id, next, line)?;
+        next += 1;
+    }
+    view(tx, env, &visit).map(Ok)
+}
+
+/// Withdraws one line of an open visit (a refund before settlement; after settlement, cancel
+/// first: the national practice for a partial refund is a cancel and a new settlement).
+pub fn delete_line(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    visit_id: &str,
+    line_no: i64,
+) -> Result<Answer<VisitDto>> {
+    let visit =
+        match owned_visit(tx, actor, visit_id, true)?.and_then(|v| require_open(&v).map(|()| v)) {
+            Ok(visit) => visit,
+            Err(error) => return Ok(Err(error)),
+        };
+    if !tx.delete_line(&visit.key, visit_id, line_no)? {
+        return Ok(Err(ServiceError::new(
+            ServiceCode::VisitNotFound,
+            format!("visit `{visit_id}` has no line {line_no}"),
+        )
+        .field("line_no")));
+    }
+    view(tx, env, &visit).map(Ok)
+}
+
+/// A visit with its lines.
+pub fn get_visit(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    visit_id: &str,
+) -> Result<Answer<VisitDto>> {
+    match owned_visit(tx, actor, visit_id, false)? {
+        Ok(visit) => view(tx, env, &visit).map(Ok),
+        Err(error) => Ok(Err(error)),
+    }
+}
+
+/// The wire form of a visit. Lines carry the catalog's split when the place of treatment has a
+/// catalog in force and the person is enrolled; otherwise their parts show as `-`.
+fn view(tx: &mut dyn Tx, env: &Env<'_>, visit: &VisitRow) -> Result<VisitDto> {
+    let lines = tx.lines(&visit.key, &visit.visit_id)?;
+    let scheme =
+        tx.enrolment(&visit.key, visit.date_of_service.year())?.map(|e| e.category.scheme());
+    let institution = tx.institution(&visit.institution_id)?;
+    let policy = institution.and_then(|i| env.book.at(i.region, visit.date_of_service).ok());
+    let catalog = policy.as_ref().and_then(|p| p.catalog.as_ref().map(|c| (c, p.rounding.value)));
+    let lines =
+        lines.iter().map(|(line_no, line)| line_dto(*line_no, line, scheme.zip(catalog))).collect();
+    Ok(VisitDto {
+        visit_id: visit.visit_id.clone(),
+        person_id: visit.key.person_id.clone(),
+        insured_region: visit.key.region_text(),
+        institution_id: visit.institution_id.clone(),
+        visit: visit.visit_type.code().to_owned(),
+        date_of_service: visit.date_of_service.to_string(),
+        admission_number: visit.admission_number,
+        status: visit.status.code().to_owned(),
+        opened_at: visit.opened_at.clone(),
+        lines,
+    })
+}
+
+fn line_dto(
+    line_no: i64,
+    line: &Line,
+    classify: Option<(
+        onestop_core::Scheme,
+        (&onestop_core::policy::Catalog, onestop_core::Rounding),
+    )>,
+) -> VisitLineDto {
+    let split = classify
+        .map(|(scheme, (catalog, rounding))| classify_line(line, scheme, catalog, rounding));
+    let part = |f: fn(&onestop_core::LineSplit) -> onestop_core::Fen| {
+        split.as_ref().map_or_else(|| "-".to_owned(), |s| f(s).to_string())
+    };
+    VisitLineDto {
+        line_no,
+        code: line.code.clone(),
+        name: line.name.clone(),
+        class: split.as_ref().map_or(line.class, |s| s.class).code().to_owned(),
+        quantity: line.quantity.to_string(),
+        unit_price: line.unit_price.to_string(),
+        amount: line.amount.to_string(),
+        price_limit: line.price_limit.map(|p| p.to_string()),
+        outside_catalog: part(|s| s.outside_catalog),
+        over_limit: part(|s| s.over_limit),
+        class_b_first_self_pay: part(|s| s.class_b_first_self_pay),
+        in_scope: part(|s| s.in_scope),
+        first_self_pay_ratio: split
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |s| s.first_self_pay_ratio.to_string()),
+    }
+}

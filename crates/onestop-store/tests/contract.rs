@@ -1,0 +1,269 @@
+//! The store contract: the same tests run on every store available (SQLite always; PostgreSQL
+//! when `ONESTOP_TEST_POSTGRES` names a server, as `cargo xtask test` arranges), each on a
+//! fresh database.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use onestop_api::service::{
+    AddLinesRequest, EnrolmentRequest, OpenVisitRequest, RegisterPersonRequest, SettleRequest,
+    SettlementRecordDto, VisitDto,
+};
+use onestop_api::wire::Scalar;
+use onestop_api::{ErrorBody, LineDto};
+use onestop_core::{Date, HospitalLevel, PolicyBook, Region};
+use onestop_store::model::StoredResponse;
+use onestop_store::{Env, Idempotency, Institution, Role, Store, ops, people, visits};
+
+mod support;
+use support::stores;
+
+const BEIJING: Region = Region(110_000);
+
+/// A store with an agency, two hospitals and one enrolled person.
+struct World {
+    store: Store,
+    book: Arc<PolicyBook>,
+    agency: Institution,
+    hospitals: [Institution; 2],
+}
+
+fn book() -> Arc<PolicyBook> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    Arc::new(onestop_policy::load_dir(&dir).expect("policies").0)
+}
+
+fn env(book: &PolicyBook) -> Env<'_> {
+    Env { book, now: "2024-06-10T09:00:00+08:00".into(), today: Date::constant(2024, 6, 10) }
+}
+
+fn institution(id: &str, role: Role, level: Option<HospitalLevel>) -> Institution {
+    Institution { institution_id: id.into(), region: BEIJING, name: id.into(), level, role }
+}
+
+impl World {
+    async fn new(store: Store) -> World {
+        let book = book();
+        let agency = institution("A110000", Role::Agency, None);
+        let hospitals = [
+            institution("H11000000001", Role::Institution, Some(HospitalLevel::Level3)),
+            institution("H11000000002", Role::Institution, Some(HospitalLevel::Level3)),
+        ];
+        let world = World { store, book, agency, hospitals };
+        for member in [&world.agency, &world.hospitals[0], &world.hospitals[1]] {
+            let member = member.clone();
+            let book = Arc::clone(&world.book);
+            world
+                .store
+                .write(move |tx| people::register(tx, &env(&book), &member))
+                .await
+                .expect("register");
+        }
+        world.person("P0001", "working_age", "110101197001011234").await;
+        world
+    }
+
+    async fn person(&self, id: &str, category: &str, id_number: &str) {
+        let request = RegisterPersonRequest {
+            person_id: id.into(),
+            name: "张三".into(),
+            id_number: id_number.into(),
+            birth_date: "1970-01-01".into(),
+            gender: "1".into(),
+            account_balance: Some(Scalar("2000".into())),
+            enrolments: vec![EnrolmentRequest {
+                year: 2024,
+                category: category.into(),
+                ..Default::default()
+            }],
+        };
+        let (book, agency) = (Arc::clone(&self.book), self.agency.clone());
+        let answer = self
+            .store
+            .write(move |tx| people::register_person(tx, &env(&book), &agency, &request))
+            .await;
+        answer.expect("store").expect("registered");
+    }
+
+    async fn visit(&self, hospital: usize, person: &str, amount: &str) -> VisitDto {
+        let (book, actor) = (Arc::clone(&self.book), self.hospitals[hospital].clone());
+        let request = OpenVisitRequest {
+            person_id: Some(person.into()),
+            visit: Some(Scalar("inpatient".into())),
+            date_of_service: Some(Scalar("2024-06-10".into())),
+            ..Default::default()
+        };
+        let visit = self
+            .store
+            .write({
+                let (book, actor) = (Arc::clone(&book), actor.clone());
+                move |tx| visits::open_visit(tx, &env(&book), &actor, &request)
+            })
+            .await
+            .expect("store")
+            .expect("opened");
+        let lines = AddLinesRequest {
+            lines: vec![LineDto {
+                code: Some("X".into()),
+                class: Some(Scalar("a".into())),
+                amount: Some(Scalar(amount.into())),
+                ..Default::default()
+            }],
+        };
+        let visit_id = visit.visit_id.clone();
+        self.store
+            .write(move |tx| visits::add_lines(tx, &env(&book), &actor, &visit_id, &lines))
+            .await
+            .expect("store")
+            .expect("lines")
+    }
+
+    async fn settle(
+        &self,
+        hospital: usize,
+        visit_id: &str,
+        key: &str,
+        body: &str,
+    ) -> StoredResponse {
+        let (book, actor) = (Arc::clone(&self.book), self.hospitals[hospital].clone());
+        let (visit_id, key, sha) = (visit_id.to_owned(), key.to_owned(), format!("sha-of-{body}"));
+        self.store
+            .write(move |tx| {
+                let idempotency = Idempotency { key: &key, request_sha256: &sha };
+                ops::settle(
+                    tx,
+                    &env(&book),
+                    &actor,
+                    &visit_id,
+                    &SettleRequest::default(),
+                    &idempotency,
+                )
+            })
+            .await
+            .expect("store")
+    }
+
+    async fn cancel(&self, hospital: usize, settlement_id: &str, key: &str) -> StoredResponse {
+        let (book, actor) = (Arc::clone(&self.book), self.hospitals[hospital].clone());
+        let (id, key) = (settlement_id.to_owned(), key.to_owned());
+        self.store
+            .write(move |tx| {
+                let idempotency = Idempotency { key: &key, request_sha256: "cancel" };
+                ops::cancel(tx, &env(&book), &actor, &id, &idempotency)
+            })
+            .await
+            .expect("store")
+    }
+
+    async fn ytd(&self, person: &str) -> onestop_api::YtdDto {
+        let (book, agency) = (Arc::clone(&self.book), self.agency.clone());
+        let key = onestop_store::PersonKey::new(BEIJING, person).expect("key");
+        self.store
+            .write(move |tx| people::person_view(tx, &env(&book), &agency, &key, 2024))
+            .await
+            .expect("store")
+            .expect("person")
+            .ytd
+    }
+
+    async fn violations(&self) -> Vec<String> {
+        self.store.read(ops::violations).await.expect("store")
+    }
+}
+
+fn record(response: &StoredResponse) -> SettlementRecordDto {
+    assert_eq!(response.status, 200, "{}", response.body);
+    serde_json::from_str(&response.body).expect("settlement record")
+}
+
+fn error(response: &StoredResponse) -> ErrorBody {
+    serde_json::from_str(&response.body).expect("error body")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settle_is_exactly_once_and_cancel_restores_the_accumulators() {
+    for store in stores().await {
+        let world = World::new(store).await;
+        let visit = world.visit(0, "P0001", "10000").await;
+        let first = world.settle(0, &visit.visit_id, "k1", "{}").await;
+        let settled = record(&first);
+        // (10000 − 1300) × 78 % = 6786 from the basic fund (resident, level 3).
+        assert_eq!(settled.settlement.tiers[0].amount, "6786.00");
+        assert_eq!(world.settle(0, &visit.visit_id, "k1", "{}").await, first, "a retry replays");
+        let reused = world.settle(0, &visit.visit_id, "k1", "{\"other\":1}").await;
+        assert_eq!(
+            (reused.status, error(&reused).code.as_str()),
+            (422, "idempotency_key_reused_with_another_request")
+        );
+        let again = world.settle(0, &visit.visit_id, "k2", "{}").await;
+        assert_eq!((again.status, error(&again).code.as_str()), (409, "visit_not_open"));
+        let ytd = world.ytd("P0001").await;
+        assert_eq!(ytd.tiers["basic"]["inpatient"]["paid"].as_str(), "6786.00");
+        assert_eq!(ytd.admissions.as_ref().map(Scalar::as_str), Some("1"));
+
+        let cancelled = world.cancel(0, &settled.settlement_id, "c1").await;
+        let reversal = record(&cancelled);
+        assert_eq!((reversal.status.as_str(), reversal.total.as_str()), ("reversal", "-10000.00"));
+        let twice = record(&world.cancel(0, &settled.settlement_id, "c2").await);
+        assert_eq!(
+            twice.settlement_id, reversal.settlement_id,
+            "cancelling twice gives the same reversal"
+        );
+        let restored = world.ytd("P0001").await;
+        assert!(restored.tiers.is_empty(), "{restored:?}");
+        assert_eq!(restored.admissions.as_ref().map(Scalar::as_str), Some("0"));
+
+        // The visit is open again and settles on the restored totals, to the same amounts.
+        let resettled = record(&world.settle(0, &visit.visit_id, "k3", "{}").await);
+        assert_eq!(resettled.settlement.tiers, settled.settlement.tiers);
+        assert_eq!(world.violations().await, Vec::<String>::new());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_stored_under_their_key_too() {
+    for store in stores().await {
+        let world = World::new(store).await;
+        let visit = world.visit(0, "P0001", "500").await;
+        let other_hospital = world.settle(1, &visit.visit_id, "k1", "{}").await;
+        assert_eq!(
+            (other_hospital.status, error(&other_hospital).code.as_str()),
+            (403, "forbidden")
+        );
+        assert_eq!(world.settle(1, &visit.visit_id, "k1", "{}").await, other_hospital);
+        let unknown = world.settle(0, "V-110000-P0001-99", "k9", "{}").await;
+        assert_eq!((unknown.status, error(&unknown).code.as_str()), (404, "visit_not_found"));
+        assert_eq!(world.settle(0, "V-110000-P0001-99", "k9", "{}").await, unknown);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_settlements_of_one_person_meet_the_deductible_once() {
+    for store in stores().await {
+        let world = Arc::new(World::new(store).await);
+        let visits = [world.visit(0, "P0001", "3000").await, world.visit(1, "P0001", "3000").await];
+        let mut handles = Vec::new();
+        for (hospital, visit) in visits.iter().enumerate() {
+            let (world, visit_id) = (Arc::clone(&world), visit.visit_id.clone());
+            handles.push(tokio::spawn(async move {
+                world.settle(hospital, &visit_id, "same-key", "{}").await
+            }));
+        }
+        let mut paid = Vec::new();
+        for handle in handles {
+            paid.push(record(&handle.await.expect("join")).settlement.tiers[0].amount.clone());
+        }
+        paid.sort();
+        // Whichever came first bore the 1300 deductible: (3000 − 1300) × 78 % = 1326; the
+        // second, a later admission of a working-age resident, 650: (3000 − 650) × 78 % = 1833.
+        assert_eq!(paid, ["1326.00", "1833.00"]);
+        let ytd = world.ytd("P0001").await;
+        assert_eq!(
+            ytd.tiers["basic"]["inpatient"]["deductible_met"].as_str(),
+            "1950.00",
+            "{paid:?}"
+        );
+        assert_eq!(ytd.admissions.as_ref().map(Scalar::as_str), Some("2"));
+        assert_eq!(world.violations().await, Vec::<String>::new());
+    }
+}
