@@ -43,6 +43,8 @@ service_codes! {
         "An institution acts on and reads only its own visits and settlements; an agency only its own region; an auditor only reads.";
     RouteNotFound = "route_not_found", 404, "接口不存在",
         "The path must be one the API defines (see /v1/openapi.json).";
+    MethodNotAllowed = "method_not_allowed", 405, "请求方法不支持",
+        "Each path takes the methods the API defines (see /v1/openapi.json).";
     PersonNotFound = "person_not_found", 404, "人员不存在",
         "The person must be registered in the region named.";
     VisitNotFound = "visit_not_found", 404, "就诊不存在",
@@ -70,7 +72,9 @@ service_codes! {
     BodyTooLarge = "body_too_large", 413, "请求体过大",
         "A request body is at most 8 MiB.";
     ServerBusy = "server_busy", 503, "服务繁忙",
-        "The service is at its limit of requests in flight; retry with the same idempotency key.";
+        "The service is at its limit of connections or requests in flight; retry (with the same idempotency key).";
+    BodyMalformed = "body_malformed", 400, "请求体格式错误",
+        "A request body is UTF-8 JSON (or, for assistance lists, CSV or XLSX).";
     AssistanceListInvalid = "assistance_list_invalid", 422, "救助名单格式错误",
         "Every row of an assistance-recipient list parses and names a registered person; otherwise nothing of the file is imported.";
     InternalError = "internal_error", 500, "内部错误",

@@ -1,0 +1,45 @@
+//! Authentication: `Authorization: Bearer <token>` names an institution, agency or auditor.
+//! Tokens are stored only as SHA-256 hashes; resolved credentials are cached in memory.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use onestop_api::ServiceCode;
+use onestop_store::{Institution, people};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The authenticated caller of a request.
+pub struct Actor(pub Institution);
+
+fn unauthorized() -> ApiError {
+    ApiError::code(
+        ServiceCode::Unauthorized,
+        "send `Authorization: Bearer <token>` with a valid token",
+    )
+}
+
+impl FromRequestParts<AppState> for Actor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Actor, ApiError> {
+        let header =
+            parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(unauthorized)?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|token| !token.is_empty() && token.len() <= 128)
+            .ok_or_else(unauthorized)?;
+        let hash = people::token_sha256(token);
+        if let Some(found) = state.cached_actor(&hash) {
+            return Ok(Actor(found));
+        }
+        let token = token.to_owned();
+        let found = state.store.read(move |tx| people::authenticate(tx, &token)).await?;
+        let found = found.ok_or_else(unauthorized)?;
+        state.cache_actor(hash, found.clone());
+        Ok(Actor(found))
+    }
+}

@@ -1,0 +1,88 @@
+//! onestop-server: the settlement service over HTTP.
+//!
+//! A thin layer: it authenticates the caller, reads the request with the wire formats of
+//! `onestop-api`, and runs one operation of `onestop-store` in one transaction. Limits are
+//! enforced here (body size, requests in flight, connections), a panic in a request answers
+//! 500 without writing anything, and logs never carry an identity number.
+
+mod auth;
+mod error;
+mod listener;
+pub mod openapi;
+mod routes;
+
+pub use routes::ROUTES;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use onestop_core::PolicyBook;
+use onestop_store::{Institution, Store};
+
+pub use error::ApiError;
+pub use listener::{CONNECTIONS_MAX, LimitedListener};
+
+/// A request body larger than this is refused with `body_too_large`.
+pub const BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Requests handled at once; more are refused at once with `server_busy`.
+pub const REQUESTS_IN_FLIGHT_MAX: usize = 1024;
+
+/// What time it is, in China Standard Time. Tests and simulations pass their own clock.
+pub type Clock = Arc<dyn Fn() -> jiff::Zoned + Send + Sync>;
+
+/// The real clock: now, at UTC+8 (China has one time zone and no daylight saving).
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        let offset = jiff::tz::Offset::constant(8);
+        jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::fixed(offset))
+    })
+}
+
+/// Shared by every request.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub book: Arc<PolicyBook>,
+    pub clock: Clock,
+    actors: Arc<RwLock<HashMap<String, Institution>>>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<Store>, book: Arc<PolicyBook>, clock: Clock) -> AppState {
+        AppState { store, book, clock, actors: Arc::default() }
+    }
+
+    /// Now as RFC 3339 text, and today's date.
+    pub fn now(&self) -> (String, onestop_core::Date) {
+        let now = (self.clock)();
+        (now.strftime("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string(), now.date())
+    }
+
+    fn cached_actor(&self, token_sha256: &str) -> Option<Institution> {
+        self.actors.read().ok()?.get(token_sha256).cloned()
+    }
+
+    fn cache_actor(&self, token_sha256: String, actor: Institution) {
+        if let Ok(mut actors) = self.actors.write() {
+            actors.insert(token_sha256, actor);
+        }
+    }
+}
+
+/// The whole `/v1` API with its limits.
+pub fn router(state: AppState) -> Router {
+    routes::router(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service();
+    axum::serve(LimitedListener::new(listener, CONNECTIONS_MAX), app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,401 @@
+//! The `/v1` routes: each reads its input, runs one store operation and answers.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use onestop_api::service::{
+    AddLinesRequest, OpenVisitRequest, RegisterInstitutionRequest, RegisterPersonRequest,
+    SettleRequest,
+};
+use onestop_api::{Format, ServiceCode, ServiceError, read_document};
+use onestop_store::model::StoredResponse;
+use onestop_store::{Env, Idempotency, PersonKey, import, ops, people, reports, visits};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use tower::ServiceBuilder;
+
+use crate::auth::Actor;
+use crate::error::{ApiError, error_response, json_response};
+use crate::{AppState, BODY_BYTES_MAX, REQUESTS_IN_FLIGHT_MAX};
+
+/// Every route, for the OpenAPI document's test: (method, path).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/v1/health"),
+    ("get", "/v1/openapi.json"),
+    ("post", "/v1/institutions"),
+    ("post", "/v1/persons"),
+    ("get", "/v1/persons/{region}/{person_id}"),
+    ("post", "/v1/assistance-lists"),
+    ("post", "/v1/visits"),
+    ("get", "/v1/visits/{visit_id}"),
+    ("post", "/v1/visits/{visit_id}/lines"),
+    ("delete", "/v1/visits/{visit_id}/lines/{line_no}"),
+    ("post", "/v1/visits/{visit_id}/pre-settle"),
+    ("post", "/v1/visits/{visit_id}/settle"),
+    ("get", "/v1/settlements/{settlement_id}"),
+    ("post", "/v1/settlements/{settlement_id}/cancel"),
+    ("get", "/v1/reconciliation"),
+    ("get", "/v1/invariants"),
+];
+
+pub fn router(state: AppState) -> Router {
+    let limits = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+            error_response(&ServiceError::new(
+                ServiceCode::ServerBusy,
+                "the service is at its limit of requests in flight; retry",
+            ))
+        }))
+        .load_shed()
+        .concurrency_limit(REQUESTS_IN_FLIGHT_MAX);
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/institutions", post(register_institution))
+        .route("/v1/persons", post(register_person))
+        .route("/v1/persons/{region}/{person_id}", get(person))
+        .route("/v1/assistance-lists", post(import_list))
+        .route("/v1/visits", post(open_visit))
+        .route("/v1/visits/{visit_id}", get(get_visit))
+        .route("/v1/visits/{visit_id}/lines", post(add_lines))
+        .route("/v1/visits/{visit_id}/lines/{line_no}", delete(delete_line))
+        .route("/v1/visits/{visit_id}/pre-settle", post(presettle))
+        .route("/v1/visits/{visit_id}/settle", post(settle))
+        .route("/v1/settlements/{settlement_id}", get(get_settlement))
+        .route("/v1/settlements/{settlement_id}/cancel", post(cancel))
+        .route("/v1/reconciliation", get(reconciliation))
+        .route("/v1/invariants", get(invariants))
+        .fallback(|| async {
+            ApiError::code(ServiceCode::RouteNotFound, "no such route; see /v1/openapi.json")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::code(ServiceCode::MethodNotAllowed, "this path does not take that method")
+        })
+        .layer(limits)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            error_response(&ServiceError::new(
+                ServiceCode::InternalError,
+                "an invariant failed; nothing was written",
+            ))
+        }))
+        .with_state(state)
+}
+
+/// A request body, read up to `BODY_BYTES_MAX` (past it: `body_too_large`).
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _: &S) -> Result<Body, ApiError> {
+        axum::body::to_bytes(request.into_body(), BODY_BYTES_MAX).await.map(Body).map_err(|_| {
+            ApiError::code(
+                ServiceCode::BodyTooLarge,
+                format!("the body exceeds {BODY_BYTES_MAX} bytes"),
+            )
+        })
+    }
+}
+
+/// Reads a JSON body with the wire formats' checks; an empty body is the default request.
+fn parse<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::code(ServiceCode::BodyMalformed, "the body is not UTF-8"))?;
+    Ok(read_document(text, Format::Json)?)
+}
+
+fn ok_json<T: serde::Serialize>(status: u16, value: &T) -> Response {
+    json_response(status, serde_json::to_string(value).unwrap_or_default())
+}
+
+fn answer<T: serde::Serialize>(status: u16, answer: Result<T, ServiceError>) -> Response {
+    match answer {
+        Ok(value) => ok_json(status, &value),
+        Err(error) => error_response(&error),
+    }
+}
+
+fn stored(response: StoredResponse) -> Response {
+    json_response(response.status, response.body)
+}
+
+/// Runs `work` in one write transaction with the request's environment.
+async fn write<T, F>(state: &AppState, work: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut dyn onestop_store::Tx, &Env<'_>) -> onestop_store::tx::Result<T>
+        + Send
+        + 'static,
+{
+    let (now, today) = state.now();
+    let book = state.book.clone();
+    Ok(state.store.write(move |tx| work(tx, &Env { book: &book, now, today })).await?)
+}
+
+async fn read<T, F>(state: &AppState, work: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut dyn onestop_store::Tx, &Env<'_>) -> onestop_store::tx::Result<T>
+        + Send
+        + 'static,
+{
+    let (now, today) = state.now();
+    let book = state.book.clone();
+    Ok(state.store.read(move |tx| work(tx, &Env { book: &book, now, today })).await?)
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    ok_json(200, &serde_json::json!({ "status": "ok", "store": state.store.kind() }))
+}
+
+async fn openapi() -> Response {
+    ok_json(200, &crate::openapi::document())
+}
+
+async fn register_institution(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let request: RegisterInstitutionRequest = parse(&body)?;
+    let done =
+        write(&state, move |tx, env| people::register_institution(tx, env, &actor, &request))
+            .await?;
+    Ok(answer(201, done))
+}
+
+async fn register_person(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let request: RegisterPersonRequest = parse(&body)?;
+    let done =
+        write(&state, move |tx, env| people::register_person(tx, env, &actor, &request)).await?;
+    Ok(answer(200, done))
+}
+
+#[derive(Deserialize)]
+struct YearQuery {
+    year: Option<i16>,
+}
+
+async fn person(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path((region, person_id)): Path<(String, String)>,
+    Query(query): Query<YearQuery>,
+) -> Result<Response, ApiError> {
+    let region = people::region_of(&region)?;
+    let key = PersonKey::new(region, &person_id).ok_or_else(|| {
+        ApiError::code(ServiceCode::IdInvalid, format!("`{person_id}` is not a person id"))
+    })?;
+    let year = query.year.unwrap_or_else(|| state.now().1.year());
+    // A read of a person's data is written to the audit log, so it goes through the writer.
+    let done =
+        write(&state, move |tx, env| people::person_view(tx, env, &actor, &key, year)).await?;
+    Ok(answer(200, done))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    file_name: Option<String>,
+}
+
+async fn import_list(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Query(query): Query<ListQuery>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let file_name = query.file_name.unwrap_or_else(|| "list".to_owned());
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let is_xlsx = body.starts_with(b"PK")
+        || content_type.contains("spreadsheetml")
+        || file_name.to_ascii_lowercase().ends_with(".xlsx");
+    let cells = if is_xlsx { import::xlsx_cells(&body) } else { import::csv_cells(&body) }?;
+    let rows = import::parse_rows(&cells)?;
+    let done =
+        write(&state, move |tx, env| people::import_assistance(tx, env, &actor, &file_name, &rows))
+            .await?;
+    Ok(answer(200, done))
+}
+
+async fn open_visit(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let request: OpenVisitRequest = parse(&body)?;
+    let done = write(&state, move |tx, env| visits::open_visit(tx, env, &actor, &request)).await?;
+    Ok(answer(201, done))
+}
+
+async fn get_visit(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(visit_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let done = read(&state, move |tx, env| visits::get_visit(tx, env, &actor, &visit_id)).await?;
+    Ok(answer(200, done))
+}
+
+async fn add_lines(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(visit_id): Path<String>,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let request: AddLinesRequest = parse(&body)?;
+    let done =
+        write(&state, move |tx, env| visits::add_lines(tx, env, &actor, &visit_id, &request))
+            .await?;
+    Ok(answer(200, done))
+}
+
+async fn delete_line(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path((visit_id, line_no)): Path<(String, i64)>,
+) -> Result<Response, ApiError> {
+    let done =
+        write(&state, move |tx, env| visits::delete_line(tx, env, &actor, &visit_id, line_no))
+            .await?;
+    Ok(answer(200, done))
+}
+
+async fn presettle(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(visit_id): Path<String>,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let request: SettleRequest = parse(&body)?;
+    let done =
+        read(&state, move |tx, env| ops::presettle(tx, env, &actor, &visit_id, &request)).await?;
+    Ok(answer(200, done))
+}
+
+/// The idempotency key of a request: required for settle, optional for cancel.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 64 && k.bytes().all(|b| b.is_ascii_graphic()));
+    key.map(|k| Some(k.to_owned())).ok_or_else(|| {
+        ApiError::code(
+            ServiceCode::IdempotencyKeyInvalid,
+            "an idempotency key is 1 to 64 printable ASCII characters",
+        )
+    })
+}
+
+fn request_sha256(method: &Method, uri: &Uri, body: &Bytes) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_str().as_bytes());
+    hasher.update(b" ");
+    hasher.update(uri.path().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(body);
+    hex::encode(hasher.finalize())
+}
+
+async fn settle(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(visit_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?.ok_or_else(|| {
+        ApiError::code(
+            ServiceCode::IdempotencyKeyRequired,
+            "settle needs an `Idempotency-Key` header",
+        )
+    })?;
+    let request: SettleRequest = parse(&body)?;
+    let sha = request_sha256(&method, &uri, &body);
+    let response = write(&state, move |tx, env| {
+        let idempotency = Idempotency { key: &key, request_sha256: &sha };
+        ops::settle(tx, env, &actor, &visit_id, &request, &idempotency)
+    })
+    .await?;
+    Ok(stored(response))
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(settlement_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    // Without a key, the settlement id is the key: cancelling twice replays the reversal.
+    let key = idempotency_key(&headers)?.unwrap_or_else(|| format!("cancel:{settlement_id}"));
+    let sha = request_sha256(&method, &uri, &body);
+    let response = write(&state, move |tx, env| {
+        let idempotency = Idempotency { key: &key, request_sha256: &sha };
+        ops::cancel(tx, env, &actor, &settlement_id, &idempotency)
+    })
+    .await?;
+    Ok(stored(response))
+}
+
+async fn get_settlement(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let done = read(&state, move |tx, _| ops::get_settlement(tx, &actor, &id)).await?;
+    Ok(answer(200, done))
+}
+
+#[derive(Deserialize)]
+struct DayQuery {
+    day: Option<String>,
+    institution_id: Option<String>,
+}
+
+async fn reconciliation(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Query(query): Query<DayQuery>,
+) -> Result<Response, ApiError> {
+    let day = match &query.day {
+        Some(text) => onestop_api::claim::parse_date(text, "day")?,
+        None => state.now().1,
+    };
+    let institution = query.institution_id.unwrap_or_else(|| actor.institution_id.clone());
+    let done =
+        read(&state, move |tx, _| reports::reconciliation(tx, &actor, &institution, day)).await?;
+    Ok(answer(200, done))
+}
+
+async fn invariants(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+) -> Result<Response, ApiError> {
+    if actor.role == onestop_store::Role::Institution {
+        return Err(ServiceError::new(
+            ServiceCode::Forbidden,
+            "only agencies and auditors check the store",
+        )
+        .into());
+    }
+    let violations = read(&state, |tx, _| ops::violations(tx)).await?;
+    Ok(ok_json(200, &serde_json::json!({ "violations": violations })).into_response())
+}

@@ -1,0 +1,338 @@
+//! The service as a hospital's system sees it: HTTP on a random port, JSON in and out.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use onestop_core::{Date, Region};
+use onestop_server::{AppState, Clock};
+use onestop_store::{Env, Institution, Role, Store, people};
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+struct App {
+    base: String,
+    client: Client,
+    agency: String,
+}
+
+fn fixed_clock() -> Clock {
+    Arc::new(|| "2024-06-10T10:00:00+08:00[Asia/Shanghai]".parse().expect("time"))
+}
+
+async fn spawn_app() -> App {
+    let dir = tempfile::tempdir().expect("temp dir").keep();
+    let store = Arc::new(
+        Store::open(&format!("sqlite:{}", dir.join("api.sqlite").display())).expect("store"),
+    );
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    let book = Arc::new(onestop_policy::load_dir(&policies).expect("policies").0);
+    let agency = Institution {
+        institution_id: "A110000".into(),
+        region: Region(110_000),
+        name: "北京市医保中心".into(),
+        level: None,
+        role: Role::Agency,
+    };
+    let env_book = Arc::clone(&book);
+    let credential = store
+        .write(move |tx| {
+            let env = Env {
+                book: &env_book,
+                now: "2024-06-10T09:00:00+08:00".into(),
+                today: Date::constant(2024, 6, 10),
+            };
+            people::register(tx, &env, &agency)
+        })
+        .await
+        .expect("bootstrap");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let state = AppState::new(store, book, fixed_clock());
+    tokio::spawn(onestop_server::serve(listener, state, std::future::pending()));
+    App { base, client: Client::new(), agency: credential.token }
+}
+
+impl App {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("response");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn settle(&self, token: &str, visit_id: &str, key: &str) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}/v1/visits/{visit_id}/settle", self.base))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .send()
+            .await
+            .expect("response");
+        let status = response.status();
+        (status, response.json().await.expect("json"))
+    }
+
+    /// Registers a hospital and a person; returns the hospital's token.
+    async fn setup(&self) -> String {
+        let (status, credential) = self.call("POST", "/v1/institutions", Some(&self.agency),
+            Some(json!({"institution_id": "H11010500001", "name": "北京某三甲医院", "level": "3"}))).await;
+        assert_eq!(status, 201, "{credential}");
+        let (status, person) = self
+            .call(
+                "POST",
+                "/v1/persons",
+                Some(&self.agency),
+                Some(json!({
+                    "person_id": "P0001", "name": "李四", "id_number": "110101196001011234",
+                    "birth_date": "1960-01-01", "gender": "1", "account_balance": "3000",
+                    "enrolments": [{"year": 2024, "category": "retired"}]
+                })),
+            )
+            .await;
+        assert_eq!(status, 200, "{person}");
+        credential["token"].as_str().expect("token").to_owned()
+    }
+
+    async fn visit_with_lines(&self, hospital: &str) -> String {
+        let (status, visit) = self.call("POST", "/v1/visits", Some(hospital),
+            Some(json!({"person_id": "P0001", "visit": "inpatient", "date_of_service": "2024-06-08"}))).await;
+        assert_eq!(status, 201, "{visit}");
+        let visit_id = visit["visit_id"].as_str().expect("id").to_owned();
+        let (status, visit) = self.call("POST", &format!("/v1/visits/{visit_id}/lines"), Some(hospital),
+            Some(json!({"lines": [
+                {"code": "A1", "name": "手术", "class": "a", "amount": "20000"},
+                {"code": "B1", "name": "药品", "class": "b", "quantity": "10", "unit_price": "100", "amount": "1000"},
+                {"code": "C1", "name": "自费耗材", "class": "outside", "amount": "500"}
+            ]}))).await;
+        assert_eq!(status, 200, "{visit}");
+        assert_eq!(visit["lines"][1]["class_b_first_self_pay"], "100.00", "{visit}");
+        visit_id
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hospital_settles_cancels_and_reconciles() {
+    let app = spawn_app().await;
+    let hospital = app.setup().await;
+    let visit_id = app.visit_with_lines(&hospital).await;
+    let (status, preview) =
+        app.call("POST", &format!("/v1/visits/{visit_id}/pre-settle"), Some(&hospital), None).await;
+    assert_eq!(status, 200, "{preview}");
+    // Retiree, level 3: 1 − 0.6 × 15 % = 91 %; in scope 20900; (20900 − 1300) × 91 % = 17836.
+    assert_eq!(preview["tiers"][0]["amount"], "17836.00");
+    let (status, settled) = app.settle(&hospital, &visit_id, "k-1").await;
+    assert_eq!(status, 200, "{settled}");
+    assert_eq!(settled["settlement"]["tiers"], preview["tiers"], "pre-settle and settle agree");
+    assert_eq!(settled["personal_account"], "3000.00");
+    assert_eq!(app.settle(&hospital, &visit_id, "k-1").await, (StatusCode::OK, settled.clone()));
+    let settlement_id = settled["settlement_id"].as_str().expect("id").to_owned();
+    let (_, person) = app.call("GET", "/v1/persons/110000/P0001", Some(&hospital), None).await;
+    assert_eq!(person["account_balance"], "0.00");
+    let (status, reversal) = app
+        .call("POST", &format!("/v1/settlements/{settlement_id}/cancel"), Some(&hospital), None)
+        .await;
+    assert_eq!(status, 200, "{reversal}");
+    let (_, again) = app
+        .call("POST", &format!("/v1/settlements/{settlement_id}/cancel"), Some(&hospital), None)
+        .await;
+    assert_eq!(again, reversal, "cancelling twice returns the same reversal");
+    let (_, person) = app.call("GET", "/v1/persons/110000/P0001", Some(&hospital), None).await;
+    assert_eq!(person["account_balance"], "3000.00");
+    let (_, fetched) =
+        app.call("GET", &format!("/v1/settlements/{settlement_id}"), Some(&hospital), None).await;
+    assert_eq!(fetched["status"], "cancelled");
+    let (_, day) =
+        app.call("GET", "/v1/reconciliation?day=2024-06-10", Some(&hospital), None).await;
+    assert_eq!(
+        (day["settlements"].as_u64(), day["reversals"].as_u64()),
+        (Some(1), Some(1)),
+        "{day}"
+    );
+    assert_eq!(day["fund_total"], "0.00");
+    let (_, check) = app.call("GET", "/v1/invariants", Some(&app.agency), None).await;
+    assert_eq!(check["violations"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_duplicate_submissions_settle_once() {
+    let app = Arc::new(spawn_app().await);
+    let hospital = app.setup().await;
+    let visit_id = app.visit_with_lines(&hospital).await;
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let (app, hospital, visit_id) = (Arc::clone(&app), hospital.clone(), visit_id.clone());
+        tasks.push(tokio::spawn(async move { app.settle(&hospital, &visit_id, "same").await }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("join"));
+    }
+    assert!(answers.iter().all(|a| a == &answers[0]), "every duplicate gets the first answer");
+    assert_eq!(answers[0].0, 200);
+    let (_, person) =
+        app.call("GET", "/v1/persons/110000/P0001?year=2024", Some(&hospital), None).await;
+    assert_eq!(person["ytd"]["admissions"], "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_json_with_stable_codes() {
+    let app = spawn_app().await;
+    let hospital = app.setup().await;
+    let visit_id = app.visit_with_lines(&hospital).await;
+    let cases: Vec<(&str, String, Option<&str>, Option<Value>, u16, &str)> = vec![
+        ("GET", "/v1/persons/110000/P0001".into(), None, None, 401, "unauthorized"),
+        ("GET", "/v1/persons/110000/P0001".into(), Some("wrong"), None, 401, "unauthorized"),
+        ("GET", "/v1/nowhere".into(), Some(&hospital), None, 404, "route_not_found"),
+        ("DELETE", "/v1/visits".into(), Some(&hospital), None, 405, "method_not_allowed"),
+        (
+            "POST",
+            format!("/v1/visits/{visit_id}/settle"),
+            Some(&hospital),
+            None,
+            400,
+            "idempotency_key_required",
+        ),
+        (
+            "POST",
+            "/v1/institutions".into(),
+            Some(&hospital),
+            Some(json!({"institution_id": "X", "name": "x", "level": "1"})),
+            403,
+            "forbidden",
+        ),
+        (
+            "POST",
+            "/v1/visits".into(),
+            Some(&hospital),
+            Some(json!({"person_id": "P0001", "visit": "inpatient", "colour": 1})),
+            400,
+            "unknown_field",
+        ),
+        (
+            "POST",
+            "/v1/visits".into(),
+            Some(&hospital),
+            Some(json!({"person_id": "P9999", "visit": "inpatient"})),
+            404,
+            "person_not_found",
+        ),
+        (
+            "POST",
+            "/v1/visits".into(),
+            Some(&hospital),
+            Some(json!({"person_id": "P0001", "visit": "clinic"})),
+            400,
+            "visit_type_unknown",
+        ),
+        (
+            "POST",
+            format!("/v1/visits/{visit_id}/lines"),
+            Some(&hospital),
+            Some(json!({"lines": [{"class": "a", "amount": "-1"}]})),
+            400,
+            "line_amount_must_not_be_negative",
+        ),
+        (
+            "GET",
+            "/v1/settlements/S-110000-P0001-77".into(),
+            Some(&hospital),
+            None,
+            404,
+            "settlement_not_found",
+        ),
+        ("GET", "/v1/settlements/nonsense".into(), Some(&hospital), None, 400, "id_invalid"),
+        ("GET", "/v1/visits/V-110000-P0001-1".into(), Some(&app.agency), None, 200, ""),
+    ];
+    for (method, path, token, body, status, code) in cases {
+        let (got, answer) = app.call(method, &path, token, body).await;
+        assert_eq!(got.as_u16(), status, "{method} {path}: {answer}");
+        if !code.is_empty() {
+            assert_eq!(answer["code"], code, "{method} {path}: {answer}");
+            assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()));
+        }
+    }
+    let huge = "x".repeat(onestop_server::BODY_BYTES_MAX + 1);
+    let response = app
+        .client
+        .post(format!("{}/v1/visits", app.base))
+        .bearer_auth(&hospital)
+        .body(huge)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["code"], "body_too_large");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assistance_lists_import_whole_or_not_at_all() {
+    let app = spawn_app().await;
+    let hospital = app.setup().await;
+    let post = |csv: &'static str| {
+        app.client
+            .post(format!("{}/v1/assistance-lists?file_name=list.csv", app.base))
+            .bearer_auth(&app.agency)
+            .header("content-type", "text/csv")
+            .body(csv)
+            .send()
+    };
+    let bad = post(
+        "身份证号,姓名,救助类别,生效日期\n110101196001011234,李四,低保对象,2024-01-01\n110101196001019999,王五,低保,2024-13-01\n",
+    );
+    let response = bad.await.expect("response");
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(
+        (body["code"].as_str(), body["field"].as_str()),
+        (Some("assistance_list_invalid"), Some("rows[3]")),
+        "{body}"
+    );
+    let (_, person) = app.call("GET", "/v1/persons/110000/P0001", Some(&app.agency), None).await;
+    assert_eq!(person["assistance"], Value::Null, "nothing of the bad file was imported");
+    let good =
+        post("身份证号,姓名,救助类别,生效日期\n110101196001011234,李四,低保对象,2024-01-01\n");
+    assert_eq!(good.await.expect("response").status(), 200);
+    let visit_id = app.visit_with_lines(&hospital).await;
+    let (_, settled) = app.settle(&hospital, &visit_id, "k").await;
+    let assistance = settled["settlement"]["tiers"]
+        .as_array()
+        .expect("tiers")
+        .iter()
+        .find(|t| t["id"] == "medical_assistance")
+        .expect("tier")
+        .clone();
+    assert_ne!(
+        assistance["amount"], "0.00",
+        "the recipient's assistance is paid at the window: {settled}"
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_names_every_route() {
+    let document = onestop_server::openapi::document();
+    for (method, path) in onestop_server::ROUTES {
+        assert!(document["paths"][path][method].is_object(), "{method} {path} is not documented");
+    }
+    let codes = document["components"]["schemas"]["Error"]["properties"]["code"]["enum"]
+        .as_array()
+        .expect("codes");
+    for code in onestop_api::ServiceCode::ALL {
+        assert!(codes.iter().any(|c| c == code.code()), "{} is not documented", code.code());
+    }
+}
