@@ -5,6 +5,8 @@
 //! (the engine). Every bad input ends with its stable code on stderr and exit status 2.
 
 mod calc;
+mod demo;
+mod serve;
 mod table;
 
 use std::process::ExitCode;
@@ -25,8 +27,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start the service on a temporary SQLite file, settle a synthetic day through it and keep
+    /// it answering (演示).
+    Demo(demo::DemoArgs),
+    /// Run the settlement service (结算服务).
+    Serve(serve::ServeArgs),
     /// Split one bill across every tier and explain each amount (试算).
     Calc(calc::CalcArgs),
+    /// Issue a credential (an agency's first token) straight into the database.
+    Token(serve::TokenArgs),
 }
 
 /// Exit status for bad input (a rejection, a bad policy file, an unreadable file).
@@ -38,6 +47,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = std::panic::catch_unwind(|| match cli.command {
         Command::Calc(args) => calc::run(&args),
+        Command::Demo(args) => demo::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Token(args) => serve::token(&args),
     });
     match outcome {
         Ok(Ok(())) => ExitCode::SUCCESS,

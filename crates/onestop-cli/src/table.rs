@@ -6,7 +6,7 @@ use std::fmt::Write;
 use onestop_api::SettlementDto;
 use unicode_width::UnicodeWidthStr;
 
-fn pad_right(text: &str, width: usize) -> String {
+pub fn pad_right(text: &str, width: usize) -> String {
     let shown = UnicodeWidthStr::width(text);
     format!("{text}{}", " ".repeat(width.saturating_sub(shown)))
 }

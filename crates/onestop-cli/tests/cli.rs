@@ -153,3 +153,30 @@ fn bad_input_exits_2_with_its_code_and_never_panics() {
         assert!(!message.contains("panicked"), "{message}");
     }
 }
+
+#[test]
+fn the_demo_settles_a_day_and_stays_consistent() {
+    let output = onestop(&[
+        "demo",
+        "--no-wait",
+        "--people",
+        "300",
+        "--visits",
+        "150",
+        "--clients",
+        "8",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for expected in [
+        "settlements in force: 149",
+        "failed 0",
+        "基金支付比例 payout ratio",
+        "ledger and accumulators: consistent",
+        "The service keeps answering at http://127.0.0.1:",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}

@@ -39,6 +39,12 @@ pub fn system_clock() -> Clock {
     })
 }
 
+/// Now as RFC 3339 text (to the millisecond), and today's date, by `clock`.
+pub fn timestamp(clock: &Clock) -> (String, onestop_core::Date) {
+    let now = clock();
+    (now.strftime("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string(), now.date())
+}
+
 /// Shared by every request.
 #[derive(Clone)]
 pub struct AppState {
@@ -55,8 +61,7 @@ impl AppState {
 
     /// Now as RFC 3339 text, and today's date.
     pub fn now(&self) -> (String, onestop_core::Date) {
-        let now = (self.clock)();
-        (now.strftime("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string(), now.date())
+        timestamp(&self.clock)
     }
 
     fn cached_actor(&self, token_sha256: &str) -> Option<Institution> {

@@ -1,0 +1,115 @@
+//! `onestop serve` and `onestop token`: run the service, and issue credentials from the
+//! command line (the first agency of a region has no one to ask over HTTP).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use onestop_core::{HospitalLevel, PolicyBook, Region};
+use onestop_server::AppState;
+use onestop_store::{Env, Institution, Role, Store, people};
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// `sqlite:PATH` (embedded, the default) or `postgres://user@host:port/db`.
+    #[arg(long, default_value = "sqlite:onestop.sqlite")]
+    pub database: String,
+    /// Directory of policy files.
+    #[arg(long, default_value = "policies")]
+    pub policies: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct TokenArgs {
+    /// `sqlite:PATH` or `postgres://...`, as given to `serve`.
+    #[arg(long, default_value = "sqlite:onestop.sqlite")]
+    pub database: String,
+    /// The id the credential is for, such as A110000 or H11010500001.
+    #[arg(long)]
+    pub id: String,
+    /// The region (six digits).
+    #[arg(long)]
+    pub region: String,
+    /// agency, auditor or institution.
+    #[arg(long, default_value = "agency")]
+    pub role: String,
+    /// For an institution: community, 1, 2 or 3.
+    #[arg(long)]
+    pub level: Option<String>,
+    #[arg(long, default_value = "")]
+    pub name: String,
+}
+
+pub fn load_book(dir: &std::path::Path) -> Result<Arc<PolicyBook>, String> {
+    let (book, _) = onestop_policy::load_dir(dir).map_err(|e| e.to_string())?;
+    Ok(Arc::new(book))
+}
+
+pub fn open_store(url: &str) -> Result<Arc<Store>, String> {
+    Store::open(url).map(Arc::new).map_err(|e| format!("cannot open the database {url}: {e}"))
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())
+}
+
+/// Registers `who` and returns its new token.
+pub async fn issue(
+    store: &Store,
+    book: Arc<PolicyBook>,
+    who: Institution,
+) -> Result<String, String> {
+    let (now, today) = onestop_server::timestamp(&onestop_server::system_clock());
+    let credential = store
+        .write(move |tx| people::register(tx, &Env { book: &book, now, today }, &who))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(credential.token)
+}
+
+pub fn token(args: &TokenArgs) -> Result<(), String> {
+    let region = Region::parse(&args.region).ok_or("--region is a six-digit division code")?;
+    let role = Role::parse(&args.role).ok_or("--role is agency, auditor or institution")?;
+    let level = match (&args.level, role) {
+        (Some(level), _) => {
+            Some(HospitalLevel::parse(level).ok_or("--level is community, 1, 2 or 3")?)
+        }
+        (None, Role::Institution) => return Err("an institution needs --level".into()),
+        (None, _) => None,
+    };
+    if !onestop_store::model::person_id_is_valid(&args.id) {
+        return Err("--id is 1 to 30 letters and digits".into());
+    }
+    let name = if args.name.is_empty() { args.id.clone() } else { args.name.clone() };
+    let who = Institution { institution_id: args.id.clone(), region, name, level, role };
+    let runtime = runtime()?;
+    let store = open_store(&args.database)?;
+    let book = Arc::new(PolicyBook::default());
+    let token = runtime.block_on(issue(&store, book, who))?;
+    println!("{token}");
+    Ok(())
+}
+
+pub fn run(args: &ServeArgs) -> Result<(), String> {
+    let book = load_book(&args.policies)?;
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let store = open_store(&args.database)?;
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        eprintln!(
+            "onestop serving http://{address}/v1 on {} ({} policy regions); Ctrl-C stops",
+            store.kind(),
+            book.regions().count()
+        );
+        let state = AppState::new(store, book, onestop_server::system_clock());
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        onestop_server::serve(listener, state, shutdown).await.map_err(|e| e.to_string())
+    })
+}
