@@ -1,11 +1,13 @@
 //! xtask: project automation written in Rust rather than shell.
 //!
-//! `cargo xtask test` runs the whole suite as CI does. `cargo xtask tidy` checks the code rules
-//! that a machine can check (style.md rule 11 and friends); the same check runs as a test
-//! inside `cargo test`, so it never erodes.
+//! `cargo xtask test` runs the whole suite as CI does, the store tests on a throw-away
+//! PostgreSQL too. `cargo xtask tidy` checks the code rules that a machine can check (style.md
+//! rule 11 and friends); the same check runs as a test inside `cargo test`, so it never erodes.
+
+mod pg_server;
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
 /// Longest line, in characters.
 const LINE_CHARS_MAX: usize = 100;
@@ -31,29 +33,64 @@ fn main() -> ExitCode {
             }
             if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
-        "test" => test(&repo_root()),
+        "test" => test(&repo_root(), std::env::args().skip(2)),
         _ => {
             eprintln!("usage: cargo xtask <task>");
-            eprintln!("  test   run the whole suite, as CI does");
+            eprintln!("  test   run the whole suite, as CI does [cargo test arguments]");
             eprintln!("  tidy   check the code rules");
             ExitCode::from(2)
         }
     }
 }
 
-/// Runs the whole suite as CI does: every crate's tests, including the tidy test.
-fn test(root: &Path) -> ExitCode {
-    let status =
-        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["test", "--workspace", "--locked"])
-            .current_dir(root)
-            .status();
+/// Runs the whole suite as CI does: every crate's tests, including the tidy test, with the
+/// store contract on SQLite and on a throw-away PostgreSQL (see `pg_server`). Further
+/// arguments go to `cargo test` (`cargo xtask test --no-fail-fast`).
+fn test(root: &Path, extra: impl Iterator<Item = String>) -> ExitCode {
+    let server = match postgres_for_tests() {
+        Ok(server) => server,
+        Err(code) => return code,
+    };
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.args(["test", "--workspace", "--locked"]).args(extra).current_dir(root);
+    if let Some(server) = &server {
+        command.env(pg_server::URL_ENV, server.url());
+    }
+    let status = command.status();
+    // Stops the server whatever the tests did.
+    drop(server);
     match status {
         Ok(status) if status.success() => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
         Err(error) => {
             eprintln!("cannot run cargo: {error}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The server the tests use: none when `ONESTOP_TEST_POSTGRES` already names one, else a
+/// throw-away one. Without PostgreSQL the tests run on SQLite alone, except under CI.
+fn postgres_for_tests() -> Result<Option<pg_server::Server>, ExitCode> {
+    if let Some(url) = std::env::var_os(pg_server::URL_ENV).filter(|url| !url.is_empty()) {
+        eprintln!("store tests use the PostgreSQL of {}={}", pg_server::URL_ENV, url.display());
+        return Ok(None);
+    }
+    match pg_server::Server::start() {
+        Ok(server) => {
+            eprintln!("started a throw-away PostgreSQL for the store tests at {}", server.url());
+            Ok(Some(server))
+        }
+        Err(error) if std::env::var_os("CI").is_some() => {
+            eprintln!("error: cannot start PostgreSQL, which CI requires: {error}");
+            Err(ExitCode::FAILURE)
+        }
+        Err(error) => {
+            let rule = "!".repeat(78);
+            eprintln!("{rule}\nWARNING: cannot start PostgreSQL: {error}");
+            eprintln!("WARNING: the store tests run on SQLite ONLY; PostgreSQL is NOT tested.");
+            eprintln!("WARNING: (under CI, with CI set, this is an error)\n{rule}");
+            Ok(None)
         }
     }
 }

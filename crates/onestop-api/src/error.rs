@@ -38,9 +38,11 @@ macro_rules! service_codes {
 
 service_codes! {
     Unauthorized = "unauthorized", 401, "未认证",
-        "Every request except the OpenAPI document and health check carries `Authorization: Bearer <token>` of a registered institution, agency or auditor.";
+        "Every request except the OpenAPI document and health check carries \
+         `Authorization: Bearer <token>` of a registered institution, agency or auditor.";
     Forbidden = "forbidden", 403, "无权限",
-        "An institution acts on and reads only its own visits and settlements; an agency only its own region; an auditor only reads.";
+        "An institution acts on and reads only its own visits and settlements; an agency only \
+         its own region; an auditor only reads.";
     RouteNotFound = "route_not_found", 404, "接口不存在",
         "The path must be one the API defines (see /v1/openapi.json).";
     MethodNotAllowed = "method_not_allowed", 405, "请求方法不支持",
@@ -56,13 +58,15 @@ service_codes! {
     PersonNotEnrolled = "person_not_enrolled", 422, "人员未参保",
         "The person must be enrolled (scheme and category) for the year of the date of service.";
     VisitNotOpen = "visit_not_open", 409, "就诊已结算",
-        "Fee lines are added, removed and settled only while the visit is open; cancel its settlement first.";
+        "Fee lines are added, removed and settled only while the visit is open; cancel its \
+         settlement first.";
     VisitHasNoLines = "visit_has_no_lines", 409, "无费用明细",
         "A visit is settled only after fee lines were uploaded to it.";
     SettlementIsAReversal = "settlement_is_a_reversal", 409, "冲销记录不可撤销",
         "Only a settlement can be cancelled, not the reversal that cancelled one.";
     IdempotencyKeyRequired = "idempotency_key_required", 400, "缺少幂等键",
-        "A settle request carries an `Idempotency-Key` header, so that a retry never settles twice.";
+        "A settle request carries an `Idempotency-Key` header, so that a retry never settles \
+         twice.";
     IdempotencyKeyInvalid = "idempotency_key_invalid", 400, "幂等键格式错误",
         "An idempotency key is 1 to 64 printable ASCII characters.";
     IdempotencyKeyReused = "idempotency_key_reused_with_another_request", 422, "幂等键已用于其他请求",
@@ -72,11 +76,13 @@ service_codes! {
     BodyTooLarge = "body_too_large", 413, "请求体过大",
         "A request body is at most 8 MiB.";
     ServerBusy = "server_busy", 503, "服务繁忙",
-        "The service is at its limit of connections or requests in flight; retry (with the same idempotency key).";
+        "The service is at its limit of connections or requests in flight; retry (with the same \
+         idempotency key).";
     BodyMalformed = "body_malformed", 400, "请求体格式错误",
         "A request body is UTF-8 JSON (or, for assistance lists, CSV or XLSX).";
     AssistanceListInvalid = "assistance_list_invalid", 422, "救助名单格式错误",
-        "Every row of an assistance-recipient list parses and names a registered person; otherwise nothing of the file is imported.";
+        "Every row of an assistance-recipient list parses and names a registered person; \
+         otherwise nothing of the file is imported.";
     InternalError = "internal_error", 500, "内部错误",
         "An invariant failed; nothing was written. This is a bug: report it with the request.";
 }

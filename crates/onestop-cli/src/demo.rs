@@ -50,6 +50,18 @@ pub struct Api {
 }
 
 impl Api {
+    pub fn new(base: &str) -> Result<Api, String> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Api { base: base.to_owned(), client })
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     pub async fn call(
         &self,
         method: reqwest::Method,
@@ -72,7 +84,7 @@ impl Api {
         Ok((status, value))
     }
 
-    async fn ok(
+    pub async fn ok(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -411,7 +423,8 @@ async fn demo(args: &DemoArgs, book: Arc<onestop_core::PolicyBook>) -> Result<()
     println!("\nThe service keeps answering at http://{address}/v1 (OpenAPI: /v1/openapi.json)");
     println!("  agency token 经办机构令牌: {agency_token}");
     println!(
-        "  try: curl -H 'Authorization: Bearer {agency_token}' http://{address}/v1/persons/110000/P0000001"
+        "  try: curl -H 'Authorization: Bearer {agency_token}' \\\n       \
+         http://{address}/v1/persons/110000/P0000001"
     );
     if !args.no_wait {
         println!("Ctrl-C stops it.");

@@ -5,6 +5,7 @@
 //! (the engine). Every bad input ends with its stable code on stderr and exit status 2.
 
 mod calc;
+mod crash;
 mod demo;
 mod serve;
 mod table;
@@ -34,6 +35,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Split one bill across every tier and explain each amount (试算).
     Calc(calc::CalcArgs),
+    /// Kill -9 the server under load, restart it, and check exactly-once settlement.
+    CrashTest(crash::CrashArgs),
     /// Issue a credential (an agency's first token) straight into the database.
     Token(serve::TokenArgs),
 }
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Token(args) => serve::token(&args),
+        Command::CrashTest(args) => crash::run(&args),
     });
     match outcome {
         Ok(Ok(())) => ExitCode::SUCCESS,

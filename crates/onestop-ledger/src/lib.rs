@@ -58,10 +58,16 @@ pub fn postings(settlement: &Settlement) -> Vec<Posting> {
     let mut out = Vec::with_capacity(settlement.payments.len() + 3);
     out.push(Posting { account: Account::MedicalCost, amount: -settlement.totals.total });
     for payment in settlement.payments.iter().filter(|p| !p.amount.is_zero()) {
-        out.push(Posting { account: Account::Tier(payment.id.to_string()), amount: payment.amount });
+        out.push(Posting {
+            account: Account::Tier(payment.id.to_string()),
+            amount: payment.amount,
+        });
     }
     if !settlement.personal_account.is_zero() {
-        out.push(Posting { account: Account::PersonalAccount, amount: settlement.personal_account });
+        out.push(Posting {
+            account: Account::PersonalAccount,
+            amount: settlement.personal_account,
+        });
     }
     if !settlement.cash.is_zero() {
         out.push(Posting { account: Account::Cash, amount: settlement.cash });

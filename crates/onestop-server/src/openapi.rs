@@ -18,7 +18,8 @@ fn operation(summary: &str, body: Option<&str>, ok: &str, params: &[(&str, &str)
             "name": name, "in": place, "required": *place == "path", "schema": { "type": "string" }
         })).collect::<Vec<_>>(),
         "responses": {
-            "200": { "description": ok, "content": { "application/json": { "schema": { "type": "object" } } } },
+            "200": { "description": ok,
+                "content": { "application/json": { "schema": { "type": "object" } } } },
             "4XX": error_response("a claim rejection or service error: see the codes below"),
             "5XX": error_response("server_busy or internal_error"),
         }
@@ -30,12 +31,169 @@ fn operation(summary: &str, body: Option<&str>, ok: &str, params: &[(&str, &str)
     op
 }
 
+/// One operation of the API: (method, path, summary, request schema, what 200 returns,
+/// parameters as (name, where)).
+type Operation = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+const VISIT: &[(&str, &str)] = &[("visit_id", "path")];
+const SETTLEMENT: &[(&str, &str)] = &[("settlement_id", "path")];
+
+const OPERATIONS: &[Operation] = &[
+    (
+        "post",
+        "/v1/institutions",
+        "register an institution of the agency's region (agency)",
+        Some("RegisterInstitution"),
+        "credential, shown once",
+        &[],
+    ),
+    (
+        "post",
+        "/v1/persons",
+        "register or update a person and enrolments (agency)",
+        Some("RegisterPerson"),
+        "the person",
+        &[],
+    ),
+    (
+        "get",
+        "/v1/persons/{region}/{person_id}",
+        "a person and year-to-date totals (audited)",
+        None,
+        "the person",
+        &[("region", "path"), ("person_id", "path"), ("year", "query")],
+    ),
+    (
+        "post",
+        "/v1/assistance-lists",
+        "import an assistance-recipient list, CSV or XLSX (agency)",
+        None,
+        "import summary",
+        &[("file_name", "query")],
+    ),
+    ("post", "/v1/visits", "register a visit or admission", Some("OpenVisit"), "the visit", &[]),
+    ("get", "/v1/visits/{visit_id}", "a visit and its lines", None, "the visit", VISIT),
+    (
+        "post",
+        "/v1/visits/{visit_id}/lines",
+        "upload fee lines",
+        Some("AddLines"),
+        "the visit with each line's catalog split",
+        VISIT,
+    ),
+    (
+        "delete",
+        "/v1/visits/{visit_id}/lines/{line_no}",
+        "withdraw a line of an open visit",
+        None,
+        "the visit",
+        &[("visit_id", "path"), ("line_no", "path")],
+    ),
+    (
+        "post",
+        "/v1/visits/{visit_id}/pre-settle",
+        "the full split and explanation, no side effects",
+        Some("Settle"),
+        "the settlement as it would be",
+        VISIT,
+    ),
+    (
+        "post",
+        "/v1/visits/{visit_id}/settle",
+        "settle (requires Idempotency-Key)",
+        Some("Settle"),
+        "the settlement record",
+        &[("visit_id", "path"), ("Idempotency-Key", "header")],
+    ),
+    (
+        "get",
+        "/v1/settlements/{settlement_id}",
+        "a settlement with its explanation",
+        None,
+        "the settlement record",
+        SETTLEMENT,
+    ),
+    (
+        "post",
+        "/v1/settlements/{settlement_id}/cancel",
+        "cancel with a reversing entry; repeating it returns the same reversal",
+        None,
+        "the reversal record",
+        &[("settlement_id", "path"), ("Idempotency-Key", "header")],
+    ),
+    (
+        "get",
+        "/v1/reconciliation",
+        "an institution's day: counts and sums per tier",
+        None,
+        "the day's totals",
+        &[("day", "query"), ("institution_id", "query")],
+    ),
+    (
+        "get",
+        "/v1/invariants",
+        "check the ledger and accumulators (agency, auditor)",
+        None,
+        "violations, empty when sound",
+        &[],
+    ),
+];
+
+fn paths() -> Value {
+    let mut paths = json!({
+        "/v1/health": { "get": { "summary": "liveness",
+            "responses": { "200": { "description": "up" } } } },
+        "/v1/openapi.json": { "get": { "summary": "this document",
+            "responses": { "200": { "description": "OpenAPI 3.1" } } } },
+    });
+    for (method, path, summary, body, ok, params) in OPERATIONS {
+        paths[*path][*method] = operation(summary, *body, ok, params);
+    }
+    paths
+}
+
+fn schemas() -> Value {
+    let rejection_codes = RejectionCode::ALL.iter().map(|c| c.code());
+    let codes: Vec<&str> =
+        rejection_codes.chain(ServiceCode::ALL.iter().map(|c| c.code())).collect();
+    let visits =
+        ["general_outpatient", "chronic_outpatient", "inpatient", "ltc_institutional", "ltc_home"];
+    let line = json!({ "type": "object", "required": ["class", "amount"], "properties": {
+        "code": { "type": "string" }, "name": { "type": "string" },
+        "class": { "type": "string", "enum": ["a", "b", "outside"] },
+        "quantity": { "type": "string" }, "unit_price": { "type": "string" },
+        "amount": { "type": "string" }, "price_limit": { "type": "string" } } });
+    json!({
+        "Error": { "type": "object", "required": ["code", "message"], "properties": {
+            "code": { "type": "string", "enum": codes },
+            "message": { "type": "string" },
+            "field": { "type": ["string", "null"] } } },
+        "RegisterInstitution": { "type": "object", "required": ["institution_id", "name", "level"],
+            "properties": { "institution_id": { "type": "string" }, "name": { "type": "string" },
+                "level": { "type": "string", "enum": ["community", "1", "2", "3"] } } },
+        "RegisterPerson": { "type": "object", "required": ["person_id", "name", "id_number",
+            "birth_date", "gender", "enrolments"] },
+        "OpenVisit": { "type": "object", "properties": {
+            "person_id": { "type": "string" }, "insured_region": { "type": "string" },
+            "visit": { "type": "string", "enum": visits },
+            "date_of_service": { "type": "string", "format": "date" },
+            "admission_number": { "type": "integer" } } },
+        "AddLines": { "type": "object", "required": ["lines"],
+            "properties": { "lines": { "type": "array", "items": line } } },
+        "Settle": { "type": "object",
+            "properties": { "use_personal_account": { "type": "boolean" } } },
+    })
+}
+
 /// The document.
 pub fn document() -> Value {
-    let rejection_codes: Vec<&str> = RejectionCode::ALL.iter().map(|c| c.code()).collect();
-    let service_codes: Vec<&str> = ServiceCode::ALL.iter().map(|c| c.code()).collect();
-    let visit = [("visit_id", "path")];
-    let settlement = [("settlement_id", "path")];
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -45,48 +203,10 @@ pub fn document() -> Value {
                 Amounts are yuan strings with two decimals. Errors are {code, message, field}; \
                 every code is documented in docs/reference/.",
         },
-        "paths": {
-            "/v1/health": { "get": { "summary": "liveness", "responses": { "200": { "description": "up" } } } },
-            "/v1/openapi.json": { "get": { "summary": "this document", "responses": { "200": { "description": "OpenAPI 3.1" } } } },
-            "/v1/institutions": { "post": operation("register an institution of the agency's region (agency)", Some("RegisterInstitution"), "credential, shown once", &[]) },
-            "/v1/persons": { "post": operation("register or update a person and enrolments (agency)", Some("RegisterPerson"), "the person", &[]) },
-            "/v1/persons/{region}/{person_id}": { "get": operation("a person and year-to-date totals (audited)", None, "the person", &[("region", "path"), ("person_id", "path"), ("year", "query")]) },
-            "/v1/assistance-lists": { "post": operation("import an assistance-recipient list, CSV or XLSX body (agency)", None, "import summary", &[("file_name", "query")]) },
-            "/v1/visits": { "post": operation("register a visit or admission", Some("OpenVisit"), "the visit", &[]) },
-            "/v1/visits/{visit_id}": { "get": operation("a visit and its lines", None, "the visit", &visit) },
-            "/v1/visits/{visit_id}/lines": { "post": operation("upload fee lines", Some("AddLines"), "the visit with each line's catalog split", &visit) },
-            "/v1/visits/{visit_id}/lines/{line_no}": { "delete": operation("withdraw a line of an open visit", None, "the visit", &[("visit_id", "path"), ("line_no", "path")]) },
-            "/v1/visits/{visit_id}/pre-settle": { "post": operation("the full split and explanation, no side effects", Some("Settle"), "the settlement as it would be", &visit) },
-            "/v1/visits/{visit_id}/settle": { "post": operation("settle (requires Idempotency-Key)", Some("Settle"), "the settlement record", &[("visit_id", "path"), ("Idempotency-Key", "header")]) },
-            "/v1/settlements/{settlement_id}": { "get": operation("a settlement with its explanation", None, "the settlement record", &settlement) },
-            "/v1/settlements/{settlement_id}/cancel": { "post": operation("cancel with a reversing entry; repeating it returns the same reversal", None, "the reversal record", &[("settlement_id", "path"), ("Idempotency-Key", "header")]) },
-            "/v1/reconciliation": { "get": operation("an institution's day: counts and sums per tier", None, "the day's totals", &[("day", "query"), ("institution_id", "query")]) },
-            "/v1/invariants": { "get": operation("check the ledger and accumulators (agency, auditor)", None, "violations, empty when sound", &[]) },
-        },
+        "paths": paths(),
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
-            "schemas": {
-                "Error": { "type": "object", "required": ["code", "message"], "properties": {
-                    "code": { "type": "string", "enum": rejection_codes.iter().chain(&service_codes).collect::<Vec<_>>() },
-                    "message": { "type": "string" },
-                    "field": { "type": ["string", "null"] } } },
-                "RegisterInstitution": { "type": "object", "required": ["institution_id", "name", "level"],
-                    "properties": { "institution_id": { "type": "string" }, "name": { "type": "string" },
-                        "level": { "type": "string", "enum": ["community", "1", "2", "3"] } } },
-                "RegisterPerson": { "type": "object", "required": ["person_id", "name", "id_number", "birth_date", "gender", "enrolments"] },
-                "OpenVisit": { "type": "object", "properties": {
-                    "person_id": { "type": "string" }, "insured_region": { "type": "string" },
-                    "visit": { "type": "string", "enum": ["general_outpatient", "chronic_outpatient", "inpatient", "ltc_institutional", "ltc_home"] },
-                    "date_of_service": { "type": "string", "format": "date" },
-                    "admission_number": { "type": "integer" } } },
-                "AddLines": { "type": "object", "required": ["lines"], "properties": { "lines": { "type": "array", "items": {
-                    "type": "object", "required": ["class", "amount"], "properties": {
-                        "code": { "type": "string" }, "name": { "type": "string" },
-                        "class": { "type": "string", "enum": ["a", "b", "outside"] },
-                        "quantity": { "type": "string" }, "unit_price": { "type": "string" },
-                        "amount": { "type": "string" }, "price_limit": { "type": "string" } } } } } },
-                "Settle": { "type": "object", "properties": { "use_personal_account": { "type": "boolean" } } },
-            }
+            "schemas": schemas(),
         }
     })
 }

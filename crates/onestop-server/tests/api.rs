@@ -109,14 +109,23 @@ impl App {
     }
 
     async fn visit_with_lines(&self, hospital: &str) -> String {
-        let (status, visit) = self.call("POST", "/v1/visits", Some(hospital),
-            Some(json!({"person_id": "P0001", "visit": "inpatient", "date_of_service": "2024-06-08"}))).await;
+        let (status, visit) = self
+            .call(
+                "POST",
+                "/v1/visits",
+                Some(hospital),
+                Some(json!({"person_id": "P0001", "visit": "inpatient",
+                "date_of_service": "2024-06-08"})),
+            )
+            .await;
         assert_eq!(status, 201, "{visit}");
         let visit_id = visit["visit_id"].as_str().expect("id").to_owned();
-        let (status, visit) = self.call("POST", &format!("/v1/visits/{visit_id}/lines"), Some(hospital),
+        let lines_path = format!("/v1/visits/{visit_id}/lines");
+        let (status, visit) = self.call("POST", &lines_path, Some(hospital),
             Some(json!({"lines": [
                 {"code": "A1", "name": "手术", "class": "a", "amount": "20000"},
-                {"code": "B1", "name": "药品", "class": "b", "quantity": "10", "unit_price": "100", "amount": "1000"},
+                {"code": "B1", "name": "药品", "class": "b", "quantity": "10", "unit_price": "100",
+                 "amount": "1000"},
                 {"code": "C1", "name": "自费耗材", "class": "outside", "amount": "500"}
             ]}))).await;
         assert_eq!(status, 200, "{visit}");
@@ -293,7 +302,8 @@ async fn assistance_lists_import_whole_or_not_at_all() {
             .send()
     };
     let bad = post(
-        "身份证号,姓名,救助类别,生效日期\n110101196001011234,李四,低保对象,2024-01-01\n110101196001019999,王五,低保,2024-13-01\n",
+        "身份证号,姓名,救助类别,生效日期\n110101196001011234,李四,低保对象,2024-01-01\n\
+         110101196001019999,王五,低保,2024-13-01\n",
     );
     let response = bad.await.expect("response");
     assert_eq!(response.status(), 422);

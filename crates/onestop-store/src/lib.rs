@@ -9,6 +9,8 @@ pub mod import;
 pub mod model;
 pub mod ops;
 pub mod people;
+pub mod postgres;
+mod postgres_tx;
 pub mod reports;
 pub mod sqlite;
 mod sqlite_tx;
@@ -24,11 +26,15 @@ pub use tx::{StoreError, Tx};
 /// A store of either kind.
 pub enum Store {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
 }
 
 impl Store {
     /// Opens `sqlite:PATH` (or a bare path) or `postgres://...`.
     pub fn open(url: &str) -> tx::Result<Store> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Store::Postgres(postgres::PgStore::open(url)?));
+        }
         let path = url.strip_prefix("sqlite:").unwrap_or(url);
         Ok(Store::Sqlite(sqlite::SqliteStore::open(&PathBuf::from(path))?))
     }
@@ -41,6 +47,7 @@ impl Store {
     {
         match self {
             Store::Sqlite(store) => store.write(work).await,
+            Store::Postgres(store) => store.write(work).await,
         }
     }
 
@@ -52,6 +59,7 @@ impl Store {
     {
         match self {
             Store::Sqlite(store) => store.read(work).await,
+            Store::Postgres(store) => store.read(work).await,
         }
     }
 
@@ -59,6 +67,7 @@ impl Store {
     pub fn kind(&self) -> &'static str {
         match self {
             Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
         }
     }
 }

@@ -53,10 +53,7 @@ fn id_of(id: &str, want: &[IdKind], not_found: ServiceCode) -> Answer<(IdKind, P
         Some(_) => Err(ServiceError::new(not_found, format!("`{id}` is not an id of this kind"))),
         None => Err(ServiceError::new(
             ServiceCode::IdInvalid,
-            format!(
-                "`{id}` is not an id this \
-            service issued (such as V-110000-P0001-1)"
-            ),
+            format!("`{id}` is not an id this service issued (such as V-110000-P0001-1)"),
         )),
     }
 }
@@ -446,31 +443,30 @@ pub fn get_settlement(
 pub const INVARIANTS: [(&str, &str); 4] = [
     (
         "every journal entry balances",
-        "SELECT settlement_id FROM ledger GROUP BY region, person_id, settlement_id \
-      HAVING SUM(amount) <> 0",
+        "SELECT settlement_id FROM ledger GROUP BY region, person_id, settlement_id HAVING \
+        SUM(amount) <> 0",
     ),
     (
         "every accumulator equals the sum of its postings",
-        "SELECT a.person_id || ' ' || a.tier || '/' || a.pool || '/' || a.counter FROM accumulators a \
-      LEFT JOIN (SELECT region, person_id, year, tier, pool, counter, SUM(delta) AS total \
-      FROM accumulator_postings GROUP BY region, person_id, year, tier, pool, counter) p \
-      ON a.region = p.region AND a.person_id = p.person_id AND a.year = p.year \
-      AND a.tier = p.tier AND a.pool = p.pool AND a.counter = p.counter \
-      WHERE a.value <> COALESCE(p.total, 0)",
+        "SELECT a.person_id || ' ' || a.tier || '/' || a.pool || '/' || a.counter FROM \
+        accumulators a LEFT JOIN (SELECT region, person_id, year, tier, pool, counter, SUM(delta) \
+        AS total FROM accumulator_postings GROUP BY region, person_id, year, tier, pool, counter) \
+        p ON a.region = p.region AND a.person_id = p.person_id AND a.year = p.year AND a.tier = \
+        p.tier AND a.pool = p.pool AND a.counter = p.counter WHERE a.value <> COALESCE(p.total, 0)",
     ),
     (
         "every accumulator posting is counted",
-        "SELECT p.person_id || ' ' || p.tier FROM (SELECT region, person_id, year, tier, pool, counter, \
-      SUM(delta) AS total FROM accumulator_postings GROUP BY region, person_id, year, tier, pool, \
-      counter) p LEFT JOIN accumulators a ON a.region = p.region AND a.person_id = p.person_id \
-      AND a.year = p.year AND a.tier = p.tier AND a.pool = p.pool AND a.counter = p.counter \
-      WHERE a.value IS NULL AND p.total <> 0",
+        "SELECT p.person_id || ' ' || p.tier FROM (SELECT region, person_id, year, tier, pool, \
+        counter, SUM(delta) AS total FROM accumulator_postings GROUP BY region, person_id, year, \
+        tier, pool, counter) p LEFT JOIN accumulators a ON a.region = p.region AND a.person_id = \
+        p.person_id AND a.year = p.year AND a.tier = p.tier AND a.pool = p.pool AND a.counter = \
+        p.counter WHERE a.value IS NULL AND p.total <> 0",
     ),
     (
         "every settlement's total is its journal's medical cost",
-        "SELECT s.settlement_id FROM settlements s LEFT JOIN ledger l ON l.region = s.region \
-      AND l.person_id = s.person_id AND l.settlement_id = s.settlement_id \
-      AND l.account = 'medical_cost' WHERE COALESCE(-l.amount, 0) <> s.total",
+        "SELECT s.settlement_id FROM settlements s LEFT JOIN ledger l ON l.region = s.region AND \
+        l.person_id = s.person_id AND l.settlement_id = s.settlement_id AND l.account = \
+        'medical_cost' WHERE COALESCE(-l.amount, 0) <> s.total",
     ),
 ];
 

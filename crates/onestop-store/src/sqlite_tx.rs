@@ -145,7 +145,8 @@ pub(crate) fn settlement_row(
 }
 
 const SETTLEMENT_COLUMNS: &str = "region, person_id, settlement_id, visit_id, institution_id, \
-    date_of_service, booked_on, booked_at, result, total, fund_total, personal_account, cash, reverses";
+    date_of_service, booked_on, booked_at, result, total, fund_total, personal_account, cash, \
+    reverses";
 
 fn read_settlement(row: &Row<'_>) -> rusqlite::Result<([String; 9], [i64; 4], Option<String>)> {
     Ok((
@@ -172,7 +173,9 @@ impl SqliteTx<'_> {
 impl Tx for SqliteTx<'_> {
     fn institution_by_token(&mut self, token_sha256: &str) -> Result<Option<Institution>> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT institution_id, region, name, level, role FROM institutions WHERE token_sha256 = ?1")?;
+            "SELECT institution_id, region, name, level, role FROM institutions WHERE token_sha256 \
+            = ?1",
+        )?;
         let row = statement
             .query_row(params![token_sha256], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
@@ -183,7 +186,9 @@ impl Tx for SqliteTx<'_> {
 
     fn institution(&mut self, institution_id: &str) -> Result<Option<Institution>> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT institution_id, region, name, level, role FROM institutions WHERE institution_id = ?1")?;
+            "SELECT institution_id, region, name, level, role FROM institutions WHERE \
+            institution_id = ?1",
+        )?;
         let row = statement
             .query_row(params![institution_id], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
@@ -198,19 +203,30 @@ impl Tx for SqliteTx<'_> {
         token_sha256: &str,
         now: &str,
     ) -> Result<()> {
-        self.conn.prepare_cached("INSERT INTO institutions (institution_id, region, name, level, role, \
-            token_sha256, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (institution_id) DO UPDATE \
-            SET name = excluded.name, level = excluded.level, token_sha256 = excluded.token_sha256")?
-            .execute(params![row.institution_id, row.region.to_string(), row.name,
-                row.level.map(HospitalLevel::code), row.role.code(), token_sha256, now])?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO institutions (institution_id, region, name, level, role, \
+                token_sha256, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT \
+                (institution_id) DO UPDATE SET name = excluded.name, level = excluded.level, \
+                token_sha256 = excluded.token_sha256",
+            )?
+            .execute(params![
+                row.institution_id,
+                row.region.to_string(),
+                row.name,
+                row.level.map(HospitalLevel::code),
+                row.role.code(),
+                token_sha256,
+                now
+            ])?;
         Ok(())
     }
 
     fn person(&mut self, key: &PersonKey, _lock: bool) -> Result<Option<PersonRow>> {
         // SQLite has one writer: every write transaction already holds the whole database.
         let mut statement = self.conn.prepare_cached(
-            "SELECT name, id_number, birth_date, gender, \
-            account_balance FROM persons WHERE region = ?1 AND person_id = ?2",
+            "SELECT name, id_number, birth_date, gender, account_balance FROM persons WHERE region \
+            = ?1 AND person_id = ?2",
         )?;
         let row = statement
             .query_row(params![key.region_text(), key.person_id], |r| {
@@ -242,7 +258,9 @@ impl Tx for SqliteTx<'_> {
         id_number: &str,
     ) -> Result<Option<PersonKey>> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT person_id FROM persons WHERE region = ?1 AND id_number = ?2 ORDER BY person_id LIMIT 1")?;
+            "SELECT person_id FROM persons WHERE region = ?1 AND id_number = ?2 ORDER BY person_id \
+            LIMIT 1",
+        )?;
         let id: Option<String> =
             statement.query_row(params![region_text, id_number], |r| r.get(0)).optional()?;
         Ok(match id {
@@ -252,13 +270,23 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn upsert_person(&mut self, row: &PersonRow) -> Result<()> {
-        self.conn.prepare_cached("INSERT INTO persons (region, person_id, name, id_number, birth_date, \
-            gender, account_balance, next_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1) \
-            ON CONFLICT (region, person_id) DO UPDATE SET name = excluded.name, \
-            id_number = excluded.id_number, birth_date = excluded.birth_date, gender = excluded.gender, \
-            account_balance = excluded.account_balance")?
-            .execute(params![row.key.region_text(), row.key.person_id, row.name, row.id_number,
-                row.birth_date.to_string(), row.gender, row.account_balance.0])?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO persons (region, person_id, name, id_number, birth_date, gender, \
+                account_balance, next_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1) ON CONFLICT \
+                (region, person_id) DO UPDATE SET name = excluded.name, id_number = \
+                excluded.id_number, birth_date = excluded.birth_date, gender = excluded.gender, \
+                account_balance = excluded.account_balance",
+            )?
+            .execute(params![
+                row.key.region_text(),
+                row.key.person_id,
+                row.name,
+                row.id_number,
+                row.birth_date.to_string(),
+                row.gender,
+                row.account_balance.0
+            ])?;
         Ok(())
     }
 
@@ -276,16 +304,18 @@ impl Tx for SqliteTx<'_> {
         let seq: i64 = self
             .conn
             .prepare_cached(
-                "UPDATE persons SET next_seq = next_seq + 1 \
-            WHERE region = ?1 AND person_id = ?2 RETURNING next_seq - 1",
+                "UPDATE persons SET next_seq = next_seq + 1 WHERE region = ?1 AND person_id = ?2 \
+                RETURNING next_seq - 1",
             )?
             .query_row(params![key.region_text(), key.person_id], |r| r.get(0))?;
         Ok(seq)
     }
 
     fn enrolment(&mut self, key: &PersonKey, year: i16) -> Result<Option<Enrolment>> {
-        let mut statement = self.conn.prepare_cached("SELECT category, civil_servant, \
-            enterprise_supplementary, needy FROM enrolments WHERE region = ?1 AND person_id = ?2 AND year = ?3")?;
+        let mut statement = self.conn.prepare_cached(
+            "SELECT category, civil_servant, enterprise_supplementary, needy FROM enrolments WHERE \
+            region = ?1 AND person_id = ?2 AND year = ?3",
+        )?;
         let row = statement
             .query_row(params![key.region_text(), key.person_id, year], |r| {
                 Ok((
@@ -310,20 +340,30 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn upsert_enrolment(&mut self, key: &PersonKey, e: &Enrolment) -> Result<()> {
-        self.conn.prepare_cached("INSERT INTO enrolments (region, person_id, year, category, civil_servant, \
-            enterprise_supplementary, needy) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-            ON CONFLICT (region, person_id, year) DO UPDATE SET category = excluded.category, \
-            civil_servant = excluded.civil_servant, enterprise_supplementary = excluded.enterprise_supplementary, \
-            needy = excluded.needy")?
-            .execute(params![key.region_text(), key.person_id, e.year, e.category.code(),
-                i64::from(e.civil_servant), i64::from(e.enterprise_supplementary), i64::from(e.needy)])?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO enrolments (region, person_id, year, category, civil_servant, \
+                enterprise_supplementary, needy) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT \
+                (region, person_id, year) DO UPDATE SET category = excluded.category, \
+                civil_servant = excluded.civil_servant, enterprise_supplementary = \
+                excluded.enterprise_supplementary, needy = excluded.needy",
+            )?
+            .execute(params![
+                key.region_text(),
+                key.person_id,
+                e.year,
+                e.category.code(),
+                i64::from(e.civil_servant),
+                i64::from(e.enterprise_supplementary),
+                i64::from(e.needy)
+            ])?;
         Ok(())
     }
 
     fn assistance(&mut self, key: &PersonKey) -> Result<Vec<AssistanceEntry>> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT category, effective_from, effective_to \
-            FROM assistance WHERE region = ?1 AND person_id = ?2",
+            "SELECT category, effective_from, effective_to FROM assistance WHERE region = ?1 AND \
+            person_id = ?2",
         )?;
         let rows = statement
             .query_map(params![key.region_text(), key.person_id], |r| {
@@ -345,8 +385,8 @@ impl Tx for SqliteTx<'_> {
     fn insert_assistance(&mut self, row: &NewAssistance<'_>) -> Result<()> {
         self.conn
             .prepare_cached(
-                "INSERT INTO assistance (region, person_id, entry_id, category, \
-            effective_from, effective_to, import_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO assistance (region, person_id, entry_id, category, effective_from, \
+                effective_to, import_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
                 row.key.region_text(),
@@ -371,8 +411,8 @@ impl Tx for SqliteTx<'_> {
     ) -> Result<()> {
         self.conn
             .prepare_cached(
-                "INSERT INTO assistance_imports (import_id, region, file_name, \
-            rows_count, imported_by, imported_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO assistance_imports (import_id, region, file_name, rows_count, \
+                imported_by, imported_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![import_id, region_text, file_name, rows as i64, by, now])?;
         Ok(())
@@ -380,8 +420,8 @@ impl Tx for SqliteTx<'_> {
 
     fn accumulators(&mut self, key: &PersonKey, year: i16) -> Result<Accumulators> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT tier, pool, counter, value FROM accumulators \
-            WHERE region = ?1 AND person_id = ?2 AND year = ?3",
+            "SELECT tier, pool, counter, value FROM accumulators WHERE region = ?1 AND person_id = \
+            ?2 AND year = ?3",
         )?;
         let rows = statement
             .query_map(params![key.region_text(), key.person_id, year], |r| {
@@ -414,11 +454,15 @@ impl Tx for SqliteTx<'_> {
             .iter()
             .map(|(k, v)| (&*k.tier, &*k.pool, k.counter.code(), v.0))
             .chain((deltas.admissions > 0).then_some(admissions));
-        let mut posting = self.conn.prepare_cached("INSERT INTO accumulator_postings (region, person_id, \
-            settlement_id, year, tier, pool, counter, delta) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?;
-        let mut total = self.conn.prepare_cached("INSERT INTO accumulators (region, person_id, year, tier, \
-            pool, counter, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (region, person_id, year, \
-            tier, pool, counter) DO UPDATE SET value = value + excluded.value")?;
+        let mut posting = self.conn.prepare_cached(
+            "INSERT INTO accumulator_postings (region, person_id, settlement_id, year, tier, pool, \
+            counter, delta) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        let mut total = self.conn.prepare_cached(
+            "INSERT INTO accumulators (region, person_id, year, tier, pool, counter, value) VALUES \
+            (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (region, person_id, year, tier, pool, \
+            counter) DO UPDATE SET value = value + excluded.value",
+        )?;
         for (tier, pool, counter, value) in entries {
             let delta = value * sign;
             posting.execute(params![
@@ -445,8 +489,10 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn visit(&mut self, key: &PersonKey, visit_id: &str) -> Result<Option<VisitRow>> {
-        let mut statement = self.conn.prepare_cached("SELECT institution_id, visit_type, date_of_service, \
-            admission_number, status, opened_at FROM visits WHERE region = ?1 AND person_id = ?2 AND visit_id = ?3")?;
+        let mut statement = self.conn.prepare_cached(
+            "SELECT institution_id, visit_type, date_of_service, admission_number, status, \
+            opened_at FROM visits WHERE region = ?1 AND person_id = ?2 AND visit_id = ?3",
+        )?;
         let row = statement
             .query_row(params![key.region_text(), key.person_id, visit_id], |r| {
                 Ok((
@@ -478,9 +524,9 @@ impl Tx for SqliteTx<'_> {
     fn insert_visit(&mut self, row: &VisitRow) -> Result<()> {
         self.conn
             .prepare_cached(
-                "INSERT INTO visits (region, person_id, visit_id, institution_id, \
-            visit_type, date_of_service, admission_number, status, opened_at) \
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO visits (region, person_id, visit_id, institution_id, visit_type, \
+                date_of_service, admission_number, status, opened_at) VALUES (?1, ?2, ?3, ?4, ?5, \
+                ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 row.key.region_text(),
@@ -502,14 +548,20 @@ impl Tx for SqliteTx<'_> {
         visit_id: &str,
         status: VisitStatus,
     ) -> Result<()> {
-        self.conn.prepare_cached("UPDATE visits SET status = ?4 WHERE region = ?1 AND person_id = ?2 AND visit_id = ?3")?
+        self.conn
+            .prepare_cached(
+                "UPDATE visits SET status = ?4 WHERE region = ?1 AND person_id = ?2 AND visit_id = \
+                ?3",
+            )?
             .execute(params![key.region_text(), key.person_id, visit_id, status.code()])?;
         Ok(())
     }
 
     fn lines(&mut self, key: &PersonKey, visit_id: &str) -> Result<Vec<(i64, Line)>> {
-        let mut statement = self.conn.prepare_cached("SELECT line_no, code, name, class, quantity, unit_price, \
-            amount, price_limit FROM fee_lines WHERE region = ?1 AND person_id = ?2 AND visit_id = ?3 ORDER BY line_no")?;
+        let mut statement = self.conn.prepare_cached(
+            "SELECT line_no, code, name, class, quantity, unit_price, amount, price_limit FROM \
+            fee_lines WHERE region = ?1 AND person_id = ?2 AND visit_id = ?3 ORDER BY line_no",
+        )?;
         let rows = statement
             .query_map(params![key.region_text(), key.person_id, visit_id], |r| {
                 Ok((
@@ -536,11 +588,25 @@ impl Tx for SqliteTx<'_> {
         line_no: i64,
         line: &Line,
     ) -> Result<()> {
-        self.conn.prepare_cached("INSERT INTO fee_lines (region, person_id, visit_id, line_no, code, name, \
-            class, quantity, unit_price, amount, price_limit) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?
-            .execute(params![key.region_text(), key.person_id, visit_id, line_no, line.code, line.name,
-                line.class.code(), line.quantity.0, line.unit_price.0, line.amount.0,
-                line.price_limit.map(|p| p.0)])?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO fee_lines (region, person_id, visit_id, line_no, code, name, class, \
+                quantity, unit_price, amount, price_limit) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+                ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                key.region_text(),
+                key.person_id,
+                visit_id,
+                line_no,
+                line.code,
+                line.name,
+                line.class.code(),
+                line.quantity.0,
+                line.unit_price.0,
+                line.amount.0,
+                line.price_limit.map(|p| p.0)
+            ])?;
         Ok(())
     }
 
@@ -548,8 +614,8 @@ impl Tx for SqliteTx<'_> {
         let count = self
             .conn
             .prepare_cached(
-                "DELETE FROM fee_lines WHERE region = ?1 AND person_id = ?2 \
-            AND visit_id = ?3 AND line_no = ?4",
+                "DELETE FROM fee_lines WHERE region = ?1 AND person_id = ?2 AND visit_id = ?3 AND \
+                line_no = ?4",
             )?
             .execute(params![key.region_text(), key.person_id, visit_id, line_no])?;
         Ok(count > 0)
@@ -582,8 +648,8 @@ impl Tx for SqliteTx<'_> {
     fn insert_settlement(&mut self, row: &SettlementRow) -> Result<()> {
         self.conn
             .prepare_cached(&format!(
-                "INSERT INTO settlements ({SETTLEMENT_COLUMNS}) \
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                "INSERT INTO settlements ({SETTLEMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, \
+                ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
             ))?
             .execute(params![
                 row.key.region_text(),
@@ -606,8 +672,10 @@ impl Tx for SqliteTx<'_> {
 
     fn insert_postings(&mut self, row: &SettlementRow, postings: &[Posting]) -> Result<()> {
         onestop_ledger::assert_balanced(postings);
-        let mut statement = self.conn.prepare_cached("INSERT INTO ledger (region, person_id, settlement_id, \
-            posting_no, account, amount, institution_id, booked_on) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?;
+        let mut statement = self.conn.prepare_cached(
+            "INSERT INTO ledger (region, person_id, settlement_id, posting_no, account, amount, \
+            institution_id, booked_on) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
         for (index, posting) in postings.iter().enumerate() {
             statement.execute(params![
                 row.key.region_text(),
@@ -625,8 +693,8 @@ impl Tx for SqliteTx<'_> {
 
     fn postings(&mut self, key: &PersonKey, settlement_id: &str) -> Result<Vec<Posting>> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT account, amount FROM ledger WHERE region = ?1 \
-            AND person_id = ?2 AND settlement_id = ?3 ORDER BY posting_no",
+            "SELECT account, amount FROM ledger WHERE region = ?1 AND person_id = ?2 AND \
+            settlement_id = ?3 ORDER BY posting_no",
         )?;
         let rows = statement
             .query_map(params![key.region_text(), key.person_id, settlement_id], |r| {
@@ -643,8 +711,8 @@ impl Tx for SqliteTx<'_> {
         idempotency_key: &str,
     ) -> Result<Option<StoredResponse>> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT request_sha256, status, response FROM idempotency \
-            WHERE region = ?1 AND person_id = ?2 AND institution_id = ?3 AND idempotency_key = ?4",
+            "SELECT request_sha256, status, response FROM idempotency WHERE region = ?1 AND \
+            person_id = ?2 AND institution_id = ?3 AND idempotency_key = ?4",
         )?;
         let row = statement
             .query_row(
@@ -670,7 +738,8 @@ impl Tx for SqliteTx<'_> {
         self.conn
             .prepare_cached(
                 "INSERT INTO idempotency (region, person_id, institution_id, idempotency_key, \
-            request_sha256, status, response, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                request_sha256, status, response, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
+                ?8)",
             )?
             .execute(params![
                 key.region_text(),
@@ -697,7 +766,7 @@ impl Tx for SqliteTx<'_> {
         self.conn
             .prepare_cached(
                 "INSERT INTO audit_log (region, person_id, audit_id, at, actor, action, detail) \
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
                 key.region_text(),
@@ -734,8 +803,8 @@ impl Tx for SqliteTx<'_> {
         day: Date,
     ) -> Result<Vec<(String, Posting)>> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT settlement_id, account, amount FROM ledger \
-            WHERE institution_id = ?1 AND booked_on = ?2 ORDER BY settlement_id, posting_no",
+            "SELECT settlement_id, account, amount FROM ledger WHERE institution_id = ?1 AND \
+            booked_on = ?2 ORDER BY settlement_id, posting_no",
         )?;
         let rows = statement
             .query_map(params![institution_id, day.to_string()], |r| {

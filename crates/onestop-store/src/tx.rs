@@ -25,6 +25,8 @@ pub enum StoreError {
     Closed,
     #[error("too many requests are waiting for the store")]
     Busy,
+    #[error("a value does not fit its column: {0}")]
+    OutOfRange(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

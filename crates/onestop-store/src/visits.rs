@@ -118,6 +118,11 @@ fn owned_visit(
         Some((IdKind::Visit, key)) => key,
         _ => return Ok(Err(not_found())),
     };
+    if acting {
+        // Changing a visit holds its person, as settling does: otherwise, on a store with
+        // concurrent writers, a line could land on a visit settled meanwhile without it.
+        tx.person(&key, true)?;
+    }
     let Some(visit) = tx.visit(&key, visit_id)? else { return Ok(Err(not_found())) };
     let owner = actor.role == Role::Institution && actor.institution_id == visit.institution_id;
     let reader = !acting && actor.role != Role::Institution && actor.region == key.region;

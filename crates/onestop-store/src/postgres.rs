@@ -1,0 +1,159 @@
+//! The PostgreSQL store: a pool of connections (r2d2 over the synchronous `postgres` client),
+//! each request in its own transaction on a blocking thread. A write runs in one READ COMMITTED
+//! transaction and answers after its COMMIT; an error or a panic inside it rolls the whole
+//! transaction back, so nothing of it is written. Two settlements of one person serialize on
+//! the person's row lock (`SELECT ... FOR UPDATE`, see `postgres_tx`). A read runs in a
+//! REPEATABLE READ, READ ONLY transaction: one consistent snapshot.
+//!
+//! The schema (`schema/postgres.sql`) is applied at open; where the Citus extension is installed
+//! the tables are also distributed once (`schema/citus.sql`). Plain PostgreSQL needs nothing more.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use ::postgres::{IsolationLevel, NoTls, Transaction};
+use r2d2_postgres::PostgresConnectionManager;
+
+use crate::postgres_tx::PgTx;
+use crate::tx::{Result, StoreError, Tx};
+
+/// Connections the pool opens at most: requests beyond it wait for one.
+pub const POOL_CONNECTIONS_MAX: u32 = 16;
+/// Connections kept open while idle.
+pub const POOL_IDLE_MIN: u32 = 2;
+/// How long a request waits for a connection before it fails.
+pub const POOL_WAIT_MAX: Duration = Duration::from_secs(10);
+
+const SCHEMA: &str = include_str!("../schema/postgres.sql");
+const CITUS: &str = include_str!("../schema/citus.sql");
+/// Serializes the schema setup of stores opening at once (`pg_advisory_xact_lock`); an
+/// arbitrary key, the ASCII of "onestop".
+const SCHEMA_LOCK: &str = "SELECT pg_advisory_xact_lock(31365104422645616)";
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+pub struct PgStore {
+    /// Always set; taken only when the store is dropped.
+    pool: Option<Pool>,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user@host:port/database?...`) and applies the schema.
+    pub fn open(url: &str) -> Result<PgStore> {
+        let mut config: ::postgres::Config = url.parse()?;
+        if config.get_application_name().is_none() {
+            config.application_name("onestop");
+        }
+        let pool = r2d2::Pool::builder()
+            .max_size(POOL_CONNECTIONS_MAX)
+            .min_idle(Some(POOL_IDLE_MIN))
+            .connection_timeout(POOL_WAIT_MAX)
+            .build_unchecked(PostgresConnectionManager::new(config, NoTls));
+        // The synchronous client drives its own runtime, which cannot run on a thread that
+        // drives async tasks; `open` may be called from one, so the setup runs on its own.
+        std::thread::scope(|scope| scope.spawn(|| apply_schema(&pool)).join())
+            .map_err(|_| StoreError::Corrupt("the schema setup panicked".into()))??;
+        Ok(PgStore { pool: Some(pool) })
+    }
+
+    fn pool(&self) -> Result<Pool> {
+        self.pool.clone().ok_or(StoreError::Closed)
+    }
+
+    /// Runs `work` in one READ COMMITTED transaction and answers after the commit.
+    pub async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    {
+        let pool = self.pool()?;
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut client = pool.get()?;
+            let mut transaction = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::ReadCommitted)
+                .start()?;
+            match run(&mut transaction, work, "writing") {
+                Ok(value) => {
+                    transaction.commit()?;
+                    Ok(value)
+                }
+                Err(error) => {
+                    // The error to report is the one that aborted the work.
+                    let _ = transaction.rollback();
+                    Err(error)
+                }
+            }
+        })
+        .await;
+        joined.map_err(|_| StoreError::Corrupt("a write panicked".into()))?
+    }
+
+    /// Runs `work` on a consistent read-only snapshot.
+    pub async fn read<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    {
+        let pool = self.pool()?;
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut client = pool.get()?;
+            let mut transaction = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let outcome = run(&mut transaction, work, "reading");
+            let _ = transaction.rollback();
+            outcome
+        })
+        .await;
+        joined.map_err(|_| StoreError::Corrupt("a read panicked".into()))?
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // Closing a connection also runs the client's runtime: not on an async worker thread.
+        if let Some(pool) = self.pool.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let _ = std::thread::Builder::new()
+                .name("onestop-postgres-close".into())
+                .spawn(move || drop(pool));
+        }
+    }
+}
+
+/// Runs `work` over the open transaction; a panic inside it is an error like any other.
+fn run<T>(
+    transaction: &mut Transaction<'_>,
+    work: impl FnOnce(&mut dyn Tx) -> Result<T>,
+    doing: &str,
+) -> Result<T> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| work(&mut PgTx { tx: transaction })))
+        .unwrap_or_else(|_| Err(StoreError::Corrupt(format!("an invariant failed while {doing}"))))
+}
+
+/// Creates what is missing of the schema, then distributes it where Citus is installed.
+fn apply_schema(pool: &Pool) -> Result<()> {
+    let mut client = pool.get()?;
+    let mut transaction = client.transaction()?;
+    transaction.batch_execute(SCHEMA_LOCK)?;
+    transaction.batch_execute(SCHEMA)?;
+    transaction.commit()?;
+
+    let mut transaction = client.transaction()?;
+    transaction.batch_execute(SCHEMA_LOCK)?;
+    let citus = "SELECT 1 FROM pg_extension WHERE extname = 'citus'";
+    if transaction.query_opt(citus, &[])?.is_some() {
+        // Distributing is all or nothing (one transaction), so one table tells.
+        let distributed = "SELECT EXISTS (SELECT 1 FROM pg_dist_partition \
+            WHERE logicalrelid = 'persons'::regclass)";
+        if !transaction.query_one(distributed, &[])?.try_get::<_, bool>(0)? {
+            transaction.batch_execute(CITUS)?;
+        }
+    }
+    transaction.commit()?;
+    Ok(())
+}

@@ -1,0 +1,633 @@
+//! The storage primitives in PostgreSQL's dialect. `PgTx` borrows a transaction that is already
+//! open (see `postgres`); it never commits or rolls back itself.
+//!
+//! Column types follow `schema/postgres.sql`: money and counts are BIGINT (`i64`), small numbers
+//! INTEGER (`i32`), booleans 0/1 INTEGER, dates ISO TEXT. The row decoders are shared with the
+//! SQLite store, so both read the same rows into the same values; text is ordered by `COLLATE
+//! "C"` (bytes, as SQLite does), whatever the database's collation.
+
+use ::postgres::types::ToSql;
+use ::postgres::{Row, Transaction};
+use onestop_core::{
+    Accumulators, AssistanceCategory, Category, Date, Deltas, Fen, HospitalLevel, Line, VisitType,
+};
+use onestop_ledger::Posting;
+
+use crate::model::{
+    AssistanceEntry, Enrolment, Institution, PersonKey, PersonRow, SettlementRow, StoredResponse,
+    VisitRow, VisitStatus,
+};
+use crate::sqlite_tx::{
+    ADMISSIONS, add_counter, corrupt, date, institution_from, line_from, posting_from, region,
+    settlement_row,
+};
+use crate::tx::{NewAssistance, Result, StoreError, Tx};
+
+pub struct PgTx<'t, 'c> {
+    pub tx: &'t mut Transaction<'c>,
+}
+
+type Params<'a> = [&'a (dyn ToSql + Sync)];
+
+/// A number for an INTEGER column, refused when it does not fit.
+fn int4<N: TryInto<i32> + Copy + std::fmt::Display>(what: &str, value: N) -> Result<i32> {
+    value.try_into().map_err(|_| StoreError::OutOfRange(format!("{what} {value}")))
+}
+
+const INSTITUTION_COLUMNS: &str = "institution_id, region, name, level, role";
+
+fn institution_row(row: &Row) -> Result<Institution> {
+    institution_from(
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+        row.try_get(4)?,
+    )
+}
+
+const SETTLEMENT_COLUMNS: &str = "region, person_id, settlement_id, visit_id, institution_id, \
+    date_of_service, booked_on, booked_at, result, total, fund_total, personal_account, cash, \
+    reverses";
+
+fn read_settlement(row: &Row) -> Result<SettlementRow> {
+    let mut texts: [String; 9] = Default::default();
+    for (index, text) in texts.iter_mut().enumerate() {
+        *text = row.try_get(index)?;
+    }
+    let numbers = [row.try_get(9)?, row.try_get(10)?, row.try_get(11)?, row.try_get(12)?];
+    settlement_row(texts, numbers, row.try_get(13)?)
+}
+
+fn read_line(row: &Row) -> Result<(i64, Line)> {
+    let line_no: i32 = row.try_get(0)?;
+    let values = [row.try_get(4)?, row.try_get(5)?, row.try_get(6)?];
+    let line =
+        line_from(row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, values, row.try_get(7)?)?;
+    Ok((i64::from(line_no), line))
+}
+
+impl PgTx<'_, '_> {
+    fn settlements_where(&mut self, clause: &str, args: &Params<'_>) -> Result<Vec<SettlementRow>> {
+        let sql = format!("SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE {clause}");
+        self.tx.query(sql.as_str(), args)?.iter().map(read_settlement).collect()
+    }
+
+    fn institution_where(&mut self, clause: &str, value: &str) -> Result<Option<Institution>> {
+        let sql = format!("SELECT {INSTITUTION_COLUMNS} FROM institutions WHERE {clause}");
+        self.tx.query_opt(sql.as_str(), &[&value])?.as_ref().map(institution_row).transpose()
+    }
+}
+
+impl Tx for PgTx<'_, '_> {
+    fn institution_by_token(&mut self, token_sha256: &str) -> Result<Option<Institution>> {
+        self.institution_where("token_sha256 = $1", token_sha256)
+    }
+
+    fn institution(&mut self, institution_id: &str) -> Result<Option<Institution>> {
+        self.institution_where("institution_id = $1", institution_id)
+    }
+
+    fn insert_institution(
+        &mut self,
+        row: &Institution,
+        token_sha256: &str,
+        now: &str,
+    ) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO institutions (institution_id, region, name, level, role, token_sha256, \
+            created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (institution_id) DO UPDATE \
+            SET name = EXCLUDED.name, level = EXCLUDED.level, token_sha256 = EXCLUDED.token_sha256",
+            &[
+                &row.institution_id,
+                &row.region.to_string(),
+                &row.name,
+                &row.level.map(HospitalLevel::code),
+                &row.role.code(),
+                &token_sha256,
+                &now,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn person(&mut self, key: &PersonKey, lock: bool) -> Result<Option<PersonRow>> {
+        // The row lock is held to the end of the transaction: a second settlement of the
+        // person waits here, then reads what the first committed (READ COMMITTED re-reads).
+        let sql = if lock {
+            "SELECT name, id_number, birth_date, gender, account_balance FROM persons \
+            WHERE region = $1 AND person_id = $2 FOR UPDATE"
+        } else {
+            "SELECT name, id_number, birth_date, gender, account_balance FROM persons \
+            WHERE region = $1 AND person_id = $2"
+        };
+        let Some(row) = self.tx.query_opt(sql, &[&key.region_text(), &key.person_id])? else {
+            return Ok(None);
+        };
+        let birth: String = row.try_get(2)?;
+        Ok(Some(PersonRow {
+            key: key.clone(),
+            name: row.try_get(0)?,
+            id_number: row.try_get(1)?,
+            birth_date: date(&birth)?,
+            gender: row.try_get(3)?,
+            account_balance: Fen(row.try_get(4)?),
+        }))
+    }
+
+    fn person_by_id_number(
+        &mut self,
+        region_text: &str,
+        id_number: &str,
+    ) -> Result<Option<PersonKey>> {
+        let row = self.tx.query_opt(
+            "SELECT person_id FROM persons WHERE region = $1 AND id_number = $2 \
+            ORDER BY person_id COLLATE \"C\" LIMIT 1",
+            &[&region_text, &id_number],
+        )?;
+        match row {
+            Some(row) => {
+                Ok(Some(PersonKey { region: region(region_text)?, person_id: row.try_get(0)? }))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn upsert_person(&mut self, row: &PersonRow) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO persons (region, person_id, name, id_number, birth_date, gender, \
+            account_balance, next_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, 1) \
+            ON CONFLICT (region, person_id) DO UPDATE SET name = EXCLUDED.name, \
+            id_number = EXCLUDED.id_number, birth_date = EXCLUDED.birth_date, \
+            gender = EXCLUDED.gender, account_balance = EXCLUDED.account_balance",
+            &[
+                &row.key.region_text(),
+                &row.key.person_id,
+                &row.name,
+                &row.id_number,
+                &row.birth_date.to_string(),
+                &row.gender,
+                &row.account_balance.0,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn set_account_balance(&mut self, key: &PersonKey, balance: Fen) -> Result<()> {
+        assert!(balance >= Fen::ZERO, "an account balance never goes negative");
+        self.tx.execute(
+            "UPDATE persons SET account_balance = $3 WHERE region = $1 AND person_id = $2",
+            &[&key.region_text(), &key.person_id, &balance.0],
+        )?;
+        Ok(())
+    }
+
+    fn next_seq(&mut self, key: &PersonKey) -> Result<i64> {
+        let row = self.tx.query_one(
+            "UPDATE persons SET next_seq = next_seq + 1 WHERE region = $1 AND person_id = $2 \
+            RETURNING next_seq - 1",
+            &[&key.region_text(), &key.person_id],
+        )?;
+        Ok(row.try_get(0)?)
+    }
+
+    fn enrolment(&mut self, key: &PersonKey, year: i16) -> Result<Option<Enrolment>> {
+        let row = self.tx.query_opt(
+            "SELECT category, civil_servant, enterprise_supplementary, needy FROM enrolments \
+            WHERE region = $1 AND person_id = $2 AND year = $3",
+            &[&key.region_text(), &key.person_id, &i32::from(year)],
+        )?;
+        let Some(row) = row else { return Ok(None) };
+        let category: String = row.try_get(0)?;
+        let flag = |index: usize| row.try_get::<_, i32>(index).map(|value| value != 0);
+        Ok(Some(Enrolment {
+            year,
+            category: Category::parse(&category).ok_or_else(|| corrupt("category", &category))?,
+            civil_servant: flag(1)?,
+            enterprise_supplementary: flag(2)?,
+            needy: flag(3)?,
+        }))
+    }
+
+    fn upsert_enrolment(&mut self, key: &PersonKey, e: &Enrolment) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO enrolments (region, person_id, year, category, civil_servant, \
+            enterprise_supplementary, needy) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+            ON CONFLICT (region, person_id, year) DO UPDATE SET category = EXCLUDED.category, \
+            civil_servant = EXCLUDED.civil_servant, \
+            enterprise_supplementary = EXCLUDED.enterprise_supplementary, needy = EXCLUDED.needy",
+            &[
+                &key.region_text(),
+                &key.person_id,
+                &i32::from(e.year),
+                &e.category.code(),
+                &i32::from(e.civil_servant),
+                &i32::from(e.enterprise_supplementary),
+                &i32::from(e.needy),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn assistance(&mut self, key: &PersonKey) -> Result<Vec<AssistanceEntry>> {
+        let rows = self.tx.query(
+            "SELECT category, effective_from, effective_to FROM assistance \
+            WHERE region = $1 AND person_id = $2 ORDER BY entry_id COLLATE \"C\"",
+            &[&key.region_text(), &key.person_id],
+        )?;
+        rows.iter()
+            .map(|row| {
+                let category: String = row.try_get(0)?;
+                let from: String = row.try_get(1)?;
+                let to: Option<String> = row.try_get(2)?;
+                Ok(AssistanceEntry {
+                    category: AssistanceCategory::parse(&category)
+                        .ok_or_else(|| corrupt("assistance", &category))?,
+                    effective_from: date(&from)?,
+                    effective_to: to.as_deref().map(date).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    fn insert_assistance(&mut self, row: &NewAssistance<'_>) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO assistance (region, person_id, entry_id, category, effective_from, \
+            effective_to, import_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &row.key.region_text(),
+                &row.key.person_id,
+                &row.entry_id,
+                &row.entry.category.code(),
+                &row.entry.effective_from.to_string(),
+                &row.entry.effective_to.map(|d| d.to_string()),
+                &row.import_id,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn insert_assistance_import(
+        &mut self,
+        import_id: &str,
+        region_text: &str,
+        file_name: &str,
+        rows: usize,
+        by: &str,
+        now: &str,
+    ) -> Result<()> {
+        let rows = int4("rows", rows)?;
+        self.tx.execute(
+            "INSERT INTO assistance_imports (import_id, region, file_name, rows_count, \
+            imported_by, imported_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&import_id, &region_text, &file_name, &rows, &by, &now],
+        )?;
+        Ok(())
+    }
+
+    fn accumulators(&mut self, key: &PersonKey, year: i16) -> Result<Accumulators> {
+        let rows = self.tx.query(
+            "SELECT tier, pool, counter, value FROM accumulators \
+            WHERE region = $1 AND person_id = $2 AND year = $3",
+            &[&key.region_text(), &key.person_id, &i32::from(year)],
+        )?;
+        let mut accumulators = Accumulators::new(year);
+        for row in &rows {
+            let (tier, pool, counter): (String, String, String) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            add_counter(&mut accumulators, &tier, &pool, &counter, row.try_get(3)?)?;
+        }
+        Ok(accumulators)
+    }
+
+    fn post_accumulators(
+        &mut self,
+        key: &PersonKey,
+        settlement_id: &str,
+        year: i16,
+        deltas: &Deltas,
+        sign: i64,
+    ) -> Result<()> {
+        let admissions = (ADMISSIONS.0, ADMISSIONS.1, ADMISSIONS.2, i64::from(deltas.admissions));
+        let entries = deltas
+            .entries
+            .iter()
+            .map(|(k, v)| (&*k.tier, &*k.pool, k.counter.code(), v.0))
+            .chain((deltas.admissions > 0).then_some(admissions));
+        let posting = self.tx.prepare(
+            "INSERT INTO accumulator_postings (region, person_id, settlement_id, year, tier, \
+            pool, counter, delta) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )?;
+        let total = self.tx.prepare(
+            "INSERT INTO accumulators (region, person_id, year, tier, pool, counter, value) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7) \
+            ON CONFLICT (region, person_id, year, tier, pool, counter) \
+            DO UPDATE SET value = accumulators.value + EXCLUDED.value",
+        )?;
+        let year = i32::from(year);
+        let (region_text, person_id) = (&key.region_text(), &key.person_id);
+        for (tier, pool, counter, value) in entries {
+            let delta = value * sign;
+            self.tx.execute(
+                &posting,
+                &[region_text, person_id, &settlement_id, &year, &tier, &pool, &counter, &delta],
+            )?;
+            self.tx.execute(
+                &total,
+                &[region_text, person_id, &year, &tier, &pool, &counter, &delta],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn visit(&mut self, key: &PersonKey, visit_id: &str) -> Result<Option<VisitRow>> {
+        let row = self.tx.query_opt(
+            "SELECT institution_id, visit_type, date_of_service, admission_number, status, \
+            opened_at FROM visits WHERE region = $1 AND person_id = $2 AND visit_id = $3",
+            &[&key.region_text(), &key.person_id, &visit_id],
+        )?;
+        let Some(row) = row else { return Ok(None) };
+        let visit_type: String = row.try_get(1)?;
+        let day: String = row.try_get(2)?;
+        let admission: Option<i32> = row.try_get(3)?;
+        let status: String = row.try_get(4)?;
+        Ok(Some(VisitRow {
+            key: key.clone(),
+            visit_id: visit_id.to_owned(),
+            institution_id: row.try_get(0)?,
+            visit_type: VisitType::parse(&visit_type)
+                .ok_or_else(|| corrupt("visit", &visit_type))?,
+            date_of_service: date(&day)?,
+            admission_number: admission.and_then(|n| u16::try_from(n).ok()),
+            status: VisitStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+            opened_at: row.try_get(5)?,
+        }))
+    }
+
+    fn insert_visit(&mut self, row: &VisitRow) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO visits (region, person_id, visit_id, institution_id, visit_type, \
+            date_of_service, admission_number, status, opened_at) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &row.key.region_text(),
+                &row.key.person_id,
+                &row.visit_id,
+                &row.institution_id,
+                &row.visit_type.code(),
+                &row.date_of_service.to_string(),
+                &row.admission_number.map(i32::from),
+                &row.status.code(),
+                &row.opened_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn set_visit_status(
+        &mut self,
+        key: &PersonKey,
+        visit_id: &str,
+        status: VisitStatus,
+    ) -> Result<()> {
+        self.tx.execute(
+            "UPDATE visits SET status = $4 WHERE region = $1 AND person_id = $2 AND visit_id = $3",
+            &[&key.region_text(), &key.person_id, &visit_id, &status.code()],
+        )?;
+        Ok(())
+    }
+
+    fn lines(&mut self, key: &PersonKey, visit_id: &str) -> Result<Vec<(i64, Line)>> {
+        let rows = self.tx.query(
+            "SELECT line_no, code, name, class, quantity, unit_price, amount, price_limit \
+            FROM fee_lines WHERE region = $1 AND person_id = $2 AND visit_id = $3 \
+            ORDER BY line_no",
+            &[&key.region_text(), &key.person_id, &visit_id],
+        )?;
+        rows.iter().map(read_line).collect()
+    }
+
+    fn insert_line(
+        &mut self,
+        key: &PersonKey,
+        visit_id: &str,
+        line_no: i64,
+        line: &Line,
+    ) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO fee_lines (region, person_id, visit_id, line_no, code, name, class, \
+            quantity, unit_price, amount, price_limit) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            &[
+                &key.region_text(),
+                &key.person_id,
+                &visit_id,
+                &int4("line number", line_no)?,
+                &line.code,
+                &line.name,
+                &line.class.code(),
+                &line.quantity.0,
+                &line.unit_price.0,
+                &line.amount.0,
+                &line.price_limit.map(|p| p.0),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn delete_line(&mut self, key: &PersonKey, visit_id: &str, line_no: i64) -> Result<bool> {
+        // A number that does not fit the column names no line.
+        let Ok(line_no) = i32::try_from(line_no) else { return Ok(false) };
+        let count = self.tx.execute(
+            "DELETE FROM fee_lines WHERE region = $1 AND person_id = $2 AND visit_id = $3 \
+            AND line_no = $4",
+            &[&key.region_text(), &key.person_id, &visit_id, &line_no],
+        )?;
+        Ok(count > 0)
+    }
+
+    fn settlement(
+        &mut self,
+        key: &PersonKey,
+        settlement_id: &str,
+    ) -> Result<Option<SettlementRow>> {
+        let rows = self.settlements_where(
+            "region = $1 AND person_id = $2 AND settlement_id = $3",
+            &[&key.region_text(), &key.person_id, &settlement_id],
+        )?;
+        Ok(rows.into_iter().next())
+    }
+
+    fn reversal_of(
+        &mut self,
+        key: &PersonKey,
+        settlement_id: &str,
+    ) -> Result<Option<SettlementRow>> {
+        let rows = self.settlements_where(
+            "region = $1 AND person_id = $2 AND reverses = $3",
+            &[&key.region_text(), &key.person_id, &settlement_id],
+        )?;
+        Ok(rows.into_iter().next())
+    }
+
+    fn insert_settlement(&mut self, row: &SettlementRow) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO settlements ({SETTLEMENT_COLUMNS}) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        );
+        self.tx.execute(
+            sql.as_str(),
+            &[
+                &row.key.region_text(),
+                &row.key.person_id,
+                &row.settlement_id,
+                &row.visit_id,
+                &row.institution_id,
+                &row.date_of_service.to_string(),
+                &row.booked_on.to_string(),
+                &row.booked_at,
+                &row.result,
+                &row.total.0,
+                &row.fund_total.0,
+                &row.personal_account.0,
+                &row.cash.0,
+                &row.reverses,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn insert_postings(&mut self, row: &SettlementRow, postings: &[Posting]) -> Result<()> {
+        onestop_ledger::assert_balanced(postings);
+        let statement = self.tx.prepare(
+            "INSERT INTO ledger (region, person_id, settlement_id, posting_no, account, amount, \
+            institution_id, booked_on) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )?;
+        let (region_text, booked_on) = (row.key.region_text(), row.booked_on.to_string());
+        for (index, posting) in postings.iter().enumerate() {
+            let posting_no = int4("posting number", index)?;
+            self.tx.execute(
+                &statement,
+                &[
+                    &region_text,
+                    &row.key.person_id,
+                    &row.settlement_id,
+                    &posting_no,
+                    &posting.account.code(),
+                    &posting.amount.0,
+                    &row.institution_id,
+                    &booked_on,
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn postings(&mut self, key: &PersonKey, settlement_id: &str) -> Result<Vec<Posting>> {
+        let rows = self.tx.query(
+            "SELECT account, amount FROM ledger WHERE region = $1 AND person_id = $2 \
+            AND settlement_id = $3 ORDER BY posting_no",
+            &[&key.region_text(), &key.person_id, &settlement_id],
+        )?;
+        rows.iter()
+            .map(|row| posting_from(&row.try_get::<_, String>(0)?, row.try_get(1)?))
+            .collect()
+    }
+
+    fn idempotency(
+        &mut self,
+        key: &PersonKey,
+        institution_id: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<StoredResponse>> {
+        let row = self.tx.query_opt(
+            "SELECT request_sha256, status, response FROM idempotency WHERE region = $1 \
+            AND person_id = $2 AND institution_id = $3 AND idempotency_key = $4",
+            &[&key.region_text(), &key.person_id, &institution_id, &idempotency_key],
+        )?;
+        let Some(row) = row else { return Ok(None) };
+        let status: i32 = row.try_get(1)?;
+        Ok(Some(StoredResponse {
+            request_sha256: row.try_get(0)?,
+            status: u16::try_from(status).unwrap_or(500),
+            body: row.try_get(2)?,
+        }))
+    }
+
+    fn insert_idempotency(
+        &mut self,
+        key: &PersonKey,
+        institution_id: &str,
+        idempotency_key: &str,
+        response: &StoredResponse,
+        now: &str,
+    ) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO idempotency (region, person_id, institution_id, idempotency_key, \
+            request_sha256, status, response, created_at) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &key.region_text(),
+                &key.person_id,
+                &institution_id,
+                &idempotency_key,
+                &response.request_sha256,
+                &i32::from(response.status),
+                &response.body,
+                &now,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn audit(
+        &mut self,
+        key: &PersonKey,
+        actor: &str,
+        action: &str,
+        detail: &str,
+        now: &str,
+    ) -> Result<()> {
+        let audit_id = hex::encode(rand::random::<[u8; 12]>());
+        self.tx.execute(
+            "INSERT INTO audit_log (region, person_id, audit_id, at, actor, action, detail) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[&key.region_text(), &key.person_id, &audit_id, &now, &actor, &action, &detail],
+        )?;
+        Ok(())
+    }
+
+    fn settlements_booked(
+        &mut self,
+        institution_id: &str,
+        day: Date,
+    ) -> Result<Vec<SettlementRow>> {
+        self.settlements_where(
+            "institution_id = $1 AND booked_on = $2",
+            &[&institution_id, &day.to_string()],
+        )
+    }
+
+    fn query_strings(&mut self, sql: &str) -> Result<Vec<String>> {
+        let rows = self.tx.query(sql, &[])?;
+        rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+    }
+
+    fn postings_booked(
+        &mut self,
+        institution_id: &str,
+        day: Date,
+    ) -> Result<Vec<(String, Posting)>> {
+        let rows = self.tx.query(
+            "SELECT settlement_id, account, amount FROM ledger WHERE institution_id = $1 \
+            AND booked_on = $2 ORDER BY settlement_id COLLATE \"C\", posting_no",
+            &[&institution_id, &day.to_string()],
+        )?;
+        rows.iter()
+            .map(|row| {
+                let account: String = row.try_get(1)?;
+                Ok((row.try_get(0)?, posting_from(&account, row.try_get(2)?)?))
+            })
+            .collect()
+    }
+}
