@@ -65,7 +65,8 @@ impl IntoResponse for ApiError {
                 tracing::error!(%error, "store failure");
                 error_response(&ServiceError::new(
                     ServiceCode::InternalError,
-                    "the store failed; nothing was written",
+                    "the store failed: retry with the same idempotency key, which settles \
+                     once whether or not the failed attempt was written",
                 ))
             }
         }

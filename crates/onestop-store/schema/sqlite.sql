@@ -176,3 +176,6 @@ CREATE TABLE IF NOT EXISTS audit_log (
     detail TEXT NOT NULL,
     PRIMARY KEY (region, person_id, audit_id)
 );
+
+-- The schema's version, written once; a later version migrates from it.
+INSERT INTO schema_version (version) SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM schema_version);

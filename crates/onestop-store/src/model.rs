@@ -159,6 +159,8 @@ pub struct Enrolment {
 /// One entry of an assistance-recipient list.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct AssistanceEntry {
+    /// Sorts by import (later imports after earlier ones), then by row.
+    pub entry_id: String,
     pub category: AssistanceCategory,
     pub effective_from: Date,
     pub effective_to: Option<Date>,

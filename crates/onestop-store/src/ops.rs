@@ -95,14 +95,15 @@ pub fn settle(
         Ok((_, key)) => key,
         Err(error) => return Ok(respond::<()>(Err(error), idempotency.request_sha256)),
     };
-    let person = tx.person(&key, true)?;
+    // Without a person there is no row to lock and nothing to settle: the answer is the same
+    // on every retry, so it is not stored.
+    let Some(person) = tx.person(&key, true)? else {
+        return Ok(respond::<()>(Err(not_found_visit(visit_id)), idempotency.request_sha256));
+    };
     if let Some(replay) = replayed(tx, &key, actor, idempotency)? {
         return Ok(replay);
     }
-    let answer = match person {
-        None => Err(not_found_visit(visit_id)),
-        Some(person) => settle_visit(tx, env, actor, &person, visit_id, request)?,
-    };
+    let answer = settle_visit(tx, env, actor, &person, visit_id, request)?;
     let response = respond(answer, idempotency.request_sha256);
     tx.insert_idempotency(&key, &actor.institution_id, idempotency.key, &response, &env.now)?;
     Ok(response)
@@ -182,7 +183,7 @@ pub(crate) fn claim_of(
     let on_list = assistance
         .iter()
         .filter(|e| e.effective_from <= date && e.effective_to.is_none_or(|to| date <= to))
-        .max_by_key(|e| e.effective_from)
+        .max_by(|a, b| (a.effective_from, &a.entry_id).cmp(&(b.effective_from, &b.entry_id)))
         .map(|e| e.category);
     let claim = Claim {
         bill: onestop_core::Bill {
@@ -342,14 +343,14 @@ pub fn cancel(
         Ok((_, key)) => key,
         Err(error) => return Ok(respond::<()>(Err(error), idempotency.request_sha256)),
     };
-    let person = tx.person(&key, true)?;
+    let Some(person) = tx.person(&key, true)? else {
+        let error = not_found_settlement(settlement_id);
+        return Ok(respond::<()>(Err(error), idempotency.request_sha256));
+    };
     if let Some(replay) = replayed(tx, &key, actor, idempotency)? {
         return Ok(replay);
     }
-    let answer = match person {
-        None => Err(not_found_settlement(settlement_id)),
-        Some(person) => reverse(tx, env, actor, &person, settlement_id)?,
-    };
+    let answer = reverse(tx, env, actor, &person, settlement_id)?;
     let response = respond(answer, idempotency.request_sha256);
     tx.insert_idempotency(&key, &actor.institution_id, idempotency.key, &response, &env.now)?;
     Ok(response)

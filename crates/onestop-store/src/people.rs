@@ -62,7 +62,7 @@ pub fn person_view(
         .assistance(key)?
         .into_iter()
         .filter(|e| e.effective_from <= today && e.effective_to.is_none_or(|to| today <= to))
-        .max_by_key(|e| e.effective_from)
+        .max_by(|a, b| (a.effective_from, &a.entry_id).cmp(&(b.effective_from, &b.entry_id)))
         .map(|e| e.category.code().to_owned());
     let ytd = YtdDto::from_core(&tx.accumulators(key, year)?);
     let detail = format!("year {year}, id number {}", mask_id_number(&person.id_number));
@@ -226,14 +226,17 @@ pub fn import_assistance(
             }
         }
     }
-    let import_id = format!("{region}-{}", new_token().get(..16).unwrap_or_default());
+    // Import ids sort in the order of import, so the later list wins a tie of start dates.
+    let stamp: String = env.now.chars().filter(char::is_ascii_digit).take(17).collect();
+    let import_id = format!("{region}-{stamp}-{}", new_token().get(..8).unwrap_or_default());
     for (row, key) in rows.iter().zip(&keys) {
         let entry = AssistanceEntry {
+            entry_id: format!("{import_id}-{:06}", row.row),
             category: row.category,
             effective_from: row.effective_from,
             effective_to: row.effective_to,
         };
-        let entry_id = format!("{import_id}-{}", row.row);
+        let entry_id = entry.entry_id.clone();
         tx.insert_assistance(&NewAssistance { key, entry_id, entry, import_id: &import_id })?;
     }
     tx.insert_assistance_import(

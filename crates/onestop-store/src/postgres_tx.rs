@@ -159,7 +159,7 @@ impl Tx for PgTx<'_, '_> {
             account_balance, next_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, 1) \
             ON CONFLICT (region, person_id) DO UPDATE SET name = EXCLUDED.name, \
             id_number = EXCLUDED.id_number, birth_date = EXCLUDED.birth_date, \
-            gender = EXCLUDED.gender, account_balance = EXCLUDED.account_balance",
+            gender = EXCLUDED.gender",
             &[
                 &row.key.region_text(),
                 &row.key.person_id,
@@ -231,7 +231,7 @@ impl Tx for PgTx<'_, '_> {
 
     fn assistance(&mut self, key: &PersonKey) -> Result<Vec<AssistanceEntry>> {
         let rows = self.tx.query(
-            "SELECT category, effective_from, effective_to FROM assistance \
+            "SELECT category, effective_from, effective_to, entry_id FROM assistance \
             WHERE region = $1 AND person_id = $2 ORDER BY entry_id COLLATE \"C\"",
             &[&key.region_text(), &key.person_id],
         )?;
@@ -241,6 +241,7 @@ impl Tx for PgTx<'_, '_> {
                 let from: String = row.try_get(1)?;
                 let to: Option<String> = row.try_get(2)?;
                 Ok(AssistanceEntry {
+                    entry_id: row.try_get(3)?,
                     category: AssistanceCategory::parse(&category)
                         .ok_or_else(|| corrupt("assistance", &category))?,
                     effective_from: date(&from)?,

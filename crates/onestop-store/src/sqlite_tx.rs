@@ -276,7 +276,7 @@ impl Tx for SqliteTx<'_> {
                 account_balance, next_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1) ON CONFLICT \
                 (region, person_id) DO UPDATE SET name = excluded.name, id_number = \
                 excluded.id_number, birth_date = excluded.birth_date, gender = excluded.gender, \
-                account_balance = excluded.account_balance",
+                account_balance = persons.account_balance",
             )?
             .execute(params![
                 row.key.region_text(),
@@ -362,17 +362,19 @@ impl Tx for SqliteTx<'_> {
 
     fn assistance(&mut self, key: &PersonKey) -> Result<Vec<AssistanceEntry>> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT category, effective_from, effective_to FROM assistance WHERE region = ?1 AND \
-            person_id = ?2",
+            "SELECT category, effective_from, effective_to, entry_id FROM assistance \
+            WHERE region = ?1 AND person_id = ?2",
         )?;
         let rows = statement
             .query_map(params![key.region_text(), key.person_id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?))
+                let category = r.get::<_, String>(0)?;
+                Ok((category, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get(3)?))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.into_iter()
-            .map(|(category, from, to)| {
+            .map(|(category, from, to, entry_id)| {
                 Ok(AssistanceEntry {
+                    entry_id,
                     category: AssistanceCategory::parse(&category)
                         .ok_or_else(|| corrupt("assistance", &category))?,
                     effective_from: date(&from)?,
