@@ -34,13 +34,44 @@ fn main() -> ExitCode {
             if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
         "test" => test(&repo_root(), std::env::args().skip(2)),
+        "bench-service" => bench_service(&repo_root(), std::env::args().skip(2)),
         _ => {
             eprintln!("usage: cargo xtask <task>");
             eprintln!("  test   run the whole suite, as CI does [cargo test arguments]");
             eprintln!("  tidy   check the code rules");
+            eprintln!("  bench-service  load-test settle on SQLite and on a durable PostgreSQL");
             ExitCode::from(2)
         }
     }
+}
+
+/// Load-tests settle on the embedded SQLite store and on a throw-away PostgreSQL running with
+/// full durability (fsync on), with the same load generator (`onestop load`). Further arguments
+/// go to `onestop load` (`cargo xtask bench-service --rate 1000 --seconds 10`).
+fn bench_service(root: &Path, extra: impl Iterator<Item = String>) -> ExitCode {
+    let extra: Vec<String> = extra.collect();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let load = |database: Option<String>| {
+        let mut command = Command::new(&cargo);
+        command.args(["run", "--release", "--quiet", "-p", "onestop-cli", "--", "load"]);
+        command.args(&extra).current_dir(root);
+        if let Some(database) = database {
+            command.args(["--database", &database]);
+        }
+        command.status().is_ok_and(|s| s.success())
+    };
+    if !load(None) {
+        return ExitCode::FAILURE;
+    }
+    match pg_server::Server::start_with(true) {
+        Ok(server) => {
+            if !load(Some(server.url())) {
+                return ExitCode::FAILURE;
+            }
+        }
+        Err(error) => eprintln!("PostgreSQL could not start, so only SQLite was measured: {error}"),
+    }
+    ExitCode::SUCCESS
 }
 
 /// Runs the whole suite as CI does: every crate's tests, including the tidy test, with the

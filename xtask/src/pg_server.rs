@@ -38,11 +38,18 @@ pub struct Server {
     as_server_user: bool,
     /// The port, once started; a stopped server has none.
     port: Option<u16>,
+    /// With fsync on, as a user would run it (benchmarks); off for functional tests.
+    durable: bool,
 }
 
 impl Server {
-    /// Makes a cluster and starts it, or says why it could not.
+    /// Makes a cluster for functional tests (fsync off) and starts it.
     pub fn start() -> Result<Server, String> {
+        Server::start_with(false)
+    }
+
+    /// Makes a cluster and starts it, durable (fsync on, the default) or not.
+    pub fn start_with(durable: bool) -> Result<Server, String> {
         let as_server_user = is_root();
         let bin = match find_binaries() {
             Some(bin) => bin,
@@ -57,7 +64,7 @@ impl Server {
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         // From here on, dropping the server deletes the directory.
-        let mut server = Server { bin, dir, as_server_user, port: None };
+        let mut server = Server { bin, dir, as_server_user, port: None, durable };
         if as_server_user {
             succeed(Command::new("chown").arg(format!("{SERVER_USER}:")).arg(&server.dir))?;
         }
@@ -107,9 +114,11 @@ impl Server {
     }
 
     fn pg_ctl_start(&self, port: u16) -> Result<(), String> {
-        // fsync=off: the data is thrown away, so durability buys nothing here (module doc).
+        // fsync=off: the data is thrown away, so durability buys nothing here (module doc);
+        // benchmarks run durable, with PostgreSQL's defaults.
+        let fsync = if self.durable { "on" } else { "off" };
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=200",
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync={fsync} -c max_connections=200",
             self.dir.display()
         );
         let log = self.dir.join("server.log");
@@ -229,6 +238,7 @@ fn remove_stale(bin: &Binaries, as_server_user: bool) {
             as_server_user,
             // The port does not matter for stopping it; a server that is not running has none.
             port: entry.path().join("data/postmaster.pid").exists().then_some(0),
+            durable: false,
         };
         drop(stale);
     }

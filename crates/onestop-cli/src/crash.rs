@@ -38,9 +38,9 @@ struct Attempt {
     acknowledged: Option<String>,
 }
 
-struct Server {
+pub struct Server {
     child: Child,
-    api: Api,
+    pub api: Api,
 }
 
 fn free_port() -> Result<u16, String> {
@@ -48,7 +48,7 @@ fn free_port() -> Result<u16, String> {
     listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 
-async fn start(database: &str, policies: &std::path::Path) -> Result<Server, String> {
+pub async fn start(database: &str, policies: &std::path::Path) -> Result<Server, String> {
     let port = free_port()?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let child = Command::new(exe)
@@ -69,9 +69,36 @@ async fn start(database: &str, policies: &std::path::Path) -> Result<Server, Str
     Err("the server did not start".into())
 }
 
-fn kill(server: &mut Server) {
+pub fn kill(server: &mut Server) {
     let _ = server.child.kill();
     let _ = server.child.wait();
+}
+
+/// A fresh region on `database`: an agency token, a running server, `institutions` hospitals
+/// and `count` people registered through it.
+pub async fn seed_region(
+    database: &str,
+    policies: &std::path::Path,
+    count: usize,
+    institutions: usize,
+) -> Result<(String, Vec<String>, Vec<onestop_sim::SimPerson>, Server), String> {
+    let book = crate::serve::load_book(policies)?;
+    let agency = {
+        let store = crate::serve::open_store(database)?;
+        let who = onestop_store::Institution {
+            institution_id: "A110000".into(),
+            region: onestop_core::Region(110_000),
+            name: "agency".into(),
+            level: None,
+            role: onestop_store::Role::Agency,
+        };
+        crate::serve::issue(&store, book, who).await?
+    };
+    let year = onestop_server::timestamp(&onestop_server::system_clock()).1.year();
+    let people = onestop_sim::people(onestop_core::Region(110_000), count, year, 7);
+    let server = start(database, policies).await?;
+    let tokens = seed(&server.api, &agency, &people, institutions).await?;
+    Ok((agency, tokens, people, server))
 }
 
 /// Registers hospitals and people once; returns the hospitals' tokens.
@@ -79,10 +106,11 @@ async fn seed(
     api: &Api,
     agency: &str,
     people: &[onestop_sim::SimPerson],
+    institutions: usize,
 ) -> Result<Vec<String>, String> {
     let mut tokens = Vec::new();
-    for institution in onestop_sim::institutions(onestop_core::Region(110_000)).into_iter().take(4)
-    {
+    let region = onestop_core::Region(110_000);
+    for institution in onestop_sim::institutions(region).into_iter().take(institutions) {
         let body = serde_json::to_value(&institution).map_err(|e| e.to_string())?;
         let credential =
             api.ok(reqwest::Method::POST, "/v1/institutions", agency, Some(&body)).await?;
@@ -240,28 +268,14 @@ async fn crash_test(args: &CrashArgs) -> Result<(), String> {
     let dir =
         tempfile::Builder::new().prefix("onestop-crash-").tempdir().map_err(|e| e.to_string())?;
     let database = format!("sqlite:{}", dir.path().join("crash.sqlite").display());
-    let book = crate::serve::load_book(&args.policies)?;
-    let agency = {
-        let store = crate::serve::open_store(&database)?;
-        let who = onestop_store::Institution {
-            institution_id: "A110000".into(),
-            region: onestop_core::Region(110_000),
-            name: "agency".into(),
-            level: None,
-            role: onestop_store::Role::Agency,
-        };
-        crate::serve::issue(&store, book, who).await?
-    };
-    let year = onestop_server::timestamp(&onestop_server::system_clock()).1.year();
-    let people = onestop_sim::people(onestop_core::Region(110_000), 60, year, args.seed);
-    let mut server = start(&database, &args.policies).await?;
-    let tokens = seed(&server.api, &agency, &people).await?;
+    let (agency, tokens, people, mut server) =
+        seed_region(&database, &args.policies, 60, 4).await?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
     let mut totals =
         BTreeMap::from([("acknowledged", 0usize), ("recovered", 0), ("settlements", 0)]);
     for round in 0..args.rounds {
-        let attempts = prepare(&server.api, &tokens, &people, round, 120).await?;
-        let kill_after = Duration::from_millis(rng.random_range(20..400));
+        let attempts = prepare(&server.api, &tokens, &people, round, 200).await?;
+        let kill_after = Duration::from_millis(rng.random_range(2..80));
         let api = server.api.clone();
         let running = tokio::spawn({
             let clients = args.clients;

@@ -62,6 +62,10 @@ impl Api {
         &self.client
     }
 
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     pub async fn call(
         &self,
         method: reqwest::Method,
@@ -98,7 +102,7 @@ impl Api {
     }
 }
 
-fn bar(length: usize, message: &'static str) -> ProgressBar {
+pub fn progress(length: usize, message: &'static str) -> ProgressBar {
     let bar = ProgressBar::new(length as u64);
     let style = ProgressStyle::with_template("{msg:28} [{bar:40}] {pos}/{len} {per_sec}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -122,7 +126,7 @@ async fn enrol(
             api.ok(reqwest::Method::POST, "/v1/institutions", agency, Some(&body)).await?;
         tokens.push(credential["token"].as_str().unwrap_or_default().to_owned());
     }
-    let progress = bar(people.len(), "参保登记 enrolling people");
+    let progress = progress(people.len(), "参保登记 enrolling people");
     for chunk in people.chunks(64) {
         let calls = chunk.iter().map(|person| {
             let body = serde_json::to_value(&person.request).unwrap_or_default();
@@ -209,7 +213,7 @@ async fn one_visit(
 
 /// Settles the day's visits from `clients` concurrent hospital clients.
 async fn run_day(api: &Api, tokens: &[String], visits: Vec<SimVisit>, clients: usize) -> Day {
-    let progress = bar(visits.len(), "门诊住院结算 settling visits");
+    let progress = progress(visits.len(), "门诊住院结算 settling visits");
     let queue = Arc::new(Mutex::new(visits.into_iter().enumerate().collect::<Vec<_>>()));
     let day = Arc::new(Mutex::new(Day::default()));
     let workers = (0..clients.max(1)).map(|_| {

@@ -7,6 +7,7 @@
 mod calc;
 mod crash;
 mod demo;
+mod load;
 mod serve;
 mod table;
 
@@ -35,6 +36,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Split one bill across every tier and explain each amount (试算).
     Calc(calc::CalcArgs),
+    /// Load-test settle from many concurrent hospital clients on loopback (benchmark).
+    Load(load::LoadArgs),
     /// Kill -9 the server under load, restart it, and check exactly-once settlement.
     CrashTest(crash::CrashArgs),
     /// Issue a credential (an agency's first token) straight into the database.
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&args),
         Command::Token(args) => serve::token(&args),
         Command::CrashTest(args) => crash::run(&args),
+        Command::Load(args) => load::run(&args),
     });
     match outcome {
         Ok(Ok(())) => ExitCode::SUCCESS,

@@ -180,3 +180,10 @@ fn the_demo_settles_a_day_and_stays_consistent() {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
 }
+
+#[test]
+fn a_short_crash_test_finds_every_settlement_exactly_once() {
+    let output = onestop(&["crash-test", "--rounds", "2", "--clients", "4"]);
+    assert!(output.status.success(), "{}\n{}", stdout(&output), stderr(&output));
+    assert!(stdout(&output).contains("crash test passed: 2 kills"), "{}", stdout(&output));
+}

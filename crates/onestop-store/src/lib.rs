@@ -71,3 +71,39 @@ impl Store {
         }
     }
 }
+
+/// The store's own rate of durable single-row commits, with the same durability settings the
+/// store uses: one row per transaction, one after another, for `duration`. The baseline that
+/// settlement throughput is compared with (docs/benchmarks.md).
+pub fn raw_commit_rate(url: &str, duration: std::time::Duration) -> tx::Result<f64> {
+    let started = std::time::Instant::now();
+    let mut commits = 0u64;
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let mut client = ::postgres::Client::connect(url, ::postgres::NoTls)?;
+        client.batch_execute("CREATE TEMP TABLE raw_commits (n BIGINT NOT NULL)")?;
+        while started.elapsed() < duration {
+            client.execute("INSERT INTO raw_commits (n) VALUES ($1)", &[&(commits as i64)])?;
+            commits += 1;
+        }
+    } else {
+        let path = url.strip_prefix("sqlite:").unwrap_or(url);
+        let path = PathBuf::from(format!("{path}.raw-commits"));
+        let conn = rusqlite::Connection::open(&path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch("CREATE TABLE IF NOT EXISTS raw_commits (n INTEGER NOT NULL)")?;
+        let mut insert = conn.prepare("INSERT INTO raw_commits (n) VALUES (?1)")?;
+        while started.elapsed() < duration {
+            insert.execute([commits as i64])?;
+            commits += 1;
+        }
+        drop(insert);
+        drop(conn);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+    #[allow(clippy::float_arithmetic)]
+    let rate = commits as f64 / started.elapsed().as_secs_f64();
+    Ok(rate)
+}

@@ -104,9 +104,7 @@ pub fn settle(
         return Ok(replay);
     }
     let answer = settle_visit(tx, env, actor, &person, visit_id, request)?;
-    let response = respond(answer, idempotency.request_sha256);
-    tx.insert_idempotency(&key, &actor.institution_id, idempotency.key, &response, &env.now)?;
-    Ok(response)
+    remember(tx, env, &key, actor, idempotency, answer)
 }
 
 /// The stored response of a retried request, or the refusal of a reused key.
@@ -120,13 +118,51 @@ fn replayed(
         return Ok(None);
     };
     if stored.request_sha256 == idempotency.request_sha256 {
-        return Ok(Some(stored));
+        return Ok(Some(resolve(tx, key, stored)?));
     }
     let error = ServiceError::new(
         ServiceCode::IdempotencyKeyReused,
         format!("idempotency key `{}` was used for another request", idempotency.key),
     );
     Ok(Some(respond::<()>(Err(error), idempotency.request_sha256)))
+}
+
+/// A stored success names its settlement instead of repeating its record (which carries the
+/// whole explanation): the ledger row is the single copy, and the replay rebuilds the exact
+/// bytes first answered (serialisation is deterministic).
+const SETTLEMENT_REFERENCE: &str = "@settlement:";
+
+/// Stores the answer under the idempotency key and returns it.
+fn remember(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    key: &PersonKey,
+    actor: &Institution,
+    idempotency: &Idempotency<'_>,
+    answer: Answer<SettlementRecordDto>,
+) -> Result<StoredResponse> {
+    let reference = answer.as_ref().ok().map(|record| record.settlement_id.clone());
+    let response = respond(answer, idempotency.request_sha256);
+    let stored = match reference {
+        Some(id) => {
+            StoredResponse { body: format!("{SETTLEMENT_REFERENCE}{id}"), ..response.clone() }
+        }
+        None => response.clone(),
+    };
+    tx.insert_idempotency(key, &actor.institution_id, idempotency.key, &stored, &env.now)?;
+    Ok(response)
+}
+
+/// The response as first answered, rebuilt from its settlement if it names one.
+fn resolve(tx: &mut dyn Tx, key: &PersonKey, stored: StoredResponse) -> Result<StoredResponse> {
+    let Some(id) = stored.body.strip_prefix(SETTLEMENT_REFERENCE) else { return Ok(stored) };
+    let row = tx.settlement(key, id)?.ok_or_else(|| {
+        crate::tx::StoreError::Corrupt(format!(
+            "idempotency record names a missing settlement {id}"
+        ))
+    })?;
+    let body = json(&record(&row, None, stored_dto(&row)?));
+    Ok(StoredResponse { body, ..stored })
 }
 
 fn not_found_visit(visit_id: &str) -> ServiceError {
@@ -351,9 +387,7 @@ pub fn cancel(
         return Ok(replay);
     }
     let answer = reverse(tx, env, actor, &person, settlement_id)?;
-    let response = respond(answer, idempotency.request_sha256);
-    tx.insert_idempotency(&key, &actor.institution_id, idempotency.key, &response, &env.now)?;
-    Ok(response)
+    remember(tx, env, &key, actor, idempotency, answer)
 }
 
 fn not_found_settlement(settlement_id: &str) -> ServiceError {

@@ -11,8 +11,9 @@
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use ::postgres::{IsolationLevel, NoTls, Transaction};
-use r2d2_postgres::PostgresConnectionManager;
+use std::collections::HashMap;
+
+use ::postgres::{IsolationLevel, NoTls, Statement, Transaction};
 
 use crate::postgres_tx::PgTx;
 use crate::tx::{Result, StoreError, Tx};
@@ -30,7 +31,36 @@ const CITUS: &str = include_str!("../schema/citus.sql");
 /// arbitrary key, the ASCII of "onestop".
 const SCHEMA_LOCK: &str = "SELECT pg_advisory_xact_lock(31365104422645616)";
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Pool = r2d2::Pool<Manager>;
+
+/// A pooled connection and the statements prepared on it. Preparing costs a round trip, so
+/// each SQL text is prepared once per connection and reused by every later transaction.
+pub struct Connection {
+    pub client: ::postgres::Client,
+    pub statements: HashMap<String, Statement>,
+}
+
+/// Opens pooled connections.
+pub struct Manager {
+    config: ::postgres::Config,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = ::postgres::Error;
+
+    fn connect(&self) -> std::result::Result<Connection, ::postgres::Error> {
+        Ok(Connection { client: self.config.connect(NoTls)?, statements: HashMap::new() })
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> std::result::Result<(), ::postgres::Error> {
+        conn.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.client.is_closed()
+    }
+}
 
 pub struct PgStore {
     /// Always set; taken only when the store is dropped.
@@ -48,7 +78,7 @@ impl PgStore {
             .max_size(POOL_CONNECTIONS_MAX)
             .min_idle(Some(POOL_IDLE_MIN))
             .connection_timeout(POOL_WAIT_MAX)
-            .build_unchecked(PostgresConnectionManager::new(config, NoTls));
+            .build_unchecked(Manager { config });
         // The synchronous client drives its own runtime, which cannot run on a thread that
         // drives async tasks; `open` may be called from one, so the setup runs on its own.
         std::thread::scope(|scope| scope.spawn(|| apply_schema(&pool)).join())
@@ -68,12 +98,13 @@ impl PgStore {
     {
         let pool = self.pool()?;
         let joined = tokio::task::spawn_blocking(move || {
-            let mut client = pool.get()?;
+            let mut connection = pool.get()?;
+            let Connection { client, statements } = &mut *connection;
             let mut transaction = client
                 .build_transaction()
                 .isolation_level(IsolationLevel::ReadCommitted)
                 .start()?;
-            match run(&mut transaction, work, "writing") {
+            match run(&mut transaction, statements, work, "writing") {
                 Ok(value) => {
                     transaction.commit()?;
                     Ok(value)
@@ -97,13 +128,14 @@ impl PgStore {
     {
         let pool = self.pool()?;
         let joined = tokio::task::spawn_blocking(move || {
-            let mut client = pool.get()?;
+            let mut connection = pool.get()?;
+            let Connection { client, statements } = &mut *connection;
             let mut transaction = client
                 .build_transaction()
                 .isolation_level(IsolationLevel::RepeatableRead)
                 .read_only(true)
                 .start()?;
-            let outcome = run(&mut transaction, work, "reading");
+            let outcome = run(&mut transaction, statements, work, "reading");
             let _ = transaction.rollback();
             outcome
         })
@@ -128,16 +160,18 @@ impl Drop for PgStore {
 /// Runs `work` over the open transaction; a panic inside it is an error like any other.
 fn run<T>(
     transaction: &mut Transaction<'_>,
+    statements: &mut HashMap<String, Statement>,
     work: impl FnOnce(&mut dyn Tx) -> Result<T>,
     doing: &str,
 ) -> Result<T> {
-    std::panic::catch_unwind(AssertUnwindSafe(|| work(&mut PgTx { tx: transaction })))
+    std::panic::catch_unwind(AssertUnwindSafe(|| work(&mut PgTx { tx: transaction, statements })))
         .unwrap_or_else(|_| Err(StoreError::Corrupt(format!("an invariant failed while {doing}"))))
 }
 
 /// Creates what is missing of the schema, then distributes it where Citus is installed.
 fn apply_schema(pool: &Pool) -> Result<()> {
-    let mut client = pool.get()?;
+    let mut connection = pool.get()?;
+    let client = &mut connection.client;
     let mut transaction = client.transaction()?;
     transaction.batch_execute(SCHEMA_LOCK)?;
     transaction.batch_execute(SCHEMA)?;

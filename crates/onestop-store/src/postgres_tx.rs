@@ -25,6 +25,40 @@ use crate::tx::{NewAssistance, Result, StoreError, Tx};
 
 pub struct PgTx<'t, 'c> {
     pub tx: &'t mut Transaction<'c>,
+    /// The connection's prepared statements, by SQL text.
+    pub statements: &'t mut std::collections::HashMap<String, ::postgres::Statement>,
+}
+
+impl PgTx<'_, '_> {
+    /// The prepared statement of `sql`, prepared on first use on this connection.
+    fn statement(&mut self, sql: &str) -> Result<::postgres::Statement> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.tx.prepare(sql)?;
+        self.statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    fn query(&mut self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>> {
+        let statement = self.statement(sql)?;
+        Ok(self.tx.query(&statement, params)?)
+    }
+
+    fn query_opt(&mut self, sql: &str, params: &Params<'_>) -> Result<Option<Row>> {
+        let statement = self.statement(sql)?;
+        Ok(self.tx.query_opt(&statement, params)?)
+    }
+
+    fn query_one(&mut self, sql: &str, params: &Params<'_>) -> Result<Row> {
+        let statement = self.statement(sql)?;
+        Ok(self.tx.query_one(&statement, params)?)
+    }
+
+    fn execute(&mut self, sql: &str, params: &Params<'_>) -> Result<u64> {
+        let statement = self.statement(sql)?;
+        Ok(self.tx.execute(&statement, params)?)
+    }
 }
 
 type Params<'a> = [&'a (dyn ToSql + Sync)];
@@ -70,12 +104,12 @@ fn read_line(row: &Row) -> Result<(i64, Line)> {
 impl PgTx<'_, '_> {
     fn settlements_where(&mut self, clause: &str, args: &Params<'_>) -> Result<Vec<SettlementRow>> {
         let sql = format!("SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE {clause}");
-        self.tx.query(sql.as_str(), args)?.iter().map(read_settlement).collect()
+        self.query(sql.as_str(), args)?.iter().map(read_settlement).collect()
     }
 
     fn institution_where(&mut self, clause: &str, value: &str) -> Result<Option<Institution>> {
         let sql = format!("SELECT {INSTITUTION_COLUMNS} FROM institutions WHERE {clause}");
-        self.tx.query_opt(sql.as_str(), &[&value])?.as_ref().map(institution_row).transpose()
+        self.query_opt(sql.as_str(), &[&value])?.as_ref().map(institution_row).transpose()
     }
 }
 
@@ -94,7 +128,7 @@ impl Tx for PgTx<'_, '_> {
         token_sha256: &str,
         now: &str,
     ) -> Result<()> {
-        self.tx.execute(
+        self.execute(
             "INSERT INTO institutions (institution_id, region, name, level, role, token_sha256, \
             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (institution_id) DO UPDATE \
             SET name = EXCLUDED.name, level = EXCLUDED.level, token_sha256 = EXCLUDED.token_sha256",
@@ -121,7 +155,7 @@ impl Tx for PgTx<'_, '_> {
             "SELECT name, id_number, birth_date, gender, account_balance FROM persons \
             WHERE region = $1 AND person_id = $2"
         };
-        let Some(row) = self.tx.query_opt(sql, &[&key.region_text(), &key.person_id])? else {
+        let Some(row) = self.query_opt(sql, &[&key.region_text(), &key.person_id])? else {
             return Ok(None);
         };
         let birth: String = row.try_get(2)?;
@@ -140,7 +174,7 @@ impl Tx for PgTx<'_, '_> {
         region_text: &str,
         id_number: &str,
     ) -> Result<Option<PersonKey>> {
-        let row = self.tx.query_opt(
+        let row = self.query_opt(
             "SELECT person_id FROM persons WHERE region = $1 AND id_number = $2 \
             ORDER BY person_id COLLATE \"C\" LIMIT 1",
             &[&region_text, &id_number],
@@ -154,7 +188,7 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn upsert_person(&mut self, row: &PersonRow) -> Result<()> {
-        self.tx.execute(
+        self.execute(
             "INSERT INTO persons (region, person_id, name, id_number, birth_date, gender, \
             account_balance, next_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, 1) \
             ON CONFLICT (region, person_id) DO UPDATE SET name = EXCLUDED.name, \
@@ -175,7 +209,7 @@ impl Tx for PgTx<'_, '_> {
 
     fn set_account_balance(&mut self, key: &PersonKey, balance: Fen) -> Result<()> {
         assert!(balance >= Fen::ZERO, "an account balance never goes negative");
-        self.tx.execute(
+        self.execute(
             "UPDATE persons SET account_balance = $3 WHERE region = $1 AND person_id = $2",
             &[&key.region_text(), &key.person_id, &balance.0],
         )?;
@@ -183,7 +217,7 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn next_seq(&mut self, key: &PersonKey) -> Result<i64> {
-        let row = self.tx.query_one(
+        let row = self.query_one(
             "UPDATE persons SET next_seq = next_seq + 1 WHERE region = $1 AND person_id = $2 \
             RETURNING next_seq - 1",
             &[&key.region_text(), &key.person_id],
@@ -192,7 +226,7 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn enrolment(&mut self, key: &PersonKey, year: i16) -> Result<Option<Enrolment>> {
-        let row = self.tx.query_opt(
+        let row = self.query_opt(
             "SELECT category, civil_servant, enterprise_supplementary, needy FROM enrolments \
             WHERE region = $1 AND person_id = $2 AND year = $3",
             &[&key.region_text(), &key.person_id, &i32::from(year)],
@@ -210,7 +244,7 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn upsert_enrolment(&mut self, key: &PersonKey, e: &Enrolment) -> Result<()> {
-        self.tx.execute(
+        self.execute(
             "INSERT INTO enrolments (region, person_id, year, category, civil_servant, \
             enterprise_supplementary, needy) VALUES ($1, $2, $3, $4, $5, $6, $7) \
             ON CONFLICT (region, person_id, year) DO UPDATE SET category = EXCLUDED.category, \
@@ -230,7 +264,7 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn assistance(&mut self, key: &PersonKey) -> Result<Vec<AssistanceEntry>> {
-        let rows = self.tx.query(
+        let rows = self.query(
             "SELECT category, effective_from, effective_to, entry_id FROM assistance \
             WHERE region = $1 AND person_id = $2 ORDER BY entry_id COLLATE \"C\"",
             &[&key.region_text(), &key.person_id],
@@ -252,7 +286,7 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn insert_assistance(&mut self, row: &NewAssistance<'_>) -> Result<()> {
-        self.tx.execute(
+        self.execute(
             "INSERT INTO assistance (region, person_id, entry_id, category, effective_from, \
             effective_to, import_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[
@@ -278,7 +312,7 @@ impl Tx for PgTx<'_, '_> {
         now: &str,
     ) -> Result<()> {
         let rows = int4("rows", rows)?;
-        self.tx.execute(
+        self.execute(
             "INSERT INTO assistance_imports (import_id, region, file_name, rows_count, \
             imported_by, imported_at) VALUES ($1, $2, $3, $4, $5, $6)",
             &[&import_id, &region_text, &file_name, &rows, &by, &now],
@@ -287,7 +321,7 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn accumulators(&mut self, key: &PersonKey, year: i16) -> Result<Accumulators> {
-        let rows = self.tx.query(
+        let rows = self.query(
             "SELECT tier, pool, counter, value FROM accumulators \
             WHERE region = $1 AND person_id = $2 AND year = $3",
             &[&key.region_text(), &key.person_id, &i32::from(year)],
@@ -315,11 +349,11 @@ impl Tx for PgTx<'_, '_> {
             .iter()
             .map(|(k, v)| (&*k.tier, &*k.pool, k.counter.code(), v.0))
             .chain((deltas.admissions > 0).then_some(admissions));
-        let posting = self.tx.prepare(
+        let posting = self.statement(
             "INSERT INTO accumulator_postings (region, person_id, settlement_id, year, tier, \
             pool, counter, delta) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )?;
-        let total = self.tx.prepare(
+        let total = self.statement(
             "INSERT INTO accumulators (region, person_id, year, tier, pool, counter, value) \
             VALUES ($1, $2, $3, $4, $5, $6, $7) \
             ON CONFLICT (region, person_id, year, tier, pool, counter) \
@@ -342,7 +376,7 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn visit(&mut self, key: &PersonKey, visit_id: &str) -> Result<Option<VisitRow>> {
-        let row = self.tx.query_opt(
+        let row = self.query_opt(
             "SELECT institution_id, visit_type, date_of_service, admission_number, status, \
             opened_at FROM visits WHERE region = $1 AND person_id = $2 AND visit_id = $3",
             &[&key.region_text(), &key.person_id, &visit_id],
@@ -366,7 +400,7 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn insert_visit(&mut self, row: &VisitRow) -> Result<()> {
-        self.tx.execute(
+        self.execute(
             "INSERT INTO visits (region, person_id, visit_id, institution_id, visit_type, \
             date_of_service, admission_number, status, opened_at) \
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -391,7 +425,7 @@ impl Tx for PgTx<'_, '_> {
         visit_id: &str,
         status: VisitStatus,
     ) -> Result<()> {
-        self.tx.execute(
+        self.execute(
             "UPDATE visits SET status = $4 WHERE region = $1 AND person_id = $2 AND visit_id = $3",
             &[&key.region_text(), &key.person_id, &visit_id, &status.code()],
         )?;
@@ -399,7 +433,7 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn lines(&mut self, key: &PersonKey, visit_id: &str) -> Result<Vec<(i64, Line)>> {
-        let rows = self.tx.query(
+        let rows = self.query(
             "SELECT line_no, code, name, class, quantity, unit_price, amount, price_limit \
             FROM fee_lines WHERE region = $1 AND person_id = $2 AND visit_id = $3 \
             ORDER BY line_no",
@@ -415,7 +449,7 @@ impl Tx for PgTx<'_, '_> {
         line_no: i64,
         line: &Line,
     ) -> Result<()> {
-        self.tx.execute(
+        self.execute(
             "INSERT INTO fee_lines (region, person_id, visit_id, line_no, code, name, class, \
             quantity, unit_price, amount, price_limit) \
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -439,7 +473,7 @@ impl Tx for PgTx<'_, '_> {
     fn delete_line(&mut self, key: &PersonKey, visit_id: &str, line_no: i64) -> Result<bool> {
         // A number that does not fit the column names no line.
         let Ok(line_no) = i32::try_from(line_no) else { return Ok(false) };
-        let count = self.tx.execute(
+        let count = self.execute(
             "DELETE FROM fee_lines WHERE region = $1 AND person_id = $2 AND visit_id = $3 \
             AND line_no = $4",
             &[&key.region_text(), &key.person_id, &visit_id, &line_no],
@@ -476,7 +510,7 @@ impl Tx for PgTx<'_, '_> {
             "INSERT INTO settlements ({SETTLEMENT_COLUMNS}) \
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         );
-        self.tx.execute(
+        self.execute(
             sql.as_str(),
             &[
                 &row.key.region_text(),
@@ -500,7 +534,7 @@ impl Tx for PgTx<'_, '_> {
 
     fn insert_postings(&mut self, row: &SettlementRow, postings: &[Posting]) -> Result<()> {
         onestop_ledger::assert_balanced(postings);
-        let statement = self.tx.prepare(
+        let statement = self.statement(
             "INSERT INTO ledger (region, person_id, settlement_id, posting_no, account, amount, \
             institution_id, booked_on) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )?;
@@ -525,7 +559,7 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn postings(&mut self, key: &PersonKey, settlement_id: &str) -> Result<Vec<Posting>> {
-        let rows = self.tx.query(
+        let rows = self.query(
             "SELECT account, amount FROM ledger WHERE region = $1 AND person_id = $2 \
             AND settlement_id = $3 ORDER BY posting_no",
             &[&key.region_text(), &key.person_id, &settlement_id],
@@ -541,7 +575,7 @@ impl Tx for PgTx<'_, '_> {
         institution_id: &str,
         idempotency_key: &str,
     ) -> Result<Option<StoredResponse>> {
-        let row = self.tx.query_opt(
+        let row = self.query_opt(
             "SELECT request_sha256, status, response FROM idempotency WHERE region = $1 \
             AND person_id = $2 AND institution_id = $3 AND idempotency_key = $4",
             &[&key.region_text(), &key.person_id, &institution_id, &idempotency_key],
@@ -563,7 +597,7 @@ impl Tx for PgTx<'_, '_> {
         response: &StoredResponse,
         now: &str,
     ) -> Result<()> {
-        self.tx.execute(
+        self.execute(
             "INSERT INTO idempotency (region, person_id, institution_id, idempotency_key, \
             request_sha256, status, response, created_at) \
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -590,7 +624,7 @@ impl Tx for PgTx<'_, '_> {
         now: &str,
     ) -> Result<()> {
         let audit_id = hex::encode(rand::random::<[u8; 12]>());
-        self.tx.execute(
+        self.execute(
             "INSERT INTO audit_log (region, person_id, audit_id, at, actor, action, detail) \
             VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[&key.region_text(), &key.person_id, &audit_id, &now, &actor, &action, &detail],
@@ -610,7 +644,7 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn query_strings(&mut self, sql: &str) -> Result<Vec<String>> {
-        let rows = self.tx.query(sql, &[])?;
+        let rows = self.query(sql, &[])?;
         rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
     }
 
@@ -619,7 +653,7 @@ impl Tx for PgTx<'_, '_> {
         institution_id: &str,
         day: Date,
     ) -> Result<Vec<(String, Posting)>> {
-        let rows = self.tx.query(
+        let rows = self.query(
             "SELECT settlement_id, account, amount FROM ledger WHERE institution_id = $1 \
             AND booked_on = $2 ORDER BY settlement_id COLLATE \"C\", posting_no",
             &[&institution_id, &day.to_string()],
