@@ -96,6 +96,9 @@ pub struct SettlementDto {
     pub visit: String,
     pub level: String,
     pub admission_number: Option<u16>,
+    /// The person's scheme and category on the date of service.
+    pub scheme: String,
+    pub category: String,
     pub insured_policy: PolicyRefDto,
     pub treatment_policy: PolicyRefDto,
     pub totals: TotalsDto,
@@ -189,6 +192,8 @@ impl SettlementDto {
             visit: bill.visit.code().to_owned(),
             level: bill.level.code().to_owned(),
             admission_number: settlement.admission_number,
+            scheme: claim.person.scheme().code().to_owned(),
+            category: claim.person.category.code().to_owned(),
             insured_policy: PolicyRefDto::from_core(insured),
             treatment_policy: PolicyRefDto::from_core(treatment),
             totals: TotalsDto::from_core(&settlement.totals),

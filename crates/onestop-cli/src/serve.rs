@@ -19,6 +19,12 @@ pub struct ServeArgs {
     /// Directory of policy files.
     #[arg(long, default_value = "policies")]
     pub policies: PathBuf,
+    /// A region whose institutions must sign in (9001) on the national interface (repeatable).
+    #[arg(long = "nhsa-sign-in")]
+    pub nhsa_sign_in: Vec<String>,
+    /// The service's SM2 private key (hex): signs encrypted responses of the national interface.
+    #[arg(long = "nhsa-service-key")]
+    pub nhsa_service_key: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -106,7 +112,16 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
             store.kind(),
             book.regions().count()
         );
-        let state = AppState::new(store, book, onestop_server::system_clock());
+        let mut sign_in_regions = std::collections::HashSet::new();
+        for region in &args.nhsa_sign_in {
+            sign_in_regions
+                .insert(Region::parse(region).ok_or("--nhsa-sign-in takes a six-digit region")?);
+        }
+        let nhsa = onestop_server::NhsaConfig {
+            sign_in_regions,
+            service_key: args.nhsa_service_key.clone(),
+        };
+        let state = AppState::new(store, book, onestop_server::system_clock()).with_nhsa(nhsa);
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };

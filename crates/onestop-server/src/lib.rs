@@ -8,6 +8,9 @@
 mod auth;
 mod error;
 mod listener;
+mod nhsa;
+mod nhsa_reports;
+mod nhsa_tx;
 pub mod openapi;
 mod routes;
 
@@ -45,18 +48,35 @@ pub fn timestamp(clock: &Clock) -> (String, onestop_core::Date) {
     (now.strftime("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string(), now.date())
 }
 
+/// How the national interface (`/fsi/api/...`) behaves for this deployment.
+#[derive(Clone, Debug, Default)]
+pub struct NhsaConfig {
+    /// Regions whose institutions must sign in (9001) before any other transaction.
+    pub sign_in_regions: std::collections::HashSet<onestop_core::Region>,
+    /// The service's SM2 private key (hex): responses to encrypted calls carry its signature.
+    pub service_key: Option<String>,
+}
+
 /// Shared by every request.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<Store>,
     pub book: Arc<PolicyBook>,
     pub clock: Clock,
+    pub nhsa: Arc<NhsaConfig>,
     actors: Arc<RwLock<HashMap<String, Institution>>>,
 }
 
 impl AppState {
     pub fn new(store: Arc<Store>, book: Arc<PolicyBook>, clock: Clock) -> AppState {
-        AppState { store, book, clock, actors: Arc::default() }
+        let nhsa = Arc::new(NhsaConfig::default());
+        AppState { store, book, clock, nhsa, actors: Arc::default() }
+    }
+
+    /// The same state with the national interface configured.
+    pub fn with_nhsa(mut self, config: NhsaConfig) -> AppState {
+        self.nhsa = Arc::new(config);
+        self
     }
 
     /// Now as RFC 3339 text, and today's date.

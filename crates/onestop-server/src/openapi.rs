@@ -47,6 +47,30 @@ const SETTLEMENT: &[(&str, &str)] = &[("settlement_id", "path")];
 
 const OPERATIONS: &[Operation] = &[
     (
+        "put",
+        "/v1/institutions/{institution_id}/nhsa-keys",
+        "set an institution's SM4/SM2 keys for the national interface (agency)",
+        None,
+        "the mode",
+        &[("institution_id", "path")],
+    ),
+    (
+        "post",
+        "/fsi/api/rsfComIfsService/callService",
+        "the national interface: one envelope in, one out (docs/national-interface.md)",
+        None,
+        "the response envelope (infcode 0 or -1)",
+        &[],
+    ),
+    (
+        "post",
+        "/fsi/api/rsfComIfsService/callService/{infno}",
+        "the national interface, transaction code in the path",
+        None,
+        "the response envelope (infcode 0 or -1)",
+        &[("infno", "path")],
+    ),
+    (
         "post",
         "/v1/institutions",
         "register an institution of the agency's region (agency)",

@@ -28,6 +28,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/health"),
     ("get", "/v1/openapi.json"),
     ("post", "/v1/institutions"),
+    ("put", "/v1/institutions/{institution_id}/nhsa-keys"),
     ("post", "/v1/persons"),
     ("get", "/v1/persons/{region}/{person_id}"),
     ("post", "/v1/assistance-lists"),
@@ -41,6 +42,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/settlements/{settlement_id}/cancel"),
     ("get", "/v1/reconciliation"),
     ("get", "/v1/invariants"),
+    ("post", "/fsi/api/rsfComIfsService/callService"),
+    ("post", "/fsi/api/rsfComIfsService/callService/{infno}"),
 ];
 
 pub fn router(state: AppState) -> Router {
@@ -57,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/health", get(health))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/institutions", post(register_institution))
+        .route("/v1/institutions/{institution_id}/nhsa-keys", axum::routing::put(set_nhsa_keys))
         .route("/v1/persons", post(register_person))
         .route("/v1/persons/{region}/{person_id}", get(person))
         .route("/v1/assistance-lists", post(import_list))
@@ -70,6 +74,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/settlements/{settlement_id}/cancel", post(cancel))
         .route("/v1/reconciliation", get(reconciliation))
         .route("/v1/invariants", get(invariants))
+        .route(crate::nhsa::CALL_SERVICE, post(crate::nhsa::call_service))
+        .route(
+            &format!("{}/{{infno}}", crate::nhsa::CALL_SERVICE),
+            post(crate::nhsa::call_service_with_infno),
+        )
         .fallback(|| async {
             ApiError::code(ServiceCode::RouteNotFound, "no such route; see /v1/openapi.json")
         })
@@ -128,7 +137,7 @@ fn stored(response: StoredResponse) -> Response {
 }
 
 /// Runs `work` in one write transaction with the request's environment.
-async fn write<T, F>(state: &AppState, work: F) -> Result<T, ApiError>
+pub(crate) async fn write<T, F>(state: &AppState, work: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&mut dyn onestop_store::Tx, &Env<'_>) -> onestop_store::tx::Result<T>
@@ -140,7 +149,7 @@ where
     Ok(state.store.write(move |tx| work(tx, &Env { book: &book, now, today })).await?)
 }
 
-async fn read<T, F>(state: &AppState, work: F) -> Result<T, ApiError>
+pub(crate) async fn read<T, F>(state: &AppState, work: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&mut dyn onestop_store::Tx, &Env<'_>) -> onestop_store::tx::Result<T>
@@ -170,6 +179,50 @@ async fn register_institution(
         write(&state, move |tx, env| people::register_institution(tx, env, &actor, &request))
             .await?;
     Ok(answer(201, done))
+}
+
+/// The keys of an institution for the national interface's encrypted and signed mode.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NhsaKeysRequest {
+    encrypted: bool,
+    sm4_key: String,
+    sm2_public_key: Option<String>,
+}
+
+async fn set_nhsa_keys(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(institution_id): Path<String>,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let request: NhsaKeysRequest = parse(&body)?;
+    if onestop_nhsa::crypto::sm4_key(&request.sm4_key).is_err() {
+        return Err(ApiError::code(
+            ServiceCode::IdInvalid,
+            "an SM4 key is 16 characters or 32 hex digits",
+        ));
+    }
+    let done = write(&state, move |tx, _| {
+        let target = tx.institution(&institution_id)?;
+        let allowed = actor.role == onestop_store::Role::Agency
+            && target.as_ref().is_some_and(|t| t.region == actor.region);
+        if !allowed {
+            return Ok(Err(ServiceError::new(
+                ServiceCode::Forbidden,
+                "only the agency of the institution's region sets its keys",
+            )));
+        }
+        let keys = onestop_store::model::NhsaKeys {
+            encrypted: request.encrypted,
+            sm4_key: request.sm4_key,
+            sm2_public_key: request.sm2_public_key,
+        };
+        tx.set_nhsa_keys(&institution_id, &keys)?;
+        Ok(Ok(serde_json::json!({ "institution_id": institution_id, "encrypted": keys.encrypted })))
+    })
+    .await?;
+    Ok(answer(200, done))
 }
 
 async fn register_person(

@@ -8,10 +8,16 @@
 -- one shard and the settlement commits as a single-shard transaction. Every primary and unique
 -- key includes person_id, as Citus requires. Person ids are unique across regions within one
 -- deployment of the national platform, so distributing by person_id alone spreads regions'
--- people evenly while keeping each person's rows together.
+-- people evenly while keeping each person's rows together. The national interface's message log
+-- and sessions are distributed by institution: a settlement made through that interface also
+-- writes its message to the institution's shard (a two-shard transaction); through /v1 it stays
+-- on the person's shard alone.
 
 SELECT create_reference_table('institutions');
 SELECT create_reference_table('assistance_imports');
+SELECT create_reference_table('nhsa_keys');
+SELECT create_distributed_table('nhsa_messages', 'institution_id');
+SELECT create_distributed_table('nhsa_sessions', 'institution_id', colocate_with => 'nhsa_messages');
 SELECT create_distributed_table('persons', 'person_id');
 SELECT create_distributed_table('enrolments', 'person_id', colocate_with => 'persons');
 SELECT create_distributed_table('assistance', 'person_id', colocate_with => 'persons');

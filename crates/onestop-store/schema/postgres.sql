@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS visits (
     admission_number INTEGER,
     status TEXT NOT NULL,
     opened_at TEXT NOT NULL,
+    discharged_at TEXT,
     PRIMARY KEY (region, person_id, visit_id)
 );
 
@@ -89,6 +90,9 @@ CREATE TABLE IF NOT EXISTS fee_lines (
     unit_price BIGINT NOT NULL,
     amount BIGINT NOT NULL,
     price_limit BIGINT,
+    -- The hospital's own line serial (feedetl_sn) and upload batch (chrg_bchno), if it sent them.
+    serial TEXT,
+    batch TEXT,
     PRIMARY KEY (region, person_id, visit_id, line_no)
 );
 
@@ -175,6 +179,35 @@ CREATE TABLE IF NOT EXISTS audit_log (
     action TEXT NOT NULL,
     detail TEXT NOT NULL,
     PRIMARY KEY (region, person_id, audit_id)
+);
+
+-- The national interface (docs/national-interface.md): every message an institution sent, by
+-- its msgid (a repeated msgid replays the first answer); sign-in sessions; each institution's
+-- keys for the encrypted and signed mode. Keyed by institution, not by person.
+CREATE TABLE IF NOT EXISTS nhsa_messages (
+    institution_id TEXT NOT NULL,
+    msgid TEXT NOT NULL,
+    infno TEXT NOT NULL,
+    request_sha256 TEXT NOT NULL,
+    response TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (institution_id, msgid)
+);
+
+CREATE TABLE IF NOT EXISTS nhsa_sessions (
+    institution_id TEXT NOT NULL,
+    sign_no TEXT NOT NULL,
+    opter TEXT NOT NULL,
+    signed_in_at TEXT NOT NULL,
+    signed_out_at TEXT,
+    PRIMARY KEY (institution_id, sign_no)
+);
+
+CREATE TABLE IF NOT EXISTS nhsa_keys (
+    institution_id TEXT PRIMARY KEY,
+    encrypted INTEGER NOT NULL,
+    sm4_key TEXT NOT NULL,
+    sm2_public_key TEXT
 );
 
 -- The schema's version, written once; a later version migrates from it.

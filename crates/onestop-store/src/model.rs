@@ -171,6 +171,8 @@ pub struct AssistanceEntry {
 pub enum VisitStatus {
     Open,
     Settled,
+    /// Registration or admission withdrawn before any settlement (挂号撤销/入院撤销).
+    Cancelled,
 }
 
 impl VisitStatus {
@@ -178,6 +180,7 @@ impl VisitStatus {
         match self {
             VisitStatus::Open => "open",
             VisitStatus::Settled => "settled",
+            VisitStatus::Cancelled => "cancelled",
         }
     }
 
@@ -185,6 +188,7 @@ impl VisitStatus {
         match text {
             "open" => Some(VisitStatus::Open),
             "settled" => Some(VisitStatus::Settled),
+            "cancelled" => Some(VisitStatus::Cancelled),
             _ => None,
         }
     }
@@ -201,6 +205,40 @@ pub struct VisitRow {
     pub admission_number: Option<u16>,
     pub status: VisitStatus,
     pub opened_at: String,
+    /// When the person was discharged (出院), for admissions.
+    pub discharged_at: Option<String>,
+}
+
+/// Where a fee line came from in the hospital's system: its serial and upload batch.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct LineOrigin {
+    /// 费用明细流水号 (feedetl_sn).
+    pub serial: Option<String>,
+    /// 收费批次号 (chrg_bchno).
+    pub batch: Option<String>,
+}
+
+/// A message of the national interface, stored under its msgid.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct NhsaMessage {
+    pub institution_id: String,
+    pub msgid: String,
+    pub infno: String,
+    pub request_sha256: String,
+    /// The whole response envelope as first answered.
+    pub response: String,
+    pub at: String,
+}
+
+/// An institution's keys for the national interface's encrypted and signed mode.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct NhsaKeys {
+    /// Whether the institution must send encrypted input.
+    pub encrypted: bool,
+    /// The SM4 key: 16 ASCII characters or 32 hex digits.
+    pub sm4_key: String,
+    /// The institution's SM2 public key (hex), to verify `cainfo`.
+    pub sm2_public_key: Option<String>,
 }
 
 /// A settlement or the reversal of one, as stored.

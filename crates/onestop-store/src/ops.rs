@@ -180,11 +180,8 @@ fn open_visit_with_lines(
     if let Err(error) = may_act(actor, &visit.institution_id) {
         return Ok(Err(error));
     }
-    if visit.status != VisitStatus::Open {
-        return Ok(Err(ServiceError::new(
-            ServiceCode::VisitNotOpen,
-            format!("visit `{visit_id}` is already settled; cancel its settlement to change it"),
-        )));
+    if let Err(error) = crate::visits::require_open(&visit) {
+        return Ok(Err(error));
     }
     let lines: Vec<Line> = tx.lines(key, visit_id)?.into_iter().map(|(_, line)| line).collect();
     if lines.is_empty() {

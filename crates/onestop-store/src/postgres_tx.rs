@@ -14,8 +14,8 @@ use onestop_core::{
 use onestop_ledger::Posting;
 
 use crate::model::{
-    AssistanceEntry, Enrolment, Institution, PersonKey, PersonRow, SettlementRow, StoredResponse,
-    VisitRow, VisitStatus,
+    AssistanceEntry, Enrolment, Institution, LineOrigin, NhsaKeys, NhsaMessage, PersonKey,
+    PersonRow, SettlementRow, StoredResponse, VisitRow, VisitStatus,
 };
 use crate::sqlite_tx::{
     ADMISSIONS, add_counter, corrupt, date, institution_from, line_from, posting_from, region,
@@ -93,12 +93,13 @@ fn read_settlement(row: &Row) -> Result<SettlementRow> {
     settlement_row(texts, numbers, row.try_get(13)?)
 }
 
-fn read_line(row: &Row) -> Result<(i64, Line)> {
+fn read_line(row: &Row) -> Result<(i64, Line, LineOrigin)> {
     let line_no: i32 = row.try_get(0)?;
     let values = [row.try_get(4)?, row.try_get(5)?, row.try_get(6)?];
     let line =
         line_from(row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, values, row.try_get(7)?)?;
-    Ok((i64::from(line_no), line))
+    let origin = LineOrigin { serial: row.try_get(8)?, batch: row.try_get(9)? };
+    Ok((i64::from(line_no), line, origin))
 }
 
 impl PgTx<'_, '_> {
@@ -378,7 +379,8 @@ impl Tx for PgTx<'_, '_> {
     fn visit(&mut self, key: &PersonKey, visit_id: &str) -> Result<Option<VisitRow>> {
         let row = self.query_opt(
             "SELECT institution_id, visit_type, date_of_service, admission_number, status, \
-            opened_at FROM visits WHERE region = $1 AND person_id = $2 AND visit_id = $3",
+            opened_at, discharged_at FROM visits \
+            WHERE region = $1 AND person_id = $2 AND visit_id = $3",
             &[&key.region_text(), &key.person_id, &visit_id],
         )?;
         let Some(row) = row else { return Ok(None) };
@@ -396,6 +398,7 @@ impl Tx for PgTx<'_, '_> {
             admission_number: admission.and_then(|n| u16::try_from(n).ok()),
             status: VisitStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
             opened_at: row.try_get(5)?,
+            discharged_at: row.try_get(6)?,
         }))
     }
 
@@ -433,9 +436,18 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn lines(&mut self, key: &PersonKey, visit_id: &str) -> Result<Vec<(i64, Line)>> {
+        let lines = self.lines_with_origin(key, visit_id)?;
+        Ok(lines.into_iter().map(|(no, line, _)| (no, line)).collect())
+    }
+
+    fn lines_with_origin(
+        &mut self,
+        key: &PersonKey,
+        visit_id: &str,
+    ) -> Result<Vec<(i64, Line, LineOrigin)>> {
         let rows = self.query(
-            "SELECT line_no, code, name, class, quantity, unit_price, amount, price_limit \
-            FROM fee_lines WHERE region = $1 AND person_id = $2 AND visit_id = $3 \
+            "SELECT line_no, code, name, class, quantity, unit_price, amount, price_limit, \
+            serial, batch FROM fee_lines WHERE region = $1 AND person_id = $2 AND visit_id = $3 \
             ORDER BY line_no",
             &[&key.region_text(), &key.person_id, &visit_id],
         )?;
@@ -448,11 +460,12 @@ impl Tx for PgTx<'_, '_> {
         visit_id: &str,
         line_no: i64,
         line: &Line,
+        origin: &LineOrigin,
     ) -> Result<()> {
         self.execute(
             "INSERT INTO fee_lines (region, person_id, visit_id, line_no, code, name, class, \
-            quantity, unit_price, amount, price_limit) \
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            quantity, unit_price, amount, price_limit, serial, batch) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             &[
                 &key.region_text(),
                 &key.person_id,
@@ -465,7 +478,41 @@ impl Tx for PgTx<'_, '_> {
                 &line.unit_price.0,
                 &line.amount.0,
                 &line.price_limit.map(|p| p.0),
+                &origin.serial,
+                &origin.batch,
             ],
+        )?;
+        Ok(())
+    }
+
+    fn delete_lines_of_batch(
+        &mut self,
+        key: &PersonKey,
+        visit_id: &str,
+        batch: Option<&str>,
+    ) -> Result<u64> {
+        // Without a batch, every line of the visit goes.
+        self.execute(
+            "DELETE FROM fee_lines WHERE region = $1 AND person_id = $2 AND visit_id = $3 \
+            AND ($4::TEXT IS NULL OR batch = $4::TEXT)",
+            &[&key.region_text(), &key.person_id, &visit_id, &batch],
+        )
+    }
+
+    fn set_visit_type(&mut self, key: &PersonKey, visit_id: &str, visit: VisitType) -> Result<()> {
+        self.execute(
+            "UPDATE visits SET visit_type = $4 \
+            WHERE region = $1 AND person_id = $2 AND visit_id = $3",
+            &[&key.region_text(), &key.person_id, &visit_id, &visit.code()],
+        )?;
+        Ok(())
+    }
+
+    fn set_discharged(&mut self, key: &PersonKey, visit_id: &str, at: Option<&str>) -> Result<()> {
+        self.execute(
+            "UPDATE visits SET discharged_at = $4 \
+            WHERE region = $1 AND person_id = $2 AND visit_id = $3",
+            &[&key.region_text(), &key.person_id, &visit_id, &at],
         )?;
         Ok(())
     }
@@ -641,6 +688,89 @@ impl Tx for PgTx<'_, '_> {
             "institution_id = $1 AND booked_on = $2",
             &[&institution_id, &day.to_string()],
         )
+    }
+
+    fn nhsa_message(&mut self, institution_id: &str, msgid: &str) -> Result<Option<NhsaMessage>> {
+        let row = self.query_opt(
+            "SELECT infno, request_sha256, response, at FROM nhsa_messages \
+            WHERE institution_id = $1 AND msgid = $2",
+            &[&institution_id, &msgid],
+        )?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(NhsaMessage {
+            institution_id: institution_id.to_owned(),
+            msgid: msgid.to_owned(),
+            infno: row.try_get(0)?,
+            request_sha256: row.try_get(1)?,
+            response: row.try_get(2)?,
+            at: row.try_get(3)?,
+        }))
+    }
+
+    fn insert_nhsa_message(&mut self, m: &NhsaMessage) -> Result<()> {
+        self.execute(
+            "INSERT INTO nhsa_messages (institution_id, msgid, infno, request_sha256, response, \
+            at) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&m.institution_id, &m.msgid, &m.infno, &m.request_sha256, &m.response, &m.at],
+        )?;
+        Ok(())
+    }
+
+    fn nhsa_sign_in(
+        &mut self,
+        institution_id: &str,
+        sign_no: &str,
+        opter: &str,
+        now: &str,
+    ) -> Result<()> {
+        self.execute(
+            "INSERT INTO nhsa_sessions (institution_id, sign_no, opter, signed_in_at) \
+            VALUES ($1, $2, $3, $4)",
+            &[&institution_id, &sign_no, &opter, &now],
+        )?;
+        Ok(())
+    }
+
+    fn nhsa_session_open(&mut self, institution_id: &str, sign_no: &str) -> Result<bool> {
+        let row = self.query_opt(
+            "SELECT 1 FROM nhsa_sessions WHERE institution_id = $1 AND sign_no = $2 \
+            AND signed_out_at IS NULL",
+            &[&institution_id, &sign_no],
+        )?;
+        Ok(row.is_some())
+    }
+
+    fn nhsa_sign_out(&mut self, institution_id: &str, sign_no: &str, now: &str) -> Result<bool> {
+        let count = self.execute(
+            "UPDATE nhsa_sessions SET signed_out_at = $3 WHERE institution_id = $1 \
+            AND sign_no = $2 AND signed_out_at IS NULL",
+            &[&institution_id, &sign_no, &now],
+        )?;
+        Ok(count > 0)
+    }
+
+    fn nhsa_keys(&mut self, institution_id: &str) -> Result<Option<NhsaKeys>> {
+        let row = self.query_opt(
+            "SELECT encrypted, sm4_key, sm2_public_key FROM nhsa_keys WHERE institution_id = $1",
+            &[&institution_id],
+        )?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(NhsaKeys {
+            encrypted: row.try_get::<_, i32>(0)? != 0,
+            sm4_key: row.try_get(1)?,
+            sm2_public_key: row.try_get(2)?,
+        }))
+    }
+
+    fn set_nhsa_keys(&mut self, institution_id: &str, keys: &NhsaKeys) -> Result<()> {
+        self.execute(
+            "INSERT INTO nhsa_keys (institution_id, encrypted, sm4_key, sm2_public_key) \
+            VALUES ($1, $2, $3, $4) ON CONFLICT (institution_id) DO UPDATE SET \
+            encrypted = EXCLUDED.encrypted, sm4_key = EXCLUDED.sm4_key, \
+            sm2_public_key = EXCLUDED.sm2_public_key",
+            &[&institution_id, &i32::from(keys.encrypted), &keys.sm4_key, &keys.sm2_public_key],
+        )?;
+        Ok(())
     }
 
     fn query_strings(&mut self, sql: &str) -> Result<Vec<String>> {

@@ -12,8 +12,8 @@ use onestop_ledger::{Account, Posting};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::model::{
-    AssistanceEntry, Enrolment, Institution, PersonKey, PersonRow, Role, SettlementRow,
-    StoredResponse, VisitRow, VisitStatus,
+    AssistanceEntry, Enrolment, Institution, LineOrigin, NhsaKeys, NhsaMessage, PersonKey,
+    PersonRow, Role, SettlementRow, StoredResponse, VisitRow, VisitStatus,
 };
 use crate::tx::{NewAssistance, Result, StoreError, Tx};
 
@@ -493,33 +493,37 @@ impl Tx for SqliteTx<'_> {
     fn visit(&mut self, key: &PersonKey, visit_id: &str) -> Result<Option<VisitRow>> {
         let mut statement = self.conn.prepare_cached(
             "SELECT institution_id, visit_type, date_of_service, admission_number, status, \
-            opened_at FROM visits WHERE region = ?1 AND person_id = ?2 AND visit_id = ?3",
+            opened_at, discharged_at FROM visits WHERE region = ?1 AND person_id = ?2 AND \
+            visit_id = ?3",
         )?;
         let row = statement
             .query_row(params![key.region_text(), key.person_id, visit_id], |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
+                    (r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?),
                     r.get::<_, Option<i64>>(3)?,
                     r.get::<_, String>(4)?,
                     r.get::<_, String>(5)?,
+                    r.get::<_, Option<String>>(6)?,
                 ))
             })
             .optional()?;
-        row.map(|(institution_id, visit_type, day, admission, status, opened_at)| {
-            Ok(VisitRow {
-                key: key.clone(),
-                visit_id: visit_id.to_owned(),
-                institution_id,
-                visit_type: VisitType::parse(&visit_type)
-                    .ok_or_else(|| corrupt("visit", &visit_type))?,
-                date_of_service: date(&day)?,
-                admission_number: admission.and_then(|n| u16::try_from(n).ok()),
-                status: VisitStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
-                opened_at,
-            })
-        })
+        row.map(
+            |((institution_id, visit_type, day), admission, status, opened_at, discharged_at)| {
+                Ok(VisitRow {
+                    key: key.clone(),
+                    visit_id: visit_id.to_owned(),
+                    institution_id,
+                    visit_type: VisitType::parse(&visit_type)
+                        .ok_or_else(|| corrupt("visit", &visit_type))?,
+                    date_of_service: date(&day)?,
+                    admission_number: admission.and_then(|n| u16::try_from(n).ok()),
+                    status: VisitStatus::parse(&status)
+                        .ok_or_else(|| corrupt("status", &status))?,
+                    opened_at,
+                    discharged_at,
+                })
+            },
+        )
         .transpose()
     }
 
@@ -560,25 +564,34 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn lines(&mut self, key: &PersonKey, visit_id: &str) -> Result<Vec<(i64, Line)>> {
+        let lines = self.lines_with_origin(key, visit_id)?;
+        Ok(lines.into_iter().map(|(no, line, _)| (no, line)).collect())
+    }
+
+    fn lines_with_origin(
+        &mut self,
+        key: &PersonKey,
+        visit_id: &str,
+    ) -> Result<Vec<(i64, Line, LineOrigin)>> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT line_no, code, name, class, quantity, unit_price, amount, price_limit FROM \
-            fee_lines WHERE region = ?1 AND person_id = ?2 AND visit_id = ?3 ORDER BY line_no",
+            "SELECT line_no, code, name, class, quantity, unit_price, amount, price_limit, \
+            serial, batch FROM fee_lines WHERE region = ?1 AND person_id = ?2 AND visit_id = ?3 \
+            ORDER BY line_no",
         )?;
         let rows = statement
             .query_map(params![key.region_text(), key.person_id, visit_id], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
+                    (r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?),
                     [r.get::<_, i64>(4)?, r.get::<_, i64>(5)?, r.get::<_, i64>(6)?],
                     r.get::<_, Option<i64>>(7)?,
+                    LineOrigin { serial: r.get(8)?, batch: r.get(9)? },
                 ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.into_iter()
-            .map(|(no, code, name, class, values, limit)| {
-                Ok((no, line_from(code, name, class, values, limit)?))
+            .map(|(no, (code, name, class), values, limit, origin)| {
+                Ok((no, line_from(code, name, class, values, limit)?, origin))
             })
             .collect()
     }
@@ -589,12 +602,13 @@ impl Tx for SqliteTx<'_> {
         visit_id: &str,
         line_no: i64,
         line: &Line,
+        origin: &LineOrigin,
     ) -> Result<()> {
         self.conn
             .prepare_cached(
                 "INSERT INTO fee_lines (region, person_id, visit_id, line_no, code, name, class, \
-                quantity, unit_price, amount, price_limit) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
-                ?9, ?10, ?11)",
+                quantity, unit_price, amount, price_limit, serial, batch) VALUES (?1, ?2, ?3, ?4, \
+                ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?
             .execute(params![
                 key.region_text(),
@@ -607,8 +621,46 @@ impl Tx for SqliteTx<'_> {
                 line.quantity.0,
                 line.unit_price.0,
                 line.amount.0,
-                line.price_limit.map(|p| p.0)
+                line.price_limit.map(|p| p.0),
+                origin.serial,
+                origin.batch
             ])?;
+        Ok(())
+    }
+
+    fn delete_lines_of_batch(
+        &mut self,
+        key: &PersonKey,
+        visit_id: &str,
+        batch: Option<&str>,
+    ) -> Result<u64> {
+        let count = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM fee_lines WHERE region = ?1 AND person_id = ?2 AND visit_id = ?3 AND \
+                (?4 IS NULL OR batch = ?4)",
+            )?
+            .execute(params![key.region_text(), key.person_id, visit_id, batch])?;
+        Ok(count as u64)
+    }
+
+    fn set_visit_type(&mut self, key: &PersonKey, visit_id: &str, visit: VisitType) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE visits SET visit_type = ?4 WHERE region = ?1 AND person_id = ?2 AND \
+                visit_id = ?3",
+            )?
+            .execute(params![key.region_text(), key.person_id, visit_id, visit.code()])?;
+        Ok(())
+    }
+
+    fn set_discharged(&mut self, key: &PersonKey, visit_id: &str, at: Option<&str>) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE visits SET discharged_at = ?4 WHERE region = ?1 AND person_id = ?2 AND \
+                visit_id = ?3",
+            )?
+            .execute(params![key.region_text(), key.person_id, visit_id, at])?;
         Ok(())
     }
 
@@ -791,6 +843,111 @@ impl Tx for SqliteTx<'_> {
             "institution_id = ?1 AND booked_on = ?2",
             &[&institution_id, &day.to_string()],
         )
+    }
+
+    fn nhsa_message(&mut self, institution_id: &str, msgid: &str) -> Result<Option<NhsaMessage>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT infno, request_sha256, response, at FROM nhsa_messages \
+            WHERE institution_id = ?1 AND msgid = ?2",
+        )?;
+        let row = statement
+            .query_row(params![institution_id, msgid], |r| {
+                Ok(NhsaMessage {
+                    institution_id: institution_id.to_owned(),
+                    msgid: msgid.to_owned(),
+                    infno: r.get(0)?,
+                    request_sha256: r.get(1)?,
+                    response: r.get(2)?,
+                    at: r.get(3)?,
+                })
+            })
+            .optional()?;
+        Ok(row)
+    }
+
+    fn insert_nhsa_message(&mut self, m: &NhsaMessage) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO nhsa_messages (institution_id, msgid, infno, request_sha256, \
+                response, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                m.institution_id,
+                m.msgid,
+                m.infno,
+                m.request_sha256,
+                m.response,
+                m.at
+            ])?;
+        Ok(())
+    }
+
+    fn nhsa_sign_in(
+        &mut self,
+        institution_id: &str,
+        sign_no: &str,
+        opter: &str,
+        now: &str,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO nhsa_sessions (institution_id, sign_no, opter, signed_in_at) \
+                VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![institution_id, sign_no, opter, now])?;
+        Ok(())
+    }
+
+    fn nhsa_session_open(&mut self, institution_id: &str, sign_no: &str) -> Result<bool> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT 1 FROM nhsa_sessions WHERE institution_id = ?1 AND sign_no = ?2 \
+            AND signed_out_at IS NULL",
+        )?;
+        Ok(statement.query_row(params![institution_id, sign_no], |_| Ok(())).optional()?.is_some())
+    }
+
+    fn nhsa_sign_out(&mut self, institution_id: &str, sign_no: &str, now: &str) -> Result<bool> {
+        let count = self
+            .conn
+            .prepare_cached(
+                "UPDATE nhsa_sessions SET signed_out_at = ?3 WHERE institution_id = ?1 \
+                AND sign_no = ?2 AND signed_out_at IS NULL",
+            )?
+            .execute(params![institution_id, sign_no, now])?;
+        Ok(count > 0)
+    }
+
+    fn nhsa_keys(&mut self, institution_id: &str) -> Result<Option<NhsaKeys>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT encrypted, sm4_key, sm2_public_key FROM nhsa_keys WHERE institution_id = ?1",
+        )?;
+        let row = statement
+            .query_row(params![institution_id], |r| {
+                Ok(NhsaKeys {
+                    encrypted: r.get::<_, i64>(0)? != 0,
+                    sm4_key: r.get(1)?,
+                    sm2_public_key: r.get(2)?,
+                })
+            })
+            .optional()?;
+        Ok(row)
+    }
+
+    fn set_nhsa_keys(&mut self, institution_id: &str, keys: &NhsaKeys) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO nhsa_keys (institution_id, encrypted, sm4_key, sm2_public_key) \
+                VALUES (?1, ?2, ?3, ?4) ON CONFLICT (institution_id) DO UPDATE SET \
+                encrypted = excluded.encrypted, sm4_key = excluded.sm4_key, \
+                sm2_public_key = excluded.sm2_public_key",
+            )?
+            .execute(params![
+                institution_id,
+                i64::from(keys.encrypted),
+                keys.sm4_key,
+                keys.sm2_public_key
+            ])?;
+        Ok(())
     }
 
     fn query_strings(&mut self, sql: &str) -> Result<Vec<String>> {

@@ -6,8 +6,8 @@ use onestop_core::{Accumulators, Date, Deltas, Fen, Line};
 use onestop_ledger::Posting;
 
 use crate::model::{
-    AssistanceEntry, Enrolment, Institution, PersonKey, PersonRow, SettlementRow, StoredResponse,
-    VisitRow, VisitStatus,
+    AssistanceEntry, Enrolment, Institution, LineOrigin, NhsaKeys, NhsaMessage, PersonKey,
+    PersonRow, SettlementRow, StoredResponse, VisitRow, VisitStatus,
 };
 
 /// An operating failure of the database (I/O, constraint, connection): never a business answer.
@@ -93,13 +93,34 @@ pub trait Tx {
         status: VisitStatus,
     ) -> Result<()>;
     fn lines(&mut self, key: &PersonKey, visit_id: &str) -> Result<Vec<(i64, Line)>>;
+    /// The lines with their origin in the hospital's system.
+    fn lines_with_origin(
+        &mut self,
+        key: &PersonKey,
+        visit_id: &str,
+    ) -> Result<Vec<(i64, Line, LineOrigin)>>;
     fn insert_line(
         &mut self,
         key: &PersonKey,
         visit_id: &str,
         line_no: i64,
         line: &Line,
+        origin: &LineOrigin,
     ) -> Result<()>;
+    /// Deletes the lines of one upload batch, or every line when `batch` is `None`.
+    fn delete_lines_of_batch(
+        &mut self,
+        key: &PersonKey,
+        visit_id: &str,
+        batch: Option<&str>,
+    ) -> Result<u64>;
+    fn set_visit_type(
+        &mut self,
+        key: &PersonKey,
+        visit_id: &str,
+        visit: onestop_core::VisitType,
+    ) -> Result<()>;
+    fn set_discharged(&mut self, key: &PersonKey, visit_id: &str, at: Option<&str>) -> Result<()>;
     fn delete_line(&mut self, key: &PersonKey, visit_id: &str, line_no: i64) -> Result<bool>;
 
     fn settlement(&mut self, key: &PersonKey, settlement_id: &str)
@@ -141,6 +162,21 @@ pub trait Tx {
     /// Settlements and reversals an institution booked on a day.
     fn settlements_booked(&mut self, institution_id: &str, day: Date)
     -> Result<Vec<SettlementRow>>;
+    fn nhsa_message(&mut self, institution_id: &str, msgid: &str) -> Result<Option<NhsaMessage>>;
+    fn insert_nhsa_message(&mut self, message: &NhsaMessage) -> Result<()>;
+    fn nhsa_sign_in(
+        &mut self,
+        institution_id: &str,
+        sign_no: &str,
+        opter: &str,
+        now: &str,
+    ) -> Result<()>;
+    /// Whether a sign-in session is open (signed in, not signed out).
+    fn nhsa_session_open(&mut self, institution_id: &str, sign_no: &str) -> Result<bool>;
+    fn nhsa_sign_out(&mut self, institution_id: &str, sign_no: &str, now: &str) -> Result<bool>;
+    fn nhsa_keys(&mut self, institution_id: &str) -> Result<Option<NhsaKeys>>;
+    fn set_nhsa_keys(&mut self, institution_id: &str, keys: &NhsaKeys) -> Result<()>;
+
     /// Runs a query whose rows are one text column (for the invariant checks).
     fn query_strings(&mut self, sql: &str) -> Result<Vec<String>>;
     /// Every ledger posting an institution booked on a day, with its settlement id.

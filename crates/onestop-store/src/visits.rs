@@ -8,7 +8,7 @@ use onestop_core::claim::{ADMISSION_NUMBER_MAX, LINES_COUNT_MAX};
 use onestop_core::{Line, Rejection, RejectionCode, VisitType, classify_line};
 
 use crate::model::{
-    IdKind, Institution, PersonKey, Role, VisitRow, VisitStatus, make_id, parse_id,
+    IdKind, Institution, LineOrigin, PersonKey, Role, VisitRow, VisitStatus, make_id, parse_id,
 };
 use crate::ops::{Answer, Env, forbidden};
 use crate::tx::{Result, Tx};
@@ -100,13 +100,14 @@ pub fn open_visit(
         admission_number,
         status: VisitStatus::Open,
         opened_at: env.now.clone(),
+        discharged_at: None,
     };
     tx.insert_visit(&row)?;
     view(tx, env, &row).map(Ok)
 }
 
 /// The visit, for the institution that owns it (or its region's agency and auditors).
-fn owned_visit(
+pub fn owned_visit(
     tx: &mut dyn Tx,
     actor: &Institution,
     visit_id: &str,
@@ -132,17 +133,33 @@ fn owned_visit(
     Ok(Ok(visit))
 }
 
-fn require_open(visit: &VisitRow) -> Answer<()> {
-    if visit.status == VisitStatus::Open {
-        return Ok(());
-    }
-    Err(ServiceError::new(
-        ServiceCode::VisitNotOpen,
-        format!(
-            "visit `{}` is settled; cancel its settlement before changing its lines",
-            visit.visit_id
-        ),
-    ))
+pub fn require_open(visit: &VisitRow) -> Answer<()> {
+    let why = match visit.status {
+        VisitStatus::Open => return Ok(()),
+        VisitStatus::Settled => "is settled; cancel its settlement before changing it",
+        VisitStatus::Cancelled => "was cancelled",
+    };
+    Err(ServiceError::new(ServiceCode::VisitNotOpen, format!("visit `{}` {why}", visit.visit_id)))
+}
+
+/// The visit that `actor` may change: its own, open.
+pub fn open_visit_of(
+    tx: &mut dyn Tx,
+    actor: &Institution,
+    visit_id: &str,
+) -> Result<Answer<VisitRow>> {
+    Ok(owned_visit(tx, actor, visit_id, true)?.and_then(|v| require_open(&v).map(|()| v)))
+}
+
+/// Withdraws an open visit that has not been settled (挂号撤销, 入院撤销).
+pub fn cancel_visit(tx: &mut dyn Tx, actor: &Institution, visit_id: &str) -> Result<Answer<()>> {
+    let visit = match open_visit_of(tx, actor, visit_id)? {
+        Ok(visit) => visit,
+        Err(error) => return Ok(Err(error)),
+    };
+    tx.delete_lines_of_batch(&visit.key, visit_id, None)?;
+    tx.set_visit_status(&visit.key, visit_id, VisitStatus::Cancelled)?;
+    Ok(Ok(()))
 }
 
 /// Appends fee lines to an open visit.
@@ -153,30 +170,36 @@ pub fn add_lines(
     visit_id: &str,
     request: &AddLinesRequest,
 ) -> Result<Answer<VisitDto>> {
-    let visit =
-        match owned_visit(tx, actor, visit_id, true)?.and_then(|v| require_open(&v).map(|()| v)) {
-            Ok(visit) => visit,
-            Err(error) => return Ok(Err(error)),
-        };
     let lines = match parse_lines(&request.lines) {
         Ok(lines) => lines,
         Err(rejection) => return Ok(Err(rejection.into())),
     };
+    let lines = lines.into_iter().map(|line| (line, LineOrigin::default())).collect();
+    append_lines(tx, env, actor, visit_id, lines)
+}
+
+/// Appends lines, each with where it came from, to an open visit of `actor`'s.
+pub fn append_lines(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    visit_id: &str,
+    lines: Vec<(Line, LineOrigin)>,
+) -> Result<Answer<VisitDto>> {
+    let visit = match open_visit_of(tx, actor, visit_id)? {
+        Ok(visit) => visit,
+        Err(error) => return Ok(Err(error)),
+    };
     let existing = tx.lines(&visit.key, visit_id)?;
     if existing.len() + lines.len() > LINES_COUNT_MAX {
-        return Ok(Err(Rejection::new(
-            RejectionCode::LinesCountExceedsMax,
-            format!(
-                "the visit would have {} lines; at most {LINES_COUNT_MAX}",
-                existing.len() + lines.len()
-            ),
-        )
-        .field("lines")
-        .into()));
+        let count = existing.len() + lines.len();
+        let message = format!("the visit would have {count} lines; at most {LINES_COUNT_MAX}");
+        let rejection = Rejection::new(RejectionCode::LinesCountExceedsMax, message);
+        return Ok(Err(rejection.field("lines").into()));
     }
     let mut next = existing.iter().map(|(no, _)| *no).max().unwrap_or(0) + 1;
-    for line in &lines {
-        tx.insert_line(&visit.key, visit_id, next, line)?;
+    for (line, origin) in &lines {
+        tx.insert_line(&visit.key, visit_id, next, line, origin)?;
         next += 1;
     }
     view(tx, env, &visit).map(Ok)
@@ -221,7 +244,7 @@ pub fn get_visit(
 
 /// The wire form of a visit. Lines carry the catalog's split when the place of treatment has a
 /// catalog in force and the person is enrolled; otherwise their parts show as `-`.
-fn view(tx: &mut dyn Tx, env: &Env<'_>, visit: &VisitRow) -> Result<VisitDto> {
+pub fn view(tx: &mut dyn Tx, env: &Env<'_>, visit: &VisitRow) -> Result<VisitDto> {
     let lines = tx.lines(&visit.key, &visit.visit_id)?;
     let scheme =
         tx.enrolment(&visit.key, visit.date_of_service.year())?.map(|e| e.category.scheme());

@@ -150,6 +150,7 @@ async fn open_visit(store: &Store, hospital: &Institution) -> String {
             admission_number: None,
             status: VisitStatus::Open,
             opened_at: "now".into(),
+            discharged_at: None,
         })?;
         Ok(visit_id)
     });

@@ -1,0 +1,297 @@
+//! The national interface for designated institutions: `POST .../callService` (transaction
+//! code in the envelope's `infno`) and `.../callService/{infno}`. One JSON envelope in, one out,
+//! always HTTP 200: success is `infcode` 0, failure `infcode` -1 with `err_msg`.
+//!
+//! Around the transactions (`nhsa_tx`): reading the envelope leniently, decrypting and verifying
+//! the encrypted and signed mode, authenticating the institution, requiring sign-in where the
+//! region says so, and replaying the first answer of a repeated `msgid`. The transaction and
+//! the record of its message commit together, so a `msgid` is answered once and never settles
+//! twice.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use onestop_nhsa::envelope::Request;
+use onestop_nhsa::{crypto, envelope};
+use onestop_store::model::{NhsaKeys, NhsaMessage};
+use onestop_store::{Institution, Role, people};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::error::json_response;
+use crate::routes::Body;
+
+pub const CALL_SERVICE: &str = "/fsi/api/rsfComIfsService/callService";
+
+/// A failed call: what `err_msg` says.
+pub struct Failure(pub String);
+
+impl From<onestop_store::StoreError> for Failure {
+    fn from(error: onestop_store::StoreError) -> Failure {
+        Failure(format!("服务内部错误 the store failed: {error}; retry with the same msgid"))
+    }
+}
+
+impl From<crypto::CryptoError> for Failure {
+    fn from(error: crypto::CryptoError) -> Failure {
+        Failure(error.0)
+    }
+}
+
+pub async fn call_service(state: State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    handle(state, None, headers, body).await
+}
+
+pub async fn call_service_with_infno(
+    state: State<AppState>,
+    Path(infno): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(state, Some(infno), headers, body).await
+}
+
+/// `yyyyMMddHHmmssSSS`.
+fn stamp(state: &AppState) -> String {
+    let now = (state.clock)();
+    now.strftime("%Y%m%d%H%M%S%3f").to_string()
+}
+
+fn envelope_json(state: &AppState, received: &str, outcome: Result<Value, Failure>) -> Value {
+    let region = "000000";
+    let (infcode, err_msg, output) = match outcome {
+        Ok(output) => (0, "成功".to_owned(), output),
+        Err(Failure(message)) => (-1, message, json!({})),
+    };
+    let respond = stamp(state);
+    let sequence: u64 = rand::random::<u64>() % 10_000_000_000;
+    let reference = format!("{region}{}{sequence:010}", respond.get(..14).unwrap_or(""));
+    envelope::Response {
+        infcode,
+        inf_refmsgid: reference,
+        refmsg_time: received.to_owned(),
+        respond_time: respond,
+        err_msg,
+        warn_msg: String::new(),
+        cainfo: String::new(),
+        signtype: String::new(),
+        output,
+    }
+    .to_json()
+}
+
+async fn handle(
+    State(state): State<AppState>,
+    infno: Option<String>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Response {
+    let received = stamp(&state);
+    let answer = match answer(&state, infno.as_deref(), &headers, &body, &received).await {
+        Ok(answer) => answer,
+        Err(failure) => envelope_json(&state, &received, Err(failure)),
+    };
+    json_response(200, answer.to_string())
+}
+
+/// The input as the client wrote it (for the signature), parsed, and the keys used.
+struct Input {
+    plain_text: String,
+    value: Value,
+    keys: Option<NhsaKeys>,
+}
+
+fn raw_input(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Raw<'a> {
+        #[serde(borrow)]
+        input: Option<&'a serde_json::value::RawValue>,
+    }
+    let raw: Raw<'_> = serde_json::from_slice(body).ok()?;
+    raw.input.map(|r| r.get().to_owned())
+}
+
+/// Decrypts the input where the institution uses the encrypted mode.
+fn decrypt(request: &Request, body: &[u8], keys: Option<NhsaKeys>) -> Result<Input, Failure> {
+    match (&request.input, &keys) {
+        (Value::String(sealed), Some(k)) => {
+            let key = crypto::sm4_key(&k.sm4_key)?;
+            let plain = crypto::sm4_decrypt(&key, sealed).map_err(|e| Failure(e.0))?;
+            let plain_text = String::from_utf8(plain)
+                .map_err(|_| Failure("解密后不是UTF-8 decrypted input is not UTF-8".into()))?;
+            let value = serde_json::from_str(&plain_text)
+                .map_err(|e| Failure(format!("解密后不是JSON decrypted input is not JSON: {e}")))?;
+            Ok(Input { plain_text, value, keys })
+        }
+        (Value::String(_), None) => Err(Failure(
+            "该机构未配置加密密钥 the institution has no SM4 key: send input as an object".into(),
+        )),
+        (_, Some(k)) if k.encrypted => Err(Failure(
+            "该机构须加密传输 this institution must send input encrypted (enc_type SM4)".into(),
+        )),
+        (value, _) => Ok(Input {
+            plain_text: raw_input(body).unwrap_or_else(|| value.to_string()),
+            value: value.clone(),
+            keys,
+        }),
+    }
+}
+
+/// The institution, authenticated by its bearer token or by an SM2 signature of its input.
+async fn authenticate(
+    state: &AppState,
+    request: &Request,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Institution, Input), Failure> {
+    let code = request.fixmedins_code.clone();
+    let found =
+        state.store.read(move |tx| Ok((tx.institution(&code)?, tx.nhsa_keys(&code)?))).await?;
+    let (Some(institution), keys) = found else {
+        return Err(Failure(format!(
+            "定点机构未注册 institution `{}` is not registered",
+            request.fixmedins_code
+        )));
+    };
+    if institution.role != Role::Institution {
+        return Err(Failure(
+            "只有定点医药机构可调用 only a designated institution may call this interface".into(),
+        ));
+    }
+    let input = decrypt(request, body, keys)?;
+    let signed =
+        match (&request.cainfo, input.keys.as_ref().and_then(|k| k.sm2_public_key.as_ref())) {
+            (Some(cainfo), Some(public)) => {
+                crypto::sm2_verify(
+                    public,
+                    &institution.institution_id,
+                    input.plain_text.as_bytes(),
+                    cainfo,
+                )
+                .map_err(|e| Failure(e.0))?;
+                true
+            }
+            _ => false,
+        };
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned());
+    let bearer = match token {
+        Some(token) if !signed => {
+            let actor = match state.cached_actor(&people::token_sha256(&token)) {
+                Some(actor) => Some(actor),
+                None => state.store.read(move |tx| people::authenticate(tx, &token)).await?,
+            };
+            actor.is_some_and(|a| a.institution_id == institution.institution_id)
+        }
+        _ => false,
+    };
+    if !(signed || bearer) {
+        return Err(Failure(
+            "认证失败 authentication failed: send the institution's bearer token, \
+             or sign the input (cainfo, SM2)"
+                .into(),
+        ));
+    }
+    Ok((institution, input))
+}
+
+fn request_sha256(infno: &str, input: &str) -> String {
+    hex::encode(Sha256::digest(format!("{infno}\n{input}").as_bytes()))
+}
+
+async fn answer(
+    state: &AppState,
+    infno: Option<&str>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    received: &str,
+) -> Result<Value, Failure> {
+    let request = Request::parse(body, infno).map_err(|e| Failure(e.0))?;
+    let (institution, input) = authenticate(state, &request, headers, body).await?;
+    check_signed_in(state, &request, &institution).await?;
+    let sha = request_sha256(&request.infno, &input.plain_text);
+    let (state2, received2) = (state.clone(), received.to_owned());
+    let (request2, value) = (request.clone(), input.value.clone());
+    let stored = crate::routes::write(state, move |tx, env| {
+        if let Some(message) = tx.nhsa_message(&institution.institution_id, &request2.msgid)? {
+            return Ok(replay(&message, &sha));
+        }
+        let outcome = crate::nhsa_tx::dispatch(tx, env, &institution, &request2, &value)?;
+        let envelope = envelope_json(&state2, &received2, outcome);
+        tx.insert_nhsa_message(&NhsaMessage {
+            institution_id: institution.institution_id.clone(),
+            msgid: request2.msgid.clone(),
+            infno: request2.infno.clone(),
+            request_sha256: sha,
+            response: envelope.to_string(),
+            at: env.now.clone(),
+        })?;
+        Ok(envelope)
+    })
+    .await
+    .map_err(|error| match error {
+        crate::ApiError::Service(e) => Failure(e.body.message),
+        crate::ApiError::Store(e) => {
+            Failure(format!("服务内部错误 the store failed: {e}; retry with the same msgid"))
+        }
+    })?;
+    seal(state, &request, input.keys.as_ref(), stored)
+}
+
+/// A repeated msgid: the first answer, or a refusal when the request differs.
+fn replay(message: &NhsaMessage, sha: &str) -> Value {
+    if message.request_sha256 != sha {
+        let text = format!(
+            "报文ID重复 msgid `{}` was already used for another request ({})",
+            message.msgid, message.infno
+        );
+        return json!({ "infcode": -1, "err_msg": text, "output": {} });
+    }
+    serde_json::from_str(&message.response).unwrap_or(Value::Null)
+}
+
+/// Encrypts and signs the output for institutions in the encrypted mode.
+fn seal(
+    state: &AppState,
+    request: &Request,
+    keys: Option<&NhsaKeys>,
+    mut envelope: Value,
+) -> Result<Value, Failure> {
+    let Some(keys) = keys.filter(|_| request.is_encrypted()) else { return Ok(envelope) };
+    let plain = envelope["output"].to_string();
+    let key = crypto::sm4_key(&keys.sm4_key)?;
+    envelope["output"] = json!(crypto::sm4_encrypt(&key, plain.as_bytes()));
+    if let Some(private) = &state.nhsa.service_key {
+        envelope["cainfo"] = json!(
+            crypto::sm2_sign(private, &request.fixmedins_code, plain.as_bytes())
+                .map_err(|e| Failure(e.0))?
+        );
+        envelope["signtype"] = json!("SM2");
+    }
+    Ok(envelope)
+}
+
+async fn check_signed_in(
+    state: &AppState,
+    request: &Request,
+    institution: &Institution,
+) -> Result<(), Failure> {
+    if request.infno == "9001" || !state.nhsa.sign_in_regions.contains(&institution.region) {
+        return Ok(());
+    }
+    let Some(sign_no) = request.sign_no.clone() else {
+        return Err(Failure("未签到 sign in first (9001) and send its sign_no".into()));
+    };
+    let id = institution.institution_id.clone();
+    let open = state.store.read(move |tx| tx.nhsa_session_open(&id, &sign_no)).await?;
+    if open {
+        Ok(())
+    } else {
+        Err(Failure("签到已失效 the sign_no is not an open sign-in; sign in again (9001)".into()))
+    }
+}

@@ -1,0 +1,177 @@
+//! 3201 and 3202: the institution's totals or settlements over a period, against its books.
+
+use std::collections::BTreeMap;
+
+use onestop_api::SettlementDto;
+use onestop_core::{Date, Fen, Region, Scheme, VisitType};
+use onestop_nhsa::codes;
+use onestop_nhsa::envelope::text;
+use onestop_store::Institution;
+use onestop_store::Tx;
+use onestop_store::model::SettlementRow;
+use onestop_store::tx::Result;
+use serde_json::{Map, Value, json};
+
+use crate::nhsa::Failure;
+
+type Outcome = std::result::Result<Value, Failure>;
+
+/// A reconciliation period is at most this many days.
+pub const PERIOD_DAYS_MAX: i32 = 366;
+
+fn date(node: &Map<String, Value>, key: &str) -> std::result::Result<Date, Failure> {
+    let text =
+        text(node, key).ok_or_else(|| Failure(format!("缺少必填字段 missing field `{key}`")))?;
+    text.get(..10)
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(|| Failure(format!("`{key}` is not a date: {text}")))
+}
+
+fn fen(node: &Map<String, Value>, key: &str) -> Option<Fen> {
+    text(node, key).and_then(|t| Fen::parse_yuan(&t).ok())
+}
+
+/// Settlements and reversals booked in the period that match the filters sent.
+fn booked(
+    tx: &mut dyn Tx,
+    actor: &Institution,
+    node: &Map<String, Value>,
+) -> Result<std::result::Result<Vec<SettlementRow>, Failure>> {
+    let (begin, end) =
+        match date(node, "stmt_begndate").and_then(|b| Ok((b, date(node, "stmt_enddate")?))) {
+            Ok(range) => range,
+            Err(failure) => return Ok(Err(failure)),
+        };
+    let days =
+        i32::try_from(begin.until(end).map(|span| span.get_days()).unwrap_or(-1)).unwrap_or(-1);
+    if !(0..PERIOD_DAYS_MAX).contains(&days) {
+        return Ok(Err(Failure(format!(
+            "对账期间无效 the period {begin} to {end} must run forward, at most {PERIOD_DAYS_MAX} days"
+        ))));
+    }
+    let insutype = text(node, "insutype");
+    let clr_type = text(node, "clr_type");
+    let optins = text(node, "setl_optins").and_then(|r| Region::parse(&r));
+    let mut rows = Vec::new();
+    let mut day = begin;
+    while day <= end {
+        for row in tx.settlements_booked(&actor.institution_id, day)? {
+            let dto: SettlementDto = serde_json::from_str(&row.result)
+                .unwrap_or_else(|_| unreachable!("stored results parse"));
+            let scheme = Scheme::parse(&dto.scheme).map(codes::insutype);
+            let visit = VisitType::parse(&dto.visit).map(codes::clr_type);
+            let keep = insutype.as_deref().is_none_or(|i| scheme == Some(i))
+                && clr_type.as_deref().is_none_or(|c| visit == Some(c))
+                && optins.is_none_or(|r| row.key.region == r);
+            if keep {
+                rows.push(row);
+            }
+        }
+        day = day.tomorrow().unwrap_or(end);
+        if day == end && day == begin {
+            break;
+        }
+    }
+    Ok(Ok(rows))
+}
+
+/// Sums of the period: (count net of reversals, medical cost, fund, personal account).
+fn totals(rows: &[SettlementRow]) -> (i64, Fen, Fen, Fen) {
+    let count = rows.iter().map(|r| if r.reverses.is_some() { -1 } else { 1 }).sum();
+    let sum = |f: fn(&SettlementRow) -> Fen| rows.iter().map(f).sum::<Fen>();
+    (count, sum(|r| r.total), sum(|r| r.fund_total), sum(|r| r.personal_account))
+}
+
+pub fn reconcile_totals(
+    tx: &mut dyn Tx,
+    actor: &Institution,
+    node: &Map<String, Value>,
+) -> Result<Outcome> {
+    let rows = match booked(tx, actor, node)? {
+        Ok(rows) => rows,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let (count, medfee, fund, account) = totals(&rows);
+    let mut differences = Vec::new();
+    let mut compare = |name: &str, ours: String, theirs: Option<String>| {
+        if let Some(theirs) = theirs.filter(|t| *t != ours) {
+            differences.push(format!("{name} 医保 {ours} 机构 {theirs}"));
+        }
+    };
+    compare("medfee_sumamt", medfee.to_string(), fen(node, "medfee_sumamt").map(|f| f.to_string()));
+    compare(
+        "fund_pay_sumamt",
+        fund.to_string(),
+        fen(node, "fund_pay_sumamt").map(|f| f.to_string()),
+    );
+    compare("acct_pay", account.to_string(), fen(node, "acct_pay").map(|f| f.to_string()));
+    compare("fixmedins_setl_cnt", count.to_string(), text(node, "fixmedins_setl_cnt"));
+    let balanced = differences.is_empty();
+    let description = if balanced {
+        "平 balanced".to_owned()
+    } else {
+        format!("不平 unbalanced: {}", differences.join("; "))
+    };
+    Ok(Ok(json!({ "stmtinfo": {
+        "setl_optins": text(node, "setl_optins").unwrap_or_default(),
+        "stmt_rslt": if balanced { "0" } else { "1" },
+        "stmt_rslt_dscr": description,
+    } })))
+}
+
+/// 3202 with the detail rows sent inline as `data.details` (the file of 9101 is not supported):
+/// every settlement that differs, is missing on either side, or has other amounts.
+pub fn reconcile_details(
+    tx: &mut dyn Tx,
+    actor: &Institution,
+    node: &Map<String, Value>,
+) -> Result<Outcome> {
+    let rows = match booked(tx, actor, node)? {
+        Ok(rows) => rows,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let ours: BTreeMap<&str, &SettlementRow> =
+        rows.iter().map(|r| (r.settlement_id.as_str(), r)).collect();
+    let theirs: Vec<&Map<String, Value>> = node
+        .get("details")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_object).collect())
+        .unwrap_or_default();
+    let mut detail = Vec::new();
+    for row in &theirs {
+        let id = text(row, "setl_id").unwrap_or_default();
+        let memo = match ours.get(id.as_str()) {
+            None => Some("医保无此结算 not booked by the service".to_owned()),
+            Some(r)
+                if fen(row, "medfee_sumamt") != Some(r.total)
+                    || fen(row, "fund_pay_sumamt") != Some(r.fund_total) =>
+            {
+                Some(format!("金额不符 service medfee {} fund {}", r.total, r.fund_total))
+            }
+            Some(_) => None,
+        };
+        if let Some(memo) = memo {
+            detail.push(json!({ "setl_id": id, "stmt_rslt": "1", "memo": memo }));
+        }
+    }
+    let sent: std::collections::BTreeSet<String> =
+        theirs.iter().filter_map(|r| text(r, "setl_id")).collect();
+    for id in ours.keys().filter(|id| !sent.contains(**id)) {
+        detail.push(json!({
+            "setl_id": id,
+            "stmt_rslt": "1",
+            "memo": "机构无此结算 missing from the institution's details",
+        }));
+    }
+    let balanced = detail.is_empty();
+    let stmt_rslt = if balanced { "0" } else { "1" };
+    let stmt_rslt_dscr = if balanced {
+        "平 balanced".to_owned()
+    } else {
+        format!("不平 {} settlements differ", detail.len())
+    };
+    Ok(Ok(json!({
+        "stmtinfo": { "stmt_rslt": stmt_rslt, "stmt_rslt_dscr": stmt_rslt_dscr },
+        "detail": detail,
+    })))
+}

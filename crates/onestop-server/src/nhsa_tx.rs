@@ -1,0 +1,660 @@
+//! Each transaction of the national interface, mapped onto the service's operations (never a
+//! second engine): registration and admission open visits, fee uploads append lines,
+//! pre-settle and settle run the same `ops` as `/v1`, with the message's `msgid` as the
+//! idempotency key. Runs inside the store transaction that also records the message.
+
+use onestop_api::service::{OpenVisitRequest, PersonViewDto, SettleRequest, SettlementRecordDto};
+use onestop_api::wire::Scalar;
+use onestop_api::{LineDto, ServiceError};
+use onestop_core::{Category, Region};
+use onestop_nhsa::envelope::{Request, text, text_any};
+use onestop_nhsa::{codes, setl};
+use onestop_store::model::{IdKind, LineOrigin, parse_id};
+use onestop_store::tx::Result;
+use onestop_store::{Env, Idempotency, Institution, PersonKey, Tx, ops, people, visits};
+use serde_json::{Map, Value, json};
+
+use crate::nhsa::Failure;
+
+type Outcome = std::result::Result<Value, Failure>;
+
+impl From<ServiceError> for Failure {
+    fn from(error: ServiceError) -> Failure {
+        Failure(format!("[{}] {}", error.body.code, error.body.message))
+    }
+}
+
+/// The object a transaction's fields are in: `input.data` (most), or `input` itself.
+fn data<'a>(input: &'a Value, node: &str) -> &'a Map<String, Value> {
+    static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+    let empty = EMPTY.get_or_init(Map::new);
+    input.get(node).and_then(Value::as_object).or_else(|| input.as_object()).unwrap_or(empty)
+}
+
+fn required(object: &Map<String, Value>, key: &str) -> std::result::Result<String, Failure> {
+    text(object, key).ok_or_else(|| Failure(format!("缺少必填字段 missing field `{key}`")))
+}
+
+/// The person a `psn_no` names, in the insured region the envelope gives (else the
+/// institution's own).
+fn person_key(
+    request: &Request,
+    actor: &Institution,
+    psn_no: &str,
+) -> std::result::Result<PersonKey, Failure> {
+    let region = request.insuplc_admdvs.as_deref().and_then(Region::parse).unwrap_or(actor.region);
+    PersonKey::new(region, psn_no)
+        .ok_or_else(|| Failure(format!("人员编号无效 `{psn_no}` is not a person number")))
+}
+
+pub fn dispatch(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    request: &Request,
+    input: &Value,
+) -> Result<Outcome> {
+    match request.infno.as_str() {
+        "9001" => sign_in(tx, env, actor, request, input),
+        "9002" => sign_out(tx, env, actor, input),
+        "1101" => person_info(tx, env, actor, request, input),
+        "2201" => register(tx, env, actor, request, data(input, "data"), "11"),
+        "2401" => register(tx, env, actor, request, data(input, "mdtrtinfo"), "21"),
+        "2202" | "2404" => cancel_visit(tx, actor, data(input, "data")),
+        "2203" | "2403" => visit_info(tx, actor, input),
+        "2402" => discharge(tx, actor, input, true),
+        "2405" => discharge(tx, actor, input, false),
+        "2204" | "2301" => upload_fees(tx, env, actor, input),
+        "2205" | "2302" => cancel_fees(tx, actor, data(input, "data")),
+        "2206" | "2303" => presettle(tx, env, actor, data(input, "data")),
+        "2207" | "2304" => settle(tx, env, actor, request, data(input, "data")),
+        "2208" | "2305" => cancel_settlement(tx, env, actor, request, data(input, "data")),
+        "2601" => reverse(tx, env, actor, request, data(input, "data")),
+        "3201" => crate::nhsa_reports::reconcile_totals(tx, actor, data(input, "data")),
+        "3202" => crate::nhsa_reports::reconcile_details(tx, actor, data(input, "data")),
+        "5203" => settlement_query(tx, env, actor, data(input, "data")),
+        "5206" => year_to_date(tx, env, actor, request, data(input, "data")),
+        other => Ok(Err(Failure(format!(
+            "不支持的交易 infno `{other}` is not supported (see docs/national-interface.md)"
+        )))),
+    }
+}
+
+fn sign_in(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    request: &Request,
+    input: &Value,
+) -> Result<Outcome> {
+    let node = data(input, "signIn");
+    let opter = text(node, "opter_no").or_else(|| request.opter.clone()).unwrap_or_default();
+    let digits: String = env.now.chars().filter(char::is_ascii_digit).take(14).collect();
+    let sign_no = format!("{}{digits}{:04}", actor.institution_id, rand::random::<u16>() % 10_000);
+    tx.nhsa_sign_in(&actor.institution_id, &sign_no, &opter, &env.now)?;
+    let sign_time = env.now.get(..19).unwrap_or("").replace('T', " ");
+    Ok(Ok(json!({ "signinoutb": { "sign_no": sign_no, "sign_time": sign_time } })))
+}
+
+fn sign_out(tx: &mut dyn Tx, env: &Env<'_>, actor: &Institution, input: &Value) -> Result<Outcome> {
+    let node = data(input, "signOut");
+    let Some(sign_no) = text(node, "sign_no") else {
+        return Ok(Err(Failure("缺少必填字段 missing field `sign_no`".into())));
+    };
+    if !tx.nhsa_sign_out(&actor.institution_id, &sign_no, &env.now)? {
+        return Ok(Err(Failure(format!("签到不存在或已签退 no open sign-in `{sign_no}`"))));
+    }
+    let sign_time = env.now.get(..19).unwrap_or("").replace('T', " ");
+    Ok(Ok(json!({ "signoutoutb": { "sign_time": sign_time } })))
+}
+
+/// The person found by identity number (凭证类型 02, or `certno`) or by person number.
+fn find_person(
+    tx: &mut dyn Tx,
+    request: &Request,
+    actor: &Institution,
+    node: &Map<String, Value>,
+) -> Result<std::result::Result<PersonKey, Failure>> {
+    let region = request.insuplc_admdvs.as_deref().and_then(Region::parse).unwrap_or(actor.region);
+    let number = text(node, "certno").or_else(|| text(node, "mdtrt_cert_no")).unwrap_or_default();
+    if let Some(key) = tx.person_by_id_number(&region.to_string(), &number.to_ascii_uppercase())? {
+        return Ok(Ok(key));
+    }
+    match PersonKey::new(region, &number) {
+        Some(key) if tx.person(&key, false)?.is_some() => Ok(Ok(key)),
+        _ => Ok(Err(Failure(format!(
+            "未查询到参保人 no person with this credential in region {region}"
+        )))),
+    }
+}
+
+fn view(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    key: &PersonKey,
+) -> Result<std::result::Result<PersonViewDto, Failure>> {
+    Ok(people::person_view(tx, env, actor, key, env.today.year())?.map_err(Failure::from))
+}
+
+fn person_info(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    request: &Request,
+    input: &Value,
+) -> Result<Outcome> {
+    let key = match find_person(tx, request, actor, data(input, "data"))? {
+        Ok(key) => key,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let person = match view(tx, env, actor, &key)? {
+        Ok(person) => person,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let mut baseinfo = setl::person_fields(&person);
+    for key in ["insutype", "psn_type", "cvlserv_flag"] {
+        baseinfo.remove(key);
+    }
+    let insuinfo: Vec<Value> = person
+        .enrolment
+        .iter()
+        .map(|e| {
+            let category = Category::parse(&e.category).unwrap_or(Category::WorkingAge);
+            json!({
+                "balc": setl::amount(&person.account_balance),
+                "insutype": codes::insutype(category.scheme()),
+                "psn_type": codes::psn_type(category),
+                "psn_insu_stas": "1",
+                "psn_insu_date": format!("{}-01-01", e.year),
+                "paus_insu_date": "",
+                "cvlserv_flag": if e.civil_servant { "1" } else { "0" },
+                "insuplc_admdvs": person.insured_region,
+                "emp_name": "",
+            })
+        })
+        .collect();
+    let idetinfo: Vec<Value> = tx
+        .assistance(&key)?
+        .iter()
+        .map(|entry| {
+            json!({
+                "psn_idet_type": codes::idet_type(entry.category),
+                "psn_type_lv": "",
+                "memo": entry.category.zh(),
+                "begntime": format!("{} 00:00:00", entry.effective_from),
+                "endtime": entry.effective_to.map_or(String::new(), |d| format!("{d} 23:59:59")),
+            })
+        })
+        .collect();
+    Ok(Ok(json!({ "baseinfo": baseinfo, "insuinfo": insuinfo, "idetinfo": idetinfo })))
+}
+
+fn register(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    request: &Request,
+    node: &Map<String, Value>,
+    default_med_type: &str,
+) -> Result<Outcome> {
+    let psn_no = match required(node, "psn_no") {
+        Ok(psn_no) => psn_no,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let med_type = text(node, "med_type").unwrap_or_else(|| default_med_type.to_owned());
+    let Some(visit) = codes::visit_of_med_type(&med_type) else {
+        return Ok(Err(Failure(format!(
+            "不支持的医疗类别 med_type `{med_type}` is not settled here"
+        ))));
+    };
+    let date =
+        text_any(node, &["begntime", "adm_time"]).and_then(|t| t.get(..10).map(str::to_owned));
+    let open = OpenVisitRequest {
+        person_id: Some(psn_no.clone()),
+        insured_region: request.insuplc_admdvs.clone().map(Scalar),
+        visit: Some(Scalar(visit.code().to_owned())),
+        date_of_service: date.map(Scalar),
+        admission_number: None,
+    };
+    let visit = match visits::open_visit(tx, env, actor, &open)? {
+        Ok(visit) => visit,
+        Err(error) => return Ok(Err(error.into())),
+    };
+    let ipt_otp_no = text_any(node, &["ipt_otp_no", "ipt_no"]).unwrap_or_default();
+    let answer = json!({ "mdtrt_id": visit.visit_id, "psn_no": psn_no, "ipt_otp_no": ipt_otp_no });
+    Ok(Ok(json!({ "data": answer, "result": answer })))
+}
+
+fn visit_id_of(node: &Map<String, Value>) -> std::result::Result<String, Failure> {
+    required(node, "mdtrt_id")
+}
+
+fn cancel_visit(
+    tx: &mut dyn Tx,
+    actor: &Institution,
+    node: &Map<String, Value>,
+) -> Result<Outcome> {
+    let visit_id = match visit_id_of(node) {
+        Ok(id) => id,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    Ok(visits::cancel_visit(tx, actor, &visit_id)?.map(|()| json!({})).map_err(Failure::from))
+}
+
+fn visit_info(tx: &mut dyn Tx, actor: &Institution, input: &Value) -> Result<Outcome> {
+    let node = input
+        .get("mdtrtinfo")
+        .or_else(|| input.get("adminfo"))
+        .and_then(Value::as_object)
+        .unwrap_or_else(|| data(input, "data"));
+    let visit_id = match visit_id_of(node) {
+        Ok(id) => id,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let visit = match visits::open_visit_of(tx, actor, &visit_id)? {
+        Ok(visit) => visit,
+        Err(error) => return Ok(Err(error.into())),
+    };
+    if let Some(med_type) = text(node, "med_type") {
+        let Some(visit_type) = codes::visit_of_med_type(&med_type) else {
+            return Ok(Err(Failure(format!(
+                "不支持的医疗类别 med_type `{med_type}` is not settled here"
+            ))));
+        };
+        tx.set_visit_type(&visit.key, &visit_id, visit_type)?;
+    }
+    Ok(Ok(json!({})))
+}
+
+fn discharge(
+    tx: &mut dyn Tx,
+    actor: &Institution,
+    input: &Value,
+    discharged: bool,
+) -> Result<Outcome> {
+    let node = input
+        .get("dscginfo")
+        .or_else(|| input.get("mdtrtinfo"))
+        .and_then(Value::as_object)
+        .unwrap_or_else(|| data(input, "data"));
+    let visit_id = match visit_id_of(node) {
+        Ok(id) => id,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let visit = match visits::owned_visit(tx, actor, &visit_id, true)? {
+        Ok(visit) => visit,
+        Err(error) => return Ok(Err(error.into())),
+    };
+    let at = if discharged { Some(text(node, "endtime").unwrap_or_default()) } else { None };
+    tx.set_discharged(&visit.key, &visit_id, at.as_deref())?;
+    Ok(Ok(json!({})))
+}
+
+/// One fee line of 2204/2301. Prices may carry six decimals: where quantity × price does not
+/// give the amount at onestop's four-decimal precision, the amount stands and the price is
+/// derived from it (documented deviation).
+fn fee_line(
+    tx_catalog_class: Option<&'static str>,
+    detail: &Map<String, Value>,
+) -> std::result::Result<(onestop_core::Line, LineOrigin), Failure> {
+    let amount = required(detail, "det_item_fee_sumamt")?;
+    let class = text(detail, "chrgitm_lv")
+        .and_then(|l| codes::class_of_chrgitm_lv(&l))
+        .or(tx_catalog_class)
+        .unwrap_or("a");
+    let code = text_any(detail, &["med_list_codg", "medins_list_codg"]).unwrap_or_default();
+    let name = text_any(detail, &["medins_list_name", "med_list_name", "hilist_name"])
+        .unwrap_or_else(|| code.clone());
+    let strict = LineDto {
+        code: Some(code.clone()),
+        name: Some(name.clone()),
+        class: Some(Scalar(class.to_owned())),
+        quantity: text(detail, "cnt").map(Scalar),
+        unit_price: text(detail, "pric").map(Scalar),
+        amount: Some(Scalar(amount.clone())),
+        price_limit: None,
+    };
+    let lenient = LineDto { quantity: None, unit_price: None, ..strict.clone() };
+    let line = onestop_api::claim::parse_lines(std::slice::from_ref(&strict))
+        .or_else(|_| onestop_api::claim::parse_lines(std::slice::from_ref(&lenient)))
+        .map_err(|r| Failure(format!("[{}] {}", r.code, r.message)))?
+        .remove(0);
+    let origin =
+        LineOrigin { serial: text(detail, "feedetl_sn"), batch: text(detail, "chrg_bchno") };
+    Ok((line, origin))
+}
+
+fn upload_fees(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    input: &Value,
+) -> Result<Outcome> {
+    let details: Vec<&Map<String, Value>> = input
+        .get("feedetail")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_object).collect())
+        .unwrap_or_default();
+    let Some(first) = details.first() else {
+        return Ok(Err(Failure("缺少费用明细 `feedetail` is empty".into())));
+    };
+    let visit_id = match visit_id_of(first) {
+        Ok(id) => id,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let mut lines = Vec::with_capacity(details.len());
+    for (index, detail) in details.iter().enumerate() {
+        if text(detail, "mdtrt_id").as_deref() != Some(visit_id.as_str()) {
+            return Ok(Err(Failure(format!(
+                "feedetail[{index}] 就诊ID不一致: all lines of one upload belong to one visit"
+            ))));
+        }
+        match fee_line(None, detail) {
+            Ok(line) => lines.push(line),
+            Err(Failure(message)) => {
+                return Ok(Err(Failure(format!("feedetail[{index}]: {message}"))));
+            }
+        }
+    }
+    let count = lines.len();
+    let visit = match visits::append_lines(tx, env, actor, &visit_id, lines)? {
+        Ok(visit) => visit,
+        Err(error) => return Ok(Err(error.into())),
+    };
+    let key = parse_id(&visit_id).map(|(_, key)| key).ok_or_else(|| Failure("bad visit id".into()));
+    let origins = match key {
+        Ok(key) => tx.lines_with_origin(&key, &visit_id)?,
+        Err(f) => return Ok(Err(f)),
+    };
+    let start = visit.lines.len().saturating_sub(count);
+    let result: Vec<Value> = visit.lines[start..]
+        .iter()
+        .zip(&origins[start..])
+        .map(|(line, (_, _, origin))| {
+            let mut answer = setl::fee_line(line, origin.serial.as_deref().unwrap_or(""));
+            answer["chrg_bchno"] = json!(origin.batch);
+            answer
+        })
+        .collect();
+    Ok(Ok(json!({ "result": result })))
+}
+
+fn cancel_fees(tx: &mut dyn Tx, actor: &Institution, node: &Map<String, Value>) -> Result<Outcome> {
+    let visit_id = match visit_id_of(node) {
+        Ok(id) => id,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let visit = match visits::open_visit_of(tx, actor, &visit_id)? {
+        Ok(visit) => visit,
+        Err(error) => return Ok(Err(error.into())),
+    };
+    // "0000" (or no batch) withdraws every line of the visit.
+    let batch = text(node, "chrg_bchno").filter(|b| b != "0000");
+    tx.delete_lines_of_batch(&visit.key, &visit_id, batch.as_deref())?;
+    Ok(Ok(json!({})))
+}
+
+/// A `medfee_sumamt` the client sent that is not the total of the lines of an open visit (a
+/// settled visit is left to the settlement's own answer, which replays by msgid).
+fn total_differs(
+    tx: &mut dyn Tx,
+    visit_id: &str,
+    node: &Map<String, Value>,
+) -> Result<Option<Failure>> {
+    let Some(sent) = text(node, "medfee_sumamt") else { return Ok(None) };
+    let Some((_, key)) = parse_id(visit_id) else { return Ok(None) };
+    let open = tx
+        .visit(&key, visit_id)?
+        .is_some_and(|v| v.status == onestop_store::model::VisitStatus::Open);
+    if !open {
+        return Ok(None);
+    }
+    let total: onestop_core::Fen =
+        tx.lines(&key, visit_id)?.iter().map(|(_, line)| line.amount).sum();
+    if onestop_core::Fen::parse_yuan(&sent).ok() == Some(total) {
+        return Ok(None);
+    }
+    Ok(Some(Failure(format!(
+        "费用总额不符 medfee_sumamt {sent} differs from the uploaded lines' total {total}"
+    ))))
+}
+
+fn use_account(node: &Map<String, Value>) -> SettleRequest {
+    SettleRequest { use_personal_account: text(node, "acct_used_flag").map(|flag| flag != "0") }
+}
+
+/// The settlement output of a record: `setlinfo` and `setldetail`.
+pub fn settlement_output(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    record: &SettlementRecordDto,
+    msgid: &str,
+) -> Result<Outcome> {
+    let Some(key) = PersonKey::new(
+        Region::parse(&record.insured_region).unwrap_or(actor.region),
+        &record.person_id,
+    ) else {
+        return Ok(Err(Failure("bad person".into())));
+    };
+    let person = match view(tx, env, actor, &key)? {
+        Ok(person) => person,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let sign = if record.status == "reversal" { -1 } else { 1 };
+    let scheme = onestop_core::Scheme::parse(&record.settlement.scheme)
+        .unwrap_or(onestop_core::Scheme::Employee);
+    let info = setl::setlinfo(record, &person, msgid, sign);
+    Ok(Ok(json!({ "setlinfo": info, "setldetail": setl::setldetail(record, scheme, sign) })))
+}
+
+fn presettle(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    node: &Map<String, Value>,
+) -> Result<Outcome> {
+    let visit_id = match visit_id_of(node) {
+        Ok(id) => id,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let settlement = match ops::presettle(tx, env, actor, &visit_id, &use_account(node))? {
+        Ok(settlement) => settlement,
+        Err(error) => return Ok(Err(error.into())),
+    };
+    if let Some(failure) = total_differs(tx, &visit_id, node)? {
+        return Ok(Err(failure));
+    }
+    let Some((_, key)) = parse_id(&visit_id) else {
+        return Ok(Err(Failure("bad visit id".into())));
+    };
+    let record = SettlementRecordDto {
+        settlement_id: String::new(),
+        visit_id,
+        person_id: key.person_id.clone(),
+        insured_region: key.region_text(),
+        institution_id: actor.institution_id.clone(),
+        status: "pre-settled".into(),
+        reverses: None,
+        reversed_by: None,
+        booked_at: env.now.clone(),
+        total: settlement.totals.total.clone(),
+        fund_total: settlement.fund_total.clone(),
+        personal_account: settlement.personal_account.clone(),
+        cash: settlement.cash.clone(),
+        settlement,
+    };
+    settlement_output(tx, env, actor, &record, "")
+}
+
+fn stored_record(
+    response: onestop_store::model::StoredResponse,
+) -> std::result::Result<SettlementRecordDto, Failure> {
+    if response.status != 200 {
+        let body: onestop_api::ErrorBody =
+            serde_json::from_str(&response.body).map_err(|e| Failure(e.to_string()))?;
+        return Err(Failure(format!("[{}] {}", body.code, body.message)));
+    }
+    serde_json::from_str(&response.body).map_err(|e| Failure(e.to_string()))
+}
+
+fn settle(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    request: &Request,
+    node: &Map<String, Value>,
+) -> Result<Outcome> {
+    let visit_id = match visit_id_of(node) {
+        Ok(id) => id,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    if let Some(failure) = total_differs(tx, &visit_id, node)? {
+        return Ok(Err(failure));
+    }
+    let key = format!("nhsa:{}", request.msgid);
+    let idempotency = Idempotency { key: &key, request_sha256: &request.msgid };
+    let response = ops::settle(tx, env, actor, &visit_id, &use_account(node), &idempotency)?;
+    match stored_record(response) {
+        Ok(record) => settlement_output(tx, env, actor, &record, &request.msgid),
+        Err(failure) => Ok(Err(failure)),
+    }
+}
+
+fn cancel_settlement(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    request: &Request,
+    node: &Map<String, Value>,
+) -> Result<Outcome> {
+    let setl_id = match required(node, "setl_id") {
+        Ok(id) => id,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    cancel_by_id(tx, env, actor, &setl_id, &request.msgid)
+}
+
+fn cancel_by_id(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    setl_id: &str,
+    msgid: &str,
+) -> Result<Outcome> {
+    if let Some((IdKind::Settlement, key)) = parse_id(setl_id) {
+        // Over this interface a second cancel is a wrong state, not a replay: a repeated
+        // request repeats its msgid, which replays the first answer before this point.
+        if let Some(reversal) = tx.reversal_of(&key, setl_id)? {
+            return Ok(Err(Failure(format!(
+                "结算已撤销 settlement `{setl_id}` is already cancelled by `{}`",
+                reversal.settlement_id
+            ))));
+        }
+        let key = format!("nhsa-cancel:{setl_id}");
+        let idempotency = Idempotency { key: &key, request_sha256: "cancel" };
+        let response = ops::cancel(tx, env, actor, setl_id, &idempotency)?;
+        return match stored_record(response) {
+            Ok(record) => settlement_output(tx, env, actor, &record, msgid),
+            Err(failure) => Ok(Err(failure)),
+        };
+    }
+    Ok(Err(Failure(format!("结算ID无效 `{setl_id}` is not a settlement id"))))
+}
+
+/// 2601: reverses a call whose outcome the client does not know. A message never received is
+/// answered as reversed (nothing happened); a failed one needs nothing.
+fn reverse(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    request: &Request,
+    node: &Map<String, Value>,
+) -> Result<Outcome> {
+    let omsgid = match required(node, "omsgid") {
+        Ok(id) => id,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let Some(original) = tx.nhsa_message(&actor.institution_id, &omsgid)? else {
+        return Ok(Ok(json!({
+            "reversed": false,
+            "memo": "原交易未收到 the original message was never received; nothing to reverse",
+        })));
+    };
+    let response: Value = serde_json::from_str(&original.response).unwrap_or(Value::Null);
+    if onestop_nhsa::envelope::response_infcode(&response) != Some(0) {
+        return Ok(Ok(json!({
+            "reversed": false,
+            "memo": "原交易失败 the original message failed; nothing to reverse",
+        })));
+    }
+    let output = &response["output"];
+    match original.infno.as_str() {
+        "2207" | "2304" => {
+            let setl_id = output["setlinfo"]["setl_id"].as_str().unwrap_or_default().to_owned();
+            cancel_by_id(tx, env, actor, &setl_id, &request.msgid)
+        }
+        "2201" | "2401" => {
+            let visit_id = output["data"]["mdtrt_id"].as_str().unwrap_or_default().to_owned();
+            Ok(visits::cancel_visit(tx, actor, &visit_id)?
+                .map(|()| json!({ "reversed": true }))
+                .map_err(Failure::from))
+        }
+        other => Ok(Err(Failure(format!(
+            "交易 {other} 不可冲正 transaction {other} cannot be reversed by 2601; use its own cancel"
+        )))),
+    }
+}
+
+fn settlement_query(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    node: &Map<String, Value>,
+) -> Result<Outcome> {
+    let setl_id = match required(node, "setl_id") {
+        Ok(id) => id,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    match ops::get_settlement(tx, actor, &setl_id)? {
+        Ok(record) => settlement_output(tx, env, actor, &record, ""),
+        Err(error) => Ok(Err(error.into())),
+    }
+}
+
+fn year_to_date(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    request: &Request,
+    node: &Map<String, Value>,
+) -> Result<Outcome> {
+    let key = match required(node, "psn_no").and_then(|p| person_key(request, actor, &p)) {
+        Ok(key) => key,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let person = match view(tx, env, actor, &key)? {
+        Ok(person) => person,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let year = person.ytd.year.as_ref().map_or_else(String::new, |y| y.as_str().to_owned());
+    let mut cuminfo =
+        vec![json!({ "year": year, "cum_type_code": "admissions", "cum_type_name": "住院次数",
+        "cum": person.ytd.admissions.as_ref().map_or("0", Scalar::as_str) })];
+    for (tier, pools) in &person.ytd.tiers {
+        for (pool, counters) in pools {
+            for (counter, value) in counters {
+                let zh =
+                    onestop_core::Counter::parse(counter).map_or("", onestop_core::Counter::zh);
+                cuminfo.push(json!({
+                    "year": year,
+                    "cum_type_code": format!("{tier}.{pool}.{counter}"),
+                    "cum_type_name": format!("{tier} {pool} {zh}"),
+                    "cum": setl::amount(value.as_str()),
+                }));
+            }
+        }
+    }
+    Ok(Ok(json!({ "cuminfo": cuminfo })))
+}
