@@ -391,7 +391,16 @@ async fn flows(encrypted: bool, code: &str) {
         )
         .await;
     his.sign_no = signed["signinoutb"]["sign_no"].as_str().expect("sign_no").to_owned();
-    outpatient(&his, "P1", "110101198001011111").await;
+    // Each of the three goes through the outpatient flow, then the inpatient flow.
+    for (psn, certno) in
+        [("P1", "110101198001011111"), ("P2", "110101196501012222"), ("P3", "110101195001013333")]
+    {
+        outpatient(&his, psn, certno).await;
+    }
+    let employee =
+        inpatient(&his, "P1", &[("XA30", "01", "1", "9000.00"), ("XB30", "02", "2", "700.00")])
+            .await;
+    assert!(fen(&employee["setlinfo"]["hifp_pay"]) > Fen::ZERO, "{employee}");
     // A resident with a large admission reaches critical illness.
     let big = [
         ("XA10", "01", "1", "250000.00"),
