@@ -11,8 +11,8 @@ use onestop_core::claim::{
 };
 use onestop_core::money::DecimalParseError;
 use onestop_core::{
-    AssistanceCategory, Bill, CatalogClass, Category, Claim, Date, Fen, HospitalLevel, Line,
-    Person, Quantity, Region, Rejection, RejectionCode, Rounding, UnitPrice, VisitType,
+    AssistanceCategory, Bill, CatalogClass, Category, Claim, Date, Fen, FilingKind, HospitalLevel,
+    Line, Person, Quantity, Region, Rejection, RejectionCode, Rounding, UnitPrice, VisitType,
 };
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +37,8 @@ pub struct BillDto {
     pub admission_number: Option<Scalar>,
     /// Pay the personal share from the personal account where the policy allows (default true).
     pub use_personal_account: Option<bool>,
+    /// For care outside the insured region: the kind of the person's valid filing (备案).
+    pub filing: Option<Scalar>,
     pub lines: Option<Vec<LineDto>>,
 }
 
@@ -173,6 +175,16 @@ impl BillDto {
             (RejectionCode::HospitalLevelUnknown, HospitalLevel::codes()),
         )?;
         let admission_number = self.admission_number.as_ref().map(parse_admission).transpose()?;
+        let filing = match self.filing.as_ref().map(Scalar::as_str).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(text) => Some(FilingKind::parse(text).ok_or_else(|| {
+                let message = format!(
+                    "`{text}` is not a filing kind; expected one of: {}",
+                    FilingKind::codes()
+                );
+                Rejection::new(RejectionCode::FilingKindUnknown, message).field("filing")
+            })?),
+        };
         let lines = parse_lines(self.lines.as_deref().unwrap_or_default())?;
         Ok(Bill {
             date_of_service,
@@ -181,6 +193,7 @@ impl BillDto {
             level,
             admission_number,
             use_personal_account: self.use_personal_account.unwrap_or(true),
+            filing,
             lines,
         })
     }

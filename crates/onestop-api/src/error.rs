@@ -83,6 +83,13 @@ service_codes! {
     AssistanceListInvalid = "assistance_list_invalid", 422, "救助名单格式错误",
         "Every row of an assistance-recipient list parses and names a registered person; \
          otherwise nothing of the file is imported.";
+    FilingNotFound = "filing_not_found", 404, "备案不存在",
+        "The filing id must be one this service issued, of a person of the agency's region.";
+    FilingInvalid = "filing_invalid", 422, "备案信息错误",
+        "A filing names a known kind, a region of treatment other than the insured region, \
+         and a start date not after its end date.";
+    FilingNotPending = "filing_not_pending", 409, "备案状态不允许此操作",
+        "Only a pending filing is approved; a withdrawn filing stays withdrawn.";
     InternalError = "internal_error", 500, "内部错误",
         "An invariant failed; nothing was written. This is a bug: report it with the request.";
 }
@@ -126,6 +133,7 @@ pub fn rejection_status(code: RejectionCode) -> u16 {
         RejectionCode::AccumulatorsYearMustMatchDateOfService
         | RejectionCode::InsuredRegionHasNoPolicy
         | RejectionCode::NoPolicyInForceOnDateOfService
+        | RejectionCode::CrossRegionFilingRequired
         | RejectionCode::TreatmentRegionHasNoCatalogInForce => 422,
         _ => 400,
     }

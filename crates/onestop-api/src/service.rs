@@ -182,3 +182,45 @@ pub struct AssistanceImportDto {
     pub file_name: String,
     pub rows: usize,
 }
+
+/// `POST /v1/filings`: an agency files a person of its region for care elsewhere (异地就医备案).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FilingRequest {
+    pub person_id: String,
+    /// One of `long_term_resident`, `resettled_retiree`, `referral`, `emergency`,
+    /// `other_temporary`.
+    pub kind: String,
+    /// The region of treatment (就医地), six digits.
+    pub destination: Scalar,
+    /// First day covered, `YYYY-MM-DD`.
+    pub start: String,
+    /// Last day covered; absent: until withdrawn.
+    #[serde(default)]
+    pub end: Option<String>,
+    /// Filed on the person's own commitment (个人承诺制) instead of documents.
+    #[serde(default)]
+    pub commitment: bool,
+    /// The day the filing was made when it is recorded later (an emergency filed after the
+    /// visit); defaults to today.
+    #[serde(default)]
+    pub filed_on: Option<String>,
+}
+
+/// A filing as stored.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct FilingDto {
+    pub filing_id: String,
+    pub person_id: String,
+    pub insured_region: String,
+    pub kind: String,
+    /// The kind's Chinese name.
+    pub kind_zh: String,
+    pub destination: String,
+    pub start: String,
+    pub end: Option<String>,
+    pub commitment: bool,
+    /// `pending`, `approved` or `withdrawn`.
+    pub status: String,
+    pub filed_on: String,
+}

@@ -316,6 +316,13 @@ fn tier_text(insured: &Policy, index: u16, step: &Step) -> String {
             "无适用规则 no rule matches this person and visit; pays 0.00".to_owned()
         }
         StepKind::Adjustment => "调整 adjustment applies".to_owned(),
+        StepKind::CrossRegionCut => {
+            let points = ratio.trim_end_matches('%');
+            format!(
+                "异地就医支付比例降低{points}个百分点 care outside the insured region: ratios \
+                 {points} percentage points lower"
+            )
+        }
         StepKind::Deductible => {
             format!("起付线 deductible {base} due on this visit, {amount} borne by the person")
         }

@@ -109,6 +109,7 @@ fn bill_cases() -> Vec<(RejectionCode, String, Option<&'static str>)> {
             set(base(), "/bill/admission_number", json!(0)),
             Some("bill.admission_number"),
         ),
+        (C::FilingKindUnknown, set(base(), "/bill/filing", json!("tourist")), Some("bill.filing")),
     ]
 }
 
@@ -201,6 +202,12 @@ fn other_cases() -> Vec<(RejectionCode, String, Option<&'static str>)> {
         (
             C::NoPolicyInForceOnDateOfService,
             set(set_date(base(), "2022-06-01"), "/ytd/year", json!(2022)),
+            None,
+        ),
+        // Beijing refuses unfiled care elsewhere; Langfang (131000) has a catalog.
+        (
+            C::CrossRegionFilingRequired,
+            set(base(), "/bill/treatment_region", json!("131000")),
             None,
         ),
         (

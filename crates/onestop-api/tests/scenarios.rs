@@ -125,3 +125,63 @@ fn the_personal_account_pays_before_cash() {
         &[("tier.basic", "0.00"), ("personal_account", "120.50"), ("cash", "459.50")],
     );
 }
+
+/// A Langfang (131000) retiree's chronic outpatient bill in Beijing: Beijing's catalog, Langfang's
+/// ratio (80 %), cut by the points Langfang's policy sets for the filing kind.
+fn langfang_retiree_in_beijing(filing: Option<&str>) -> String {
+    let filing = filing.map(|f| format!("filing = \"{f}\"\n")).unwrap_or_default();
+    format!(
+        "[bill]\ndate_of_service = \"2024-03-10\"\ntreatment_region = \"110000\"\n\
+         visit = \"chronic_outpatient\"\nlevel = \"3\"\n{filing}\
+         lines = [{{ class = \"a\", amount = \"1000\" }}, {{ class = \"b\", amount = \"500\" }}]\n\
+         [person]\ninsured_region = \"131000\"\ncategory = \"retired\"\nage = 66\n"
+    )
+}
+
+#[test]
+fn care_elsewhere_uses_the_treating_catalog_and_the_insured_ratio_cut_by_the_filing_kind() {
+    let book = book();
+    // In scope: 1000 + 500 × 90 % (Beijing's class-B first self-pay) = 1450.
+    let cases = [
+        // Long-term residents and resettled retirees keep the full 80 %: 1450 × 80 % = 1160.
+        (Some("long_term_resident"), "1160.00"),
+        (Some("resettled_retiree"), "1160.00"),
+        // Referral and emergency 10 points lower: 1450 × 70 % = 1015.
+        (Some("referral"), "1015.00"),
+        (Some("emergency"), "1015.00"),
+        // Other temporary visitors 20 points lower: 1450 × 60 % = 870.
+        (Some("other_temporary"), "870.00"),
+        // Unfiled: Langfang settles 30 points lower rather than refusing: 1450 × 50 % = 725.
+        (None, "725.00"),
+    ];
+    for (filing, basic) in cases {
+        let claim = langfang_retiree_in_beijing(filing);
+        let settlement = check(
+            &book,
+            &claim,
+            &[("in_scope", "1450.00"), ("component.class_b_first_self_pay", "50.00")],
+        );
+        let paid = quantity(&settlement, "tier.basic").expect("basic");
+        assert_eq!(paid, Fen::parse_yuan(basic).expect("yuan"), "{filing:?}");
+        let cut = settlement.steps.iter().any(|s| s.kind == StepKind::CrossRegionCut);
+        assert_eq!(cut, basic != "1160.00", "a cut step explains every cut: {filing:?}");
+    }
+}
+
+#[test]
+fn the_cut_lowers_only_the_basic_fund_and_not_at_home() {
+    let book = book();
+    // At home in Langfang the filing is irrelevant: 80 %.
+    let home = langfang_retiree_in_beijing(Some("other_temporary"))
+        .replace("treatment_region = \"110000\"", "treatment_region = \"131000\"");
+    check(&book, &home, &[("tier.basic", "1160.00")]);
+    // A Langfang employee admitted in Beijing as an emergency: the basic bands are cut by 10
+    // points, critical illness is not. In scope 100000; deductible 1000; 49000 × 75 % +
+    // 50000 × 80 % = 76750 from the basic fund. Critical illness: the burden 100000 − 76750 =
+    // 23250 exceeds the 18000 threshold by 5250, × 60 % = 3150 (uncut).
+    let claim = "[bill]\ndate_of_service = \"2024-03-10\"\ntreatment_region = \"110000\"\n\
+        visit = \"inpatient\"\nlevel = \"3\"\nadmission_number = 1\nfiling = \"emergency\"\n\
+        lines = [{ class = \"a\", amount = \"100000\" }]\n\
+        [person]\ninsured_region = \"131000\"\ncategory = \"in_service\"\nage = 40\n";
+    check(&book, claim, &[("tier.basic", "76750.00"), ("tier.critical_illness", "3150.00")]);
+}

@@ -37,6 +37,7 @@ fn lines(count: usize) -> Vec<Line> {
 
 fn outpatient() -> (Claim, Accumulators) {
     let bill = Bill {
+        filing: None,
         date_of_service: Date::constant(2024, 5, 20),
         treatment_region: BEIJING,
         visit: VisitType::GeneralOutpatient,
@@ -68,6 +69,7 @@ fn outpatient() -> (Claim, Accumulators) {
 
 fn inpatient() -> (Claim, Accumulators) {
     let bill = Bill {
+        filing: None,
         date_of_service: Date::constant(2024, 9, 2),
         treatment_region: BEIJING,
         visit: VisitType::Inpatient,

@@ -137,6 +137,17 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// The kinds of filing (备案) for care outside the insured region.
+    FilingKind {
+        LongTermResident = "long_term_resident", "异地长期居住人员";
+        ResettledRetiree = "resettled_retiree", "异地安置退休人员";
+        Referral = "referral", "异地转诊人员";
+        Emergency = "emergency", "异地急诊抢救人员";
+        OtherTemporary = "other_temporary", "其他临时外出就医人员";
+    }
+}
+
 /// One fee line of a bill.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Line {
@@ -167,6 +178,9 @@ pub struct Bill {
     pub admission_number: Option<u16>,
     /// Whether the person asked to pay their share from the personal account (个人账户).
     pub use_personal_account: bool,
+    /// For care outside the insured region: the kind of the person's valid filing for the
+    /// region of treatment, if they have one (`None` when unfiled or treated at home).
+    pub filing: Option<FilingKind>,
     pub lines: Vec<Line>,
 }
 

@@ -20,8 +20,8 @@ pub mod split;
 pub use accumulators::{AccumulatorKey, Accumulators, Counter, Deltas};
 pub use book::PolicyBook;
 pub use claim::{
-    AssistanceCategory, Bill, CatalogClass, Category, Claim, HospitalLevel, Line, Person, Region,
-    Scheme, VisitType,
+    AssistanceCategory, Bill, CatalogClass, Category, Claim, FilingKind, HospitalLevel, Line,
+    Person, Region, Scheme, VisitType,
 };
 pub use money::{Fen, Quantity, Ratio, Rounding, UnitPrice};
 pub use reject::{Rejection, RejectionCode};

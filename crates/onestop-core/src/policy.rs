@@ -63,6 +63,9 @@ pub struct Policy {
     pub account: Option<AccountRule>,
     /// Assistance categories that count as needy (困难人员) even without the needy flag.
     pub needy_assistance: Param<u32>,
+    /// How this region's people are settled when treated elsewhere (异地就医); `None`: as at
+    /// home, no filing needed.
+    pub cross_region: Option<CrossRegion>,
     /// Provenance of every parameter; indexed by [`SourceId`].
     pub sources: Vec<Source>,
 }
@@ -529,6 +532,35 @@ pub struct Adjustment {
     pub threshold_factor: Option<Param<Ratio>>,
     /// Replaces the rule's annual cap.
     pub cap: Option<Param<Fen>>,
+}
+
+/// The insured region's rules for care elsewhere (参保地政策).
+#[derive(Clone, Debug)]
+pub struct CrossRegion {
+    /// Percentage points (millionths) taken off the basic fund's ratios, by filing kind, in the
+    /// order of `FilingKind::ALL`.
+    pub cuts: Vec<Param<i64>>,
+    /// What an unfiled visit gets.
+    pub unfiled: Param<Unfiled>,
+    /// Days after the visit within which an emergency may still be filed.
+    pub emergency_filing_days: Param<u16>,
+    /// Filing kinds that need the agency's approval (a bit set of `FilingKind`).
+    pub approval_required: Param<u32>,
+}
+
+impl CrossRegion {
+    pub fn cut(&self, kind: crate::claim::FilingKind) -> Param<i64> {
+        self.cuts[kind as usize]
+    }
+}
+
+/// What care outside the insured region gets without a valid filing.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Unfiled {
+    /// It is refused: `cross_region_filing_required`.
+    Reject,
+    /// It is settled with the basic fund's ratios cut by these points (millionths).
+    Cut(i64),
 }
 
 /// What the personal account may pay.

@@ -56,6 +56,9 @@ rejection_codes! {
         "The hospital level must be community, 1, 2 or 3.";
     AdmissionNumberOutOfRange = "admission_number_out_of_range", "住院次数超出范围",
         "The admission number within the year must be between 1 and 100.";
+    FilingKindUnknown = "filing_kind_unknown", "备案类型未知",
+        "A filing kind must be long_term_resident, resettled_retiree, referral, emergency or \
+         other_temporary.";
     BillMustHaveLines = "bill_must_have_lines", "费用明细为空",
         "A bill must have at least one fee line.";
     LinesCountExceedsMax = "lines_count_exceeds_max", "费用明细条数超限",
@@ -95,6 +98,9 @@ rejection_codes! {
         "The insured region must have a policy file.";
     NoPolicyInForceOnDateOfService = "no_policy_in_force_on_date_of_service", "就诊日期无有效政策",
         "The insured region's policy must be in force on the date of service.";
+    CrossRegionFilingRequired = "cross_region_filing_required", "异地就医未备案",
+        "Care outside the insured region needs a valid filing (备案) for the region of treatment \
+         where the insured region's policy requires one.";
     TreatmentRegionHasNoCatalogInForce =
         "treatment_region_has_no_catalog_in_force", "就医地无有效目录",
         "The region of treatment must have catalog rules in force on the date of service.";

@@ -76,6 +76,8 @@ pub enum StepKind {
     NoRuleMatched,
     /// An adjustment applied (sources: the adjustment).
     Adjustment,
+    /// Care outside the insured region: the basic fund's ratios cut by `ratio` points.
+    CrossRegionCut,
     /// The deductible borne on this visit (`amount`), of the deductible `base`.
     Deductible,
     /// A layer's base for this visit (`amount`) and the year's base before it (`base`).
@@ -103,6 +105,7 @@ impl StepKind {
             StepKind::RuleApplied => "rule_applied",
             StepKind::NoRuleMatched => "no_rule_matched",
             StepKind::Adjustment => "adjustment",
+            StepKind::CrossRegionCut => "cross_region_cut",
             StepKind::Deductible => "deductible",
             StepKind::Base => "base",
             StepKind::Threshold => "threshold",

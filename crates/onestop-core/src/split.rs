@@ -20,7 +20,7 @@ use crate::claim::{CatalogClass, Claim, Line, Scheme, VisitType};
 use crate::money::{Fen, Ratio, Rounding, div_round};
 use crate::policy::{
     Accumulate, BandBasis, Catalog, Component, DeductiblePer, Facts, Param, Policy, RoundAt, Rule,
-    SourceId, Tier,
+    SourceId, Tier, Unfiled,
 };
 use crate::reject::{Rejection, RejectionCode};
 use crate::settlement::{LineSplit, Settlement, Step, StepKind, StepScope, TierPayment, Totals};
@@ -51,11 +51,12 @@ pub fn split_into(
     ytd: &Accumulators,
     out: &mut Settlement,
 ) -> Result<(), Rejection> {
-    let catalog = check(claim, insured, treatment, ytd)?;
+    let (catalog, cut) = check(claim, insured, treatment, ytd)?;
     out.reset();
     let rounding = insured.rounding.value;
     classify(claim, catalog, treatment.rounding.value, out);
     let mut run = Run::new(claim, insured, ytd, rounding, out);
+    run.cross_region_cut = cut;
     run.tiers();
     run.account_and_cash();
     run.finish();
@@ -67,7 +68,7 @@ fn check<'p>(
     insured: &Policy,
     treatment: &'p Policy,
     ytd: &Accumulators,
-) -> Result<&'p Catalog, Rejection> {
+) -> Result<(&'p Catalog, Option<Param<i64>>), Rejection> {
     let date = claim.bill.date_of_service;
     if insured.region != claim.person.insured_region {
         return Err(Rejection::new(
@@ -94,6 +95,7 @@ fn check<'p>(
             format!("region {}'s policy snapshot does not cover {date}", insured.region),
         ));
     }
+    let cut = cross_region_cut(claim, insured)?;
     let catalog = treatment
         .catalog
         .as_ref()
@@ -114,7 +116,26 @@ fn check<'p>(
         )
         .field("ytd.year"));
     }
-    Ok(catalog)
+    Ok((catalog, cut))
+}
+
+/// The points cut off the basic fund's ratios for care outside the insured region, with the
+/// parameter that says so; refuses unfiled care where the insured region requires a filing.
+fn cross_region_cut(claim: &Claim, insured: &Policy) -> Result<Option<Param<i64>>, Rejection> {
+    let elsewhere = claim.bill.treatment_region != claim.person.insured_region;
+    let Some(rules) = insured.cross_region.as_ref().filter(|_| elsewhere) else { return Ok(None) };
+    match (claim.bill.filing, rules.unfiled.value) {
+        (Some(kind), _) => Ok(Some(rules.cut(kind))),
+        (None, Unfiled::Cut(points)) => Ok(Some(Param::new(points, rules.unfiled.source))),
+        (None, Unfiled::Reject) => Err(Rejection::new(
+            RejectionCode::CrossRegionFilingRequired,
+            format!(
+                "region {} requires a filing (备案) for care in region {}; the person has no \
+                 valid filing for it on {}",
+                insured.region, claim.bill.treatment_region, claim.bill.date_of_service
+            ),
+        )),
+    }
 }
 
 /// Splits every line by the catalog of the place of treatment (就医地目录).
@@ -260,6 +281,8 @@ struct Run<'a> {
     remaining: [Fen; Component::COUNT],
     /// What each tier paid, by component.
     paid_by: [[Fen; Component::COUNT]; TIERS_MAX],
+    /// Points cut off the coinsurance tier's ratios for care outside the insured region.
+    cross_region_cut: Option<Param<i64>>,
 }
 
 impl<'a> Run<'a> {
@@ -306,6 +329,7 @@ impl<'a> Run<'a> {
             initial,
             remaining: initial,
             paid_by: [[Fen::ZERO; Component::COUNT]; TIERS_MAX],
+            cross_region_cut: None,
         }
     }
 
@@ -382,7 +406,16 @@ impl<'a> Run<'a> {
     fn coinsurance(&mut self, index: usize, tier: &Tier, rule: &Rule) -> (Fen, Fen) {
         let scope = StepScope::Tier(u16::try_from(index).unwrap_or(u16::MAX));
         let in_scope = self.out.totals.in_scope;
-        let adjusted = self.adjust(scope, rule);
+        let mut adjusted = self.adjust(scope, rule);
+        let basic = tier.kind == crate::policy::TierKind::BasicPool;
+        if let Some(cut) = self.cross_region_cut.filter(|cut| basic && cut.value != 0) {
+            adjusted.points -= cut.value;
+            self.out.steps.push(
+                Step::new(scope, StepKind::CrossRegionCut, Fen::ZERO)
+                    .ratio(Ratio::from_millionths(u32::try_from(cut.value.abs()).unwrap_or(0)))
+                    .source(cut.source),
+            );
+        }
         let deductible = rule.deductible.as_ref().expect("coinsurance rules have a deductible");
         let (nominal, nominal_source) = deductible.amount.for_admission(self.facts.admission);
         let full = nominal.mul_ratio(adjusted.threshold_factor, self.rounding);

@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use jiff::civil::Date;
 use onestop_core::claim::{
-    AssistanceCategory, CatalogClass, Category, HospitalLevel, Region, Scheme, VisitType,
+    AssistanceCategory, CatalogClass, Category, FilingKind, HospitalLevel, Region, Scheme,
+    VisitType,
 };
 use onestop_core::money::{Fen, Ratio, Rounding, UnitPrice};
 use onestop_core::policy::{
     AccountRule, Accumulate, Adjustment, Band, BandBasis, Base, Catalog, CatalogItem, Component,
-    Deductible, DeductibleAmount, DeductiblePer, Param, Policy, RoundAt, Rule, Selector, SourceId,
-    Tier, TierKind,
+    CrossRegion, Deductible, DeductibleAmount, DeductiblePer, Param, Policy, RoundAt, Rule,
+    Selector, SourceId, Tier, TierKind, Unfiled,
 };
 use onestop_core::split::{BANDS_MAX, TIERS_MAX};
 
@@ -34,7 +35,7 @@ pub struct Header {
     pub valid_to: Option<Date>,
 }
 
-pub const TOP_KEYS: &[&str] = &["policy", "catalog", "personal_account", "tiers"];
+pub const TOP_KEYS: &[&str] = &["policy", "catalog", "personal_account", "cross_region", "tiers"];
 const HEADER_KEYS: &[&str] = &[
     "region",
     "name",
@@ -139,11 +140,16 @@ pub fn snapshot(
         Some((node, path)) => Some(account(reader, node, &path)?),
         None => None,
     };
+    let cross_region = match top.get("cross_region") {
+        Some((node, path)) => Some(cross_region(reader, node, &path)?),
+        None => None,
+    };
     let tiers = match top.get("tiers") {
         Some((node, path)) => tiers(reader, node, &path)?,
         None => Vec::new(),
     };
     Ok(Policy {
+        cross_region,
         region: header.region,
         name: header.name.clone(),
         valid_from: from,
@@ -155,6 +161,82 @@ pub fn snapshot(
         needy_assistance,
         sources: std::mem::take(&mut reader.sources),
     })
+}
+
+/// The largest cut the national rules allow, in points, by filing kind (医保发〔2022〕22号: at
+/// most 10 points for referral and emergency, at most 20 for other temporary visitors).
+fn cut_max(kind: FilingKind) -> i64 {
+    match kind {
+        FilingKind::Referral | FilingKind::Emergency => 10,
+        FilingKind::OtherTemporary => 20,
+        FilingKind::LongTermResident | FilingKind::ResettledRetiree => 0,
+    }
+}
+
+const CROSS_REGION_KEYS: &[&str] =
+    &["cuts", "unfiled", "emergency_filing_days", "approval_required", "notes"];
+
+/// `[cross_region]`: the insured region's rules for care elsewhere.
+fn cross_region(reader: &mut Reader, node: &Node, path: &str) -> Result<CrossRegion, PolicyError> {
+    let mut table = Table::open(reader, node, path, CROSS_REGION_KEYS)?;
+    table.get("notes");
+    let source = reader.source(node, path);
+    let mut cuts: Vec<Param<i64>> = FilingKind::ALL.iter().map(|_| Param::new(0, source)).collect();
+    if let Some((cuts_node, cuts_path)) = table.get("cuts") {
+        let codes: Vec<&str> = FilingKind::ALL.iter().map(|k| k.code()).collect();
+        let mut by_kind = Table::open(reader, cuts_node, &cuts_path, &codes)?;
+        for kind in FilingKind::ALL {
+            let Some((node, path)) = by_kind.get(kind.code()) else { continue };
+            let points = reader.points(node, &path)?;
+            if !(0..=cut_max(*kind) * 10_000).contains(&points.value) {
+                return Err(reader.invalid(
+                    node,
+                    &path,
+                    format!(
+                        "a cut for {} is 0 to {} points (national rules)",
+                        kind.code(),
+                        cut_max(*kind)
+                    ),
+                ));
+            }
+            cuts[*kind as usize] = points;
+        }
+    }
+    let unfiled = match table.get("unfiled") {
+        Some((node, path)) => match &node.kind {
+            Kind::Str(text) if text == "reject" => {
+                Param::new(Unfiled::Reject, reader.source(node, &path))
+            }
+            _ => {
+                let points = reader.points(node, &path)?;
+                if points.value < 0 {
+                    let message = "`unfiled` is \"reject\" or a cut of 0 to 100 points";
+                    return Err(reader.invalid(node, &path, message.to_owned()));
+                }
+                Param::new(Unfiled::Cut(points.value), points.source)
+            }
+        },
+        None => Param::new(Unfiled::Reject, source),
+    };
+    let emergency_filing_days = match table.get("emergency_filing_days") {
+        Some((node, path)) => {
+            let days = reader.integer(node, &path, (0, 365))?;
+            Param::new(u16::try_from(days).unwrap_or(0), reader.source(node, &path))
+        }
+        None => Param::new(0, source),
+    };
+    let approval_required = match table.get("approval_required") {
+        Some((node, path)) => {
+            let mut bits = 0;
+            for (item, item_path) in reader.one_or_many(node, &path) {
+                bits |=
+                    reader.name(item, &item_path, FilingKind::parse, &FilingKind::codes())?.bit();
+            }
+            Param::new(bits, reader.source(node, &path))
+        }
+        None => Param::new(0, source),
+    };
+    Ok(CrossRegion { cuts, unfiled, emergency_filing_days, approval_required })
 }
 
 fn catalog(reader: &mut Reader, node: &Node, path: &str) -> Result<Catalog, PolicyError> {

@@ -2,7 +2,7 @@
 //! says what the service promises; a test checks it names every route and every error code.
 
 use onestop_api::ServiceCode;
-use onestop_core::RejectionCode;
+use onestop_core::{FilingKind, RejectionCode};
 use serde_json::{Value, json};
 
 fn error_response(description: &str) -> Value {
@@ -44,6 +44,7 @@ type Operation = (
 
 const VISIT: &[(&str, &str)] = &[("visit_id", "path")];
 const SETTLEMENT: &[(&str, &str)] = &[("settlement_id", "path")];
+const FILING: &[(&str, &str)] = &[("filing_id", "path")];
 
 const OPERATIONS: &[Operation] = &[
     (
@@ -101,6 +102,38 @@ const OPERATIONS: &[Operation] = &[
         None,
         "import summary",
         &[("file_name", "query")],
+    ),
+    (
+        "post",
+        "/v1/filings",
+        "file a person for care in another region, 异地就医备案 (agency)",
+        Some("Filing"),
+        "the filing, approved or pending",
+        &[],
+    ),
+    (
+        "post",
+        "/v1/filings/{filing_id}/approve",
+        "approve a pending filing (agency)",
+        None,
+        "the filing",
+        FILING,
+    ),
+    (
+        "post",
+        "/v1/filings/{filing_id}/withdraw",
+        "withdraw a filing (agency)",
+        None,
+        "the filing",
+        FILING,
+    ),
+    (
+        "get",
+        "/v1/persons/{region}/{person_id}/filings",
+        "a person's filings; an institution sees those for its region (audited)",
+        None,
+        "the filings",
+        &[("region", "path"), ("person_id", "path")],
     ),
     ("post", "/v1/visits", "register a visit or admission", Some("OpenVisit"), "the visit", &[]),
     ("get", "/v1/visits/{visit_id}", "a visit and its lines", None, "the visit", VISIT),
@@ -211,6 +244,15 @@ fn schemas() -> Value {
             "admission_number": { "type": "integer" } } },
         "AddLines": { "type": "object", "required": ["lines"],
             "properties": { "lines": { "type": "array", "items": line } } },
+        "Filing": { "type": "object", "required": ["person_id", "kind", "destination", "start"],
+            "properties": { "person_id": { "type": "string" },
+                "kind": { "type": "string", "enum": FilingKind::ALL.iter().map(|k| k.code())
+                    .collect::<Vec<_>>() },
+                "destination": { "type": "string" },
+                "start": { "type": "string", "format": "date" },
+                "end": { "type": "string", "format": "date" },
+                "commitment": { "type": "boolean" },
+                "filed_on": { "type": "string", "format": "date" } } },
         "Settle": { "type": "object",
             "properties": { "use_personal_account": { "type": "boolean" } } },
     })

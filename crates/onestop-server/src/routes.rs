@@ -8,12 +8,13 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use onestop_api::service::{
-    AddLinesRequest, OpenVisitRequest, RegisterInstitutionRequest, RegisterPersonRequest,
-    SettleRequest,
+    AddLinesRequest, FilingRequest, OpenVisitRequest, RegisterInstitutionRequest,
+    RegisterPersonRequest, SettleRequest,
 };
 use onestop_api::{Format, ServiceCode, ServiceError, read_document};
+use onestop_store::model::FilingStatus;
 use onestop_store::model::StoredResponse;
-use onestop_store::{Env, Idempotency, PersonKey, import, ops, people, reports, visits};
+use onestop_store::{Env, Idempotency, PersonKey, filings, import, ops, people, reports, visits};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -32,6 +33,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/persons"),
     ("get", "/v1/persons/{region}/{person_id}"),
     ("post", "/v1/assistance-lists"),
+    ("post", "/v1/filings"),
+    ("post", "/v1/filings/{filing_id}/approve"),
+    ("post", "/v1/filings/{filing_id}/withdraw"),
+    ("get", "/v1/persons/{region}/{person_id}/filings"),
     ("post", "/v1/visits"),
     ("get", "/v1/visits/{visit_id}"),
     ("post", "/v1/visits/{visit_id}/lines"),
@@ -64,6 +69,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/persons", post(register_person))
         .route("/v1/persons/{region}/{person_id}", get(person))
         .route("/v1/assistance-lists", post(import_list))
+        .route("/v1/filings", post(file))
+        .route("/v1/filings/{filing_id}/approve", post(approve_filing))
+        .route("/v1/filings/{filing_id}/withdraw", post(withdraw_filing))
+        .route("/v1/persons/{region}/{person_id}/filings", get(person_filings))
         .route("/v1/visits", post(open_visit))
         .route("/v1/visits/{visit_id}", get(get_visit))
         .route("/v1/visits/{visit_id}/lines", post(add_lines))
@@ -255,6 +264,56 @@ async fn person(
     // A read of a person's data is written to the audit log, so it goes through the writer.
     let done =
         write(&state, move |tx, env| people::person_view(tx, env, &actor, &key, year)).await?;
+    Ok(answer(200, done))
+}
+
+fn person_key(region: &str, person_id: &str) -> Result<PersonKey, ApiError> {
+    let region = people::region_of(region)?;
+    PersonKey::new(region, person_id).ok_or_else(|| {
+        ApiError::code(ServiceCode::IdInvalid, format!("`{person_id}` is not a person id"))
+    })
+}
+
+async fn file(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let request: FilingRequest = parse(&body)?;
+    let done = write(&state, move |tx, env| filings::file(tx, env, &actor, &request)).await?;
+    Ok(answer(201, done))
+}
+
+async fn approve_filing(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(filing_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let to = FilingStatus::Approved;
+    let done =
+        write(&state, move |tx, env| filings::set_status(tx, env, &actor, &filing_id, to)).await?;
+    Ok(answer(200, done))
+}
+
+async fn withdraw_filing(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(filing_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let to = FilingStatus::Withdrawn;
+    let done =
+        write(&state, move |tx, env| filings::set_status(tx, env, &actor, &filing_id, to)).await?;
+    Ok(answer(200, done))
+}
+
+async fn person_filings(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path((region, person_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let key = person_key(&region, &person_id)?;
+    // Reads of a person's data are audited, so they go through the writer.
+    let done = write(&state, move |tx, env| filings::list(tx, env, &actor, &key)).await?;
     Ok(answer(200, done))
 }
 

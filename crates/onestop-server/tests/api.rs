@@ -346,3 +346,59 @@ async fn the_openapi_document_names_every_route() {
         assert!(codes.iter().any(|c| c == code.code()), "{} is not documented", code.code());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agency_files_lists_approves_and_withdraws_filings() {
+    let app = spawn_app().await;
+    let hospital = app.setup().await;
+    let agency = Some(app.agency.as_str());
+    let filing = |kind: &str, destination: &str| {
+        json!({"person_id": "P0001", "kind": kind, "destination": destination,
+               "start": "2024-06-01", "end": "2024-12-31", "commitment": true})
+    };
+    let (status, referral) =
+        app.call("POST", "/v1/filings", agency, Some(filing("referral", "131000"))).await;
+    assert_eq!(status, 201, "{referral}");
+    assert_eq!(
+        (referral["status"].as_str(), referral["kind_zh"].as_str()),
+        (Some("pending"), Some("异地转诊人员")),
+        "Beijing approves referrals"
+    );
+    let id = referral["filing_id"].as_str().expect("id").to_owned();
+    let (status, refused) =
+        app.call("POST", "/v1/filings", Some(&hospital), Some(filing("referral", "131000"))).await;
+    assert_eq!((status.as_u16(), refused["code"].as_str()), (403, Some("forbidden")));
+    for (body, field) in [
+        (filing("tourist", "131000"), "kind"),
+        (filing("referral", "110000"), "destination"),
+        (
+            json!({"person_id": "P0001", "kind": "emergency", "destination": "131000",
+                "start": "2024-06-01", "end": "2024-05-01"}),
+            "end",
+        ),
+    ] {
+        let (status, error) = app.call("POST", "/v1/filings", agency, Some(body)).await;
+        assert_eq!((status.as_u16(), error["code"].as_str()), (422, Some("filing_invalid")));
+        assert_eq!(error["field"], field, "{error}");
+    }
+    let (status, approved) =
+        app.call("POST", &format!("/v1/filings/{id}/approve"), agency, None).await;
+    assert_eq!((status.as_u16(), approved["status"].as_str()), (200, Some("approved")));
+    let (status, twice) =
+        app.call("POST", &format!("/v1/filings/{id}/approve"), agency, None).await;
+    assert_eq!((status.as_u16(), twice["code"].as_str()), (409, Some("filing_not_pending")));
+    let (_, withdrawn) =
+        app.call("POST", &format!("/v1/filings/{id}/withdraw"), agency, None).await;
+    assert_eq!(withdrawn["status"], "withdrawn");
+    let (status, missing) =
+        app.call("POST", "/v1/filings/F-110000-P0001-999/approve", agency, None).await;
+    assert_eq!((status.as_u16(), missing["code"].as_str()), (404, Some("filing_not_found")));
+    let (status, list) = app.call("GET", "/v1/persons/110000/P0001/filings", agency, None).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    assert_eq!(list[0]["status"], "withdrawn");
+    // A Beijing hospital sees none: no filing names its region.
+    let (_, seen) =
+        app.call("GET", "/v1/persons/110000/P0001/filings", Some(&hospital), None).await;
+    assert_eq!(seen, json!([]));
+}

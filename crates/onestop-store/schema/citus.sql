@@ -29,3 +29,4 @@ SELECT create_distributed_table('accumulator_postings', 'person_id', colocate_wi
 SELECT create_distributed_table('accumulators', 'person_id', colocate_with => 'persons');
 SELECT create_distributed_table('idempotency', 'person_id', colocate_with => 'persons');
 SELECT create_distributed_table('audit_log', 'person_id', colocate_with => 'persons');
+SELECT create_distributed_table('filings', 'person_id', colocate_with => 'persons');

@@ -181,6 +181,22 @@ CREATE TABLE IF NOT EXISTS audit_log (
     PRIMARY KEY (region, person_id, audit_id)
 );
 
+-- Filings (备案) for care outside the insured region.
+CREATE TABLE IF NOT EXISTS filings (
+    region TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    filing_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    start_date TEXT NOT NULL,
+    end_date TEXT,
+    commitment INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    filed_on TEXT NOT NULL,
+    filed_at TEXT NOT NULL,
+    PRIMARY KEY (region, person_id, filing_id)
+);
+
 -- The national interface (docs/national-interface.md): every message an institution sent, by
 -- its msgid (a repeated msgid replays the first answer); sign-in sessions; each institution's
 -- keys for the encrypted and signed mode. Keyed by institution, not by person.

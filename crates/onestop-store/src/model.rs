@@ -35,6 +35,7 @@ pub enum IdKind {
     Visit,
     Settlement,
     Reversal,
+    Filing,
 }
 
 impl IdKind {
@@ -43,6 +44,7 @@ impl IdKind {
             IdKind::Visit => 'V',
             IdKind::Settlement => 'S',
             IdKind::Reversal => 'R',
+            IdKind::Filing => 'F',
         }
     }
 }
@@ -59,6 +61,7 @@ pub fn parse_id(id: &str) -> Option<(IdKind, PersonKey)> {
         "V" => IdKind::Visit,
         "S" => IdKind::Settlement,
         "R" => IdKind::Reversal,
+        "F" => IdKind::Filing,
         _ => return None,
     };
     let region = Region::parse(parts.next()?)?;
@@ -207,6 +210,52 @@ pub struct VisitRow {
     pub opened_at: String,
     /// When the person was discharged (出院), for admissions.
     pub discharged_at: Option<String>,
+}
+
+/// Where a filing stands.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FilingStatus {
+    /// Waiting for the agency's approval.
+    Pending,
+    Approved,
+    Withdrawn,
+}
+
+impl FilingStatus {
+    pub fn code(self) -> &'static str {
+        match self {
+            FilingStatus::Pending => "pending",
+            FilingStatus::Approved => "approved",
+            FilingStatus::Withdrawn => "withdrawn",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<FilingStatus> {
+        match text {
+            "pending" => Some(FilingStatus::Pending),
+            "approved" => Some(FilingStatus::Approved),
+            "withdrawn" => Some(FilingStatus::Withdrawn),
+            _ => None,
+        }
+    }
+}
+
+/// A filing (备案) for care in another region.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Filing {
+    pub key: PersonKey,
+    pub filing_id: String,
+    pub kind: onestop_core::FilingKind,
+    /// The region of treatment the filing is for.
+    pub destination: Region,
+    pub start: Date,
+    pub end: Option<Date>,
+    /// The person's personal commitment (个人承诺) instead of supporting documents.
+    pub commitment: bool,
+    pub status: FilingStatus,
+    /// The day it was filed: an emergency may be filed after the visit, within a limit.
+    pub filed_on: Date,
+    pub filed_at: String,
 }
 
 /// Where a fee line came from in the hospital's system: its serial and upload batch.

@@ -197,6 +197,7 @@ fn open_visit_with_lines(
 /// region and level, and the person's accumulators of that year.
 pub(crate) fn claim_of(
     tx: &mut dyn Tx,
+    book: &PolicyBook,
     actor: &Institution,
     person: &PersonRow,
     visit: &VisitRow,
@@ -218,8 +219,10 @@ pub(crate) fn claim_of(
         .filter(|e| e.effective_from <= date && e.effective_to.is_none_or(|to| date <= to))
         .max_by(|a, b| (a.effective_from, &a.entry_id).cmp(&(b.effective_from, &b.entry_id)))
         .map(|e| e.category);
+    let filing = crate::filings::filing_for(tx, book, &person.key, actor.region, date)?;
     let claim = Claim {
         bill: onestop_core::Bill {
+            filing,
             date_of_service: date,
             treatment_region: actor.region,
             visit: visit.visit_type,
@@ -261,7 +264,7 @@ pub fn presettle(
         Err(error) => return Ok(Err(error)),
     };
     let use_account = request.use_personal_account.unwrap_or(true);
-    let (claim, ytd) = match claim_of(tx, actor, &person, &visit, lines, use_account)? {
+    let (claim, ytd) = match claim_of(tx, env.book, actor, &person, &visit, lines, use_account)? {
         Ok(found) => found,
         Err(error) => return Ok(Err(error)),
     };
@@ -284,7 +287,7 @@ fn settle_visit(
         Err(error) => return Ok(Err(error)),
     };
     let use_account = request.use_personal_account.unwrap_or(true);
-    let (claim, ytd) = match claim_of(tx, actor, person, &visit, lines, use_account)? {
+    let (claim, ytd) = match claim_of(tx, env.book, actor, person, &visit, lines, use_account)? {
         Ok(found) => found,
         Err(error) => return Ok(Err(error)),
     };

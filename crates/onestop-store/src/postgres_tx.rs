@@ -690,6 +690,73 @@ impl Tx for PgTx<'_, '_> {
         )
     }
 
+    fn insert_filing(&mut self, f: &crate::model::Filing) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO filings (region, person_id, {}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            crate::sqlite_tx::FILING_COLUMNS
+        );
+        let (region_text, destination) = (f.key.region_text(), f.destination.to_string());
+        let (start, filed_on) = (f.start.to_string(), f.filed_on.to_string());
+        let end = f.end.map(|d| d.to_string());
+        self.execute(
+            &sql,
+            &[
+                &region_text,
+                &f.key.person_id,
+                &f.filing_id,
+                &f.kind.code(),
+                &destination,
+                &start,
+                &f.status.code(),
+                &filed_on,
+                &end,
+                &i32::from(f.commitment),
+                &f.filed_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn filings(&mut self, key: &PersonKey) -> Result<Vec<crate::model::Filing>> {
+        let sql = format!(
+            "SELECT {} FROM filings WHERE region = $1 AND person_id = $2 \
+             ORDER BY filing_id COLLATE \"C\"",
+            crate::sqlite_tx::FILING_COLUMNS
+        );
+        let rows = self.query(&sql, &[&key.region_text(), &key.person_id])?;
+        rows.iter()
+            .map(|row| {
+                let mut texts: [String; 6] = Default::default();
+                for (index, text) in texts.iter_mut().enumerate() {
+                    *text = row.try_get(index)?;
+                }
+                let commitment: i32 = row.try_get(7)?;
+                crate::sqlite_tx::filing_from(
+                    key,
+                    texts,
+                    row.try_get(6)?,
+                    commitment != 0,
+                    row.try_get(8)?,
+                )
+            })
+            .collect()
+    }
+
+    fn set_filing_status(
+        &mut self,
+        key: &PersonKey,
+        filing_id: &str,
+        status: crate::model::FilingStatus,
+    ) -> Result<()> {
+        self.execute(
+            "UPDATE filings SET status = $4 WHERE region = $1 AND person_id = $2 \
+             AND filing_id = $3",
+            &[&key.region_text(), &key.person_id, &filing_id, &status.code()],
+        )?;
+        Ok(())
+    }
+
     fn nhsa_message(&mut self, institution_id: &str, msgid: &str) -> Result<Option<NhsaMessage>> {
         let row = self.query_opt(
             "SELECT infno, request_sha256, response, at FROM nhsa_messages \

@@ -845,6 +845,57 @@ impl Tx for SqliteTx<'_> {
         )
     }
 
+    fn insert_filing(&mut self, f: &crate::model::Filing) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO filings (region, person_id, {FILING_COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        );
+        self.conn.prepare_cached(&sql)?.execute(params![
+            f.key.region_text(),
+            f.key.person_id,
+            f.filing_id,
+            f.kind.code(),
+            f.destination.to_string(),
+            f.start.to_string(),
+            f.status.code(),
+            f.filed_on.to_string(),
+            f.end.map(|d| d.to_string()),
+            i64::from(f.commitment),
+            f.filed_at
+        ])?;
+        Ok(())
+    }
+
+    fn filings(&mut self, key: &PersonKey) -> Result<Vec<crate::model::Filing>> {
+        let sql = format!(
+            "SELECT {FILING_COLUMNS} FROM filings WHERE region = ?1 AND person_id = ?2 \
+             ORDER BY filing_id"
+        );
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let rows = statement
+            .query_map(params![key.region_text(), key.person_id], |r| {
+                let texts = [r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?];
+                Ok((texts, r.get(6)?, r.get::<_, i64>(7)? != 0, r.get(8)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter().map(|(t, end, c, at)| filing_from(key, t, end, c, at)).collect()
+    }
+
+    fn set_filing_status(
+        &mut self,
+        key: &PersonKey,
+        filing_id: &str,
+        status: crate::model::FilingStatus,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE filings SET status = ?4 WHERE region = ?1 AND person_id = ?2 AND \
+                 filing_id = ?3",
+            )?
+            .execute(params![key.region_text(), key.person_id, filing_id, status.code()])?;
+        Ok(())
+    }
+
     fn nhsa_message(&mut self, institution_id: &str, msgid: &str) -> Result<Option<NhsaMessage>> {
         let mut statement = self.conn.prepare_cached(
             "SELECT infno, request_sha256, response, at FROM nhsa_messages \
@@ -975,3 +1026,31 @@ impl Tx for SqliteTx<'_> {
             .collect()
     }
 }
+
+/// Reads a filing row (shared with the PostgreSQL store).
+pub(crate) fn filing_from(
+    key: &PersonKey,
+    texts: [String; 6],
+    end: Option<String>,
+    commitment: bool,
+    filed_at: String,
+) -> Result<crate::model::Filing> {
+    let [filing_id, kind, destination, start, status, filed_on] = texts;
+    Ok(crate::model::Filing {
+        key: key.clone(),
+        filing_id,
+        kind: onestop_core::FilingKind::parse(&kind)
+            .ok_or_else(|| corrupt("filing kind", &kind))?,
+        destination: region(&destination)?,
+        start: date(&start)?,
+        end: end.as_deref().map(date).transpose()?,
+        commitment,
+        status: crate::model::FilingStatus::parse(&status)
+            .ok_or_else(|| corrupt("status", &status))?,
+        filed_on: date(&filed_on)?,
+        filed_at,
+    })
+}
+
+pub(crate) const FILING_COLUMNS: &str =
+    "filing_id, kind, destination, start_date, status, filed_on, end_date, commitment, filed_at";

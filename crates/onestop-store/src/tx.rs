@@ -5,6 +5,7 @@
 use onestop_core::{Accumulators, Date, Deltas, Fen, Line};
 use onestop_ledger::Posting;
 
+use crate::model;
 use crate::model::{
     AssistanceEntry, Enrolment, Institution, LineOrigin, NhsaKeys, NhsaMessage, PersonKey,
     PersonRow, SettlementRow, StoredResponse, VisitRow, VisitStatus,
@@ -162,6 +163,15 @@ pub trait Tx {
     /// Settlements and reversals an institution booked on a day.
     fn settlements_booked(&mut self, institution_id: &str, day: Date)
     -> Result<Vec<SettlementRow>>;
+    fn insert_filing(&mut self, filing: &model::Filing) -> Result<()>;
+    fn filings(&mut self, key: &PersonKey) -> Result<Vec<model::Filing>>;
+    fn set_filing_status(
+        &mut self,
+        key: &PersonKey,
+        filing_id: &str,
+        status: model::FilingStatus,
+    ) -> Result<()>;
+
     fn nhsa_message(&mut self, institution_id: &str, msgid: &str) -> Result<Option<NhsaMessage>>;
     fn insert_nhsa_message(&mut self, message: &NhsaMessage) -> Result<()>;
     fn nhsa_sign_in(

@@ -6,19 +6,20 @@ use std::path::Path;
 use std::sync::Arc;
 
 use onestop_api::service::{
-    AddLinesRequest, EnrolmentRequest, OpenVisitRequest, RegisterPersonRequest, SettleRequest,
-    SettlementRecordDto, VisitDto,
+    AddLinesRequest, EnrolmentRequest, FilingDto, FilingRequest, OpenVisitRequest,
+    RegisterPersonRequest, SettleRequest, SettlementRecordDto, VisitDto,
 };
 use onestop_api::wire::Scalar;
 use onestop_api::{ErrorBody, LineDto};
 use onestop_core::{Date, HospitalLevel, PolicyBook, Region};
-use onestop_store::model::StoredResponse;
-use onestop_store::{Env, Idempotency, Institution, Role, Store, ops, people, visits};
+use onestop_store::model::{FilingStatus, StoredResponse};
+use onestop_store::{Env, Idempotency, Institution, Role, Store, filings, ops, people, visits};
 
 mod support;
 use support::stores;
 
 const BEIJING: Region = Region(110_000);
+const LANGFANG: Region = Region(131_000);
 
 /// A store with an agency, two hospitals and one enrolled person.
 struct World {
@@ -86,11 +87,23 @@ impl World {
     }
 
     async fn visit(&self, hospital: usize, person: &str, amount: &str) -> VisitDto {
-        let (book, actor) = (Arc::clone(&self.book), self.hospitals[hospital].clone());
+        self.visit_by(&self.hospitals[hospital], person, "2024-06-10", amount).await
+    }
+
+    /// Opens an inpatient visit at `actor` for a person insured in Beijing, with one line.
+    async fn visit_by(
+        &self,
+        actor: &Institution,
+        person: &str,
+        date: &str,
+        amount: &str,
+    ) -> VisitDto {
+        let (book, actor) = (Arc::clone(&self.book), actor.clone());
         let request = OpenVisitRequest {
             person_id: Some(person.into()),
+            insured_region: Some(Scalar(BEIJING.to_string())),
             visit: Some(Scalar("inpatient".into())),
-            date_of_service: Some(Scalar("2024-06-10".into())),
+            date_of_service: Some(Scalar(date.into())),
             ..Default::default()
         };
         let visit = self
@@ -125,7 +138,17 @@ impl World {
         key: &str,
         body: &str,
     ) -> StoredResponse {
-        let (book, actor) = (Arc::clone(&self.book), self.hospitals[hospital].clone());
+        self.settle_by(&self.hospitals[hospital], visit_id, key, body).await
+    }
+
+    async fn settle_by(
+        &self,
+        actor: &Institution,
+        visit_id: &str,
+        key: &str,
+        body: &str,
+    ) -> StoredResponse {
+        let (book, actor) = (Arc::clone(&self.book), actor.clone());
         let (visit_id, key, sha) = (visit_id.to_owned(), key.to_owned(), format!("sha-of-{body}"));
         self.store
             .write(move |tx| {
@@ -164,6 +187,30 @@ impl World {
             .expect("store")
             .expect("person")
             .ytd
+    }
+
+    async fn file(&self, kind: &str, start: &str, filed_on: Option<&str>) -> FilingDto {
+        let (book, agency) = (Arc::clone(&self.book), self.agency.clone());
+        let request = FilingRequest {
+            person_id: "P0001".into(),
+            kind: kind.into(),
+            destination: Scalar(LANGFANG.to_string()),
+            start: start.into(),
+            filed_on: filed_on.map(str::to_owned),
+            ..Default::default()
+        };
+        let answer =
+            self.store.write(move |tx| filings::file(tx, &env(&book), &agency, &request)).await;
+        answer.expect("store").expect("filed")
+    }
+
+    async fn set_filing(&self, id: &str, to: FilingStatus) -> Result<FilingDto, ErrorBody> {
+        let (book, agency, id) = (Arc::clone(&self.book), self.agency.clone(), id.to_owned());
+        let answer = self
+            .store
+            .write(move |tx| filings::set_status(tx, &env(&book), &agency, &id, to))
+            .await;
+        answer.expect("store").map_err(|e| e.body)
     }
 
     async fn violations(&self) -> Vec<String> {
@@ -264,6 +311,70 @@ async fn concurrent_settlements_of_one_person_meet_the_deductible_once() {
             "{paid:?}"
         );
         assert_eq!(ytd.admissions.as_ref().map(Scalar::as_str), Some("2"));
+        assert_eq!(world.violations().await, Vec::<String>::new());
+    }
+}
+
+/// A Beijing resident treated in Langfang: refused unfiled (Beijing's rule), settled with the
+/// cut of the filing kind once filed, refused again once withdrawn; a referral waits for the
+/// agency's approval; an emergency filed too late does not cover the visit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn care_elsewhere_is_settled_by_the_persons_valid_filing() {
+    for store in stores().await {
+        let world = World::new(store).await;
+        let langfang = Institution {
+            region: LANGFANG,
+            ..institution("H13100000001", Role::Institution, Some(HospitalLevel::Level3))
+        };
+        let book = Arc::clone(&world.book);
+        let member = langfang.clone();
+        world.store.write(move |tx| people::register(tx, &env(&book), &member)).await.expect("r");
+        let settle = |visit: VisitDto, key: &'static str| {
+            let langfang = langfang.clone();
+            let world = &world;
+            async move { world.settle_by(&langfang, &visit.visit_id, key, "{}").await }
+        };
+        let unfiled = settle(world.visit_by(&langfang, "P0001", "2024-06-10", "10000").await, "u");
+        let unfiled = unfiled.await;
+        assert_eq!(
+            (unfiled.status, error(&unfiled).code.as_str()),
+            (422, "cross_region_filing_required")
+        );
+
+        // Other temporary: Beijing's 78 % (resident, level 3) cut by 10 points.
+        let filing = world.file("other_temporary", "2024-06-01", None).await;
+        assert_eq!(
+            (filing.status.as_str(), filing.kind_zh.as_str()),
+            ("approved", "其他临时外出就医人员")
+        );
+        let visit = world.visit_by(&langfang, "P0001", "2024-06-10", "10000").await;
+        let settled = record(&settle(visit, "t").await);
+        // (10000 − 1300) × 68 % = 5916.
+        assert_eq!(settled.settlement.tiers[0].amount, "5916.00");
+        let ytd = world.ytd("P0001").await;
+        assert_eq!(ytd.tiers["basic"]["inpatient"]["paid"].as_str(), "5916.00", "paid by Beijing");
+
+        world.set_filing(&filing.filing_id, FilingStatus::Withdrawn).await.expect("withdrawn");
+        let again = world.set_filing(&filing.filing_id, FilingStatus::Withdrawn).await;
+        assert_eq!(again.expect_err("twice").code, "filing_not_pending");
+        let visit = world.visit_by(&langfang, "P0001", "2024-06-10", "2000").await;
+        let refused = settle(visit.clone(), "w").await;
+        assert_eq!(error(&refused).code, "cross_region_filing_required");
+
+        // A referral needs approval in Beijing (5 points): pending does not cover, approved does.
+        let referral = world.file("referral", "2024-06-01", None).await;
+        assert_eq!(referral.status, "pending");
+        assert_eq!(error(&settle(visit.clone(), "p").await).code, "cross_region_filing_required");
+        world.set_filing(&referral.filing_id, FilingStatus::Approved).await.expect("approved");
+        let settled = record(&settle(visit, "a").await);
+        // A later admission of a working-age resident halves the deductible: (2000 − 650) × 73 %.
+        assert_eq!(settled.settlement.tiers[0].amount, "985.50");
+
+        // An emergency on 2024-05-01 filed 40 days later: past Beijing's 30 days.
+        world.set_filing(&referral.filing_id, FilingStatus::Withdrawn).await.expect("withdrawn");
+        world.file("emergency", "2024-05-01", Some("2024-06-10")).await;
+        let visit = world.visit_by(&langfang, "P0001", "2024-05-01", "1000").await;
+        assert_eq!(error(&settle(visit, "e").await).code, "cross_region_filing_required");
         assert_eq!(world.violations().await, Vec::<String>::new());
     }
 }
