@@ -83,6 +83,9 @@ service_codes! {
     AssistanceListInvalid = "assistance_list_invalid", 422, "救助名单格式错误",
         "Every row of an assistance-recipient list parses and names a registered person; \
          otherwise nothing of the file is imported.";
+    PeriodInvalid = "period_invalid", 400, "期间格式错误",
+        "A month is written YYYY-MM; a period is `from` and `to` dates (YYYY-MM-DD), `from` not \
+         after `to`, at most 366 days.";
     FilingNotFound = "filing_not_found", 404, "备案不存在",
         "The filing id must be one this service issued, of a person of the agency's region.";
     FilingInvalid = "filing_invalid", 422, "备案信息错误",

@@ -224,3 +224,68 @@ pub struct FilingDto {
     pub status: String,
     pub filed_on: String,
 }
+
+/// `POST /v1/reconciliation`: a hospital's own totals for a day (对账), and, when they do not
+/// match, its list of settlements. Amounts are net of reversals.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileRequest {
+    /// `YYYY-MM-DD`, the day the settlements were booked.
+    pub day: String,
+    pub settlements: u64,
+    pub reversals: u64,
+    pub medical_cost: Scalar,
+    pub fund_total: Scalar,
+    pub personal_account: Scalar,
+    pub cash: Scalar,
+    /// What each tier paid, by tier id (`basic`, `critical_illness`, ...); tiers left out are
+    /// not compared.
+    #[serde(default)]
+    pub tiers: BTreeMap<String, Scalar>,
+    /// Every settlement and reversal of the day in the hospital's books; compared one by one.
+    #[serde(default)]
+    pub list: Option<Vec<ReconcileItem>>,
+}
+
+/// One settlement or reversal as the hospital booked it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileItem {
+    pub settlement_id: String,
+    pub total: Scalar,
+    pub fund_total: Scalar,
+    pub personal_account: Scalar,
+    pub cash: Scalar,
+}
+
+/// The answer to a reconciliation: matched, or exactly what differs.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct ReconcileResultDto {
+    pub institution_id: String,
+    pub day: String,
+    /// `true` when the totals match (and the list, if sent).
+    pub matched: bool,
+    /// The totals that differ: `{field, ours, yours}`.
+    pub totals: Vec<TotalDifferenceDto>,
+    /// The settlements that differ, when a list was sent.
+    pub settlements: Vec<SettlementDifferenceDto>,
+    /// Totals differ and no list was sent: send the list to find the settlements.
+    pub list_needed: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct TotalDifferenceDto {
+    pub field: String,
+    pub ours: String,
+    pub yours: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct SettlementDifferenceDto {
+    pub settlement_id: String,
+    /// `missing_in_yours` (booked here, not in the list), `unknown_here` (in the list, not
+    /// booked here that day), or `amounts_differ`.
+    pub problem: String,
+    pub ours: Option<ReconcileItem>,
+    pub yours: Option<ReconcileItem>,
+}

@@ -5,6 +5,7 @@
 //! (the engine). Every bad input ends with its stable code on stderr and exit status 2.
 
 mod calc;
+mod clearing;
 mod crash;
 mod demo;
 mod load;
@@ -40,6 +41,8 @@ enum Command {
     Load(load::LoadArgs),
     /// Kill -9 the server under load, restart it, and check exactly-once settlement.
     CrashTest(crash::CrashArgs),
+    /// Write every region's clearing statement of a month as CSV and JSON (月度清算).
+    Clearing(clearing::ClearingArgs),
     /// Issue a credential (an agency's first token) straight into the database.
     Token(serve::TokenArgs),
 }
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Token(args) => serve::token(&args),
         Command::CrashTest(args) => crash::run(&args),
         Command::Load(args) => load::run(&args),
+        Command::Clearing(args) => clearing::run(&args),
     });
     match outcome {
         Ok(Ok(())) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@
 mod auth;
 mod error;
 mod listener;
+mod money_routes;
 mod nhsa;
 mod nhsa_reports;
 mod nhsa_tx;

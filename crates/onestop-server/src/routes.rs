@@ -45,8 +45,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/visits/{visit_id}/settle"),
     ("get", "/v1/settlements/{settlement_id}"),
     ("post", "/v1/settlements/{settlement_id}/cancel"),
-    ("get", "/v1/reconciliation"),
     ("get", "/v1/invariants"),
+    ("get", "/v1/reconciliation"),
+    ("post", "/v1/reconciliation"),
+    ("get", "/v1/clearing"),
+    ("put", "/v1/prepayments/{month}"),
+    ("get", "/v1/statistics"),
     ("post", "/fsi/api/rsfComIfsService/callService"),
     ("post", "/fsi/api/rsfComIfsService/callService/{infno}"),
 ];
@@ -61,7 +65,7 @@ pub fn router(state: AppState) -> Router {
         }))
         .load_shed()
         .concurrency_limit(REQUESTS_IN_FLIGHT_MAX);
-    Router::new()
+    crate::money_routes::add(Router::new())
         .route("/v1/health", get(health))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/institutions", post(register_institution))
@@ -81,7 +85,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/visits/{visit_id}/settle", post(settle))
         .route("/v1/settlements/{settlement_id}", get(get_settlement))
         .route("/v1/settlements/{settlement_id}/cancel", post(cancel))
-        .route("/v1/reconciliation", get(reconciliation))
         .route("/v1/invariants", get(invariants))
         .route(crate::nhsa::CALL_SERVICE, post(crate::nhsa::call_service))
         .route(
@@ -121,7 +124,7 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 }
 
 /// Reads a JSON body with the wire formats' checks; an empty body is the default request.
-fn parse<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn parse<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -130,11 +133,14 @@ fn parse<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
     Ok(read_document(text, Format::Json)?)
 }
 
-fn ok_json<T: serde::Serialize>(status: u16, value: &T) -> Response {
+pub(crate) fn ok_json<T: serde::Serialize>(status: u16, value: &T) -> Response {
     json_response(status, serde_json::to_string(value).unwrap_or_default())
 }
 
-fn answer<T: serde::Serialize>(status: u16, answer: Result<T, ServiceError>) -> Response {
+pub(crate) fn answer<T: serde::Serialize>(
+    status: u16,
+    answer: Result<T, ServiceError>,
+) -> Response {
     match answer {
         Ok(value) => ok_json(status, &value),
         Err(error) => error_response(&error),
@@ -477,12 +483,12 @@ async fn get_settlement(
 }
 
 #[derive(Deserialize)]
-struct DayQuery {
+pub(crate) struct DayQuery {
     day: Option<String>,
     institution_id: Option<String>,
 }
 
-async fn reconciliation(
+pub(crate) async fn reconciliation(
     State(state): State<AppState>,
     Actor(actor): Actor,
     Query(query): Query<DayQuery>,

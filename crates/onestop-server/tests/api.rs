@@ -402,3 +402,71 @@ async fn an_agency_files_lists_approves_and_withdraws_filings() {
         app.call("GET", "/v1/persons/110000/P0001/filings", Some(&hospital), None).await;
     assert_eq!(seen, json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hospital_reconciles_its_day_and_the_agency_clears_its_month() {
+    let app = spawn_app().await;
+    let hospital = app.setup().await;
+    let visit_id = app.visit_with_lines(&hospital).await;
+    let (_, settled) = app.settle(&hospital, &visit_id, "k-1").await;
+    let record = &settled["settlement"];
+    let id = settled["settlement_id"].clone();
+    let mut ours = json!({
+        "day": "2024-06-10", "settlements": 1, "reversals": 0,
+        "medical_cost": settled["total"], "fund_total": settled["fund_total"],
+        "personal_account": settled["personal_account"], "cash": settled["cash"],
+        "tiers": {"basic": record["tiers"][0]["amount"]},
+    });
+    let (status, matched) =
+        app.call("POST", "/v1/reconciliation", Some(&hospital), Some(ours.clone())).await;
+    assert_eq!(status, 200, "{matched}");
+    assert_eq!((matched["matched"].as_bool(), matched["totals"].clone()), (Some(true), json!([])));
+
+    ours["cash"] = json!("0.01");
+    let (_, differs) =
+        app.call("POST", "/v1/reconciliation", Some(&hospital), Some(ours.clone())).await;
+    assert_eq!(differs["matched"], false);
+    assert_eq!(differs["list_needed"], true);
+    assert_eq!(differs["totals"][0]["field"], "cash");
+    ours["list"] = json!([
+        {"settlement_id": id, "total": settled["total"], "fund_total": settled["fund_total"],
+         "personal_account": settled["personal_account"], "cash": "0.01"},
+        {"settlement_id": "S-110000-P0009-1", "total": "5", "fund_total": "0",
+         "personal_account": "0", "cash": "5"},
+    ]);
+    let (_, listed) = app.call("POST", "/v1/reconciliation", Some(&hospital), Some(ours)).await;
+    let problems: Vec<(&str, &str)> = listed["settlements"]
+        .as_array()
+        .expect("differences")
+        .iter()
+        .map(|d| (d["settlement_id"].as_str().unwrap_or(""), d["problem"].as_str().unwrap_or("")))
+        .collect();
+    let id = id.as_str().expect("id");
+    assert_eq!(problems, [(id, "amounts_differ"), ("S-110000-P0009-1", "unknown_here")]);
+
+    let agency = Some(app.agency.as_str());
+    let (status, stats) =
+        app.call("GET", "/v1/statistics?from=2024-06-01&to=2024-06-30", agency, None).await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["lines"][0]["insured"]["fund"], settled["fund_total"], "{stats}");
+    let (status, _) = app
+        .call("PUT", "/v1/prepayments/2024-06", agency, Some(json!({"balance": "1000000"})))
+        .await;
+    assert_eq!(status, 200);
+    let (_, statement) = app.call("GET", "/v1/clearing?month=2024-06", agency, None).await;
+    assert_eq!(statement["local"]["settlements"], 1, "{statement}");
+    assert_eq!(statement["closing_balance"], "1000000.00", "nothing cross-region");
+    let csv = app
+        .client
+        .get(format!("{}/v1/clearing?month=2024-06&format=csv", app.base))
+        .bearer_auth(&app.agency)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    assert!(csv.text().await.expect("text").starts_with("\u{feff}清算月份 month,"));
+    let (status, bad) = app.call("GET", "/v1/clearing?month=2024-6", agency, None).await;
+    assert_eq!((status.as_u16(), bad["code"].as_str()), (400, Some("period_invalid")));
+    let (status, _) = app.call("GET", "/v1/clearing?month=2024-06", Some(&hospital), None).await;
+    assert_eq!(status, 403, "a hospital does not read the region's clearing");
+}

@@ -102,6 +102,10 @@ CREATE TABLE IF NOT EXISTS settlements (
     settlement_id TEXT NOT NULL,
     visit_id TEXT NOT NULL,
     institution_id TEXT NOT NULL,
+    -- The region of the institution that settled (就医地), and the visit type: for clearing
+    -- between regions and statistics, which must not depend on the institution being known here.
+    treatment_region TEXT NOT NULL,
+    visit_type TEXT NOT NULL,
     reverses TEXT,
     date_of_service TEXT NOT NULL,
     booked_on TEXT NOT NULL,
@@ -118,6 +122,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS settlements_one_reversal
     ON settlements (region, person_id, reverses) WHERE reverses IS NOT NULL;
 CREATE INDEX IF NOT EXISTS settlements_by_institution_day
     ON settlements (institution_id, booked_on);
+-- Clearing and statistics read only these columns of a month's settlements: a covering index
+-- keeps the scan off the wide rows (the stored result).
+CREATE INDEX IF NOT EXISTS settlements_for_clearing ON settlements (booked_on) INCLUDE (region,
+    treatment_region, visit_type, reverses, total, fund_total, personal_account, cash);
 
 -- The journal: balanced postings per settlement; a reversal posts the negation.
 CREATE TABLE IF NOT EXISTS ledger (
@@ -179,6 +187,17 @@ CREATE TABLE IF NOT EXISTS audit_log (
     action TEXT NOT NULL,
     detail TEXT NOT NULL,
     PRIMARY KEY (region, person_id, audit_id)
+);
+
+-- The opening prepayment fund (预付金) balance of a region for a month, as its agency recorded it
+-- for clearing (清算). Reference data: replaced, not journaled.
+CREATE TABLE IF NOT EXISTS prepayments (
+    region TEXT NOT NULL,
+    month TEXT NOT NULL,
+    balance BIGINT NOT NULL,
+    set_by TEXT NOT NULL,
+    set_at TEXT NOT NULL,
+    PRIMARY KEY (region, month)
 );
 
 -- Filings (备案) for care outside the insured region.

@@ -297,6 +297,9 @@ pub struct SettlementRow {
     pub settlement_id: String,
     pub visit_id: String,
     pub institution_id: String,
+    /// The region of the institution (就医地).
+    pub treatment_region: Region,
+    pub visit_type: VisitType,
     /// For a reversal, the settlement it cancels.
     pub reverses: Option<String>,
     pub date_of_service: Date,

@@ -302,6 +302,8 @@ fn settle_visit(
         settlement_id: settlement_id.clone(),
         visit_id: visit_id.to_owned(),
         institution_id: actor.institution_id.clone(),
+        treatment_region: actor.region,
+        visit_type: visit.visit_type,
         reverses: None,
         date_of_service: visit.date_of_service,
         booked_on: env.today,

@@ -9,7 +9,8 @@
 use ::postgres::types::ToSql;
 use ::postgres::{Row, Transaction};
 use onestop_core::{
-    Accumulators, AssistanceCategory, Category, Date, Deltas, Fen, HospitalLevel, Line, VisitType,
+    Accumulators, AssistanceCategory, Category, Date, Deltas, Fen, HospitalLevel, Line, Region,
+    VisitType,
 };
 use onestop_ledger::Posting;
 
@@ -18,8 +19,8 @@ use crate::model::{
     PersonRow, SettlementRow, StoredResponse, VisitRow, VisitStatus,
 };
 use crate::sqlite_tx::{
-    ADMISSIONS, add_counter, corrupt, date, institution_from, line_from, posting_from, region,
-    settlement_row,
+    ADMISSIONS, CLEARING_COLUMNS, SETTLEMENT_COLUMNS, add_counter, clearing_entry, corrupt, date,
+    institution_from, line_from, posting_from, region, settlement_row,
 };
 use crate::tx::{NewAssistance, Result, StoreError, Tx};
 
@@ -80,17 +81,13 @@ fn institution_row(row: &Row) -> Result<Institution> {
     )
 }
 
-const SETTLEMENT_COLUMNS: &str = "region, person_id, settlement_id, visit_id, institution_id, \
-    date_of_service, booked_on, booked_at, result, total, fund_total, personal_account, cash, \
-    reverses";
-
 fn read_settlement(row: &Row) -> Result<SettlementRow> {
-    let mut texts: [String; 9] = Default::default();
+    let mut texts: [String; 11] = Default::default();
     for (index, text) in texts.iter_mut().enumerate() {
         *text = row.try_get(index)?;
     }
-    let numbers = [row.try_get(9)?, row.try_get(10)?, row.try_get(11)?, row.try_get(12)?];
-    settlement_row(texts, numbers, row.try_get(13)?)
+    let numbers = [row.try_get(11)?, row.try_get(12)?, row.try_get(13)?, row.try_get(14)?];
+    settlement_row(texts, numbers, row.try_get(15)?)
 }
 
 fn read_line(row: &Row) -> Result<(i64, Line, LineOrigin)> {
@@ -555,8 +552,9 @@ impl Tx for PgTx<'_, '_> {
     fn insert_settlement(&mut self, row: &SettlementRow) -> Result<()> {
         let sql = format!(
             "INSERT INTO settlements ({SETTLEMENT_COLUMNS}) \
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         );
+        let treatment_region = row.treatment_region.to_string();
         self.execute(
             sql.as_str(),
             &[
@@ -569,6 +567,8 @@ impl Tx for PgTx<'_, '_> {
                 &row.booked_on.to_string(),
                 &row.booked_at,
                 &row.result,
+                &treatment_region,
+                &row.visit_type.code(),
                 &row.total.0,
                 &row.fund_total.0,
                 &row.personal_account.0,
@@ -688,6 +688,53 @@ impl Tx for PgTx<'_, '_> {
             "institution_id = $1 AND booked_on = $2",
             &[&institution_id, &day.to_string()],
         )
+    }
+
+    fn booked_between(
+        &mut self,
+        from: Date,
+        until: Date,
+        each: &mut dyn FnMut(onestop_clearing::Entry),
+    ) -> Result<()> {
+        use ::postgres::fallible_iterator::FallibleIterator;
+        let sql = format!(
+            "SELECT {CLEARING_COLUMNS} FROM settlements WHERE booked_on >= $1 AND booked_on < $2"
+        );
+        let statement = self.statement(&sql)?;
+        let (from, until) = (from.to_string(), until.to_string());
+        let mut rows = self.tx.query_raw(&statement, [&from, &until])?;
+        while let Some(row) = rows.next()? {
+            let texts: [String; 4] =
+                [row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?];
+            let amounts = [row.try_get(5)?, row.try_get(6)?, row.try_get(7)?, row.try_get(8)?];
+            each(clearing_entry(&texts, row.try_get(4)?, amounts)?);
+        }
+        Ok(())
+    }
+
+    fn prepayment(&mut self, region: Region, month: &str) -> Result<Option<Fen>> {
+        let row = self.query_opt(
+            "SELECT balance FROM prepayments WHERE region = $1 AND month = $2",
+            &[&region.to_string(), &month],
+        )?;
+        Ok(row.map(|r| r.try_get::<_, i64>(0)).transpose()?.map(Fen))
+    }
+
+    fn set_prepayment(
+        &mut self,
+        region: Region,
+        month: &str,
+        balance: Fen,
+        by: &str,
+        at: &str,
+    ) -> Result<()> {
+        self.execute(
+            "INSERT INTO prepayments (region, month, balance, set_by, set_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (region, month) DO UPDATE SET \
+             balance = excluded.balance, set_by = excluded.set_by, set_at = excluded.set_at",
+            &[&region.to_string(), &month, &balance.0, &by, &at],
+        )?;
+        Ok(())
     }
 
     fn insert_filing(&mut self, f: &crate::model::Filing) -> Result<()> {

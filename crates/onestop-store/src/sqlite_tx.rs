@@ -97,22 +97,16 @@ pub(crate) fn add_counter(
     Ok(())
 }
 
-fn settlement_from(row: &Row<'_>) -> rusqlite::Result<[String; 9]> {
-    Ok([
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-        row.get(7)?,
-        row.get(8)?,
-    ])
+fn settlement_from(row: &Row<'_>) -> rusqlite::Result<[String; 11]> {
+    let mut texts: [String; 11] = Default::default();
+    for (index, text) in texts.iter_mut().enumerate() {
+        *text = row.get(index)?;
+    }
+    Ok(texts)
 }
 
 pub(crate) fn settlement_row(
-    texts: [String; 9],
+    texts: [String; 11],
     numbers: [i64; 4],
     reverses: Option<String>,
 ) -> Result<SettlementRow> {
@@ -126,12 +120,18 @@ pub(crate) fn settlement_row(
         booked_on,
         booked_at,
         result,
+        treatment_region,
+        visit_type,
     ] = texts;
+    let visit_type = VisitType::parse(&visit_type)
+        .ok_or_else(|| StoreError::Corrupt(format!("visit type `{visit_type}`")))?;
     Ok(SettlementRow {
         key: PersonKey { region: region(&region_text)?, person_id },
         settlement_id,
         visit_id,
         institution_id,
+        treatment_region: region(&treatment_region)?,
+        visit_type,
         reverses,
         date_of_service: date(&date_text)?,
         booked_on: date(&booked_on)?,
@@ -144,15 +144,17 @@ pub(crate) fn settlement_row(
     })
 }
 
-const SETTLEMENT_COLUMNS: &str = "region, person_id, settlement_id, visit_id, institution_id, \
-    date_of_service, booked_on, booked_at, result, total, fund_total, personal_account, cash, \
-    reverses";
+pub(crate) const SETTLEMENT_COLUMNS: &str = "region, person_id, settlement_id, visit_id, \
+    institution_id, date_of_service, booked_on, booked_at, result, treatment_region, visit_type, \
+    total, fund_total, personal_account, cash, reverses";
 
-fn read_settlement(row: &Row<'_>) -> rusqlite::Result<([String; 9], [i64; 4], Option<String>)> {
+type SettlementFields = ([String; 11], [i64; 4], Option<String>);
+
+fn read_settlement(row: &Row<'_>) -> rusqlite::Result<SettlementFields> {
     Ok((
         settlement_from(row)?,
-        [row.get(9)?, row.get(10)?, row.get(11)?, row.get(12)?],
-        row.get(13)?,
+        [row.get(11)?, row.get(12)?, row.get(13)?, row.get(14)?],
+        row.get(15)?,
     ))
 }
 
@@ -703,7 +705,7 @@ impl Tx for SqliteTx<'_> {
         self.conn
             .prepare_cached(&format!(
                 "INSERT INTO settlements ({SETTLEMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, \
-                ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
             ))?
             .execute(params![
                 row.key.region_text(),
@@ -715,6 +717,8 @@ impl Tx for SqliteTx<'_> {
                 row.booked_on.to_string(),
                 row.booked_at,
                 row.result,
+                row.treatment_region.to_string(),
+                row.visit_type.code(),
                 row.total.0,
                 row.fund_total.0,
                 row.personal_account.0,
@@ -843,6 +847,53 @@ impl Tx for SqliteTx<'_> {
             "institution_id = ?1 AND booked_on = ?2",
             &[&institution_id, &day.to_string()],
         )
+    }
+
+    fn booked_between(
+        &mut self,
+        from: Date,
+        until: Date,
+        each: &mut dyn FnMut(onestop_clearing::Entry),
+    ) -> Result<()> {
+        let mut statement = self.conn.prepare_cached(&format!(
+            "SELECT {CLEARING_COLUMNS} FROM settlements WHERE booked_on >= ?1 AND booked_on < ?2"
+        ))?;
+        let mut rows = statement.query(params![from.to_string(), until.to_string()])?;
+        while let Some(row) = rows.next()? {
+            let texts: [String; 4] = [row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?];
+            let reversal = row.get::<_, i64>(4)? != 0;
+            let amounts = [row.get(5)?, row.get(6)?, row.get(7)?, row.get(8)?];
+            each(clearing_entry(&texts, reversal, amounts)?);
+        }
+        Ok(())
+    }
+
+    fn prepayment(&mut self, region: Region, month: &str) -> Result<Option<Fen>> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT balance FROM prepayments WHERE region = ?1 AND month = ?2")?;
+        let balance = statement
+            .query_row(params![region.to_string(), month], |r| r.get::<_, i64>(0))
+            .optional()?;
+        Ok(balance.map(Fen))
+    }
+
+    fn set_prepayment(
+        &mut self,
+        region: Region,
+        month: &str,
+        balance: Fen,
+        by: &str,
+        at: &str,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO prepayments (region, month, balance, set_by, set_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (region, month) DO UPDATE SET \
+                 balance = excluded.balance, set_by = excluded.set_by, set_at = excluded.set_at",
+            )?
+            .execute(params![region.to_string(), month, balance.0, by, at])?;
+        Ok(())
     }
 
     fn insert_filing(&mut self, f: &crate::model::Filing) -> Result<()> {
@@ -1049,6 +1100,30 @@ pub(crate) fn filing_from(
             .ok_or_else(|| corrupt("status", &status))?,
         filed_on: date(&filed_on)?,
         filed_at,
+    })
+}
+
+pub(crate) const CLEARING_COLUMNS: &str = "region, treatment_region, visit_type, booked_on, \
+    reverses IS NOT NULL, total, fund_total, personal_account, cash";
+
+/// A clearing entry from the columns of `CLEARING_COLUMNS`.
+pub(crate) fn clearing_entry(
+    texts: &[String; 4],
+    reversal: bool,
+    amounts: [i64; 4],
+) -> Result<onestop_clearing::Entry> {
+    let visit = VisitType::parse(&texts[2])
+        .ok_or_else(|| StoreError::Corrupt(format!("visit type `{}`", texts[2])))?;
+    Ok(onestop_clearing::Entry {
+        insured: region(&texts[0])?,
+        treatment: region(&texts[1])?,
+        visit,
+        booked_on: date(&texts[3])?,
+        reversal,
+        medical_cost: Fen(amounts[0]),
+        fund: Fen(amounts[1]),
+        personal_account: Fen(amounts[2]),
+        cash: Fen(amounts[3]),
     })
 }
 

@@ -163,6 +163,25 @@ pub trait Tx {
     /// Settlements and reversals an institution booked on a day.
     fn settlements_booked(&mut self, institution_id: &str, day: Date)
     -> Result<Vec<SettlementRow>>;
+    /// Streams every settlement and reversal booked on a day in `from..until` to `each`, in no
+    /// particular order (clearing and statistics sum them).
+    fn booked_between(
+        &mut self,
+        from: Date,
+        until: Date,
+        each: &mut dyn FnMut(onestop_clearing::Entry),
+    ) -> Result<()>;
+    /// The opening prepayment (预付金) balance an agency recorded for a month.
+    fn prepayment(&mut self, region: onestop_core::Region, month: &str) -> Result<Option<Fen>>;
+    fn set_prepayment(
+        &mut self,
+        region: onestop_core::Region,
+        month: &str,
+        balance: Fen,
+        by: &str,
+        at: &str,
+    ) -> Result<()>;
+
     fn insert_filing(&mut self, filing: &model::Filing) -> Result<()>;
     fn filings(&mut self, key: &PersonKey) -> Result<Vec<model::Filing>>;
     fn set_filing_status(

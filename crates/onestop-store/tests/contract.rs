@@ -11,9 +11,11 @@ use onestop_api::service::{
 };
 use onestop_api::wire::Scalar;
 use onestop_api::{ErrorBody, LineDto};
-use onestop_core::{Date, HospitalLevel, PolicyBook, Region};
+use onestop_core::{Date, Fen, HospitalLevel, PolicyBook, Region};
 use onestop_store::model::{FilingStatus, StoredResponse};
-use onestop_store::{Env, Idempotency, Institution, Role, Store, filings, ops, people, visits};
+use onestop_store::{
+    Env, Idempotency, Institution, Role, Store, clearing, filings, ops, people, visits,
+};
 
 mod support;
 use support::stores;
@@ -213,6 +215,17 @@ impl World {
         answer.expect("store").map_err(|e| e.body)
     }
 
+    /// Registers a level-3 hospital of Langfang (131000).
+    async fn langfang_hospital(&self) -> Institution {
+        let langfang = Institution {
+            region: LANGFANG,
+            ..institution("H13100000001", Role::Institution, Some(HospitalLevel::Level3))
+        };
+        let (book, member) = (Arc::clone(&self.book), langfang.clone());
+        self.store.write(move |tx| people::register(tx, &env(&book), &member)).await.expect("r");
+        langfang
+    }
+
     async fn violations(&self) -> Vec<String> {
         self.store.read(ops::violations).await.expect("store")
     }
@@ -322,13 +335,7 @@ async fn concurrent_settlements_of_one_person_meet_the_deductible_once() {
 async fn care_elsewhere_is_settled_by_the_persons_valid_filing() {
     for store in stores().await {
         let world = World::new(store).await;
-        let langfang = Institution {
-            region: LANGFANG,
-            ..institution("H13100000001", Role::Institution, Some(HospitalLevel::Level3))
-        };
-        let book = Arc::clone(&world.book);
-        let member = langfang.clone();
-        world.store.write(move |tx| people::register(tx, &env(&book), &member)).await.expect("r");
+        let langfang = world.langfang_hospital().await;
         let settle = |visit: VisitDto, key: &'static str| {
             let langfang = langfang.clone();
             let world = &world;
@@ -376,5 +383,84 @@ async fn care_elsewhere_is_settled_by_the_persons_valid_filing() {
         let visit = world.visit_by(&langfang, "P0001", "2024-05-01", "1000").await;
         assert_eq!(error(&settle(visit, "e").await).code, "cross_region_filing_required");
         assert_eq!(world.violations().await, Vec::<String>::new());
+    }
+}
+
+/// Sums of the ledger's postings to accounts matching `like`, booked in `from..until`.
+async fn ledger_sum(world: &World, like: &str, from: &str, until: &str) -> Fen {
+    let sql = format!(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS TEXT) FROM ledger WHERE account LIKE '{like}' \
+         AND booked_on >= '{from}' AND booked_on < '{until}'"
+    );
+    let found = world.store.read(move |tx| tx.query_strings(&sql)).await.expect("store");
+    Fen(found[0].parse().expect("a number"))
+}
+
+/// A June settlement in Langfang cancelled in July: June's statements carry it, July's carry
+/// the reversal; each month's statements add up to that month's ledger to the fen, and the
+/// regions' nets cancel out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clearing_statements_add_up_to_the_ledger_month_by_month() {
+    for store in stores().await {
+        let world = World::new(store).await;
+        let langfang = world.langfang_hospital().await;
+        world.file("long_term_resident", "2024-01-01", None).await;
+        let at_home = world.visit(0, "P0001", "3000").await;
+        record(&world.settle(0, &at_home.visit_id, "home", "{}").await);
+        let visit = world.visit_by(&langfang, "P0001", "2024-06-10", "10000").await;
+        let away = record(&world.settle_by(&langfang, &visit.visit_id, "away", "{}").await);
+        let book = Arc::clone(&world.book);
+        let (actor, id) = (langfang.clone(), away.settlement_id.clone());
+        let july = world
+            .store
+            .write(move |tx| {
+                let env = Env {
+                    book: &book,
+                    now: "2024-07-02T09:00:00+08:00".into(),
+                    today: Date::constant(2024, 7, 2),
+                };
+                ops::cancel(tx, &env, &actor, &id, &Idempotency { key: "c", request_sha256: "c" })
+            })
+            .await
+            .expect("store");
+        assert_eq!(july.status, 200, "{}", july.body);
+        for (month, from, until) in
+            [("2024-06", "2024-06-01", "2024-07-01"), ("2024-07", "2024-07-01", "2024-08-01")]
+        {
+            let month = onestop_clearing::Month::parse(month).expect("month");
+            let statements =
+                world.store.read(move |tx| clearing::statements(tx, month)).await.expect("store");
+            let fund: Fen = statements
+                .iter()
+                .map(|s| s.local.fund + s.counterparts.iter().map(|c| c.payable.fund).sum::<Fen>())
+                .sum();
+            assert_eq!(fund, ledger_sum(&world, "tier:%", from, until).await, "{month}");
+            let account: Fen = statements
+                .iter()
+                .map(|s| {
+                    s.local.personal_account
+                        + s.counterparts.iter().map(|c| c.payable.personal_account).sum::<Fen>()
+                })
+                .sum();
+            let ledger = ledger_sum(&world, "personal_account", from, until).await;
+            assert_eq!(account, ledger, "{month}");
+            let nets: Fen = statements.iter().map(|s| s.net_total).sum();
+            assert_eq!(nets, Fen::ZERO, "{month}");
+        }
+        let june = onestop_clearing::Month::parse("2024-06").expect("month");
+        let beijing = world
+            .store
+            .read(move |tx| clearing::statements(tx, june))
+            .await
+            .expect("store")
+            .into_iter()
+            .find(|s| s.region == BEIJING)
+            .expect("Beijing's statement");
+        // Beijing owes Langfang what it paid for its resident there, a second admission of a
+        // working-age resident (the deductible halved): (10000 − 650) × 78 % = 7293.
+        let owed = &beijing.counterparts[0];
+        assert_eq!((owed.counterpart, owed.payable.fund.to_string()), (LANGFANG, "7293.00".into()));
+        assert_eq!(beijing.net_total.to_string(), "-7293.00");
+        assert_eq!(beijing.local.settlements, 1, "the settlement at home is not cleared");
     }
 }
