@@ -93,6 +93,23 @@ service_codes! {
          and a start date not after its end date.";
     FilingNotPending = "filing_not_pending", 409, "备案状态不允许此操作",
         "Only a pending filing is approved; a withdrawn filing stays withdrawn.";
+    RegionNotServed = "region_not_served", 404, "统筹区未接入",
+        "The person's insured region must be served by this node or one of its peers.";
+    InsuredRegionUnavailable = "insured_region_unavailable", 503, "参保地系统无法连接",
+        "The insured region's node could not be reached: nothing was sent, nothing was settled. \
+         Retry later, or settle by the paper route (手工报销).";
+    InsuredRegionTimeout = "insured_region_timeout", 504, "参保地系统响应超时",
+        "The insured region's node did not answer in time: the outcome is unknown. Retry with \
+         the same Idempotency-Key to learn it (a settlement is never made twice), then cancel \
+         it if it is not wanted.";
+    RegionInMaintenance = "region_in_maintenance", 503, "参保地系统维护中",
+        "The insured region announced a maintenance window: settlement for its people resumes \
+         at the window's end (see GET /v1/status).";
+    MaintenanceWindowInvalid = "maintenance_window_invalid", 422, "维护时段错误",
+        "A window has RFC 3339 start and end times with an offset, ends after it starts and \
+         after now, lasts at most 7 days, and has a reason of at most 200 characters.";
+    MaintenanceWindowNotFound = "maintenance_window_not_found", 404, "维护时段不存在",
+        "The window must be one the agency's region announced and not already cancelled.";
     InternalError = "internal_error", 500, "内部错误",
         "An invariant failed; nothing was written. This is a bug: report it with the request.";
 }

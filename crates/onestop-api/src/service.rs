@@ -289,3 +289,49 @@ pub struct SettlementDifferenceDto {
     pub ours: Option<ReconcileItem>,
     pub yours: Option<ReconcileItem>,
 }
+
+/// `POST /v1/maintenance-windows`: an agency announces a window in which settlement for its
+/// region's people stops (系统维护).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceWindowRequest {
+    /// RFC 3339 with an offset, such as `2024-06-15T22:00:00+08:00`.
+    pub starts_at: String,
+    pub ends_at: String,
+    pub reason: String,
+}
+
+/// An announced maintenance window.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct MaintenanceWindowDto {
+    pub window_id: String,
+    pub region: String,
+    pub starts_at: String,
+    pub ends_at: String,
+    pub reason: String,
+}
+
+/// `GET /v1/status`: every region this node knows, whether settlement works for its people now,
+/// and its next maintenance window.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct StatusDto {
+    pub node: String,
+    pub now: String,
+    pub regions: Vec<RegionStatusDto>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct RegionStatusDto {
+    pub region: String,
+    /// The region's name from its policy, when this node has it.
+    pub name: Option<String>,
+    /// `local`, or the name of the peer node that holds the region's people.
+    pub served_by: String,
+    /// `up`, `maintenance` or `unreachable`.
+    pub state: String,
+    pub state_zh: String,
+    pub current_window: Option<MaintenanceWindowDto>,
+    pub next_window: Option<MaintenanceWindowDto>,
+    /// The region's windows not yet over, in order.
+    pub windows: Vec<MaintenanceWindowDto>,
+}

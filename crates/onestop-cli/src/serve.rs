@@ -25,6 +25,22 @@ pub struct ServeArgs {
     /// The service's SM2 private key (hex): signs encrypted responses of the national interface.
     #[arg(long = "nhsa-service-key")]
     pub nhsa_service_key: Option<String>,
+    /// Run as one node of a federation described by this TOML file (the shared secret comes from
+    /// the environment variable ONESTOP_FEDERATION_SECRET).
+    #[arg(long)]
+    pub federation: Option<PathBuf>,
+}
+
+/// The environment variable that carries a federation's shared secret.
+pub const FEDERATION_SECRET_VAR: &str = "ONESTOP_FEDERATION_SECRET";
+
+fn federation(path: &std::path::Path) -> Result<onestop_server::federation::Federation, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the federation file {}: {e}", path.display()))?;
+    let secret = std::env::var(FEDERATION_SECRET_VAR)
+        .map_err(|_| format!("--federation needs the shared secret in {FEDERATION_SECRET_VAR}"))?;
+    onestop_server::federation::Federation::from_toml(&text, &secret)
+        .map_err(|e| format!("federation file {}: {e}", path.display()))
 }
 
 #[derive(clap::Args)]
@@ -100,6 +116,7 @@ pub fn token(args: &TokenArgs) -> Result<(), String> {
 
 pub fn run(args: &ServeArgs) -> Result<(), String> {
     let book = load_book(&args.policies)?;
+    let federation = args.federation.as_deref().map(federation).transpose()?;
     let runtime = runtime()?;
     runtime.block_on(async {
         let store = open_store(&args.database)?;
@@ -121,7 +138,17 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
             sign_in_regions,
             service_key: args.nhsa_service_key.clone(),
         };
-        let state = AppState::new(store, book, onestop_server::system_clock()).with_nhsa(nhsa);
+        let mut state = AppState::new(store, book, onestop_server::system_clock()).with_nhsa(nhsa);
+        if let Some(federation) = federation {
+            eprintln!(
+                "node {} of a federation: regions {:?} here, {} peers, {} ms bound",
+                federation.node,
+                federation.local.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                federation.peers.len(),
+                federation.timeout.as_millis()
+            );
+            state = state.with_federation(federation);
+        }
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };

@@ -7,6 +7,8 @@
 
 mod auth;
 mod error;
+pub mod federation;
+mod gateway;
 mod listener;
 mod money_routes;
 mod nhsa;
@@ -14,6 +16,7 @@ mod nhsa_reports;
 mod nhsa_tx;
 pub mod openapi;
 mod routes;
+mod status;
 
 pub use routes::ROUTES;
 
@@ -22,6 +25,7 @@ use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use onestop_core::PolicyBook;
+use onestop_store::model::MaintenanceWindow;
 use onestop_store::{Institution, Store};
 
 pub use error::ApiError;
@@ -58,6 +62,12 @@ pub struct NhsaConfig {
     pub service_key: Option<String>,
 }
 
+/// Maintenance windows are read from the store at most this often (and at once after a
+/// change through this process).
+pub const WINDOWS_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+type WindowCache = Option<(std::time::Instant, Arc<Vec<MaintenanceWindow>>)>;
+
 /// Shared by every request.
 #[derive(Clone)]
 pub struct AppState {
@@ -65,13 +75,56 @@ pub struct AppState {
     pub book: Arc<PolicyBook>,
     pub clock: Clock,
     pub nhsa: Arc<NhsaConfig>,
+    /// This node's place in a federation; `None`: it serves every region itself.
+    pub federation: Option<Arc<federation::Federation>>,
     actors: Arc<RwLock<HashMap<String, Institution>>>,
+    windows: Arc<tokio::sync::RwLock<WindowCache>>,
 }
 
 impl AppState {
     pub fn new(store: Arc<Store>, book: Arc<PolicyBook>, clock: Clock) -> AppState {
         let nhsa = Arc::new(NhsaConfig::default());
-        AppState { store, book, clock, nhsa, actors: Arc::default() }
+        AppState {
+            store,
+            book,
+            clock,
+            nhsa,
+            federation: None,
+            actors: Arc::default(),
+            windows: Arc::default(),
+        }
+    }
+
+    /// The same state as one node of a federation.
+    pub fn with_federation(mut self, federation: federation::Federation) -> AppState {
+        self.federation = Some(Arc::new(federation));
+        self
+    }
+
+    /// The maintenance windows not cancelled, at most `WINDOWS_REFRESH` old.
+    pub async fn windows(&self) -> Arc<Vec<MaintenanceWindow>> {
+        if let Some((at, windows)) = self.windows.read().await.as_ref()
+            && at.elapsed() < WINDOWS_REFRESH
+        {
+            return Arc::clone(windows);
+        }
+        let mut cache = self.windows.write().await;
+        match self.store.read(|tx| tx.windows()).await {
+            Ok(windows) => {
+                let windows = Arc::new(windows);
+                *cache = Some((std::time::Instant::now(), Arc::clone(&windows)));
+                windows
+            }
+            Err(error) => {
+                tracing::error!(%error, "maintenance windows unreadable");
+                cache.as_ref().map(|(_, w)| Arc::clone(w)).unwrap_or_default()
+            }
+        }
+    }
+
+    /// Forgets the cached windows (after a change).
+    pub async fn windows_changed(&self) {
+        *self.windows.write().await = None;
     }
 
     /// The same state with the national interface configured.
@@ -107,6 +160,14 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if let Some(federation) = state.federation.clone() {
+        tokio::spawn(async move {
+            loop {
+                federation.refresh_statuses().await;
+                tokio::time::sleep(federation::STATUS_REFRESH).await;
+            }
+        });
+    }
     let app = router(state).into_make_service();
     axum::serve(LimitedListener::new(listener, CONNECTIONS_MAX), app)
         .with_graceful_shutdown(shutdown)

@@ -226,6 +226,22 @@ const OPERATIONS: &[Operation] = &[
         &[("from", "query"), ("to", "query")],
     ),
     (
+        "post",
+        "/v1/maintenance-windows",
+        "announce a window in which settlement for the region's people stops (系统维护, agency)",
+        Some("MaintenanceWindow"),
+        "the window",
+        &[],
+    ),
+    (
+        "delete",
+        "/v1/maintenance-windows/{window_id}",
+        "cancel a window (agency)",
+        None,
+        "the window cancelled",
+        &[("window_id", "path")],
+    ),
+    (
         "get",
         "/v1/invariants",
         "check the ledger and accumulators (agency, auditor)",
@@ -239,6 +255,9 @@ fn paths() -> Value {
     let mut paths = json!({
         "/v1/health": { "get": { "summary": "liveness",
             "responses": { "200": { "description": "up" } } } },
+        "/v1/status": { "get": { "summary": "every region known here: up, in maintenance or \
+                unreachable, and its windows (public)",
+            "responses": { "200": { "description": "the regions' states" } } } },
         "/v1/openapi.json": { "get": { "summary": "this document",
             "responses": { "200": { "description": "OpenAPI 3.1" } } } },
     });
@@ -296,6 +315,10 @@ fn schemas() -> Value {
                     ["settlement_id", "total", "fund_total", "personal_account", "cash"] } } } },
         "Prepayment": { "type": "object", "required": ["balance"],
             "properties": { "balance": { "type": "string" } } },
+        "MaintenanceWindow": { "type": "object", "required": ["starts_at", "ends_at", "reason"],
+            "properties": { "starts_at": { "type": "string", "format": "date-time" },
+                "ends_at": { "type": "string", "format": "date-time" },
+                "reason": { "type": "string" } } },
         "Settle": { "type": "object",
             "properties": { "use_personal_account": { "type": "boolean" } } },
     })

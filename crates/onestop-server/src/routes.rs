@@ -51,6 +51,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/clearing"),
     ("put", "/v1/prepayments/{month}"),
     ("get", "/v1/statistics"),
+    ("get", "/v1/status"),
+    ("post", "/v1/maintenance-windows"),
+    ("delete", "/v1/maintenance-windows/{window_id}"),
     ("post", "/fsi/api/rsfComIfsService/callService"),
     ("post", "/fsi/api/rsfComIfsService/callService/{infno}"),
 ];
@@ -65,7 +68,8 @@ pub fn router(state: AppState) -> Router {
         }))
         .load_shed()
         .concurrency_limit(REQUESTS_IN_FLIGHT_MAX);
-    crate::money_routes::add(Router::new())
+    let gateway = axum::middleware::from_fn_with_state(state.clone(), crate::gateway::gateway);
+    crate::status::add(crate::money_routes::add(Router::new()))
         .route("/v1/health", get(health))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/institutions", post(register_institution))
@@ -97,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::code(ServiceCode::MethodNotAllowed, "this path does not take that method")
         })
+        .layer(gateway)
         .layer(limits)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             error_response(&ServiceError::new(

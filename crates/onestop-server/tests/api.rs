@@ -470,3 +470,78 @@ async fn a_hospital_reconciles_its_day_and_the_agency_clears_its_month() {
     let (status, _) = app.call("GET", "/v1/clearing?month=2024-06", Some(&hospital), None).await;
     assert_eq!(status, 403, "a hospital does not read the region's clearing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_maintenance_window_stops_settlement_for_the_regions_people_until_it_ends() {
+    let app = spawn_app().await;
+    let hospital = app.setup().await;
+    let visit_id = app.visit_with_lines(&hospital).await;
+    let agency = Some(app.agency.as_str());
+    // The clock says 2024-06-10 10:00 at UTC+8.
+    let window = json!({"starts_at": "2024-06-10T09:30:00+08:00",
+        "ends_at": "2024-06-10T11:00:00+08:00", "reason": "数据库升级 database upgrade"});
+    let (status, announced) =
+        app.call("POST", "/v1/maintenance-windows", agency, Some(window)).await;
+    assert_eq!(status, 201, "{announced}");
+    let response = app
+        .client
+        .post(format!("{}/v1/visits/{visit_id}/settle", app.base))
+        .bearer_auth(&hospital)
+        .header("Idempotency-Key", "m-1")
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "3600", "an hour until 11:00");
+    let refused: Value = response.json().await.expect("json");
+    assert_eq!(refused["code"], "region_in_maintenance");
+    assert!(refused["message"].as_str().unwrap_or("").contains("2024-06-10T11:00:00+08:00"));
+    let (status, _) = app.call("GET", "/v1/persons/110000/P0001", agency, None).await;
+    assert_eq!(status, 200, "the agency still works in its window");
+
+    let (status, state) = app.call("GET", "/v1/status", None, None).await;
+    assert_eq!(status, 200, "public");
+    let beijing = state["regions"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["region"] == "110000"))
+        .expect("Beijing")
+        .clone();
+    assert_eq!(
+        (beijing["state"].as_str(), beijing["state_zh"].as_str()),
+        (Some("maintenance"), Some("维护中"))
+    );
+    assert_eq!(beijing["current_window"]["ends_at"], "2024-06-10T11:00:00+08:00");
+
+    for (body, field) in [
+        (
+            json!({"starts_at": "2024-06-10T12:00:00+08:00", "ends_at": "2024-06-10T11:00:00+08:00",
+                "reason": "x"}),
+            "ends_at",
+        ),
+        (
+            json!({"starts_at": "2024-06-11T00:00:00+08:00", "ends_at": "2024-06-19T00:00:00+08:00",
+                "reason": "x"}),
+            "ends_at",
+        ),
+        (
+            json!({"starts_at": "tomorrow", "ends_at": "2024-06-19T00:00:00+08:00", "reason": "x"}),
+            "starts_at",
+        ),
+    ] {
+        let (status, error) = app.call("POST", "/v1/maintenance-windows", agency, Some(body)).await;
+        assert_eq!(
+            (status.as_u16(), error["code"].as_str()),
+            (422, Some("maintenance_window_invalid"))
+        );
+        assert_eq!(error["field"], field);
+    }
+    let id = announced["window_id"].as_str().expect("id");
+    let (status, _) =
+        app.call("DELETE", &format!("/v1/maintenance-windows/{id}"), Some(&hospital), None).await;
+    assert_eq!(status, 403);
+    let (status, _) =
+        app.call("DELETE", &format!("/v1/maintenance-windows/{id}"), agency, None).await;
+    assert_eq!(status, 200);
+    let (status, settled) = app.settle(&hospital, &visit_id, "m-1").await;
+    assert_eq!(status, 200, "{settled}");
+}

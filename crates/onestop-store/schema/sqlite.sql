@@ -200,6 +200,41 @@ CREATE TABLE IF NOT EXISTS prepayments (
     PRIMARY KEY (region, month)
 );
 
+-- In a federation of nodes: settlements of people insured elsewhere at this node's
+-- institutions, as the insured region's node answered them (its ledger holds the postings). The
+-- place of treatment's own record, for its hospitals' reconciliation and what it is owed at
+-- clearing. Append-only; a replayed answer is recorded once.
+CREATE TABLE IF NOT EXISTS visitor_settlements (
+    settlement_id TEXT PRIMARY KEY,
+    institution_id TEXT NOT NULL,
+    insured_region TEXT NOT NULL,
+    treatment_region TEXT NOT NULL,
+    visit_type TEXT NOT NULL,
+    reverses TEXT,
+    booked_on TEXT NOT NULL,
+    total BIGINT NOT NULL,
+    fund_total BIGINT NOT NULL,
+    personal_account BIGINT NOT NULL,
+    cash BIGINT NOT NULL,
+    tiers TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS visitor_settlements_by_day ON visitor_settlements (booked_on);
+CREATE INDEX IF NOT EXISTS visitor_settlements_by_institution_day
+    ON visitor_settlements (institution_id, booked_on);
+
+-- Maintenance windows a region's agency announces: settlement for its people stops and resumes.
+CREATE TABLE IF NOT EXISTS maintenance_windows (
+    window_id TEXT PRIMARY KEY,
+    region TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    ends_at TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    cancelled_at TEXT
+);
+
 -- Filings (备案) for care outside the insured region.
 CREATE TABLE IF NOT EXISTS filings (
     region TEXT NOT NULL,

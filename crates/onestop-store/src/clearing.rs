@@ -22,15 +22,20 @@ fn month_of(text: &str) -> Answer<Month> {
     })
 }
 
-/// Sums every settlement booked in the month, all regions.
+/// Sums every settlement booked in the month: this node's ledger, and the settlements its
+/// institutions made for people of other nodes.
 pub fn clearing(tx: &mut dyn Tx, month: Month) -> Result<Clearing> {
     let mut clearing = Clearing::new(month);
     let mut outside = None;
-    tx.booked_between(month.first_day(), month.next().first_day(), &mut |entry| {
+    let (from, until) = (month.first_day(), month.next().first_day());
+    let mut add = |entry: onestop_clearing::Entry| {
         if let Err(error) = clearing.add(&entry) {
             outside.get_or_insert(error);
         }
-    })?;
+    };
+    tx.booked_between(from, until, &mut add)?;
+    // In a federation, what this node's institutions settled for other nodes' people.
+    tx.visitors_between(from, until, &mut add)?;
     match outside {
         Some(error) => Err(StoreError::Corrupt(error.to_string())),
         None => Ok(clearing),
@@ -119,8 +124,10 @@ pub fn statistics(
     }
     let mut stats = Statistics::new(from, to);
     let until = to.tomorrow().map_err(|_| StoreError::OutOfRange(format!("date {to}")))?;
-    tx.booked_between(from, until, &mut |entry| {
+    let mut add = |entry: onestop_clearing::Entry| {
         stats.add(&entry);
-    })?;
+    };
+    tx.booked_between(from, until, &mut add)?;
+    tx.visitors_between(from, until, &mut add)?;
     Ok(Ok(stats.region(region)))
 }

@@ -8,6 +8,7 @@
 pub mod clearing;
 pub mod filings;
 pub mod import;
+pub mod maintenance;
 pub mod model;
 pub mod ops;
 pub mod people;

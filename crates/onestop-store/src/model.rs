@@ -279,6 +279,55 @@ pub struct NhsaMessage {
     pub at: String,
 }
 
+/// A settlement of a person insured elsewhere at one of this node's institutions, as the
+/// insured region's node answered it (a federation's place-of-treatment record).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct VisitorSettlement {
+    pub settlement_id: String,
+    pub institution_id: String,
+    pub insured: Region,
+    pub treatment: Region,
+    pub visit_type: VisitType,
+    pub reverses: Option<String>,
+    pub booked_on: Date,
+    pub total: Fen,
+    pub fund_total: Fen,
+    pub personal_account: Fen,
+    pub cash: Fen,
+    /// What each tier paid, by tier id (signed like the amounts).
+    pub tiers: std::collections::BTreeMap<String, Fen>,
+    pub recorded_at: String,
+}
+
+impl VisitorSettlement {
+    pub fn entry(&self) -> onestop_clearing::Entry {
+        onestop_clearing::Entry {
+            insured: self.insured,
+            treatment: self.treatment,
+            visit: self.visit_type,
+            booked_on: self.booked_on,
+            reversal: self.reverses.is_some(),
+            medical_cost: self.total,
+            fund: self.fund_total,
+            personal_account: self.personal_account,
+            cash: self.cash,
+        }
+    }
+}
+
+/// A window in which a region's settlement stops (系统维护), announced by its agency.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct MaintenanceWindow {
+    pub window_id: String,
+    pub region: Region,
+    pub starts_at: jiff::Timestamp,
+    pub ends_at: jiff::Timestamp,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub cancelled_at: Option<String>,
+}
+
 /// An institution's keys for the national interface's encrypted and signed mode.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct NhsaKeys {

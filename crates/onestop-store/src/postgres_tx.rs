@@ -19,8 +19,9 @@ use crate::model::{
     PersonRow, SettlementRow, StoredResponse, VisitRow, VisitStatus,
 };
 use crate::sqlite_tx::{
-    ADMISSIONS, CLEARING_COLUMNS, SETTLEMENT_COLUMNS, add_counter, clearing_entry, corrupt, date,
-    institution_from, line_from, posting_from, region, settlement_row,
+    ADMISSIONS, CLEARING_COLUMNS, SETTLEMENT_COLUMNS, VISITOR_COLUMNS, WINDOW_COLUMNS, add_counter,
+    clearing_entry, corrupt, date, institution_from, line_from, posting_from, region,
+    settlement_row, time_text, visitor_from, visitor_texts, window_from,
 };
 use crate::tx::{NewAssistance, Result, StoreError, Tx};
 
@@ -88,6 +89,15 @@ fn read_settlement(row: &Row) -> Result<SettlementRow> {
     }
     let numbers = [row.try_get(11)?, row.try_get(12)?, row.try_get(13)?, row.try_get(14)?];
     settlement_row(texts, numbers, row.try_get(15)?)
+}
+
+fn read_visitor(row: &Row) -> Result<crate::model::VisitorSettlement> {
+    let mut texts: [String; 8] = Default::default();
+    for (index, text) in texts.iter_mut().enumerate() {
+        *text = row.try_get(index)?;
+    }
+    let amounts = [row.try_get(8)?, row.try_get(9)?, row.try_get(10)?, row.try_get(11)?];
+    visitor_from(texts, amounts, row.try_get(12)?)
 }
 
 fn read_line(row: &Row) -> Result<(i64, Line, LineOrigin)> {
@@ -735,6 +745,113 @@ impl Tx for PgTx<'_, '_> {
             &[&region.to_string(), &month, &balance.0, &by, &at],
         )?;
         Ok(())
+    }
+
+    fn visitors_between(
+        &mut self,
+        from: Date,
+        until: Date,
+        each: &mut dyn FnMut(onestop_clearing::Entry),
+    ) -> Result<()> {
+        use ::postgres::fallible_iterator::FallibleIterator;
+        let sql = format!(
+            "SELECT {VISITOR_COLUMNS} FROM visitor_settlements WHERE booked_on >= $1 \
+             AND booked_on < $2"
+        );
+        let statement = self.statement(&sql)?;
+        let (from, until) = (from.to_string(), until.to_string());
+        let mut rows = self.tx.query_raw(&statement, [&from, &until])?;
+        while let Some(row) = rows.next()? {
+            each(read_visitor(&row)?.entry());
+        }
+        Ok(())
+    }
+
+    fn insert_visitor_settlement(&mut self, row: &crate::model::VisitorSettlement) -> Result<bool> {
+        let sql = format!(
+            "INSERT INTO visitor_settlements ({VISITOR_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, \
+             $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (settlement_id) DO NOTHING"
+        );
+        let t = visitor_texts(row);
+        let inserted = self.execute(
+            &sql,
+            &[
+                &t[0],
+                &t[1],
+                &t[2],
+                &t[3],
+                &t[4],
+                &t[5],
+                &t[6],
+                &t[7],
+                &row.total.0,
+                &row.fund_total.0,
+                &row.personal_account.0,
+                &row.cash.0,
+                &row.reverses,
+            ],
+        )?;
+        Ok(inserted == 1)
+    }
+
+    fn visitor_settlements_booked(
+        &mut self,
+        institution_id: &str,
+        day: Date,
+    ) -> Result<Vec<crate::model::VisitorSettlement>> {
+        let sql = format!(
+            "SELECT {VISITOR_COLUMNS} FROM visitor_settlements WHERE institution_id = $1 \
+             AND booked_on = $2 ORDER BY settlement_id COLLATE \"C\""
+        );
+        let rows = self.query(&sql, &[&institution_id, &day.to_string()])?;
+        rows.iter().map(read_visitor).collect()
+    }
+
+    fn insert_window(&mut self, w: &crate::model::MaintenanceWindow) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO maintenance_windows ({WINDOW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, \
+             $7, $8)"
+        );
+        self.execute(
+            &sql,
+            &[
+                &w.window_id,
+                &w.region.to_string(),
+                &time_text(w.starts_at),
+                &time_text(w.ends_at),
+                &w.reason,
+                &w.created_by,
+                &w.created_at,
+                &w.cancelled_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn windows(&mut self) -> Result<Vec<crate::model::MaintenanceWindow>> {
+        let sql = format!(
+            "SELECT {WINDOW_COLUMNS} FROM maintenance_windows WHERE cancelled_at IS NULL \
+             ORDER BY starts_at, window_id COLLATE \"C\""
+        );
+        let rows = self.query(&sql, &[])?;
+        rows.iter()
+            .map(|row| {
+                let mut texts: [String; 7] = Default::default();
+                for (index, text) in texts.iter_mut().enumerate() {
+                    *text = row.try_get(index)?;
+                }
+                window_from(texts, row.try_get(7)?)
+            })
+            .collect()
+    }
+
+    fn cancel_window(&mut self, window_id: &str, at: &str) -> Result<bool> {
+        let changed = self.execute(
+            "UPDATE maintenance_windows SET cancelled_at = $2 WHERE window_id = $1 \
+             AND cancelled_at IS NULL",
+            &[&window_id, &at],
+        )?;
+        Ok(changed == 1)
     }
 
     fn insert_filing(&mut self, f: &crate::model::Filing) -> Result<()> {

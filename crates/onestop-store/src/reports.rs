@@ -13,9 +13,61 @@ use onestop_api::{ServiceCode, ServiceError};
 use onestop_core::{Date, Fen};
 use onestop_ledger::Account;
 
-use crate::model::{Institution, Role, SettlementRow};
+use crate::model::{Institution, Role};
 use crate::ops::{Answer, forbidden};
 use crate::tx::{Result, Tx};
+
+/// One settlement or reversal an institution booked, as reconciliation compares it.
+struct Booked {
+    item: ReconcileItem,
+    reversal: bool,
+    amounts: [Fen; 4],
+}
+
+/// What an institution booked on a day: its settlements in this node's ledger and, in a
+/// federation, those the insured regions' nodes made for its visitors; with the sums per
+/// ledger account (`medical_cost` debited, payers credited).
+struct DayBook {
+    items: Vec<Booked>,
+    accounts: BTreeMap<String, Fen>,
+}
+
+fn day_book(tx: &mut dyn Tx, institution_id: &str, day: Date) -> Result<DayBook> {
+    let mut accounts: BTreeMap<String, Fen> = BTreeMap::new();
+    for (_, posting) in tx.postings_booked(institution_id, day)? {
+        *accounts.entry(posting.account.code()).or_default() += posting.amount;
+    }
+    let mut items: Vec<Booked> = tx
+        .settlements_booked(institution_id, day)?
+        .iter()
+        .map(|row| {
+            let amounts = [row.total, row.fund_total, row.personal_account, row.cash];
+            Booked {
+                item: item_of(&row.settlement_id, amounts),
+                reversal: row.reverses.is_some(),
+                amounts,
+            }
+        })
+        .collect();
+    for visitor in tx.visitor_settlements_booked(institution_id, day)? {
+        let amounts = [visitor.total, visitor.fund_total, visitor.personal_account, visitor.cash];
+        // As the ledger posts them: zero-amount payers left out.
+        let mut credit = |account: String, amount: Fen| {
+            if !amount.is_zero() {
+                *accounts.entry(account).or_default() += amount;
+            }
+        };
+        credit(Account::MedicalCost.code(), -visitor.total);
+        for (tier, paid) in &visitor.tiers {
+            credit(Account::Tier(tier.clone()).code(), *paid);
+        }
+        credit(Account::PersonalAccount.code(), visitor.personal_account);
+        credit(Account::Cash.code(), visitor.cash);
+        let item = item_of(&visitor.settlement_id, amounts);
+        items.push(Booked { item, reversal: visitor.reverses.is_some(), amounts });
+    }
+    Ok(DayBook { items, accounts })
+}
 
 /// Counts and sums per account of what an institution booked on a day, reversals netted, to
 /// match the hospital's own books. An institution reads its own; the region's agency and
@@ -39,13 +91,10 @@ pub fn reconciliation(
     if !allowed {
         return Ok(Err(forbidden(actor)));
     }
-    let rows = tx.settlements_booked(institution_id, day)?;
-    let reversals = rows.iter().filter(|r| r.reverses.is_some()).count() as u64;
-    let settlements = rows.len() as u64 - reversals;
-    let mut amounts: BTreeMap<String, Fen> = BTreeMap::new();
-    for (_, posting) in tx.postings_booked(institution_id, day)? {
-        *amounts.entry(posting.account.code()).or_default() += posting.amount;
-    }
+    let book = day_book(tx, institution_id, day)?;
+    let reversals = book.items.iter().filter(|r| r.reversal).count() as u64;
+    let settlements = book.items.len() as u64 - reversals;
+    let amounts = book.accounts;
     let fund_total: Fen =
         amounts.iter().filter(|(account, _)| account.starts_with("tier:")).map(|(_, a)| *a).sum();
     Ok(Ok(ReconciliationDto {
@@ -65,13 +114,14 @@ fn amount(text: &Scalar, field: &str) -> Answer<Fen> {
     })
 }
 
-fn item_of(row: &SettlementRow) -> ReconcileItem {
+fn item_of(settlement_id: &str, amounts: [Fen; 4]) -> ReconcileItem {
+    let [total, fund_total, personal_account, cash] = amounts.map(|a| Scalar(a.to_string()));
     ReconcileItem {
-        settlement_id: row.settlement_id.clone(),
-        total: Scalar(row.total.to_string()),
-        fund_total: Scalar(row.fund_total.to_string()),
-        personal_account: Scalar(row.personal_account.to_string()),
-        cash: Scalar(row.cash.to_string()),
+        settlement_id: settlement_id.to_owned(),
+        total,
+        fund_total,
+        personal_account,
+        cash,
     }
 }
 
@@ -108,14 +158,8 @@ pub fn reconcile(
         Ok(theirs) => theirs,
         Err(error) => return Ok(Err(error)),
     };
-    let rows = tx.settlements_booked(&actor.institution_id, day)?;
-    let mut tiers: BTreeMap<String, Fen> = BTreeMap::new();
-    for (_, posting) in tx.postings_booked(&actor.institution_id, day)? {
-        if let Account::Tier(id) = posting.account {
-            *tiers.entry(id).or_default() += posting.amount;
-        }
-    }
-    let ours = our_totals(&rows, &tiers, request);
+    let book = day_book(tx, &actor.institution_id, day)?;
+    let ours = our_totals(&book, request);
     let totals: Vec<TotalDifferenceDto> = ours
         .iter()
         .zip(&theirs)
@@ -127,7 +171,7 @@ pub fn reconcile(
         })
         .collect();
     let settlements = match &request.list {
-        Some(list) => match compare_lists(&rows, list) {
+        Some(list) => match compare_lists(&book.items, list) {
             Ok(differences) => differences,
             Err(error) => return Ok(Err(error)),
         },
@@ -164,32 +208,27 @@ fn their_totals(request: &ReconcileRequest) -> Answer<Vec<(String, String)>> {
     Ok(out)
 }
 
-fn our_totals(
-    rows: &[SettlementRow],
-    tiers: &BTreeMap<String, Fen>,
-    request: &ReconcileRequest,
-) -> Vec<(String, String)> {
-    let reversals = rows.iter().filter(|r| r.reverses.is_some()).count();
-    let sum = |f: fn(&SettlementRow) -> Fen| rows.iter().map(f).sum::<Fen>().to_string();
+fn our_totals(book: &DayBook, request: &ReconcileRequest) -> Vec<(String, String)> {
+    let items = &book.items;
+    let reversals = items.iter().filter(|r| r.reversal).count();
+    let sum = |index: usize| items.iter().map(|b| b.amounts[index]).sum::<Fen>().to_string();
     let mut out = vec![
-        ("settlements".to_owned(), (rows.len() - reversals).to_string()),
+        ("settlements".to_owned(), (items.len() - reversals).to_string()),
         ("reversals".to_owned(), reversals.to_string()),
-        ("medical_cost".to_owned(), sum(|r| r.total)),
-        ("fund_total".to_owned(), sum(|r| r.fund_total)),
-        ("personal_account".to_owned(), sum(|r| r.personal_account)),
-        ("cash".to_owned(), sum(|r| r.cash)),
+        ("medical_cost".to_owned(), sum(0)),
+        ("fund_total".to_owned(), sum(1)),
+        ("personal_account".to_owned(), sum(2)),
+        ("cash".to_owned(), sum(3)),
     ];
     for tier in request.tiers.keys() {
-        let paid = tiers.get(tier).copied().unwrap_or_default();
+        let account = Account::Tier(tier.clone()).code();
+        let paid = book.accounts.get(&account).copied().unwrap_or_default();
         out.push((format!("tiers.{tier}"), paid.to_string()));
     }
     out
 }
 
-fn compare_lists(
-    rows: &[SettlementRow],
-    list: &[ReconcileItem],
-) -> Answer<Vec<SettlementDifferenceDto>> {
+fn compare_lists(rows: &[Booked], list: &[ReconcileItem]) -> Answer<Vec<SettlementDifferenceDto>> {
     if list.len() > RECONCILE_LIST_MAX {
         let message = format!("a list has at most {RECONCILE_LIST_MAX} settlements");
         return Err(ServiceError::new(ServiceCode::BodyMalformed, message).field("list"));
@@ -200,14 +239,14 @@ fn compare_lists(
     }
     let mut out = Vec::new();
     for row in rows {
-        let ours = item_of(row);
-        let (problem, theirs) = match yours.remove(row.settlement_id.as_str()) {
+        let ours = row.item.clone();
+        let (problem, theirs) = match yours.remove(ours.settlement_id.as_str()) {
             None => ("missing_in_yours", None),
             Some(theirs) if theirs != ours => ("amounts_differ", Some(theirs)),
             Some(_) => continue,
         };
         out.push(SettlementDifferenceDto {
-            settlement_id: row.settlement_id.clone(),
+            settlement_id: ours.settlement_id.clone(),
             problem: problem.to_owned(),
             ours: Some(ours),
             yours: theirs,

@@ -158,6 +158,15 @@ fn read_settlement(row: &Row<'_>) -> rusqlite::Result<SettlementFields> {
     ))
 }
 
+fn read_visitor(row: &Row<'_>) -> Result<crate::model::VisitorSettlement> {
+    let mut texts: [String; 8] = Default::default();
+    for (index, text) in texts.iter_mut().enumerate() {
+        *text = row.get(index)?;
+    }
+    let amounts = [row.get(8)?, row.get(9)?, row.get(10)?, row.get(11)?];
+    visitor_from(texts, amounts, row.get(12)?)
+}
+
 impl SqliteTx<'_> {
     fn settlements_where(
         &self,
@@ -896,6 +905,118 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn visitors_between(
+        &mut self,
+        from: Date,
+        until: Date,
+        each: &mut dyn FnMut(onestop_clearing::Entry),
+    ) -> Result<()> {
+        let sql = format!(
+            "SELECT {VISITOR_COLUMNS} FROM visitor_settlements WHERE booked_on >= ?1 \
+             AND booked_on < ?2"
+        );
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let mut rows = statement.query(params![from.to_string(), until.to_string()])?;
+        while let Some(row) = rows.next()? {
+            each(read_visitor(row)?.entry());
+        }
+        Ok(())
+    }
+
+    fn insert_visitor_settlement(&mut self, row: &crate::model::VisitorSettlement) -> Result<bool> {
+        let sql = format!(
+            "INSERT INTO visitor_settlements ({VISITOR_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, \
+             ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT (settlement_id) DO NOTHING"
+        );
+        let t = visitor_texts(row);
+        let inserted = self.conn.prepare_cached(&sql)?.execute(params![
+            t[0],
+            t[1],
+            t[2],
+            t[3],
+            t[4],
+            t[5],
+            t[6],
+            t[7],
+            row.total.0,
+            row.fund_total.0,
+            row.personal_account.0,
+            row.cash.0,
+            row.reverses
+        ])?;
+        Ok(inserted == 1)
+    }
+
+    fn visitor_settlements_booked(
+        &mut self,
+        institution_id: &str,
+        day: Date,
+    ) -> Result<Vec<crate::model::VisitorSettlement>> {
+        let sql = format!(
+            "SELECT {VISITOR_COLUMNS} FROM visitor_settlements WHERE institution_id = ?1 \
+             AND booked_on = ?2 ORDER BY settlement_id"
+        );
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let mut rows = statement.query(params![institution_id, day.to_string()])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(read_visitor(row)?);
+        }
+        Ok(out)
+    }
+
+    fn insert_window(&mut self, w: &crate::model::MaintenanceWindow) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO maintenance_windows ({WINDOW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, \
+             ?7, ?8)"
+        );
+        self.conn.prepare_cached(&sql)?.execute(params![
+            w.window_id,
+            w.region.to_string(),
+            time_text(w.starts_at),
+            time_text(w.ends_at),
+            w.reason,
+            w.created_by,
+            w.created_at,
+            w.cancelled_at
+        ])?;
+        Ok(())
+    }
+
+    fn windows(&mut self) -> Result<Vec<crate::model::MaintenanceWindow>> {
+        let sql = format!(
+            "SELECT {WINDOW_COLUMNS} FROM maintenance_windows WHERE cancelled_at IS NULL \
+             ORDER BY starts_at, window_id"
+        );
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let mut rows = statement.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let texts = [
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+                row.get(6)?,
+            ];
+            out.push(window_from(texts, row.get(7)?)?);
+        }
+        Ok(out)
+    }
+
+    fn cancel_window(&mut self, window_id: &str, at: &str) -> Result<bool> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE maintenance_windows SET cancelled_at = ?2 WHERE window_id = ?1 \
+                 AND cancelled_at IS NULL",
+            )?
+            .execute(params![window_id, at])?;
+        Ok(changed == 1)
+    }
+
     fn insert_filing(&mut self, f: &crate::model::Filing) -> Result<()> {
         let sql = format!(
             "INSERT INTO filings (region, person_id, {FILING_COLUMNS}) \
@@ -1125,6 +1246,83 @@ pub(crate) fn clearing_entry(
         personal_account: Fen(amounts[2]),
         cash: Fen(amounts[3]),
     })
+}
+
+pub(crate) const VISITOR_COLUMNS: &str = "settlement_id, institution_id, insured_region, \
+    treatment_region, visit_type, booked_on, tiers, recorded_at, total, fund_total, \
+    personal_account, cash, reverses";
+
+pub(crate) fn visitor_from(
+    texts: [String; 8],
+    amounts: [i64; 4],
+    reverses: Option<String>,
+) -> Result<crate::model::VisitorSettlement> {
+    let [settlement_id, institution_id, insured, treatment, visit, booked_on, tiers, recorded_at] =
+        texts;
+    let tiers: std::collections::BTreeMap<String, i64> = serde_json::from_str(&tiers)
+        .map_err(|e| StoreError::Corrupt(format!("visitor tiers `{tiers}`: {e}")))?;
+    Ok(crate::model::VisitorSettlement {
+        settlement_id,
+        institution_id,
+        insured: region(&insured)?,
+        treatment: region(&treatment)?,
+        visit_type: VisitType::parse(&visit)
+            .ok_or_else(|| StoreError::Corrupt(format!("visit type `{visit}`")))?,
+        reverses,
+        booked_on: date(&booked_on)?,
+        total: Fen(amounts[0]),
+        fund_total: Fen(amounts[1]),
+        personal_account: Fen(amounts[2]),
+        cash: Fen(amounts[3]),
+        tiers: tiers.into_iter().map(|(k, v)| (k, Fen(v))).collect(),
+        recorded_at,
+    })
+}
+
+/// The visitor row's text columns, in the order of `VISITOR_COLUMNS`.
+pub(crate) fn visitor_texts(row: &crate::model::VisitorSettlement) -> [String; 8] {
+    let tiers: std::collections::BTreeMap<&str, i64> =
+        row.tiers.iter().map(|(k, v)| (k.as_str(), v.0)).collect();
+    [
+        row.settlement_id.clone(),
+        row.institution_id.clone(),
+        row.insured.to_string(),
+        row.treatment.to_string(),
+        row.visit_type.code().to_owned(),
+        row.booked_on.to_string(),
+        serde_json::to_string(&tiers).unwrap_or_default(),
+        row.recorded_at.clone(),
+    ]
+}
+
+pub(crate) const WINDOW_COLUMNS: &str =
+    "window_id, region, starts_at, ends_at, reason, created_by, created_at, cancelled_at";
+
+pub(crate) fn window_from(
+    texts: [String; 7],
+    cancelled_at: Option<String>,
+) -> Result<crate::model::MaintenanceWindow> {
+    let [window_id, region_text, starts_at, ends_at, reason, created_by, created_at] = texts;
+    let time = |text: &str| {
+        text.parse::<jiff::Timestamp>()
+            .map_err(|e| StoreError::Corrupt(format!("time `{text}`: {e}")))
+    };
+    Ok(crate::model::MaintenanceWindow {
+        window_id,
+        region: region(&region_text)?,
+        starts_at: time(&starts_at)?,
+        ends_at: time(&ends_at)?,
+        reason,
+        created_by,
+        created_at,
+        cancelled_at,
+    })
+}
+
+/// A timestamp as stored: RFC 3339 at UTC+8.
+pub(crate) fn time_text(at: jiff::Timestamp) -> String {
+    let tz = jiff::tz::TimeZone::fixed(jiff::tz::Offset::constant(8));
+    at.to_zoned(tz).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
 }
 
 pub(crate) const FILING_COLUMNS: &str =

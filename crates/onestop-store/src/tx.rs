@@ -182,6 +182,26 @@ pub trait Tx {
         at: &str,
     ) -> Result<()>;
 
+    /// Streams the visitor settlements recorded on a day in `from..until`.
+    fn visitors_between(
+        &mut self,
+        from: Date,
+        until: Date,
+        each: &mut dyn FnMut(onestop_clearing::Entry),
+    ) -> Result<()>;
+    /// Records a visitor settlement; `false` if it was already recorded.
+    fn insert_visitor_settlement(&mut self, row: &model::VisitorSettlement) -> Result<bool>;
+    fn visitor_settlements_booked(
+        &mut self,
+        institution_id: &str,
+        day: Date,
+    ) -> Result<Vec<model::VisitorSettlement>>;
+    fn insert_window(&mut self, window: &model::MaintenanceWindow) -> Result<()>;
+    /// Every maintenance window not cancelled, in order of start.
+    fn windows(&mut self) -> Result<Vec<model::MaintenanceWindow>>;
+    /// Cancels a window; `false` if there is no such window still in force.
+    fn cancel_window(&mut self, window_id: &str, at: &str) -> Result<bool>;
+
     fn insert_filing(&mut self, filing: &model::Filing) -> Result<()>;
     fn filings(&mut self, key: &PersonKey) -> Result<Vec<model::Filing>>;
     fn set_filing_status(

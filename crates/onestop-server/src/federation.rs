@@ -1,0 +1,301 @@
+//! A federation of nodes (跨统筹区联网): each node holds the people of some regions in its own
+//! database; a request about a person of another node's region is forwarded to that node,
+//! which owns the person's accumulators and computes and commits the settlement.
+//!
+//! The configuration is a TOML file (`onestop serve --federation FILE`):
+//!
+//! ```toml
+//! [node]
+//! name = "langfang"
+//! regions = ["131000"]      # whose people live in this node's database
+//! timeout_ms = 3000         # bound on a forwarded request (default 3000)
+//!
+//! [[peers]]
+//! name = "beijing"
+//! regions = ["110000"]
+//! url = "http://10.0.0.2:8080"
+//! ```
+//!
+//! Nodes trust each other through a shared secret (`ONESTOP_FEDERATION_SECRET`, never in the
+//! file): a forwarded request carries it and the identity of the institution the forwarding node
+//! authenticated. Peers are on a private network; the link is plain HTTP.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use onestop_api::service::StatusDto;
+use onestop_core::Region;
+use onestop_store::{Institution, Role};
+use serde::Deserialize;
+
+/// Carries the shared secret on a forwarded request.
+pub const SECRET_HEADER: &str = "x-onestop-federation-secret";
+/// Carries the forwarded actor: `institution_id;region;level;role`.
+pub const ACTOR_HEADER: &str = "x-onestop-actor";
+/// Names the node that forwarded a request.
+pub const FROM_HEADER: &str = "x-onestop-forwarded-by";
+/// The default bound on a forwarded request.
+pub const TIMEOUT_DEFAULT: Duration = Duration::from_secs(3);
+/// A peer's status is asked for at most this often.
+pub const STATUS_REFRESH: Duration = Duration::from_secs(10);
+/// Peers a node may have.
+pub const PEERS_MAX: usize = 64;
+
+/// Another node and the regions whose people it holds.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub name: String,
+    pub regions: Vec<Region>,
+    pub url: String,
+}
+
+/// Where a region's people live.
+#[derive(Clone, Copy, Debug)]
+pub enum Route<'a> {
+    Local,
+    Peer(&'a Peer),
+    /// No node of the federation serves the region.
+    Unknown,
+}
+
+/// This node's place in a federation.
+pub struct Federation {
+    pub node: String,
+    pub local: Vec<Region>,
+    pub peers: Vec<Peer>,
+    pub timeout: Duration,
+    secret: String,
+    pub(crate) client: reqwest::Client,
+    /// Each peer's last answer to `GET /v1/status`, and when it was asked.
+    statuses: RwLock<HashMap<String, (Instant, Option<StatusDto>)>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    node: NodeConfig,
+    #[serde(default)]
+    peers: Vec<PeerConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeConfig {
+    name: String,
+    regions: Vec<String>,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerConfig {
+    name: String,
+    regions: Vec<String>,
+    url: String,
+}
+
+fn regions(names: &[String], whose: &str) -> Result<Vec<Region>, String> {
+    names
+        .iter()
+        .map(|text| {
+            Region::parse(text)
+                .ok_or_else(|| format!("{whose}: `{text}` is not a six-digit division code"))
+        })
+        .collect()
+}
+
+impl Federation {
+    /// Reads a federation file; `secret` is the shared secret (at least 16 characters).
+    pub fn from_toml(text: &str, secret: &str) -> Result<Federation, String> {
+        let config: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        if secret.len() < 16 {
+            return Err("the federation secret has at least 16 characters".to_owned());
+        }
+        let timeout_ms = config.node.timeout_ms.unwrap_or(3000);
+        if !(50..=60_000).contains(&timeout_ms) {
+            return Err(format!("timeout_ms {timeout_ms} is not between 50 and 60000"));
+        }
+        if config.peers.len() > PEERS_MAX {
+            return Err(format!("a node has at most {PEERS_MAX} peers"));
+        }
+        let local = regions(&config.node.regions, "node.regions")?;
+        let mut peers = Vec::new();
+        for peer in config.peers {
+            if !peer.url.starts_with("http://") && !peer.url.starts_with("https://") {
+                return Err(format!("peer {}: url `{}` is not http(s)://", peer.name, peer.url));
+            }
+            let served = regions(&peer.regions, &format!("peer {}", peer.name))?;
+            peers.push(Peer { name: peer.name, regions: served, url: peer.url });
+        }
+        let mut seen: Vec<Region> = local.clone();
+        for region in peers.iter().flat_map(|p| &p.regions) {
+            if seen.contains(region) {
+                return Err(format!("region {region} is served by two nodes"));
+            }
+            seen.push(*region);
+        }
+        let timeout = Duration::from_millis(timeout_ms);
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .pool_max_idle_per_host(256)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Federation {
+            node: config.node.name,
+            local,
+            peers,
+            timeout,
+            secret: secret.to_owned(),
+            client,
+            statuses: RwLock::default(),
+        })
+    }
+
+    pub fn route(&self, region: Region) -> Route<'_> {
+        if self.local.contains(&region) {
+            return Route::Local;
+        }
+        match self.peers.iter().find(|p| p.regions.contains(&region)) {
+            Some(peer) => Route::Peer(peer),
+            None => Route::Unknown,
+        }
+    }
+
+    /// Compares a presented secret in time independent of where it differs.
+    pub fn secret_matches(&self, given: &[u8]) -> bool {
+        let want = self.secret.as_bytes();
+        given.len() == want.len() && given.iter().zip(want).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
+    }
+
+    pub(crate) fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// A peer's last known status (however old), if it ever answered.
+    pub fn peer_status(&self, peer: &str) -> Option<StatusDto> {
+        self.statuses.read().ok()?.get(peer).and_then(|(_, status)| status.clone())
+    }
+
+    /// Asks every peer whose status is older than `STATUS_REFRESH` for it again; a peer that
+    /// does not answer keeps its last known windows and is marked unreachable.
+    pub async fn refresh_statuses(&self) {
+        for peer in &self.peers {
+            let fresh = self
+                .statuses
+                .read()
+                .ok()
+                .and_then(|s| s.get(&peer.name).map(|(at, _)| at.elapsed() < STATUS_REFRESH));
+            if fresh == Some(true) {
+                continue;
+            }
+            let url = format!("{}/v1/status", peer.url.trim_end_matches('/'));
+            let bound = self.timeout.min(Duration::from_secs(1));
+            let answer = self.client.get(url).timeout(bound).send().await;
+            let status = match answer {
+                Ok(response) if response.status().is_success() => {
+                    response.json::<StatusDto>().await.ok()
+                }
+                _ => None,
+            };
+            if let Ok(mut statuses) = self.statuses.write() {
+                let entry = statuses.entry(peer.name.clone()).or_insert((Instant::now(), None));
+                entry.0 = Instant::now();
+                match status {
+                    Some(status) => entry.1 = Some(status),
+                    None => {
+                        if let Some(known) = entry.1.as_mut() {
+                            for region in &mut known.regions {
+                                region.state = "unreachable".to_owned();
+                                region.state_zh = "无法连接".to_owned();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The forwarded actor as a header value.
+pub fn actor_header(actor: &Institution) -> String {
+    let level = actor.level.map(|l| l.code()).unwrap_or("-");
+    format!("{};{};{level};{}", actor.institution_id, actor.region, actor.role.code())
+}
+
+/// Reads the forwarded actor back.
+pub fn parse_actor(text: &str) -> Option<Institution> {
+    let mut parts = text.split(';');
+    let institution_id = parts.next().filter(|id| onestop_store::model::person_id_is_valid(id))?;
+    let region = Region::parse(parts.next()?)?;
+    let level = match parts.next()? {
+        "-" => None,
+        code => Some(onestop_core::HospitalLevel::parse(code)?),
+    };
+    let role = Role::parse(parts.next()?)?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let institution_id = institution_id.to_owned();
+    Some(Institution { name: institution_id.clone(), institution_id, region, level, role })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+        [node]
+        name = "langfang"
+        regions = ["131000"]
+        timeout_ms = 500
+        [[peers]]
+        name = "beijing"
+        regions = ["110000"]
+        url = "http://127.0.0.1:1"
+    "#;
+
+    #[test]
+    fn a_federation_file_routes_each_region_to_one_node() {
+        let federation = Federation::from_toml(FILE, "0123456789abcdef").expect("valid");
+        assert!(matches!(federation.route(Region(131_000)), Route::Local));
+        assert!(matches!(federation.route(Region(110_000)), Route::Peer(p) if p.name == "beijing"));
+        assert!(matches!(federation.route(Region(310_000)), Route::Unknown));
+        assert_eq!(federation.timeout, Duration::from_millis(500));
+        assert!(federation.secret_matches(b"0123456789abcdef"));
+        assert!(!federation.secret_matches(b"0123456789abcdeF"));
+        assert!(!federation.secret_matches(b"0123456789abcde"));
+    }
+
+    #[test]
+    fn bad_federation_files_say_what_is_wrong() {
+        let twice = FILE.replace("[\"110000\"]", "[\"131000\"]");
+        let cases = [
+            (FILE, "short", "at least 16 characters"),
+            (&twice, "0123456789abcdef", "served by two nodes"),
+            (&FILE.replace("500", "10"), "0123456789abcdef", "between 50 and 60000"),
+            (&FILE.replace("http://", "ftp://"), "0123456789abcdef", "is not http(s)://"),
+            (&FILE.replace("\"110000\"", "\"1100\""), "0123456789abcdef", "six-digit"),
+            (&FILE.replace("timeout_ms", "timeout"), "0123456789abcdef", "unknown field"),
+        ];
+        for (text, secret, says) in cases {
+            let error = Federation::from_toml(text, secret).err().expect(says);
+            assert!(error.contains(says), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_forwarded_actor_round_trips() {
+        let actor = Institution {
+            institution_id: "H13100000001".into(),
+            region: Region(131_000),
+            name: "H13100000001".into(),
+            level: Some(onestop_core::HospitalLevel::Level3),
+            role: Role::Institution,
+        };
+        assert_eq!(parse_actor(&actor_header(&actor)), Some(actor));
+        for bad in ["", "H1;131000;3", "H1;131000;9;institution", "H 1;131000;3;institution"] {
+            assert_eq!(parse_actor(bad), None, "{bad}");
+        }
+    }
+}
