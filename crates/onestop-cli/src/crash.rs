@@ -43,18 +43,40 @@ pub struct Server {
     pub api: Api,
 }
 
-fn free_port() -> Result<u16, String> {
+pub fn free_port() -> Result<u16, String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 
 pub async fn start(database: &str, policies: &std::path::Path) -> Result<Server, String> {
+    start_with(database, policies, &[], &[]).await
+}
+
+/// Starts `onestop serve` with extra arguments and environment variables.
+pub async fn start_with(
+    database: &str,
+    policies: &std::path::Path,
+    extra: &[String],
+    env: &[(&str, &str)],
+) -> Result<Server, String> {
     let port = free_port()?;
+    start_on(port, database, policies, extra, env).await
+}
+
+pub async fn start_on(
+    port: u16,
+    database: &str,
+    policies: &std::path::Path,
+    extra: &[String],
+    env: &[(&str, &str)],
+) -> Result<Server, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let child = Command::new(exe)
         .args(["serve", "--database", database, "--listen", &format!("127.0.0.1:{port}")])
         .arg("--policies")
         .arg(policies)
+        .args(extra)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -102,7 +124,7 @@ pub async fn seed_region(
 }
 
 /// Registers hospitals and people once; returns the hospitals' tokens.
-async fn seed(
+pub async fn seed(
     api: &Api,
     agency: &str,
     people: &[onestop_sim::SimPerson],

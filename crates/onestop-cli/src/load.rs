@@ -36,34 +36,41 @@ pub struct LoadArgs {
     /// People in the synthetic region.
     #[arg(long, default_value_t = 2000)]
     pub people: usize,
+    /// Measure settlement across two nodes of a federation (a Langfang hospital settling a
+    /// Beijing resident through its own node) beside settlement on one node, in the same run.
+    #[arg(long)]
+    pub federated: bool,
 }
 
 /// A prepared visit: settle it with this token and key.
 #[derive(Clone)]
-struct Ready {
+pub(crate) struct Ready {
     path: String,
     token: String,
     key: String,
 }
 
-async fn prepare(
+pub(crate) async fn prepare(
     api: &Api,
     tokens: &[String],
     people: &[onestop_sim::SimPerson],
     count: usize,
     clients: usize,
+    insured_region: Option<&str>,
 ) -> Result<Vec<Ready>, String> {
+    let insured_region = insured_region.map(str::to_owned);
     let visits = Arc::new(Mutex::new(onestop_sim::visits(people, tokens.len(), count, 99)));
     let ready = Arc::new(Mutex::new(Vec::with_capacity(count)));
     let progress = crate::demo::progress(count, "预备就诊 preparing visits");
     let workers: Vec<_> = (0..clients)
         .map(|worker| {
-            let (api, tokens, visits, ready, progress) = (
+            let (api, tokens, visits, ready, progress, insured) = (
                 api.clone(),
                 tokens.to_vec(),
                 Arc::clone(&visits),
                 Arc::clone(&ready),
                 progress.clone(),
+                insured_region.clone(),
             );
             tokio::spawn(async move {
                 let mut n = 0;
@@ -71,7 +78,10 @@ async fn prepare(
                     let next = visits.lock().ok().and_then(|mut v| v.pop());
                     let Some(visit) = next else { return Ok::<(), String>(()) };
                     let token = &tokens[visit.institution];
-                    let body = json!({ "person_id": visit.person_id, "visit": visit.visit });
+                    let mut body = json!({ "person_id": visit.person_id, "visit": visit.visit });
+                    if let Some(region) = &insured {
+                        body["insured_region"] = json!(region);
+                    }
                     let opened =
                         api.ok(reqwest::Method::POST, "/v1/visits", token, Some(&body)).await?;
                     let id = opened["visit_id"].as_str().unwrap_or_default().to_owned();
@@ -106,8 +116,8 @@ async fn prepare(
 
 /// Latencies in microseconds (from the request's send to its answer), how late requests were
 /// sent against their schedule (open loop), and how many settles failed.
-struct Measured {
-    latencies: Histogram<u64>,
+pub(crate) struct Measured {
+    pub latencies: Histogram<u64>,
     lag: Histogram<u64>,
     errors: u64,
     elapsed: Duration,
@@ -128,7 +138,7 @@ async fn settle(api: &Api, ready: &Ready) -> bool {
 }
 
 /// Offers `rate` settles a second for `seconds`; latency counts from each scheduled start.
-async fn open_loop(api: &Api, work: Vec<Ready>, rate: u32, clients: usize) -> Measured {
+pub(crate) async fn open_loop(api: &Api, work: Vec<Ready>, rate: u32, clients: usize) -> Measured {
     let started = Instant::now();
     let interval = Duration::from_secs(1) / rate.max(1);
     let queue = Arc::new(Mutex::new(work.into_iter().enumerate().rev().collect::<Vec<_>>()));
@@ -139,7 +149,12 @@ async fn open_loop(api: &Api, work: Vec<Ready>, rate: u32, clients: usize) -> Me
 }
 
 /// Settles back to back from every client until the work or the time runs out.
-async fn closed_loop(api: &Api, work: Vec<Ready>, seconds: u64, clients: usize) -> Measured {
+pub(crate) async fn closed_loop(
+    api: &Api,
+    work: Vec<Ready>,
+    seconds: u64,
+    clients: usize,
+) -> Measured {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let queue = Arc::new(Mutex::new(work.into_iter().enumerate().rev().collect::<Vec<_>>()));
     let limited = Arc::clone(&queue);
@@ -201,7 +216,7 @@ async fn run_clients(
 }
 
 #[allow(clippy::float_arithmetic)]
-fn report(label: &str, measured: &Measured) -> f64 {
+pub(crate) fn report(label: &str, measured: &Measured) -> f64 {
     let count = measured.latencies.len();
     let rate = count as f64 / measured.elapsed.as_secs_f64();
     let ms = |q: f64| measured.latencies.value_at_quantile(q) as f64 / 1000.0;
@@ -229,6 +244,9 @@ fn report(label: &str, measured: &Measured) -> f64 {
 }
 
 pub fn run(args: &LoadArgs) -> Result<(), String> {
+    if args.federated {
+        return crate::serve::runtime()?.block_on(crate::federated_load::run(args));
+    }
     crate::serve::runtime()?.block_on(load(args))
 }
 
@@ -244,7 +262,7 @@ async fn load(args: &LoadArgs) -> Result<(), String> {
         seed_region(&database, &args.policies, args.people, 24).await?;
     let offered = usize::try_from(u64::from(args.rate) * args.seconds).unwrap_or(usize::MAX);
     let mut work =
-        prepare(&server.api, &tokens, &people, offered * 4, args.clients.min(32)).await?;
+        prepare(&server.api, &tokens, &people, offered * 4, args.clients.min(32), None).await?;
     let first: Vec<Ready> = work.drain(..offered.min(work.len())).collect();
     println!(
         "\nonestop load — {} store, {} clients on loopback",

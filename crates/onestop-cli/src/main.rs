@@ -8,6 +8,7 @@ mod calc;
 mod clearing;
 mod crash;
 mod demo;
+mod federated_load;
 mod load;
 mod serve;
 mod table;

@@ -9,6 +9,7 @@
 //! name = "langfang"
 //! regions = ["131000"]      # whose people live in this node's database
 //! timeout_ms = 3000         # bound on a forwarded request (default 3000)
+//! status_refresh_ms = 10000 # how often peers' statuses are asked for (default 10000)
 //!
 //! [[peers]]
 //! name = "beijing"
@@ -37,7 +38,7 @@ pub const ACTOR_HEADER: &str = "x-onestop-actor";
 pub const FROM_HEADER: &str = "x-onestop-forwarded-by";
 /// The default bound on a forwarded request.
 pub const TIMEOUT_DEFAULT: Duration = Duration::from_secs(3);
-/// A peer's status is asked for at most this often.
+/// A peer's status is asked for at most this often, unless the file says otherwise.
 pub const STATUS_REFRESH: Duration = Duration::from_secs(10);
 /// Peers a node may have.
 pub const PEERS_MAX: usize = 64;
@@ -65,6 +66,8 @@ pub struct Federation {
     pub local: Vec<Region>,
     pub peers: Vec<Peer>,
     pub timeout: Duration,
+    /// How often peers' statuses are asked for (`status_refresh_ms`).
+    pub status_refresh: Duration,
     secret: String,
     pub(crate) client: reqwest::Client,
     /// Each peer's last answer to `GET /v1/status`, and when it was asked.
@@ -85,6 +88,7 @@ struct NodeConfig {
     name: String,
     regions: Vec<String>,
     timeout_ms: Option<u64>,
+    status_refresh_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -116,6 +120,10 @@ impl Federation {
         if !(50..=60_000).contains(&timeout_ms) {
             return Err(format!("timeout_ms {timeout_ms} is not between 50 and 60000"));
         }
+        let refresh_ms = config.node.status_refresh_ms.unwrap_or(10_000);
+        if !(100..=600_000).contains(&refresh_ms) {
+            return Err(format!("status_refresh_ms {refresh_ms} is not between 100 and 600000"));
+        }
         if config.peers.len() > PEERS_MAX {
             return Err(format!("a node has at most {PEERS_MAX} peers"));
         }
@@ -146,6 +154,7 @@ impl Federation {
             local,
             peers,
             timeout,
+            status_refresh: Duration::from_millis(refresh_ms),
             secret: secret.to_owned(),
             client,
             statuses: RwLock::default(),
@@ -177,15 +186,14 @@ impl Federation {
         self.statuses.read().ok()?.get(peer).and_then(|(_, status)| status.clone())
     }
 
-    /// Asks every peer whose status is older than `STATUS_REFRESH` for it again; a peer that
+    /// Asks every peer whose status is older than `status_refresh` for it again; a peer that
     /// does not answer keeps its last known windows and is marked unreachable.
     pub async fn refresh_statuses(&self) {
         for peer in &self.peers {
-            let fresh = self
-                .statuses
-                .read()
-                .ok()
-                .and_then(|s| s.get(&peer.name).map(|(at, _)| at.elapsed() < STATUS_REFRESH));
+            let fresh =
+                self.statuses.read().ok().and_then(|s| {
+                    s.get(&peer.name).map(|(at, _)| at.elapsed() < self.status_refresh)
+                });
             if fresh == Some(true) {
                 continue;
             }

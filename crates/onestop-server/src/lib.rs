@@ -164,7 +164,7 @@ pub async fn serve(
         tokio::spawn(async move {
             loop {
                 federation.refresh_statuses().await;
-                tokio::time::sleep(federation::STATUS_REFRESH).await;
+                tokio::time::sleep(federation.status_refresh).await;
             }
         });
     }

@@ -1,0 +1,317 @@
+//! A federation for real: two `onestop serve` processes on loopback, Beijing's node (110000)
+//! holding Beijing's people and Langfang's node (131000) its hospitals. A Langfang hospital
+//! settles a Beijing resident through its own node, which forwards to Beijing's; then the
+//! insured node is frozen past the bound, killed mid-request, restarted, and put in
+//! maintenance, and every settlement is still made exactly once.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+const SECRET: &str = "federation-test-secret-0123456789";
+const BOUND_MS: u64 = 600;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    listener.local_addr().expect("addr").port()
+}
+
+struct Node {
+    name: &'static str,
+    port: u16,
+    database: String,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn start(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_onestop"))
+            .args(["serve", "--database", &self.database, "--listen"])
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--federation")
+            .arg(&self.config)
+            .env("ONESTOP_FEDERATION_SECRET", SECRET)
+            .current_dir(repo())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("onestop serve starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "node {} did not start", self.name);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&self, signal: Signal) {
+        let pid = self.child.as_ref().expect("running").id();
+        let pid = Pid::from_raw(i32::try_from(pid).expect("a pid"));
+        nix::sys::signal::kill(pid, signal).expect("the signal is delivered");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn token(&self, id: &str, region: &str) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_onestop"))
+            .args(["token", "--database", &self.database, "--id", id, "--region", region])
+            .output()
+            .expect("onestop token runs");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn node(dir: &Path, name: &'static str, region: &str, port: u16, peer: (&str, &str, u16)) -> Node {
+    let config = dir.join(format!("{name}.toml"));
+    let text = format!(
+        "[node]\nname = \"{name}\"\nregions = [\"{region}\"]\ntimeout_ms = {BOUND_MS}\n\
+         status_refresh_ms = 200\n\n[[peers]]\nname = \"{}\"\nregions = [\"{}\"]\n\
+         url = \"http://127.0.0.1:{}\"\n",
+        peer.0, peer.1, peer.2
+    );
+    std::fs::write(&config, text).expect("config");
+    let database = format!("sqlite:{}", dir.join(format!("{name}.sqlite")).display());
+    Node { name, port, database, config, child: None }
+}
+
+struct Client {
+    http: reqwest::Client,
+}
+
+impl Client {
+    async fn call(
+        &self,
+        method: &str,
+        url: String,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.keyed(method, url, token, body, None).await
+    }
+
+    async fn keyed(
+        &self,
+        method: &str,
+        url: String,
+        token: &str,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.http.request(method, url).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.expect("the node answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn today() -> jiff::civil::Date {
+    let tz = jiff::tz::TimeZone::fixed(jiff::tz::Offset::constant(8));
+    jiff::Timestamp::now().to_zoned(tz).date()
+}
+
+struct World {
+    client: Client,
+    beijing: Node,
+    langfang: Node,
+    beijing_agency: String,
+    hospital: String,
+}
+
+impl World {
+    /// Opens a visit of the Beijing resident at the Langfang hospital, with one line.
+    async fn visit(&self, amount: &str) -> String {
+        let url = format!("{}/v1/visits", self.langfang.url());
+        let body = json!({"person_id": "P0001", "insured_region": "110000", "visit": "inpatient"});
+        let (status, visit) = self.client.call("POST", url, &self.hospital, Some(body)).await;
+        assert_eq!(status, 201, "{visit}");
+        let id = visit["visit_id"].as_str().expect("id").to_owned();
+        assert!(id.starts_with("V-110000-P0001-"), "the visit lives with the person: {id}");
+        let lines = json!({"lines": [{"code": "A1", "class": "a", "amount": amount}]});
+        let url = format!("{}/v1/visits/{id}/lines", self.langfang.url());
+        let (status, body) = self.client.call("POST", url, &self.hospital, Some(lines)).await;
+        assert_eq!(status, 200, "{body}");
+        id
+    }
+
+    async fn settle(&self, visit: &str, key: &str) -> (u16, Value) {
+        let url = format!("{}/v1/visits/{visit}/settle", self.langfang.url());
+        self.client.keyed("POST", url, &self.hospital, None, Some(key)).await
+    }
+
+    /// The settlements the Beijing node booked for the person, reversals included.
+    async fn beijing_settlements(&self) -> u64 {
+        let url = format!("{}/v1/clearing?month={}", self.beijing.url(), &today().to_string()[..7]);
+        let (status, statement) = self.client.call("GET", url, &self.beijing_agency, None).await;
+        assert_eq!(status, 200, "{statement}");
+        let counterparts = statement["counterparts"].as_array().cloned().unwrap_or_default();
+        counterparts.iter().map(|c| c["payable"]["settlements"].as_u64().unwrap_or(0)).sum()
+    }
+}
+
+async fn setup(dir: &Path) -> World {
+    let (beijing_port, langfang_port) = (free_port(), free_port());
+    let mut beijing =
+        node(dir, "beijing", "110000", beijing_port, ("langfang", "131000", langfang_port));
+    let mut langfang =
+        node(dir, "langfang", "131000", langfang_port, ("beijing", "110000", beijing_port));
+    let beijing_agency = beijing.token("A110000", "110000");
+    let langfang_agency = langfang.token("A131000", "131000");
+    beijing.start();
+    langfang.start();
+    let client = Client { http: reqwest::Client::new() };
+    let year = today().year();
+    let person = json!({"person_id": "P0001", "name": "王五", "id_number": "110101197001011234",
+        "birth_date": "1970-01-01", "gender": "1",
+        "enrolments": [{"year": year, "category": "working_age"}]});
+    let url = format!("{}/v1/persons", beijing.url());
+    let (status, body) = client.call("POST", url, &beijing_agency, Some(person)).await;
+    assert_eq!(status, 200, "{body}");
+    let filing = json!({"person_id": "P0001", "kind": "long_term_resident",
+        "destination": "131000", "start": format!("{year}-01-01")});
+    let url = format!("{}/v1/filings", beijing.url());
+    let (status, body) = client.call("POST", url, &beijing_agency, Some(filing)).await;
+    assert_eq!(status, 201, "{body}");
+    let hospital =
+        json!({"institution_id": "H13100000001", "name": "廊坊市人民医院", "level": "3"});
+    let url = format!("{}/v1/institutions", langfang.url());
+    let (status, credential) = client.call("POST", url, &langfang_agency, Some(hospital)).await;
+    assert_eq!(status, 201, "{credential}");
+    let hospital = credential["token"].as_str().expect("token").to_owned();
+    World { client, beijing, langfang, beijing_agency, hospital }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hospital_settles_a_visitor_through_its_node_and_faults_never_settle_twice() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut world = setup(dir.path()).await;
+
+    // 1. Forwarded: Beijing's node computes (Langfang's catalog, Beijing's ratios) and commits.
+    let first = world.visit("10000").await;
+    let (status, settled) = world.settle(&first, "k-1").await;
+    assert_eq!(status, 200, "{settled}");
+    // Beijing resident, level 3, first admission: (10000 − 1300) × 78 %; no cut (long-term).
+    assert_eq!(settled["fund_total"], "6786.00");
+    assert_eq!(settled["settlement"]["treatment_region"], "131000");
+    assert_eq!(world.settle(&first, "k-1").await, (200, settled.clone()), "a retry replays");
+    let day = today().to_string();
+    let url = format!("{}/v1/reconciliation?day={day}", world.langfang.url());
+    let (status, recon) = world.client.call("GET", url, &world.hospital, None).await;
+    assert_eq!(status, 200, "{recon}");
+    assert_eq!(
+        (recon["settlements"].as_u64(), recon["fund_total"].as_str()),
+        (Some(1), Some("6786.00")),
+        "the place of treatment keeps its own record: {recon}"
+    );
+
+    // 2. The insured node frozen past the bound: a timeout within the bound, outcome unknown;
+    //    retrying the same key after it thaws settles exactly once.
+    let second = world.visit("2000").await;
+    world.beijing.signal(Signal::SIGSTOP);
+    let started = Instant::now();
+    let (status, error) = world.settle(&second, "k-2").await;
+    let waited = started.elapsed();
+    world.beijing.signal(Signal::SIGCONT);
+    assert_eq!((status, error["code"].as_str()), (504, Some("insured_region_timeout")), "{error}");
+    assert!(waited < Duration::from_millis(BOUND_MS + 1500), "answered in {waited:?}");
+    let (status, retried) = world.settle(&second, "k-2").await;
+    assert_eq!(status, 200, "{retried}");
+    assert_eq!(world.settle(&second, "k-2").await.1, retried);
+    assert_eq!(world.beijing_settlements().await, 2);
+
+    // 3. Killed mid-request: frozen with the request in flight, then killed. While it is down,
+    //    requests fail at once with nothing settled; after a restart the same key settles once.
+    let third = world.visit("3000").await;
+    world.beijing.signal(Signal::SIGSTOP);
+    let (status, error) = world.settle(&third, "k-3").await;
+    assert_eq!((status, error["code"].as_str()), (504, Some("insured_region_timeout")), "{error}");
+    world.beijing.kill();
+    let (status, error) = world.settle(&third, "k-3").await;
+    assert_eq!((status, error["code"].as_str()), (503, Some("insured_region_unavailable")));
+    world.beijing.start();
+    let (status, resolved) = world.settle(&third, "k-3").await;
+    assert_eq!(status, 200, "{resolved}");
+    assert_eq!(world.beijing_settlements().await, 3);
+    let url = format!("{}/v1/invariants", world.beijing.url());
+    let (_, check) = world.client.call("GET", url, &world.beijing_agency, None).await;
+    assert_eq!(check["violations"], json!([]), "the ledger balances after the kill");
+
+    // 4. Clearing: Beijing owes Langfang exactly what Langfang's record says it is owed.
+    let month = &day[..7];
+    let url = format!("{}/v1/clearing?month={month}", world.beijing.url());
+    let (_, beijing) = world.client.call("GET", url, &world.beijing_agency, None).await;
+    let langfang_agency = world.langfang.token("A131001", "131000");
+    let url = format!("{}/v1/clearing?month={month}", world.langfang.url());
+    let (_, langfang) = world.client.call("GET", url, &langfang_agency, None).await;
+    assert_eq!(beijing["counterparts"][0]["counterpart"], "131000");
+    let owed = beijing["payable_total"].as_str().expect("payable");
+    assert_eq!(langfang["receivable_total"].as_str(), Some(owed), "{langfang}");
+    assert_eq!(langfang["counterparts"][0]["receivable"]["settlements"], 3);
+
+    // 5. Maintenance: Beijing announces a window; Langfang's node learns it from Beijing's
+    //    status and refuses at once, even while Beijing's node does not answer at all.
+    let fourth = world.visit("500").await;
+    let now = jiff::Timestamp::now();
+    let window = json!({"starts_at": (now - jiff::SignedDuration::from_secs(60)).to_string(),
+        "ends_at": (now + jiff::SignedDuration::from_secs(3600)).to_string(),
+        "reason": "年度结转 year-end rollover"});
+    let url = format!("{}/v1/maintenance-windows", world.beijing.url());
+    let (status, body) = world.client.call("POST", url, &world.beijing_agency, Some(window)).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, error) = world.settle(&fourth, "k-4").await;
+    assert_eq!((status, error["code"].as_str()), (503, Some("region_in_maintenance")));
+    let url = format!("{}/v1/status", world.langfang.url());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, state) = world.client.call("GET", url.clone(), "", None).await;
+        let beijing = state["regions"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["region"] == "110000"))
+            .cloned()
+            .unwrap_or_default();
+        if beijing["state"] == "maintenance" {
+            assert_eq!(beijing["served_by"], "beijing");
+            break;
+        }
+        assert!(Instant::now() < deadline, "Langfang's node never saw the window: {state}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    world.beijing.signal(Signal::SIGSTOP);
+    let started = Instant::now();
+    let (status, error) = world.settle(&fourth, "k-4").await;
+    world.beijing.signal(Signal::SIGCONT);
+    assert_eq!((status, error["code"].as_str()), (503, Some("region_in_maintenance")), "{error}");
+    assert!(started.elapsed() < Duration::from_millis(BOUND_MS), "refused without asking");
+    assert_eq!(world.beijing_settlements().await, 3);
+}
