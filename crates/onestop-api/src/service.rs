@@ -50,6 +50,9 @@ pub struct VisitDto {
     pub admission_number: Option<u16>,
     /// `open` or `settled`.
     pub status: String,
+    /// The settlement in force when settled: what to cancel, or what an unknown outcome was.
+    #[serde(default)]
+    pub settlement_id: Option<String>,
     pub opened_at: String,
     pub lines: Vec<VisitLineDto>,
 }

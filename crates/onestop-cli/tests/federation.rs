@@ -250,6 +250,37 @@ async fn a_hospital_settles_a_visitor_through_its_node_and_faults_never_settle_t
     assert_eq!(world.settle(&second, "k-2").await.1, retried);
     assert_eq!(world.beijing_settlements().await, 2);
 
+    // 2b. The answer lost for good: the insured node committed (here: the same forwarded
+    //     request, sent to it directly) but the hospital never retries. The treating node asks
+    //     the insured node about the visit in the background and records the settlement.
+    let lost = world.visit("1500").await;
+    world.beijing.signal(Signal::SIGSTOP);
+    let (status, _) = world.settle(&lost, "k-lost").await;
+    world.beijing.signal(Signal::SIGCONT);
+    assert_eq!(status, 504);
+    let direct = world
+        .client
+        .http
+        .post(format!("{}/v1/visits/{lost}/settle", world.beijing.url()))
+        .header("x-onestop-federation-secret", SECRET)
+        .header("x-onestop-actor", "H13100000001;131000;3;institution")
+        .header("Idempotency-Key", "k-lost")
+        .send()
+        .await
+        .expect("Beijing answers");
+    assert_eq!(direct.status(), 200);
+    let url = format!("{}/v1/reconciliation?day={day}", world.langfang.url());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, recon) = world.client.call("GET", url.clone(), &world.hospital, None).await;
+        if recon["settlements"].as_u64() == Some(3) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the lost answer was never recovered: {recon}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(world.beijing_settlements().await, 3);
+
     // 3. Killed mid-request: frozen with the request in flight, then killed. While it is down,
     //    requests fail at once with nothing settled; after a restart the same key settles once.
     let third = world.visit("3000").await;
@@ -262,7 +293,7 @@ async fn a_hospital_settles_a_visitor_through_its_node_and_faults_never_settle_t
     world.beijing.start();
     let (status, resolved) = world.settle(&third, "k-3").await;
     assert_eq!(status, 200, "{resolved}");
-    assert_eq!(world.beijing_settlements().await, 3);
+    assert_eq!(world.beijing_settlements().await, 4);
     let url = format!("{}/v1/invariants", world.beijing.url());
     let (_, check) = world.client.call("GET", url, &world.beijing_agency, None).await;
     assert_eq!(check["violations"], json!([]), "the ledger balances after the kill");
@@ -277,7 +308,7 @@ async fn a_hospital_settles_a_visitor_through_its_node_and_faults_never_settle_t
     assert_eq!(beijing["counterparts"][0]["counterpart"], "131000");
     let owed = beijing["payable_total"].as_str().expect("payable");
     assert_eq!(langfang["receivable_total"].as_str(), Some(owed), "{langfang}");
-    assert_eq!(langfang["counterparts"][0]["receivable"]["settlements"], 3);
+    assert_eq!(langfang["counterparts"][0]["receivable"]["settlements"], 4);
 
     // 5. Maintenance: Beijing announces a window; Langfang's node learns it from Beijing's
     //    status and refuses at once, even while Beijing's node does not answer at all.
@@ -313,5 +344,5 @@ async fn a_hospital_settles_a_visitor_through_its_node_and_faults_never_settle_t
     world.beijing.signal(Signal::SIGCONT);
     assert_eq!((status, error["code"].as_str()), (503, Some("region_in_maintenance")), "{error}");
     assert!(started.elapsed() < Duration::from_millis(BOUND_MS), "refused without asking");
-    assert_eq!(world.beijing_settlements().await, 3);
+    assert_eq!(world.beijing_settlements().await, 4);
 }

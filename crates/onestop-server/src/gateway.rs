@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use onestop_api::service::SettlementRecordDto;
 use onestop_api::{ServiceCode, ServiceError};
 use onestop_core::{Fen, Region, VisitType};
-use onestop_store::model::{MaintenanceWindow, VisitorSettlement, parse_id};
+use onestop_store::model::{MaintenanceWindow, PendingForward, VisitorSettlement, parse_id};
 use onestop_store::{Institution, Role};
 
 use crate::error::{ApiError, error_response};
@@ -206,6 +206,24 @@ struct Call {
     bytes: Bytes,
 }
 
+/// A request to a peer as `actor`, bounded by the federation's timeout.
+fn peer_request(
+    federation: &Federation,
+    peer: &Peer,
+    actor: &Institution,
+    method: Method,
+    path: &str,
+) -> reqwest::RequestBuilder {
+    let url = format!("{}{path}", peer.url.trim_end_matches('/'));
+    federation
+        .client
+        .request(method, url)
+        .timeout(federation.timeout)
+        .header(SECRET_HEADER, federation.secret())
+        .header(ACTOR_HEADER, actor_header(actor))
+        .header(FROM_HEADER, federation.node.as_str())
+}
+
 async fn forward(
     state: &AppState,
     federation: &Federation,
@@ -215,21 +233,14 @@ async fn forward(
     call: Call,
 ) -> Response {
     let path = call.uri.path_and_query().map_or("/", |p| p.as_str());
-    let url = format!("{}{path}", peer.url.trim_end_matches('/'));
-    let mut request = federation
-        .client
-        .request(call.method.clone(), url)
-        .timeout(federation.timeout)
-        .header(SECRET_HEADER, federation.secret())
-        .header(ACTOR_HEADER, actor_header(actor))
-        .header(FROM_HEADER, federation.node.as_str());
+    let mut request = peer_request(federation, peer, actor, call.method.clone(), path);
     for name in [header::CONTENT_TYPE.as_str(), "idempotency-key"] {
         if let Some(value) = call.headers.get(name) {
             request = request.header(name, value);
         }
     }
     let answer = async {
-        let response = request.body(call.bytes).send().await?;
+        let response = request.body(call.bytes.clone()).send().await?;
         let status = response.status();
         let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
         Ok::<_, reqwest::Error>((status, content_type, response.bytes().await?))
@@ -257,6 +268,7 @@ async fn forward(
         }
         Err(error) => {
             tracing::warn!(peer = %peer.name, %error, "insured region did not answer in time");
+            remember_unknown(state, actor, &call).await;
             let message = format!(
                 "参保地 region {region} 的节点 {} 未在 {} ms 内应答 did not answer in time: the \
                  outcome is unknown; retry with the same Idempotency-Key to learn it (it never \
@@ -293,7 +305,14 @@ async fn journal(
     if !federation.local.contains(&row.treatment) || row.institution_id != actor.institution_id {
         return;
     }
-    let written = state.store.write(move |tx| tx.insert_visitor_settlement(&row)).await;
+    let (institution, visit) = (row.institution_id.clone(), record.visit_id.clone());
+    let written = state
+        .store
+        .write(move |tx| {
+            tx.insert_visitor_settlement(&row)?;
+            tx.delete_pending_forwards(&institution, &visit)
+        })
+        .await;
     if let Err(error) = written {
         let settlement = record.settlement_id.as_str();
         tracing::error!(%error, settlement, "visitor settlement not recorded");
@@ -326,4 +345,82 @@ fn visitor_row(record: &SettlementRecordDto, recorded_at: String) -> Option<Visi
         tiers,
         recorded_at,
     })
+}
+
+/// Remembers a settle whose outcome is unknown, for `resolve_pending` to ask about.
+async fn remember_unknown(state: &AppState, actor: &Institution, call: &Call) {
+    let path = call.uri.path();
+    let key = call.headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+    let visit = path.strip_prefix("/v1/visits/").and_then(|rest| rest.strip_suffix("/settle"));
+    let (Some(key), Some(visit)) = (key, visit) else { return };
+    if call.method != Method::POST {
+        return;
+    }
+    let pending = PendingForward {
+        institution_id: actor.institution_id.clone(),
+        visit_id: visit.to_owned(),
+        idempotency_key: key.to_owned(),
+        forwarded_at: state.now().0,
+    };
+    if let Err(error) = state.store.write(move |tx| tx.insert_pending_forward(&pending)).await {
+        tracing::error!(%error, "pending forward not recorded");
+    }
+}
+
+/// How long a lost settle is asked about before it is given up as never made.
+pub const PENDING_DAYS_MAX: i64 = 2;
+
+/// Asks the insured nodes about every settle whose answer was lost: a visit found settled is
+/// recorded here as if the answer had arrived; one still open after `PENDING_DAYS_MAX` days is
+/// given up. Runs in the background of a federation node.
+pub async fn resolve_pending(state: &AppState) {
+    let Some(federation) = state.federation.clone() else { return };
+    let Ok(pending) = state.store.read(|tx| tx.pending_forwards()).await else { return };
+    for forward in pending {
+        if let Err(error) = resolve_one(state, &federation, &forward).await {
+            tracing::warn!(visit = %forward.visit_id, %error, "outcome still unknown");
+        }
+    }
+}
+
+async fn resolve_one(
+    state: &AppState,
+    federation: &Federation,
+    forward: &PendingForward,
+) -> Result<(), String> {
+    let region = parse_id(&forward.visit_id).map(|(_, key)| key.region).ok_or("bad visit id")?;
+    let Route::Peer(peer) = federation.route(region) else { return Err("not a peer's".into()) };
+    let id = forward.institution_id.clone();
+    let actor = state.store.read(move |tx| tx.institution(&id)).await.map_err(|e| e.to_string())?;
+    let actor = actor.ok_or("the institution is gone")?;
+    let path = format!("/v1/visits/{}", forward.visit_id);
+    let response = peer_request(federation, peer, &actor, Method::GET, &path)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("the visit: {}", response.status()));
+    }
+    let visit: onestop_api::service::VisitDto = response.json().await.map_err(|e| e.to_string())?;
+    let Some(settlement) = visit.settlement_id else {
+        let since = forward.forwarded_at.parse::<jiff::Timestamp>().map_err(|e| e.to_string())?;
+        if now(state).as_second() - since.as_second() > PENDING_DAYS_MAX * 86_400 {
+            let (institution, visit) = (forward.institution_id.clone(), forward.visit_id.clone());
+            let cleared =
+                state.store.write(move |tx| tx.delete_pending_forwards(&institution, &visit));
+            cleared.await.map_err(|e| e.to_string())?;
+        }
+        return Ok(());
+    };
+    let path = format!("/v1/settlements/{settlement}");
+    let response = peer_request(federation, peer, &actor, Method::GET, &path)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if response.status() != StatusCode::OK {
+        return Err(format!("the settlement: {}", response.status()));
+    }
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    journal(state, federation, &actor, &Method::GET, &path, &body).await;
+    Ok(())
 }

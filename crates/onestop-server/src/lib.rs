@@ -161,9 +161,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     if let Some(federation) = state.federation.clone() {
+        let state = state.clone();
         tokio::spawn(async move {
             loop {
                 federation.refresh_statuses().await;
+                gateway::resolve_pending(&state).await;
                 tokio::time::sleep(federation.status_refresh).await;
             }
         });

@@ -33,3 +33,4 @@ SELECT create_distributed_table('filings', 'person_id', colocate_with => 'person
 SELECT create_reference_table('prepayments');
 SELECT create_reference_table('maintenance_windows');
 SELECT create_distributed_table('visitor_settlements', 'settlement_id');
+SELECT create_reference_table('pending_forwards');

@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS visits (
     person_id TEXT NOT NULL,
     visit_id TEXT NOT NULL,
     institution_id TEXT NOT NULL,
+    treatment_region TEXT NOT NULL,
     visit_type TEXT NOT NULL,
     date_of_service TEXT NOT NULL,
     admission_number INTEGER,
@@ -222,6 +223,16 @@ CREATE TABLE IF NOT EXISTS visitor_settlements (
 CREATE INDEX IF NOT EXISTS visitor_settlements_by_day ON visitor_settlements (booked_on);
 CREATE INDEX IF NOT EXISTS visitor_settlements_by_institution_day
     ON visitor_settlements (institution_id, booked_on);
+
+-- Settles this node forwarded whose answer was lost (timeout): the outcome is asked of the
+-- insured region's node until it is known, so that this node's record misses nothing.
+CREATE TABLE IF NOT EXISTS pending_forwards (
+    institution_id TEXT NOT NULL,
+    visit_id TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    forwarded_at TEXT NOT NULL,
+    PRIMARY KEY (institution_id, visit_id, idempotency_key)
+);
 
 -- Maintenance windows a region's agency announces: settlement for its people stops and resumes.
 CREATE TABLE IF NOT EXISTS maintenance_windows (

@@ -203,6 +203,8 @@ pub struct VisitRow {
     pub key: PersonKey,
     pub visit_id: String,
     pub institution_id: String,
+    /// The institution's region (就医地): its catalog classifies the lines.
+    pub treatment_region: Region,
     pub visit_type: VisitType,
     pub date_of_service: Date,
     pub admission_number: Option<u16>,
@@ -313,6 +315,15 @@ impl VisitorSettlement {
             cash: self.cash,
         }
     }
+}
+
+/// A settle this node forwarded whose answer was lost.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PendingForward {
+    pub institution_id: String,
+    pub visit_id: String,
+    pub idempotency_key: String,
+    pub forwarded_at: String,
 }
 
 /// A window in which a region's settlement stops (系统维护), announced by its agency.

@@ -386,7 +386,7 @@ impl Tx for PgTx<'_, '_> {
     fn visit(&mut self, key: &PersonKey, visit_id: &str) -> Result<Option<VisitRow>> {
         let row = self.query_opt(
             "SELECT institution_id, visit_type, date_of_service, admission_number, status, \
-            opened_at, discharged_at FROM visits \
+            opened_at, discharged_at, treatment_region FROM visits \
             WHERE region = $1 AND person_id = $2 AND visit_id = $3",
             &[&key.region_text(), &key.person_id, &visit_id],
         )?;
@@ -395,10 +395,12 @@ impl Tx for PgTx<'_, '_> {
         let day: String = row.try_get(2)?;
         let admission: Option<i32> = row.try_get(3)?;
         let status: String = row.try_get(4)?;
+        let treatment: String = row.try_get(7)?;
         Ok(Some(VisitRow {
             key: key.clone(),
             visit_id: visit_id.to_owned(),
             institution_id: row.try_get(0)?,
+            treatment_region: region(&treatment)?,
             visit_type: VisitType::parse(&visit_type)
                 .ok_or_else(|| corrupt("visit", &visit_type))?,
             date_of_service: date(&day)?,
@@ -412,8 +414,8 @@ impl Tx for PgTx<'_, '_> {
     fn insert_visit(&mut self, row: &VisitRow) -> Result<()> {
         self.execute(
             "INSERT INTO visits (region, person_id, visit_id, institution_id, visit_type, \
-            date_of_service, admission_number, status, opened_at) \
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            date_of_service, admission_number, status, opened_at, treatment_region) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             &[
                 &row.key.region_text(),
                 &row.key.person_id,
@@ -424,6 +426,7 @@ impl Tx for PgTx<'_, '_> {
                 &row.admission_number.map(i32::from),
                 &row.status.code(),
                 &row.opened_at,
+                &row.treatment_region.to_string(),
             ],
         )?;
         Ok(())
@@ -587,6 +590,17 @@ impl Tx for PgTx<'_, '_> {
             ],
         )?;
         Ok(())
+    }
+
+    fn visit_settlement(&mut self, key: &PersonKey, visit_id: &str) -> Result<Option<String>> {
+        let row = self.query_opt(
+            "SELECT s.settlement_id FROM settlements s WHERE s.region = $1 AND s.person_id = $2 \
+             AND s.visit_id = $3 AND s.reverses IS NULL AND NOT EXISTS (SELECT 1 FROM \
+             settlements r WHERE r.region = s.region AND r.person_id = s.person_id AND \
+             r.reverses = s.settlement_id)",
+            &[&key.region_text(), &key.person_id, &visit_id],
+        )?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
     fn insert_postings(&mut self, row: &SettlementRow, postings: &[Posting]) -> Result<()> {
@@ -805,6 +819,41 @@ impl Tx for PgTx<'_, '_> {
         );
         let rows = self.query(&sql, &[&institution_id, &day.to_string()])?;
         rows.iter().map(read_visitor).collect()
+    }
+
+    fn insert_pending_forward(&mut self, p: &crate::model::PendingForward) -> Result<()> {
+        self.execute(
+            "INSERT INTO pending_forwards (institution_id, visit_id, idempotency_key, \
+             forwarded_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&p.institution_id, &p.visit_id, &p.idempotency_key, &p.forwarded_at],
+        )?;
+        Ok(())
+    }
+
+    fn pending_forwards(&mut self) -> Result<Vec<crate::model::PendingForward>> {
+        let rows = self.query(
+            "SELECT institution_id, visit_id, idempotency_key, forwarded_at FROM \
+             pending_forwards ORDER BY forwarded_at LIMIT 1000",
+            &[],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(crate::model::PendingForward {
+                    institution_id: r.try_get(0)?,
+                    visit_id: r.try_get(1)?,
+                    idempotency_key: r.try_get(2)?,
+                    forwarded_at: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    fn delete_pending_forwards(&mut self, institution_id: &str, visit_id: &str) -> Result<()> {
+        self.execute(
+            "DELETE FROM pending_forwards WHERE institution_id = $1 AND visit_id = $2",
+            &[&institution_id, &visit_id],
+        )?;
+        Ok(())
     }
 
     fn insert_window(&mut self, w: &crate::model::MaintenanceWindow) -> Result<()> {

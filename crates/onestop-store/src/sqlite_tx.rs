@@ -504,26 +504,33 @@ impl Tx for SqliteTx<'_> {
     fn visit(&mut self, key: &PersonKey, visit_id: &str) -> Result<Option<VisitRow>> {
         let mut statement = self.conn.prepare_cached(
             "SELECT institution_id, visit_type, date_of_service, admission_number, status, \
-            opened_at, discharged_at FROM visits WHERE region = ?1 AND person_id = ?2 AND \
-            visit_id = ?3",
+            opened_at, discharged_at, treatment_region FROM visits WHERE region = ?1 AND \
+            person_id = ?2 AND visit_id = ?3",
         )?;
         let row = statement
             .query_row(params![key.region_text(), key.person_id, visit_id], |r| {
                 Ok((
                     (r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?),
                     r.get::<_, Option<i64>>(3)?,
-                    r.get::<_, String>(4)?,
+                    (r.get::<_, String>(4)?, r.get::<_, String>(7)?),
                     r.get::<_, String>(5)?,
                     r.get::<_, Option<String>>(6)?,
                 ))
             })
             .optional()?;
         row.map(
-            |((institution_id, visit_type, day), admission, status, opened_at, discharged_at)| {
+            |(
+                (institution_id, visit_type, day),
+                admission,
+                (status, treatment),
+                opened_at,
+                discharged_at,
+            )| {
                 Ok(VisitRow {
                     key: key.clone(),
                     visit_id: visit_id.to_owned(),
                     institution_id,
+                    treatment_region: region(&treatment)?,
                     visit_type: VisitType::parse(&visit_type)
                         .ok_or_else(|| corrupt("visit", &visit_type))?,
                     date_of_service: date(&day)?,
@@ -542,8 +549,8 @@ impl Tx for SqliteTx<'_> {
         self.conn
             .prepare_cached(
                 "INSERT INTO visits (region, person_id, visit_id, institution_id, visit_type, \
-                date_of_service, admission_number, status, opened_at) VALUES (?1, ?2, ?3, ?4, ?5, \
-                ?6, ?7, ?8, ?9)",
+                date_of_service, admission_number, status, opened_at, treatment_region) VALUES \
+                (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 row.key.region_text(),
@@ -554,7 +561,8 @@ impl Tx for SqliteTx<'_> {
                 row.date_of_service.to_string(),
                 row.admission_number,
                 row.status.code(),
-                row.opened_at
+                row.opened_at,
+                row.treatment_region.to_string()
             ])?;
         Ok(())
     }
@@ -735,6 +743,19 @@ impl Tx for SqliteTx<'_> {
                 row.reverses
             ])?;
         Ok(())
+    }
+
+    fn visit_settlement(&mut self, key: &PersonKey, visit_id: &str) -> Result<Option<String>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT s.settlement_id FROM settlements s WHERE s.region = ?1 AND s.person_id = ?2 \
+             AND s.visit_id = ?3 AND s.reverses IS NULL AND NOT EXISTS (SELECT 1 FROM \
+             settlements r WHERE r.region = s.region AND r.person_id = s.person_id AND \
+             r.reverses = s.settlement_id)",
+        )?;
+        let found = statement
+            .query_row(params![key.region_text(), key.person_id, visit_id], |r| r.get(0))
+            .optional()?;
+        Ok(found)
     }
 
     fn insert_postings(&mut self, row: &SettlementRow, postings: &[Posting]) -> Result<()> {
@@ -963,6 +984,41 @@ impl Tx for SqliteTx<'_> {
             out.push(read_visitor(row)?);
         }
         Ok(out)
+    }
+
+    fn insert_pending_forward(&mut self, p: &crate::model::PendingForward) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO pending_forwards (institution_id, visit_id, idempotency_key, \
+                 forwarded_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![p.institution_id, p.visit_id, p.idempotency_key, p.forwarded_at])?;
+        Ok(())
+    }
+
+    fn pending_forwards(&mut self) -> Result<Vec<crate::model::PendingForward>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT institution_id, visit_id, idempotency_key, forwarded_at FROM \
+             pending_forwards ORDER BY forwarded_at LIMIT 1000",
+        )?;
+        let rows = statement.query_map([], |r| {
+            Ok(crate::model::PendingForward {
+                institution_id: r.get(0)?,
+                visit_id: r.get(1)?,
+                idempotency_key: r.get(2)?,
+                forwarded_at: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn delete_pending_forwards(&mut self, institution_id: &str, visit_id: &str) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "DELETE FROM pending_forwards WHERE institution_id = ?1 AND visit_id = ?2",
+            )?
+            .execute(params![institution_id, visit_id])?;
+        Ok(())
     }
 
     fn insert_window(&mut self, w: &crate::model::MaintenanceWindow) -> Result<()> {

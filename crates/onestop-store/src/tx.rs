@@ -132,6 +132,8 @@ pub trait Tx {
         settlement_id: &str,
     ) -> Result<Option<SettlementRow>>;
     fn insert_settlement(&mut self, row: &SettlementRow) -> Result<()>;
+    /// The settlement of a visit that is in force (made and not reversed), if any.
+    fn visit_settlement(&mut self, key: &PersonKey, visit_id: &str) -> Result<Option<String>>;
     fn insert_postings(&mut self, row: &SettlementRow, postings: &[Posting]) -> Result<()>;
     /// The postings of one settlement, in order.
     fn postings(&mut self, key: &PersonKey, settlement_id: &str) -> Result<Vec<Posting>>;
@@ -196,6 +198,11 @@ pub trait Tx {
         institution_id: &str,
         day: Date,
     ) -> Result<Vec<model::VisitorSettlement>>;
+    /// Remembers a forwarded settle whose answer was lost: (institution, visit, key, when).
+    fn insert_pending_forward(&mut self, pending: &model::PendingForward) -> Result<()>;
+    fn pending_forwards(&mut self) -> Result<Vec<model::PendingForward>>;
+    /// Forgets every pending forward of a visit (its outcome is known).
+    fn delete_pending_forwards(&mut self, institution_id: &str, visit_id: &str) -> Result<()>;
     fn insert_window(&mut self, window: &model::MaintenanceWindow) -> Result<()>;
     /// Every maintenance window not cancelled, in order of start.
     fn windows(&mut self) -> Result<Vec<model::MaintenanceWindow>>;

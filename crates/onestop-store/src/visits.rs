@@ -95,6 +95,7 @@ pub fn open_visit(
         visit_id: make_id(IdKind::Visit, &key, tx.next_seq(&key)?),
         key,
         institution_id: actor.institution_id.clone(),
+        treatment_region: actor.region,
         visit_type,
         date_of_service: date,
         admission_number,
@@ -248,8 +249,7 @@ pub fn view(tx: &mut dyn Tx, env: &Env<'_>, visit: &VisitRow) -> Result<VisitDto
     let lines = tx.lines(&visit.key, &visit.visit_id)?;
     let scheme =
         tx.enrolment(&visit.key, visit.date_of_service.year())?.map(|e| e.category.scheme());
-    let institution = tx.institution(&visit.institution_id)?;
-    let policy = institution.and_then(|i| env.book.at(i.region, visit.date_of_service).ok());
+    let policy = env.book.at(visit.treatment_region, visit.date_of_service).ok();
     let catalog = policy.as_ref().and_then(|p| p.catalog.as_ref().map(|c| (c, p.rounding.value)));
     let lines =
         lines.iter().map(|(line_no, line)| line_dto(*line_no, line, scheme.zip(catalog))).collect();
@@ -262,6 +262,10 @@ pub fn view(tx: &mut dyn Tx, env: &Env<'_>, visit: &VisitRow) -> Result<VisitDto
         date_of_service: visit.date_of_service.to_string(),
         admission_number: visit.admission_number,
         status: visit.status.code().to_owned(),
+        settlement_id: match visit.status {
+            VisitStatus::Settled => tx.visit_settlement(&visit.key, &visit.visit_id)?,
+            VisitStatus::Open | VisitStatus::Cancelled => None,
+        },
         opened_at: visit.opened_at.clone(),
         lines,
     })

@@ -145,6 +145,7 @@ async fn open_visit(store: &Store, hospital: &Institution) -> String {
             key: key(),
             visit_id: visit_id.clone(),
             institution_id: hospital.institution_id.clone(),
+            treatment_region: hospital.region,
             visit_type: VisitType::parse("inpatient").expect("visit type"),
             date_of_service: Date::constant(2024, 6, 10),
             admission_number: None,
