@@ -93,6 +93,16 @@ async fn main() {
         times.push(t.elapsed().as_micros());
     }
     times.sort();
+    let sizes = store
+        .read(|tx| {
+            tx.query_strings(
+                "SELECT CAST(AVG(LENGTH(result)) AS TEXT) || ' ' || CAST(MAX(LENGTH(result)) AS \
+                 TEXT) FROM settlements",
+            )
+        })
+        .await
+        .expect("sizes");
+    println!("stored result bytes (avg max): {}", sizes[0]);
     println!(
         "{} sequential settles in {:?}: p50 {} µs, p99 {} µs",
         times.len(),

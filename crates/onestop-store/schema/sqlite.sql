@@ -1,5 +1,9 @@
 -- onestop schema, version 1 (SQLite; the PostgreSQL schema is the same tables and keys).
 --
+-- Per-person tables are WITHOUT ROWID: a row lives in its primary key's B-tree, so an insert
+-- dirties one page instead of two (the table's and the key's). A settlement touches a dozen
+-- tables at random places; the pages it dirties are what the log writes and checkpoints.
+--
 -- Every table a settlement writes is keyed first by (region, person_id), the distribution key:
 -- on Citus they are distributed by person_id and colocated, and one settlement is a single-shard
 -- transaction (citus.sql). Money is BIGINT fen; dates are ISO text; booleans are 0/1 integers,
@@ -39,7 +43,7 @@ CREATE TABLE IF NOT EXISTS persons (
     account_balance BIGINT NOT NULL,
     next_seq BIGINT NOT NULL,
     PRIMARY KEY (region, person_id)
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS persons_by_id_number ON persons (region, id_number);
 
 CREATE TABLE IF NOT EXISTS enrolments (
@@ -51,7 +55,7 @@ CREATE TABLE IF NOT EXISTS enrolments (
     enterprise_supplementary INTEGER NOT NULL,
     needy INTEGER NOT NULL,
     PRIMARY KEY (region, person_id, year)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS assistance (
     region TEXT NOT NULL,
@@ -62,7 +66,7 @@ CREATE TABLE IF NOT EXISTS assistance (
     effective_to TEXT,
     import_id TEXT NOT NULL,
     PRIMARY KEY (region, person_id, entry_id)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS visits (
     region TEXT NOT NULL,
@@ -77,7 +81,7 @@ CREATE TABLE IF NOT EXISTS visits (
     opened_at TEXT NOT NULL,
     discharged_at TEXT,
     PRIMARY KEY (region, person_id, visit_id)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS fee_lines (
     region TEXT NOT NULL,
@@ -95,7 +99,7 @@ CREATE TABLE IF NOT EXISTS fee_lines (
     serial TEXT,
     batch TEXT,
     PRIMARY KEY (region, person_id, visit_id, line_no)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS settlements (
     region TEXT NOT NULL,
@@ -115,7 +119,8 @@ CREATE TABLE IF NOT EXISTS settlements (
     fund_total BIGINT NOT NULL,
     personal_account BIGINT NOT NULL,
     cash BIGINT NOT NULL,
-    result TEXT NOT NULL,
+    -- The settlement's JSON with its explanation, LZ4-compressed (its length first).
+    result BLOB NOT NULL,
     PRIMARY KEY (region, person_id, settlement_id)
 );
 -- A settlement is reversed at most once.
@@ -139,8 +144,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     institution_id TEXT NOT NULL,
     booked_on TEXT NOT NULL,
     PRIMARY KEY (region, person_id, settlement_id, posting_no)
-);
-CREATE INDEX IF NOT EXISTS ledger_by_institution_day ON ledger (institution_id, booked_on);
+) WITHOUT ROWID;
 
 -- What each settlement added to the accumulators; the accumulators are their running sum.
 CREATE TABLE IF NOT EXISTS accumulator_postings (
@@ -153,7 +157,7 @@ CREATE TABLE IF NOT EXISTS accumulator_postings (
     counter TEXT NOT NULL,
     delta BIGINT NOT NULL,
     PRIMARY KEY (region, person_id, settlement_id, tier, pool, counter)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS accumulators (
     region TEXT NOT NULL,
@@ -164,7 +168,7 @@ CREATE TABLE IF NOT EXISTS accumulators (
     counter TEXT NOT NULL,
     value BIGINT NOT NULL,
     PRIMARY KEY (region, person_id, year, tier, pool, counter)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS idempotency (
     region TEXT NOT NULL,
@@ -176,7 +180,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
     response TEXT NOT NULL,
     created_at TEXT NOT NULL,
     PRIMARY KEY (region, person_id, institution_id, idempotency_key)
-);
+) WITHOUT ROWID;
 
 -- Every read of a person's data, by whom and why.
 CREATE TABLE IF NOT EXISTS audit_log (
@@ -188,7 +192,7 @@ CREATE TABLE IF NOT EXISTS audit_log (
     action TEXT NOT NULL,
     detail TEXT NOT NULL,
     PRIMARY KEY (region, person_id, audit_id)
-);
+) WITHOUT ROWID;
 
 -- The opening prepayment fund (预付金) balance of a region for a month, as its agency recorded it
 -- for clearing (清算). Reference data: replaced, not journaled.
@@ -260,7 +264,7 @@ CREATE TABLE IF NOT EXISTS filings (
     filed_on TEXT NOT NULL,
     filed_at TEXT NOT NULL,
     PRIMARY KEY (region, person_id, filing_id)
-);
+) WITHOUT ROWID;
 
 -- The national interface (docs/national-interface.md): every message an institution sent, by
 -- its msgid (a repeated msgid replays the first answer); sign-in sessions; each institution's

@@ -139,10 +139,17 @@ fn remember(
     key: &PersonKey,
     actor: &Institution,
     idempotency: &Idempotency<'_>,
-    answer: Answer<SettlementRecordDto>,
+    answer: Answer<RecordJson>,
 ) -> Result<StoredResponse> {
     let reference = answer.as_ref().ok().map(|record| record.settlement_id.clone());
-    let response = respond(answer, idempotency.request_sha256);
+    let response = match answer {
+        Ok(record) => StoredResponse {
+            request_sha256: idempotency.request_sha256.to_owned(),
+            status: 200,
+            body: record.body,
+        },
+        Err(error) => respond::<()>(Err(error), idempotency.request_sha256),
+    };
     let stored = match reference {
         Some(id) => {
             StoredResponse { body: format!("{SETTLEMENT_REFERENCE}{id}"), ..response.clone() }
@@ -161,7 +168,7 @@ fn resolve(tx: &mut dyn Tx, key: &PersonKey, stored: StoredResponse) -> Result<S
             "idempotency record names a missing settlement {id}"
         ))
     })?;
-    let body = json(&record(&row, None, stored_dto(&row)?));
+    let body = record_json(&row, None, &row.result)?.body;
     Ok(StoredResponse { body, ..stored })
 }
 
@@ -280,7 +287,7 @@ fn settle_visit(
     person: &PersonRow,
     visit_id: &str,
     request: &SettleRequest,
-) -> Result<Answer<SettlementRecordDto>> {
+) -> Result<Answer<RecordJson>> {
     let key = &person.key;
     let (visit, lines) = match open_visit_with_lines(tx, actor, key, visit_id)? {
         Ok(found) => found,
@@ -291,11 +298,13 @@ fn settle_visit(
         Ok(found) => found,
         Err(error) => return Ok(Err(error)),
     };
-    let (settlement, insured, treatment) = match env.book.split(&claim, &ytd) {
-        Ok(found) => found,
+    let (settlement, dto_json) = match env.book.split(&claim, &ytd) {
+        Ok((settlement, insured, treatment)) => {
+            let dto = SettlementDto::from_core(&claim, insured, treatment, &ytd, &settlement);
+            (settlement, json(&dto))
+        }
         Err(rejection) => return Ok(Err(rejection.into())),
     };
-    let dto = SettlementDto::from_core(&claim, insured, treatment, &ytd, &settlement);
     let settlement_id = make_id(IdKind::Settlement, key, tx.next_seq(key)?);
     let row = SettlementRow {
         key: key.clone(),
@@ -312,7 +321,7 @@ fn settle_visit(
         fund_total: settlement.fund_total(),
         personal_account: settlement.personal_account,
         cash: settlement.cash,
-        result: json(&dto),
+        result: dto_json,
     };
     let postings = onestop_ledger::postings(&settlement);
     tx.insert_settlement(&row)?;
@@ -320,7 +329,68 @@ fn settle_visit(
     tx.post_accumulators(key, &settlement_id, ytd.year, &settlement.deltas, 1)?;
     tx.set_account_balance(key, person.account_balance - settlement.personal_account)?;
     tx.set_visit_status(key, visit_id, VisitStatus::Settled)?;
-    Ok(Ok(record(&row, None, dto)))
+    record_json(&row, None, &row.result).map(Ok)
+}
+
+/// A settlement record already serialized: its id, and the JSON body.
+pub(crate) struct RecordJson {
+    pub settlement_id: String,
+    pub body: String,
+}
+
+/// The record of `row` as JSON, with the stored settlement JSON spliced in rather than parsed
+/// and serialized again. The bytes are exactly `json(&record(row, reversed_by, dto))`.
+pub(crate) fn record_json(
+    row: &SettlementRow,
+    reversed_by: Option<String>,
+    dto_json: &str,
+) -> Result<RecordJson> {
+    let settlement = serde_json::value::RawValue::from_string(dto_json.to_owned())
+        .map_err(|e| crate::tx::StoreError::Corrupt(format!("{}: {e}", row.settlement_id)))?;
+    let out = RecordOut {
+        settlement_id: &row.settlement_id,
+        visit_id: &row.visit_id,
+        person_id: &row.key.person_id,
+        insured_region: row.key.region_text(),
+        institution_id: &row.institution_id,
+        status: status_of(row, &reversed_by),
+        reverses: &row.reverses,
+        reversed_by: &reversed_by,
+        booked_at: &row.booked_at,
+        total: row.total.to_string(),
+        fund_total: row.fund_total.to_string(),
+        personal_account: row.personal_account.to_string(),
+        cash: row.cash.to_string(),
+        settlement: &settlement,
+    };
+    Ok(RecordJson { settlement_id: row.settlement_id.clone(), body: json(&out) })
+}
+
+/// `SettlementRecordDto` for serializing, its fields in the same order.
+#[derive(serde::Serialize)]
+struct RecordOut<'a> {
+    settlement_id: &'a str,
+    visit_id: &'a str,
+    person_id: &'a str,
+    insured_region: String,
+    institution_id: &'a str,
+    status: &'static str,
+    reverses: &'a Option<String>,
+    reversed_by: &'a Option<String>,
+    booked_at: &'a str,
+    total: String,
+    fund_total: String,
+    personal_account: String,
+    cash: String,
+    settlement: &'a serde_json::value::RawValue,
+}
+
+fn status_of(row: &SettlementRow, reversed_by: &Option<String>) -> &'static str {
+    match (&row.reverses, reversed_by) {
+        (Some(_), _) => "reversal",
+        (None, Some(_)) => "cancelled",
+        (None, None) => "settled",
+    }
 }
 
 /// The wire form of a stored settlement or reversal.
@@ -329,11 +399,7 @@ pub(crate) fn record(
     reversed_by: Option<String>,
     settlement: SettlementDto,
 ) -> SettlementRecordDto {
-    let status = match (&row.reverses, &reversed_by) {
-        (Some(_), _) => "reversal",
-        (None, Some(_)) => "cancelled",
-        (None, None) => "settled",
-    };
+    let status = status_of(row, &reversed_by);
     SettlementRecordDto {
         settlement_id: row.settlement_id.clone(),
         visit_id: row.visit_id.clone(),
@@ -402,7 +468,7 @@ fn reverse(
     actor: &Institution,
     person: &PersonRow,
     settlement_id: &str,
-) -> Result<Answer<SettlementRecordDto>> {
+) -> Result<Answer<RecordJson>> {
     let key = &person.key;
     let Some(original) = tx.settlement(key, settlement_id)? else {
         return Ok(Err(not_found_settlement(settlement_id)));
@@ -412,7 +478,7 @@ fn reverse(
     }
     let dto = stored_dto(&original)?;
     if let Some(existing) = tx.reversal_of(key, settlement_id)? {
-        return Ok(Ok(record(&existing, None, dto)));
+        return record_json(&existing, None, &existing.result).map(Ok);
     }
     let reversal_id = make_id(IdKind::Reversal, key, tx.next_seq(key)?);
     let row = SettlementRow {
@@ -433,7 +499,7 @@ fn reverse(
     tx.post_accumulators(key, &reversal_id, year, &deltas, -1)?;
     tx.set_account_balance(key, person.account_balance + original.personal_account)?;
     tx.set_visit_status(key, &original.visit_id, VisitStatus::Open)?;
-    Ok(Ok(record(&row, None, dto)))
+    record_json(&row, None, &row.result).map(Ok)
 }
 
 /// The accumulator deltas a stored settlement posted.

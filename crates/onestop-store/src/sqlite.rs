@@ -7,6 +7,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use rusqlite::{Connection, OpenFlags};
@@ -87,23 +88,51 @@ fn configure(conn: &Connection) -> Result<()> {
     // FULL: a commit is on disk before it is acknowledged, in WAL mode too.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    // Checkpoints run on their own thread (`checkpointer`), not between two commits.
-    conn.pragma_update(None, "wal_autocheckpoint", 1000)?;
+    // Checkpoints run on their own thread (`checkpointer`), not between two commits; the
+    // writer checkpoints itself only as a backstop, if the log ever reaches 64 MiB.
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_PAGES)?;
     Ok(())
 }
 
-/// How often the checkpointer copies the write-ahead log into the database.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+/// How often the checkpointer copies the write-ahead log into the database: often, so that each
+/// copy is small and its sync does not hold up the writer's syncs for long.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+/// Frames of log (32 MiB) beyond which the writer, when idle, lets it start over.
+const WAL_RESTART_FRAMES: i64 = 8_192;
+/// Pages of write-ahead log at which the writer checkpoints itself (16,384 pages of 4 KiB).
+const WAL_BACKSTOP_PAGES: i64 = 16_384;
 
 /// Copies committed pages from the WAL into the database file without blocking the writer
 /// (PASSIVE), so the log stays short and the writer never pauses for it.
-fn checkpointer(path: PathBuf, writer_alive: std::sync::Weak<()>) {
+///
+/// A passive checkpoint never lets the log start over while commits keep coming: there is
+/// always a frame it has not copied yet, and the log would grow until the writer's backstop
+/// checkpoint copied it all in one long pause. So once the log is long, the checkpointer
+/// catches up once more and asks the writer to copy the last few frames when it is idle; the
+/// writer's next commit then writes the log from its start.
+fn checkpointer(path: PathBuf, writer: std::sync::Weak<WriterShared>) {
     let Ok(conn) = Connection::open(&path) else { return };
     let _ = conn.busy_timeout(std::time::Duration::from_millis(100));
-    while writer_alive.upgrade().is_some() {
+    loop {
         std::thread::sleep(CHECKPOINT_EVERY);
-        let _ = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+        let Some(shared) = writer.upgrade() else { return };
+        if checkpoint_passive(&conn).is_some_and(|frames| frames >= WAL_RESTART_FRAMES) {
+            let _ = checkpoint_passive(&conn);
+            shared.restart_wanted.store(true, Ordering::Relaxed);
+        }
     }
+}
+
+/// A passive checkpoint; the length of the log in frames, if it ran.
+fn checkpoint_passive(conn: &Connection) -> Option<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get::<_, i64>(1)).ok()
+}
+
+/// What the writer shares with the checkpointer; it lives as long as the writer.
+#[derive(Default)]
+struct WriterShared {
+    /// The log is long: copy its last frames when idle, so that it starts over.
+    restart_wanted: AtomicBool,
 }
 
 impl SqliteStore {
@@ -113,12 +142,12 @@ impl SqliteStore {
         configure(&conn)?;
         conn.execute_batch(SCHEMA)?;
         let (sender, receiver) = mpsc::sync_channel::<Box<dyn Job>>(WRITE_QUEUE_MAX);
-        let alive = Arc::new(());
+        let alive = Arc::new(WriterShared::default());
         let watched = Arc::downgrade(&alive);
         std::thread::Builder::new()
             .name("onestop-sqlite-writer".into())
             .spawn(move || {
-                writer_loop(&conn, &receiver);
+                writer_loop(&conn, &receiver, &alive);
                 drop(alive);
             })
             .map_err(|e| StoreError::Corrupt(format!("cannot start the writer: {e}")))?;
@@ -193,8 +222,9 @@ fn read_snapshot<T>(conn: &Connection, work: impl FnOnce(&mut dyn Tx) -> Result<
     outcome
 }
 
-fn writer_loop(conn: &Connection, receiver: &mpsc::Receiver<Box<dyn Job>>) {
-    while let Ok(first) = receiver.recv() {
+fn writer_loop(conn: &Connection, receiver: &mpsc::Receiver<Box<dyn Job>>, shared: &WriterShared) {
+    let mut next = receiver.recv().ok();
+    while let Some(first) = next {
         let mut group = vec![first];
         while group.len() < GROUP_COMMIT_MAX {
             match receiver.try_recv() {
@@ -206,18 +236,35 @@ fn writer_loop(conn: &Connection, receiver: &mpsc::Receiver<Box<dyn Job>>) {
         for job in group {
             job.finish(committed.clone());
         }
+        next = match receiver.try_recv() {
+            Ok(job) => Some(job),
+            Err(mpsc::TryRecvError::Disconnected) => None,
+            Err(mpsc::TryRecvError::Empty) => {
+                // Idle: the moment to let the log start over, if the checkpointer asked.
+                if shared.restart_wanted.swap(false, Ordering::Relaxed) {
+                    let _ = checkpoint_passive(conn);
+                }
+                receiver.recv().ok()
+            }
+        };
     }
 }
 
+/// Runs one of the writer's fixed statements (prepared once, kept in the cache).
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn commit_group(conn: &Connection, group: &mut [Box<dyn Job>]) -> std::result::Result<(), String> {
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| e.to_string())?;
+    run(conn, "BEGIN IMMEDIATE").map_err(|e| e.to_string())?;
     for job in group.iter_mut() {
         let step = (|| -> rusqlite::Result<()> {
-            conn.execute_batch("SAVEPOINT request")?;
+            run(conn, "SAVEPOINT request")?;
             if job.run(&mut SqliteTx { conn }) {
-                conn.execute_batch("RELEASE request")
+                run(conn, "RELEASE request")
             } else {
-                conn.execute_batch("ROLLBACK TO request; RELEASE request")
+                run(conn, "ROLLBACK TO request")?;
+                run(conn, "RELEASE request")
             }
         })();
         if let Err(error) = step {
@@ -225,7 +272,7 @@ fn commit_group(conn: &Connection, group: &mut [Box<dyn Job>]) -> std::result::R
             return Err(error.to_string());
         }
     }
-    conn.execute_batch("COMMIT").map_err(|error| {
+    run(conn, "COMMIT").map_err(|error| {
         let _ = conn.execute_batch("ROLLBACK");
         error.to_string()
     })

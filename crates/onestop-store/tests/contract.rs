@@ -247,6 +247,16 @@ async fn settle_is_exactly_once_and_cancel_restores_the_accumulators() {
         let visit = world.visit(0, "P0001", "10000").await;
         let first = world.settle(0, &visit.visit_id, "k1", "{}").await;
         let settled = record(&first);
+        // The answer splices the stored settlement JSON in; it is byte for byte the record as
+        // serialized from its parts.
+        let (actor, id) = (world.hospitals[0].clone(), settled.settlement_id.clone());
+        let fetched = world
+            .store
+            .read(move |tx| ops::get_settlement(tx, &actor, &id))
+            .await
+            .expect("store")
+            .expect("found");
+        assert_eq!(first.body, serde_json::to_string(&fetched).expect("json"));
         // (10000 − 1300) × 78 % = 6786 from the basic fund (resident, level 3).
         assert_eq!(settled.settlement.tiers[0].amount, "6786.00");
         assert_eq!(world.settle(0, &visit.visit_id, "k1", "{}").await, first, "a retry replays");
