@@ -65,6 +65,39 @@ impl PgTx<'_, '_> {
 
 type Params<'a> = [&'a (dyn ToSql + Sync)];
 
+/// Rows written by one multi-row INSERT: a settlement's postings and counters are one statement
+/// each (one round trip instead of one per row), well under PostgreSQL's 65,535 parameters.
+const ROWS_PER_STATEMENT: usize = 64;
+
+/// Where a column of a multi-row INSERT takes its value: a parameter shared by every row
+/// (`$n`), or the row's own `i`-th value (numbered after the shared ones, row by row).
+#[derive(Clone, Copy)]
+enum Column {
+    Shared(usize),
+    Each(usize),
+}
+use Column::{Each, Shared};
+
+/// `head VALUES (..), (..) tail` for `rows` rows laid out as `columns`.
+fn multi_row_insert(head: &str, columns: &[Column], rows: usize, tail: &str) -> String {
+    let shared = columns.iter().filter(|c| matches!(c, Shared(_))).count();
+    let each = columns.len() - shared;
+    debug_assert!((0..each).all(|i| columns.iter().any(|c| matches!(c, Each(j) if *j == i))));
+    let tuples: Vec<String> = (0..rows)
+        .map(|row| {
+            let values: Vec<String> = columns
+                .iter()
+                .map(|column| match column {
+                    Shared(n) => format!("${n}"),
+                    Each(i) => format!("${}", shared + row * each + i + 1),
+                })
+                .collect();
+            format!("({})", values.join(", "))
+        })
+        .collect();
+    format!("{head} VALUES {}{tail}", tuples.join(", "))
+}
+
 /// A number for an INTEGER column, refused when it does not fit.
 fn int4<N: TryInto<i32> + Copy + std::fmt::Display>(what: &str, value: N) -> Result<i32> {
     value.try_into().map_err(|_| StoreError::OutOfRange(format!("{what} {value}")))
@@ -357,28 +390,35 @@ impl Tx for PgTx<'_, '_> {
             .iter()
             .map(|(k, v)| (&*k.tier, &*k.pool, k.counter.code(), v.0))
             .chain((deltas.admissions > 0).then_some(admissions));
-        let posting = self.statement(
-            "INSERT INTO accumulator_postings (region, person_id, settlement_id, year, tier, \
-            pool, counter, delta) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )?;
-        let total = self.statement(
-            "INSERT INTO accumulators (region, person_id, year, tier, pool, counter, value) \
-            VALUES ($1, $2, $3, $4, $5, $6, $7) \
-            ON CONFLICT (region, person_id, year, tier, pool, counter) \
-            DO UPDATE SET value = accumulators.value + EXCLUDED.value",
-        )?;
         let year = i32::from(year);
+        let rows: Vec<(&str, &str, &str, i64)> = entries
+            .map(|(tier, pool, counter, value)| (tier, pool, counter, value * sign))
+            .collect();
         let (region_text, person_id) = (&key.region_text(), &key.person_id);
-        for (tier, pool, counter, value) in entries {
-            let delta = value * sign;
-            self.tx.execute(
-                &posting,
-                &[region_text, person_id, &settlement_id, &year, &tier, &pool, &counter, &delta],
-            )?;
-            self.tx.execute(
-                &total,
-                &[region_text, person_id, &year, &tier, &pool, &counter, &delta],
-            )?;
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let postings = multi_row_insert(
+                "INSERT INTO accumulator_postings (region, person_id, settlement_id, year, tier, \
+                pool, counter, delta)",
+                &[Shared(1), Shared(2), Shared(3), Shared(4), Each(0), Each(1), Each(2), Each(3)],
+                chunk.len(),
+                "",
+            );
+            let mut values: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 4);
+            for (tier, pool, counter, delta) in chunk {
+                values.extend([tier as &(dyn ToSql + Sync), pool, counter, delta]);
+            }
+            let shared: [&(dyn ToSql + Sync); 4] = [region_text, person_id, &settlement_id, &year];
+            self.execute(&postings, &[&shared[..], &values].concat())?;
+            // The settlement's counters are distinct, so no row is updated twice in one statement.
+            let totals = multi_row_insert(
+                "INSERT INTO accumulators (region, person_id, year, tier, pool, counter, value)",
+                &[Shared(1), Shared(2), Shared(3), Each(0), Each(1), Each(2), Each(3)],
+                chunk.len(),
+                " ON CONFLICT (region, person_id, year, tier, pool, counter) \
+                DO UPDATE SET value = accumulators.value + EXCLUDED.value",
+            );
+            let shared: [&(dyn ToSql + Sync); 3] = [region_text, person_id, &year];
+            self.execute(&totals, &[&shared[..], &values].concat())?;
         }
         Ok(())
     }
@@ -605,26 +645,36 @@ impl Tx for PgTx<'_, '_> {
 
     fn insert_postings(&mut self, row: &SettlementRow, postings: &[Posting]) -> Result<()> {
         onestop_ledger::assert_balanced(postings);
-        let statement = self.statement(
-            "INSERT INTO ledger (region, person_id, settlement_id, posting_no, account, amount, \
-            institution_id, booked_on) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )?;
         let (region_text, booked_on) = (row.key.region_text(), row.booked_on.to_string());
-        for (index, posting) in postings.iter().enumerate() {
-            let posting_no = int4("posting number", index)?;
-            self.tx.execute(
-                &statement,
-                &[
-                    &region_text,
-                    &row.key.person_id,
-                    &row.settlement_id,
-                    &posting_no,
-                    &posting.account.code(),
+        let numbers = (0..postings.len())
+            .map(|index| int4("posting number", index))
+            .collect::<Result<Vec<_>>>()?;
+        for (chunk, first) in
+            postings.chunks(ROWS_PER_STATEMENT).zip((0..).step_by(ROWS_PER_STATEMENT))
+        {
+            let sql = multi_row_insert(
+                "INSERT INTO ledger (region, person_id, settlement_id, posting_no, account, \
+                amount, institution_id, booked_on)",
+                &[Shared(1), Shared(2), Shared(3), Each(0), Each(1), Each(2), Shared(4), Shared(5)],
+                chunk.len(),
+                "",
+            );
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+                &region_text,
+                &row.key.person_id,
+                &row.settlement_id,
+                &row.institution_id,
+                &booked_on,
+            ];
+            let codes: Vec<String> = chunk.iter().map(|posting| posting.account.code()).collect();
+            for (index, posting) in chunk.iter().enumerate() {
+                params.extend([
+                    &numbers[first + index] as &(dyn ToSql + Sync),
+                    &codes[index],
                     &posting.amount.0,
-                    &row.institution_id,
-                    &booked_on,
-                ],
-            )?;
+                ]);
+            }
+            self.execute(&sql, &params)?;
         }
         Ok(())
     }
