@@ -299,6 +299,8 @@ fn fen(value: &Value) -> Fen {
     value.as_str().and_then(|text| Fen::parse_yuan(text).ok()).unwrap_or_default()
 }
 
+/// A latency for the report (display only: the measurement itself stays in microseconds).
+#[allow(clippy::float_arithmetic)]
 fn percentile(sorted: &[u64], per_mille: usize) -> String {
     if sorted.is_empty() {
         return "-".into();

@@ -42,8 +42,7 @@ fn booked(
             Ok(range) => range,
             Err(failure) => return Ok(Err(failure)),
         };
-    let days =
-        i32::try_from(begin.until(end).map(|span| span.get_days()).unwrap_or(-1)).unwrap_or(-1);
+    let days = begin.until(end).map(|span| span.get_days()).unwrap_or(-1);
     if !(0..PERIOD_DAYS_MAX).contains(&days) {
         return Ok(Err(Failure(format!(
             "对账期间无效 the period {begin} to {end} must run forward, at most {PERIOD_DAYS_MAX} days"

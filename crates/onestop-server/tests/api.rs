@@ -198,12 +198,15 @@ async fn concurrent_duplicate_submissions_settle_once() {
     assert_eq!(person["ytd"]["admissions"], "1");
 }
 
+/// A request (method, path, token, body) and the status and error code it must get.
+type ErrorCase<'a> = (&'a str, String, Option<&'a str>, Option<Value>, u16, &'a str);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_json_with_stable_codes() {
     let app = spawn_app().await;
     let hospital = app.setup().await;
     let visit_id = app.visit_with_lines(&hospital).await;
-    let cases: Vec<(&str, String, Option<&str>, Option<Value>, u16, &str)> = vec![
+    let cases: Vec<ErrorCase<'_>> = vec![
         ("GET", "/v1/persons/110000/P0001".into(), None, None, 401, "unauthorized"),
         ("GET", "/v1/persons/110000/P0001".into(), Some("wrong"), None, 401, "unauthorized"),
         ("GET", "/v1/nowhere".into(), Some(&hospital), None, 404, "route_not_found"),

@@ -198,10 +198,9 @@ pub fn append_lines(
         let rejection = Rejection::new(RejectionCode::LinesCountExceedsMax, message);
         return Ok(Err(rejection.field("lines").into()));
     }
-    let mut next = existing.iter().map(|(no, _)| *no).max().unwrap_or(0) + 1;
-    for (line, origin) in &lines {
-        tx.insert_line(&visit.key, visit_id, next, line, origin)?;
-        next += 1;
+    let first = existing.iter().map(|(no, _)| *no).max().unwrap_or(0) + 1;
+    for (line_no, (line, origin)) in (first..).zip(&lines) {
+        tx.insert_line(&visit.key, visit_id, line_no, line, origin)?;
     }
     view(tx, env, &visit).map(Ok)
 }
