@@ -145,7 +145,7 @@ impl SqliteStore {
         let alive = Arc::new(WriterShared::default());
         let watched = Arc::downgrade(&alive);
         std::thread::Builder::new()
-            .name("onestop-sqlite-writer".into())
+            .name("sqlite-writer".into())
             .spawn(move || {
                 writer_loop(&conn, &receiver, &alive);
                 drop(alive);
@@ -153,7 +153,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Corrupt(format!("cannot start the writer: {e}")))?;
         let checkpoint_path = path.to_owned();
         std::thread::Builder::new()
-            .name("onestop-sqlite-checkpoint".into())
+            .name("sqlite-checkpoint".into())
             .spawn(move || checkpointer(checkpoint_path, watched))
             .map_err(|e| StoreError::Corrupt(format!("cannot start the checkpointer: {e}")))?;
         let readers = (0..READERS_MAX).map(|_| open_reader(path)).collect::<Result<Vec<_>>>()?;
