@@ -95,8 +95,9 @@ fn configure(conn: &Connection) -> Result<()> {
 }
 
 /// How often the checkpointer copies the write-ahead log into the database: often, so that each
-/// copy is small and its sync does not hold up the writer's syncs for long.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+/// copy is small and its sync does not hold up the writer's syncs for long (measured: 20 ms and
+/// 10 ms gave a longer tail of settle, 2 ms cost more CPU than it saved; docs/benchmarks.md).
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
 /// Frames of log (32 MiB) beyond which the writer, when idle, lets it start over.
 const WAL_RESTART_FRAMES: i64 = 8_192;
 /// Pages of write-ahead log at which the writer checkpoints itself (16,384 pages of 4 KiB).
