@@ -89,7 +89,7 @@ fn configure(conn: &Connection) -> Result<()> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // Checkpoints run on their own thread (`checkpointer`), not between two commits; the
-    // writer checkpoints itself only as a backstop, if the log ever reaches 64 MiB.
+    // writer checkpoints itself only as a backstop, if the log ever reaches 128 MiB.
     conn.pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_PAGES)?;
     Ok(())
 }
@@ -98,10 +98,11 @@ fn configure(conn: &Connection) -> Result<()> {
 /// copy is small and its sync does not hold up the writer's syncs for long (measured: 20 ms and
 /// 10 ms gave a longer tail of settle, 2 ms cost more CPU than it saved; docs/benchmarks.md).
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
-/// Frames of log (32 MiB) beyond which the writer, when idle, lets it start over.
-const WAL_RESTART_FRAMES: i64 = 8_192;
-/// Pages of write-ahead log at which the writer checkpoints itself (16,384 pages of 4 KiB).
-const WAL_BACKSTOP_PAGES: i64 = 16_384;
+/// Frames of log (64 MiB) beyond which the writer, when idle, lets it start over: each time
+/// costs the writer a short pause (a sync of the last frames copied), so not too often.
+const WAL_RESTART_FRAMES: i64 = 16_384;
+/// Pages of write-ahead log at which the writer checkpoints itself (32,768 pages of 4 KiB).
+const WAL_BACKSTOP_PAGES: i64 = 32_768;
 
 /// Copies committed pages from the WAL into the database file without blocking the writer
 /// (PASSIVE), so the log stays short and the writer never pauses for it.
