@@ -27,6 +27,11 @@ fn fen(yuan: &str) -> Fen {
     Fen::parse_yuan(yuan).unwrap_or_default()
 }
 
+/// An RFC 3339 time as the interface writes times: `yyyy-MM-dd HH:mm:ss`.
+pub fn interface_time(rfc3339: &str) -> String {
+    rfc3339.get(..19).unwrap_or("").replace('T', " ")
+}
+
 /// The person as 1101 and every settlement output describe them.
 pub fn person_fields(person: &PersonViewDto) -> Map<String, Value> {
     let category = person.enrolment.as_ref().and_then(|e| Category::parse(&e.category));
@@ -62,7 +67,7 @@ pub fn setlinfo(
         ("setl_id", json!(record.settlement_id)),
         ("mdtrt_cert_type", json!("02")),
         ("med_type", json!(codes::med_type_of(visit))),
-        ("setl_time", json!(record.booked_at.get(..19).unwrap_or("").replace('T', " "))),
+        ("setl_time", json!(interface_time(&record.booked_at))),
         ("medfee_sumamt", signed(&s.totals.total)),
         ("fulamt_ownpay_amt", signed(&s.totals.outside_catalog)),
         ("overlmt_selfpay", signed(&s.totals.over_limit)),
@@ -177,4 +182,16 @@ pub fn fee_line(line: &VisitLineDto, serial: &str) -> Value {
         "drt_reim_flag": "0",
         "memo": "",
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interface_time;
+
+    #[test]
+    fn times_are_written_as_the_interface_writes_them() {
+        assert_eq!(interface_time("2026-11-24T09:10:41.123+08:00"), "2026-11-24 09:10:41");
+        assert_eq!(interface_time("2026-11-24T09:10:41Z"), "2026-11-24 09:10:41");
+        assert_eq!(interface_time("2026-11-24"), "", "a time too short to be one writes nothing");
+    }
 }

@@ -92,7 +92,7 @@ fn sign_in(
     let digits: String = env.now.chars().filter(char::is_ascii_digit).take(14).collect();
     let sign_no = format!("{}{digits}{:04}", actor.institution_id, rand::random::<u16>() % 10_000);
     tx.nhsa_sign_in(&actor.institution_id, &sign_no, &opter, &env.now)?;
-    let sign_time = env.now.get(..19).unwrap_or("").replace('T', " ");
+    let sign_time = setl::interface_time(&env.now);
     Ok(Ok(json!({ "signinoutb": { "sign_no": sign_no, "sign_time": sign_time } })))
 }
 
@@ -104,8 +104,7 @@ fn sign_out(tx: &mut dyn Tx, env: &Env<'_>, actor: &Institution, input: &Value) 
     if !tx.nhsa_sign_out(&actor.institution_id, &sign_no, &env.now)? {
         return Ok(Err(Failure(format!("签到不存在或已签退 no open sign-in `{sign_no}`"))));
     }
-    let sign_time = env.now.get(..19).unwrap_or("").replace('T', " ");
-    Ok(Ok(json!({ "signoutoutb": { "sign_time": sign_time } })))
+    Ok(Ok(json!({ "signoutoutb": { "sign_time": setl::interface_time(&env.now) } })))
 }
 
 /// The person found by identity number (凭证类型 02, or `certno`) or by person number.

@@ -476,10 +476,10 @@ fn reverse(
     if let Err(error) = may_act(actor, &original.institution_id) {
         return Ok(Err(error));
     }
-    let dto = stored_dto(&original)?;
     if let Some(existing) = tx.reversal_of(key, settlement_id)? {
         return record_json(&existing, None, &existing.result).map(Ok);
     }
+    let dto = stored_dto(&original)?;
     let reversal_id = make_id(IdKind::Reversal, key, tx.next_seq(key)?);
     let row = SettlementRow {
         settlement_id: reversal_id.clone(),

@@ -96,10 +96,7 @@ impl PgStore {
         T: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
     {
-        let pool = self.pool()?;
-        let joined = tokio::task::spawn_blocking(move || {
-            let mut connection = pool.get()?;
-            let Connection { client, statements } = &mut *connection;
+        self.on_connection("a write panicked", move |client, statements| {
             let mut transaction = client
                 .build_transaction()
                 .isolation_level(IsolationLevel::ReadCommitted)
@@ -116,8 +113,7 @@ impl PgStore {
                 }
             }
         })
-        .await;
-        joined.map_err(|_| StoreError::Corrupt("a write panicked".into()))?
+        .await
     }
 
     /// Runs `work` on a consistent read-only snapshot.
@@ -126,10 +122,7 @@ impl PgStore {
         T: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
     {
-        let pool = self.pool()?;
-        let joined = tokio::task::spawn_blocking(move || {
-            let mut connection = pool.get()?;
-            let Connection { client, statements } = &mut *connection;
+        self.on_connection("a read panicked", move |client, statements| {
             let mut transaction = client
                 .build_transaction()
                 .isolation_level(IsolationLevel::RepeatableRead)
@@ -139,8 +132,25 @@ impl PgStore {
             let _ = transaction.rollback();
             outcome
         })
+        .await
+    }
+
+    /// Runs `body` on a pooled connection, on a blocking thread (the client blocks).
+    async fn on_connection<T, B>(&self, panicked: &'static str, body: B) -> Result<T>
+    where
+        T: Send + 'static,
+        B: FnOnce(&mut ::postgres::Client, &mut HashMap<String, Statement>) -> Result<T>
+            + Send
+            + 'static,
+    {
+        let pool = self.pool()?;
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut connection = pool.get()?;
+            let Connection { client, statements } = &mut *connection;
+            body(client, statements)
+        })
         .await;
-        joined.map_err(|_| StoreError::Corrupt("a read panicked".into()))?
+        joined.map_err(|_| StoreError::Corrupt(panicked.into()))?
     }
 }
 

@@ -646,12 +646,14 @@ impl Tx for PgTx<'_, '_> {
     fn insert_postings(&mut self, row: &SettlementRow, postings: &[Posting]) -> Result<()> {
         onestop_ledger::assert_balanced(postings);
         let (region_text, booked_on) = (row.key.region_text(), row.booked_on.to_string());
-        let numbers = (0..postings.len())
-            .map(|index| int4("posting number", index))
+        let rows = postings
+            .iter()
+            .enumerate()
+            .map(|(index, posting)| {
+                Ok((int4("posting number", index)?, posting.account.code(), posting.amount.0))
+            })
             .collect::<Result<Vec<_>>>()?;
-        for (chunk, first) in
-            postings.chunks(ROWS_PER_STATEMENT).zip((0..).step_by(ROWS_PER_STATEMENT))
-        {
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let sql = multi_row_insert(
                 "INSERT INTO ledger (region, person_id, settlement_id, posting_no, account, \
                 amount, institution_id, booked_on)",
@@ -666,13 +668,8 @@ impl Tx for PgTx<'_, '_> {
                 &row.institution_id,
                 &booked_on,
             ];
-            let codes: Vec<String> = chunk.iter().map(|posting| posting.account.code()).collect();
-            for (index, posting) in chunk.iter().enumerate() {
-                params.extend([
-                    &numbers[first + index] as &(dyn ToSql + Sync),
-                    &codes[index],
-                    &posting.amount.0,
-                ]);
+            for (posting_no, account, amount) in chunk {
+                params.extend([posting_no as &(dyn ToSql + Sync), account, amount]);
             }
             self.execute(&sql, &params)?;
         }

@@ -1415,3 +1415,31 @@ pub(crate) fn time_text(at: jiff::Timestamp) -> String {
 
 pub(crate) const FILING_COLUMNS: &str =
     "filing_id, kind, destination, start_date, status, filed_on, end_date, commitment, filed_at";
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::{compressed, result_text};
+
+    fn read_back(value: rusqlite::types::Value) -> rusqlite::Result<String> {
+        let conn = Connection::open_in_memory()?;
+        conn.query_row("SELECT ?1", [value], |row| result_text(row, 0))
+    }
+
+    #[test]
+    fn a_stored_result_reads_back_compressed_or_plain() {
+        let json = r#"{"tiers":[{"tier":"basic","amount":"6786.00"}]}"#;
+        let blob = rusqlite::types::Value::Blob(compressed(json));
+        assert_eq!(read_back(blob).expect("compressed"), json);
+        let text = rusqlite::types::Value::Text(json.to_owned());
+        assert_eq!(read_back(text).expect("plain"), json);
+    }
+
+    #[test]
+    fn a_damaged_stored_result_is_an_error_not_a_guess() {
+        let damaged = rusqlite::types::Value::Blob(vec![200, 0, 0, 0, 1, 2, 3]);
+        let error = read_back(damaged).expect_err("damaged");
+        assert!(matches!(error, rusqlite::Error::FromSqlConversionFailure(0, _, _)), "{error}");
+    }
+}
