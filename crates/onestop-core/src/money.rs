@@ -118,10 +118,29 @@ impl fmt::Display for MoneyParseError {
 /// Prints yuan with two decimals: `7395.00`, `-0.05`.
 impl fmt::Display for Fen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sign = if self.0 < 0 { "-" } else { "" };
+        // Written into a buffer on the stack: amounts are printed millions of times (every
+        // explanation of every settlement), and a heap string each time showed in profiles.
+        let mut buffer = [0u8; 24];
+        let mut at = buffer.len();
         let abs = self.0.unsigned_abs();
-        let text = format!("{sign}{}.{:02}", abs / 100, abs % 100);
-        f.pad(&text)
+        // Fen first (two digits, then the point), then yuan: at least one digit.
+        let mut rest = abs;
+        let mut digits = 0;
+        while digits < 4 || rest > 0 {
+            at -= 1;
+            if digits == 2 {
+                buffer[at] = b'.';
+            } else {
+                buffer[at] = b'0' + u8::try_from(rest % 10).expect("a digit");
+                rest /= 10;
+            }
+            digits += 1;
+        }
+        if self.0 < 0 {
+            at -= 1;
+            buffer[at] = b'-';
+        }
+        f.pad(std::str::from_utf8(&buffer[at..]).expect("ASCII digits"))
     }
 }
 
@@ -480,6 +499,22 @@ mod tests {
         for bad in ["", ".5", "1.", "1.234", "1e3", "abc", "1,000", "+1", "10000000000000"] {
             assert!(Fen::parse_yuan(bad).is_err(), "{bad:?} must not parse");
         }
+    }
+
+    #[test]
+    fn fen_print_at_the_edges_and_pad() {
+        for (fen, shown) in [
+            (0, "0.00"),
+            (7, "0.07"),
+            (-7, "-0.07"),
+            (100, "1.00"),
+            (-123_456, "-1234.56"),
+            (i64::MAX, "92233720368547758.07"),
+            (i64::MIN, "-92233720368547758.08"),
+        ] {
+            assert_eq!(Fen(fen).to_string(), shown, "{fen}");
+        }
+        assert_eq!(format!("{:>8}|{:<6}|", Fen(150), Fen(-5)), "    1.50|-0.05 |");
     }
 
     #[test]

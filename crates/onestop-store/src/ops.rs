@@ -329,7 +329,7 @@ fn settle_visit(
     tx.post_accumulators(key, &settlement_id, ytd.year, &settlement.deltas, 1)?;
     tx.set_account_balance(key, person.account_balance - settlement.personal_account)?;
     tx.set_visit_status(key, visit_id, VisitStatus::Settled)?;
-    record_json(&row, None, &row.result).map(Ok)
+    Ok(Ok(fresh_record_json(&row, None, &row.result)))
 }
 
 /// A settlement record already serialized: its id, and the JSON body.
@@ -339,14 +339,25 @@ pub(crate) struct RecordJson {
 }
 
 /// The record of `row` as JSON, with the stored settlement JSON spliced in rather than parsed
-/// and serialized again. The bytes are exactly `json(&record(row, reversed_by, dto))`.
+/// and serialized again. The bytes are exactly `json(&record(row, reversed_by, dto))`. The
+/// stored JSON is checked first: a damaged row is reported, never sent.
 pub(crate) fn record_json(
     row: &SettlementRow,
     reversed_by: Option<String>,
     dto_json: &str,
 ) -> Result<RecordJson> {
-    let settlement = serde_json::value::RawValue::from_string(dto_json.to_owned())
+    serde_json::from_str::<serde::de::IgnoredAny>(dto_json)
         .map_err(|e| crate::tx::StoreError::Corrupt(format!("{}: {e}", row.settlement_id)))?;
+    Ok(fresh_record_json(row, reversed_by, dto_json))
+}
+
+/// As [`record_json`], for a settlement JSON serialized by this very request (no check: the
+/// serializer wrote it a moment ago).
+pub(crate) fn fresh_record_json(
+    row: &SettlementRow,
+    reversed_by: Option<String>,
+    dto_json: &str,
+) -> RecordJson {
     let out = RecordOut {
         settlement_id: &row.settlement_id,
         visit_id: &row.visit_id,
@@ -361,12 +372,19 @@ pub(crate) fn record_json(
         fund_total: row.fund_total.to_string(),
         personal_account: row.personal_account.to_string(),
         cash: row.cash.to_string(),
-        settlement: &settlement,
     };
-    Ok(RecordJson { settlement_id: row.settlement_id.clone(), body: json(&out) })
+    let head = json(&out);
+    debug_assert!(head.ends_with('}'), "an object");
+    let mut body = String::with_capacity(head.len() + dto_json.len() + 16);
+    body.push_str(&head[..head.len() - 1]);
+    body.push_str(",\"settlement\":");
+    body.push_str(dto_json);
+    body.push('}');
+    RecordJson { settlement_id: row.settlement_id.clone(), body }
 }
 
-/// `SettlementRecordDto` for serializing, its fields in the same order.
+/// `SettlementRecordDto` for serializing, its fields in the same order; the last one,
+/// `settlement`, is spliced in after them.
 #[derive(serde::Serialize)]
 struct RecordOut<'a> {
     settlement_id: &'a str,
@@ -382,7 +400,6 @@ struct RecordOut<'a> {
     fund_total: String,
     personal_account: String,
     cash: String,
-    settlement: &'a serde_json::value::RawValue,
 }
 
 fn status_of(row: &SettlementRow, reversed_by: &Option<String>) -> &'static str {
@@ -499,7 +516,8 @@ fn reverse(
     tx.post_accumulators(key, &reversal_id, year, &deltas, -1)?;
     tx.set_account_balance(key, person.account_balance + original.personal_account)?;
     tx.set_visit_status(key, &original.visit_id, VisitStatus::Open)?;
-    record_json(&row, None, &row.result).map(Ok)
+    // The original's JSON, parsed by `stored_dto` above.
+    Ok(Ok(fresh_record_json(&row, None, &row.result)))
 }
 
 /// The accumulator deltas a stored settlement posted.

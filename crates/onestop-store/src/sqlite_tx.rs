@@ -1436,6 +1436,33 @@ mod tests {
         assert_eq!(read_back(text).expect("plain"), json);
     }
 
+    /// The plan SQLite chooses for `sql` on the service's schema, one line per step.
+    fn plan(sql: &str) -> String {
+        let conn = Connection::open_in_memory().expect("memory");
+        conn.execute_batch(include_str!("../schema/sqlite.sql")).expect("schema");
+        let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("plan");
+        let steps = statement.query_map([], |row| row.get::<_, String>(3)).expect("steps");
+        steps.collect::<rusqlite::Result<Vec<_>>>().expect("rows").join("\n")
+    }
+
+    #[test]
+    fn clearing_and_reconciliation_read_through_the_one_day_index() {
+        let clearing = plan(&format!(
+            "SELECT {} FROM settlements WHERE booked_on >= '2024-06-01' AND booked_on < \
+             '2024-07-01'",
+            super::CLEARING_COLUMNS
+        ));
+        assert!(clearing.contains("COVERING INDEX settlements_by_day"), "{clearing}");
+        let day = plan(&format!(
+            "SELECT {} FROM settlements WHERE institution_id = 'H1' AND booked_on = '2024-06-10'",
+            super::SETTLEMENT_COLUMNS
+        ));
+        assert!(
+            day.contains("INDEX settlements_by_day (booked_on=? AND institution_id=?)"),
+            "{day}"
+        );
+    }
+
     #[test]
     fn a_damaged_stored_result_is_an_error_not_a_guess() {
         let damaged = rusqlite::types::Value::Blob(vec![200, 0, 0, 0, 1, 2, 3]);
