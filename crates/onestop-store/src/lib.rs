@@ -10,6 +10,7 @@ pub mod filings;
 pub mod import;
 pub mod maintenance;
 pub mod model;
+mod multi_row;
 pub mod ops;
 pub mod people;
 pub mod postgres;

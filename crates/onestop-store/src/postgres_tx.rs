@@ -65,37 +65,16 @@ impl PgTx<'_, '_> {
 
 type Params<'a> = [&'a (dyn ToSql + Sync)];
 
-/// Rows written by one multi-row INSERT: a settlement's postings and counters are one statement
-/// each (one round trip instead of one per row), well under PostgreSQL's 65,535 parameters.
-const ROWS_PER_STATEMENT: usize = 64;
+use crate::multi_row::Column::{Each, Shared};
+use crate::multi_row::{Dialect, ROWS_PER_STATEMENT};
 
-/// Where a column of a multi-row INSERT takes its value: a parameter shared by every row
-/// (`$n`), or the row's own `i`-th value (numbered after the shared ones, row by row).
-#[derive(Clone, Copy)]
-enum Column {
-    Shared(usize),
-    Each(usize),
-}
-use Column::{Each, Shared};
-
-/// `head VALUES (..), (..) tail` for `rows` rows laid out as `columns`.
-fn multi_row_insert(head: &str, columns: &[Column], rows: usize, tail: &str) -> String {
-    let shared = columns.iter().filter(|c| matches!(c, Shared(_))).count();
-    let each = columns.len() - shared;
-    debug_assert!((0..each).all(|i| columns.iter().any(|c| matches!(c, Each(j) if *j == i))));
-    let tuples: Vec<String> = (0..rows)
-        .map(|row| {
-            let values: Vec<String> = columns
-                .iter()
-                .map(|column| match column {
-                    Shared(n) => format!("${n}"),
-                    Each(i) => format!("${}", shared + row * each + i + 1),
-                })
-                .collect();
-            format!("({})", values.join(", "))
-        })
-        .collect();
-    format!("{head} VALUES {}{tail}", tuples.join(", "))
+fn multi_row_insert(
+    head: &str,
+    columns: &[crate::multi_row::Column],
+    rows: usize,
+    tail: &str,
+) -> String {
+    crate::multi_row::multi_row_insert(Dialect::Postgres, head, columns, rows, tail)
 }
 
 /// A number for an INTEGER column, refused when it does not fit.

@@ -15,6 +15,8 @@ use crate::model::{
     AssistanceEntry, Enrolment, Institution, LineOrigin, NhsaKeys, NhsaMessage, PersonKey,
     PersonRow, Role, SettlementRow, StoredResponse, VisitRow, VisitStatus,
 };
+use crate::multi_row::Column::{Each, Shared};
+use crate::multi_row::{Dialect, ROWS_PER_STATEMENT, multi_row_insert};
 use crate::tx::{NewAssistance, Result, StoreError, Tx};
 
 pub struct SqliteTx<'c> {
@@ -492,36 +494,38 @@ impl Tx for SqliteTx<'_> {
             .iter()
             .map(|(k, v)| (&*k.tier, &*k.pool, k.counter.code(), v.0))
             .chain((deltas.admissions > 0).then_some(admissions));
-        let mut posting = self.conn.prepare_cached(
-            "INSERT INTO accumulator_postings (region, person_id, settlement_id, year, tier, pool, \
-            counter, delta) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
-        let mut total = self.conn.prepare_cached(
-            "INSERT INTO accumulators (region, person_id, year, tier, pool, counter, value) VALUES \
-            (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (region, person_id, year, tier, pool, \
-            counter) DO UPDATE SET value = value + excluded.value",
-        )?;
-        for (tier, pool, counter, value) in entries {
-            let delta = value * sign;
-            posting.execute(params![
-                key.region_text(),
-                key.person_id,
-                settlement_id,
-                year,
-                tier,
-                pool,
-                counter,
-                delta
-            ])?;
-            total.execute(params![
-                key.region_text(),
-                key.person_id,
-                year,
-                tier,
-                pool,
-                counter,
-                delta
-            ])?;
+        let year = i64::from(year);
+        let rows: Vec<(&str, &str, &str, i64)> = entries
+            .map(|(tier, pool, counter, value)| (tier, pool, counter, value * sign))
+            .collect();
+        let (region_text, person_id) = (&key.region_text(), &key.person_id);
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 4 + 4);
+            values.extend([region_text as &dyn rusqlite::ToSql, person_id, &settlement_id, &year]);
+            for (tier, pool, counter, delta) in chunk {
+                values.extend([tier as &dyn rusqlite::ToSql, pool, counter, delta]);
+            }
+            let postings = multi_row_insert(
+                Dialect::Sqlite,
+                "INSERT INTO accumulator_postings (region, person_id, settlement_id, year, tier, \
+                pool, counter, delta)",
+                &[Shared(1), Shared(2), Shared(3), Shared(4), Each(0), Each(1), Each(2), Each(3)],
+                chunk.len(),
+                "",
+            );
+            self.conn.prepare_cached(&postings)?.execute(values.as_slice())?;
+            // The counters of one settlement are distinct: no row is updated twice in one
+            // statement. The same values, with the year in place of the settlement id.
+            values.drain(2..3);
+            let totals = multi_row_insert(
+                Dialect::Sqlite,
+                "INSERT INTO accumulators (region, person_id, year, tier, pool, counter, value)",
+                &[Shared(1), Shared(2), Shared(3), Each(0), Each(1), Each(2), Each(3)],
+                chunk.len(),
+                " ON CONFLICT (region, person_id, year, tier, pool, counter) \
+                DO UPDATE SET value = value + excluded.value",
+            );
+            self.conn.prepare_cached(&totals)?.execute(values.as_slice())?;
         }
         Ok(())
     }
@@ -786,21 +790,32 @@ impl Tx for SqliteTx<'_> {
 
     fn insert_postings(&mut self, row: &SettlementRow, postings: &[Posting]) -> Result<()> {
         onestop_ledger::assert_balanced(postings);
-        let mut statement = self.conn.prepare_cached(
-            "INSERT INTO ledger (region, person_id, settlement_id, posting_no, account, amount, \
-            institution_id, booked_on) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
-        for (index, posting) in postings.iter().enumerate() {
-            statement.execute(params![
-                row.key.region_text(),
-                row.key.person_id,
-                row.settlement_id,
-                index as i64,
-                posting.account.code(),
-                posting.amount.0,
-                row.institution_id,
-                row.booked_on.to_string()
-            ])?;
+        let (region_text, booked_on) = (row.key.region_text(), row.booked_on.to_string());
+        let rows: Vec<(i64, String, i64)> = postings
+            .iter()
+            .enumerate()
+            .map(|(number, posting)| (number as i64, posting.account.code(), posting.amount.0))
+            .collect();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = multi_row_insert(
+                Dialect::Sqlite,
+                "INSERT INTO ledger (region, person_id, settlement_id, posting_no, account, \
+                amount, institution_id, booked_on)",
+                &[Shared(1), Shared(2), Shared(3), Each(0), Each(1), Each(2), Shared(4), Shared(5)],
+                chunk.len(),
+                "",
+            );
+            let mut values: Vec<&dyn rusqlite::ToSql> = vec![
+                &region_text,
+                &row.key.person_id,
+                &row.settlement_id,
+                &row.institution_id,
+                &booked_on,
+            ];
+            for (number, account, amount) in chunk {
+                values.extend([number as &dyn rusqlite::ToSql, account, amount]);
+            }
+            self.conn.prepare_cached(&sql)?.execute(values.as_slice())?;
         }
         Ok(())
     }
