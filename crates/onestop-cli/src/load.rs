@@ -261,8 +261,9 @@ async fn load(args: &LoadArgs) -> Result<(), String> {
     let (agency, tokens, people, mut server): (String, Vec<String>, _, Server) =
         seed_region(&database, &args.policies, args.people, 24).await?;
     let offered = usize::try_from(u64::from(args.rate) * args.seconds).unwrap_or(usize::MAX);
+    // The open loop takes `offered` visits; the closed loop the rest, enough for 5× the rate.
     let mut work =
-        prepare(&server.api, &tokens, &people, offered * 4, args.clients.min(32), None).await?;
+        prepare(&server.api, &tokens, &people, offered * 6, args.clients.min(32), None).await?;
     let first: Vec<Ready> = work.drain(..offered.min(work.len())).collect();
     println!(
         "\nonestop load — {} store, {} clients on loopback",

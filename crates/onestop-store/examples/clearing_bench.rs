@@ -144,8 +144,9 @@ fn load(path: &std::path::Path, count: u64) {
             .prepare(
                 "INSERT INTO settlements (region, person_id, settlement_id, visit_id, \
                  institution_id, treatment_region, visit_type, reverses, date_of_service, \
-                 booked_on, booked_at, total, fund_total, personal_account, cash, result) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?9, ?10, ?11, ?12, ?13, '{}')",
+                 booked_on, booked_at, total, fund_total, personal_account, cash, result, \
+                 postings, counters) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?9, ?10, \
+                 ?11, ?12, ?13, '{}', '[]', '[]')",
             )
             .expect("prepare");
         let mut random = Random(7);

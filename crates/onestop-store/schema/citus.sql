@@ -4,14 +4,15 @@
 --
 -- Every per-person table is distributed by person_id and colocated with `persons`, so all the
 -- rows one settlement reads and writes (person, enrolment, assistance, visit, lines,
--- settlement, ledger, accumulator postings, accumulators, idempotency record, audit) live on
+-- settlement with its journal entry, accumulators, idempotency record, audit) live on
 -- one shard and the settlement commits as a single-shard transaction. Every primary and unique
 -- key includes person_id, as Citus requires. Person ids are unique across regions within one
 -- deployment of the national platform, so distributing by person_id alone spreads regions'
 -- people evenly while keeping each person's rows together. The national interface's message log
 -- and sessions are distributed by institution: a settlement made through that interface also
 -- writes its message to the institution's shard (a two-shard transaction); through /v1 it stays
--- on the person's shard alone.
+-- on the person's shard alone. The journal views (`ledger`, `accumulator_postings`) read the
+-- settlements' rows; Citus propagates views over distributed tables.
 
 SELECT create_reference_table('institutions');
 SELECT create_reference_table('assistance_imports');
@@ -24,8 +25,6 @@ SELECT create_distributed_table('assistance', 'person_id', colocate_with => 'per
 SELECT create_distributed_table('visits', 'person_id', colocate_with => 'persons');
 SELECT create_distributed_table('fee_lines', 'person_id', colocate_with => 'persons');
 SELECT create_distributed_table('settlements', 'person_id', colocate_with => 'persons');
-SELECT create_distributed_table('ledger', 'person_id', colocate_with => 'persons');
-SELECT create_distributed_table('accumulator_postings', 'person_id', colocate_with => 'persons');
 SELECT create_distributed_table('accumulators', 'person_id', colocate_with => 'persons');
 SELECT create_distributed_table('idempotency', 'person_id', colocate_with => 'persons');
 SELECT create_distributed_table('audit_log', 'person_id', colocate_with => 'persons');

@@ -1,10 +1,10 @@
--- onestop schema, version 1 (PostgreSQL; the SQLite schema is the same tables and keys).
+-- onestop schema, version 2 (PostgreSQL; the SQLite schema is the same tables and keys).
 --
 -- Every table a settlement writes is keyed first by (region, person_id), the distribution key:
 -- on Citus they are distributed by person_id and colocated, and one settlement is a single-shard
 -- transaction (citus.sql). Money is BIGINT fen; dates are ISO text; booleans are 0/1 integers,
--- so that both stores read the same rows. The ledger and the accumulator postings are
--- append-only: nothing ever updates or deletes them.
+-- so that both stores read the same rows. The journal (the ledger and the accumulator postings,
+-- inside the settlement rows) is append-only: nothing ever updates or deletes a settlement.
 
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 
@@ -116,6 +116,11 @@ CREATE TABLE IF NOT EXISTS settlements (
     personal_account BIGINT NOT NULL,
     cash BIGINT NOT NULL,
     result TEXT NOT NULL,
+    -- Its journal entry: the balanced postings, [["account", fen], ...] in order, and what it
+    -- added to the person's counters of the year of service, [["tier", "pool", "counter",
+    -- delta], ...] (read through the `ledger` and `accumulator_postings` views below).
+    postings TEXT NOT NULL,
+    counters TEXT NOT NULL,
     PRIMARY KEY (region, person_id, settlement_id)
 );
 -- A settlement is reversed at most once.
@@ -123,38 +128,27 @@ CREATE UNIQUE INDEX IF NOT EXISTS settlements_one_reversal
     ON settlements (region, person_id, reverses) WHERE reverses IS NOT NULL;
 -- One index serves an institution's day (reconciliation) and clearing and statistics (a
 -- month of days), covering the columns clearing reads (an index-only scan once vacuumed).
--- (Version 1 had two; dropped on open.)
-DROP INDEX IF EXISTS settlements_by_institution_day;
-DROP INDEX IF EXISTS settlements_for_clearing;
 CREATE INDEX IF NOT EXISTS settlements_by_day ON settlements (booked_on, institution_id) INCLUDE
     (region, treatment_region, visit_type, reverses, total, fund_total, personal_account, cash);
 
--- The journal: balanced postings per settlement; a reversal posts the negation.
-CREATE TABLE IF NOT EXISTS ledger (
-    region TEXT NOT NULL,
-    person_id TEXT NOT NULL,
-    settlement_id TEXT NOT NULL,
-    posting_no INTEGER NOT NULL,
-    account TEXT NOT NULL,
-    amount BIGINT NOT NULL,
-    institution_id TEXT NOT NULL,
-    booked_on TEXT NOT NULL,
-    PRIMARY KEY (region, person_id, settlement_id, posting_no)
-);
-CREATE INDEX IF NOT EXISTS ledger_by_institution_day ON ledger (institution_id, booked_on);
+-- The journal: balanced postings per settlement; a reversal posts the negation. Each entry is
+-- kept inside its settlement's row, which is only ever inserted: append-only by construction,
+-- and on Citus on the settlement's shard. These views read it as rows.
+CREATE OR REPLACE VIEW ledger AS
+    SELECT s.region, s.person_id, s.settlement_id, (p.ordinality - 1)::INTEGER AS posting_no,
+        p.element ->> 0 AS account, (p.element ->> 1)::BIGINT AS amount, s.institution_id,
+        s.booked_on
+    FROM settlements s
+    CROSS JOIN LATERAL jsonb_array_elements(s.postings::JSONB) WITH ORDINALITY AS p(element,
+        ordinality);
 
 -- What each settlement added to the accumulators; the accumulators are their running sum.
-CREATE TABLE IF NOT EXISTS accumulator_postings (
-    region TEXT NOT NULL,
-    person_id TEXT NOT NULL,
-    settlement_id TEXT NOT NULL,
-    year INTEGER NOT NULL,
-    tier TEXT NOT NULL,
-    pool TEXT NOT NULL,
-    counter TEXT NOT NULL,
-    delta BIGINT NOT NULL,
-    PRIMARY KEY (region, person_id, settlement_id, tier, pool, counter)
-);
+CREATE OR REPLACE VIEW accumulator_postings AS
+    SELECT s.region, s.person_id, s.settlement_id,
+        substr(s.date_of_service, 1, 4)::INTEGER AS year, c.element ->> 0 AS tier,
+        c.element ->> 1 AS pool, c.element ->> 2 AS counter, (c.element ->> 3)::BIGINT AS delta
+    FROM settlements s
+    CROSS JOIN LATERAL jsonb_array_elements(s.counters::JSONB) AS c(element);
 
 CREATE TABLE IF NOT EXISTS accumulators (
     region TEXT NOT NULL,
@@ -292,5 +286,5 @@ CREATE TABLE IF NOT EXISTS nhsa_keys (
     sm2_public_key TEXT
 );
 
--- The schema's version, written once; a later version migrates from it.
-INSERT INTO schema_version (version) SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM schema_version);
+-- The schema's version, written once; a later version migrates from it (migrate_v1.sql).
+INSERT INTO schema_version (version) SELECT 2 WHERE NOT EXISTS (SELECT 1 FROM schema_version);

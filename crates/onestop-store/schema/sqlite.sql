@@ -1,4 +1,4 @@
--- onestop schema, version 1 (SQLite; the PostgreSQL schema is the same tables and keys).
+-- onestop schema, version 2 (SQLite; the PostgreSQL schema is the same tables and keys).
 --
 -- Per-person tables are WITHOUT ROWID: a row lives in its primary key's B-tree, so an insert
 -- dirties one page instead of two (the table's and the key's). A settlement touches a dozen
@@ -7,8 +7,8 @@
 -- Every table a settlement writes is keyed first by (region, person_id), the distribution key:
 -- on Citus they are distributed by person_id and colocated, and one settlement is a single-shard
 -- transaction (citus.sql). Money is BIGINT fen; dates are ISO text; booleans are 0/1 integers,
--- so that both stores read the same rows. The ledger and the accumulator postings are
--- append-only: nothing ever updates or deletes them.
+-- so that both stores read the same rows. The journal (the ledger and the accumulator postings,
+-- inside the settlement rows) is append-only: nothing ever updates or deletes a settlement.
 
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 
@@ -121,6 +121,11 @@ CREATE TABLE IF NOT EXISTS settlements (
     cash BIGINT NOT NULL,
     -- The settlement's JSON with its explanation, LZ4-compressed (its length first).
     result BLOB NOT NULL,
+    -- Its journal entry: the balanced postings, [["account", fen], ...] in order, and what it
+    -- added to the person's counters of the year of service, [["tier", "pool", "counter",
+    -- delta], ...] (read through the `ledger` and `accumulator_postings` views below).
+    postings TEXT NOT NULL,
+    counters TEXT NOT NULL,
     PRIMARY KEY (region, person_id, settlement_id)
 );
 -- A settlement is reversed at most once.
@@ -129,37 +134,27 @@ CREATE UNIQUE INDEX IF NOT EXISTS settlements_one_reversal
 -- One index serves an institution's day (reconciliation: day and institution, a prefix) and
 -- clearing and statistics (a month of days), covering the columns clearing reads so that its
 -- scan stays off the wide rows (the stored result). One index, not two: each is one more page
--- written at a random place by every settlement. (Version 1 had two; dropped on open.)
-DROP INDEX IF EXISTS settlements_by_institution_day;
-DROP INDEX IF EXISTS settlements_for_clearing;
+-- written at a random place by every settlement.
 CREATE INDEX IF NOT EXISTS settlements_by_day ON settlements (booked_on, institution_id, region,
     treatment_region, visit_type, reverses, total, fund_total, personal_account, cash);
 
--- The journal: balanced postings per settlement; a reversal posts the negation.
-CREATE TABLE IF NOT EXISTS ledger (
-    region TEXT NOT NULL,
-    person_id TEXT NOT NULL,
-    settlement_id TEXT NOT NULL,
-    posting_no INTEGER NOT NULL,
-    account TEXT NOT NULL,
-    amount BIGINT NOT NULL,
-    institution_id TEXT NOT NULL,
-    booked_on TEXT NOT NULL,
-    PRIMARY KEY (region, person_id, settlement_id, posting_no)
-) WITHOUT ROWID;
+-- The journal: balanced postings per settlement; a reversal posts the negation. Each entry is
+-- kept inside its settlement's row, which is only ever inserted, so the journal is append-only
+-- by construction and one settlement writes its entry where it writes its row (version 1 kept
+-- it in two tables of its own, keyed by person: two more pages at random places a settlement,
+-- a fifth of the writer's time). These views read it as rows.
+CREATE VIEW IF NOT EXISTS ledger (region, person_id, settlement_id, posting_no, account, amount,
+    institution_id, booked_on) AS
+    SELECT s.region, s.person_id, s.settlement_id, p.key, p.value ->> 0, p.value ->> 1,
+        s.institution_id, s.booked_on
+    FROM settlements s, json_each(s.postings) p;
 
 -- What each settlement added to the accumulators; the accumulators are their running sum.
-CREATE TABLE IF NOT EXISTS accumulator_postings (
-    region TEXT NOT NULL,
-    person_id TEXT NOT NULL,
-    settlement_id TEXT NOT NULL,
-    year INTEGER NOT NULL,
-    tier TEXT NOT NULL,
-    pool TEXT NOT NULL,
-    counter TEXT NOT NULL,
-    delta BIGINT NOT NULL,
-    PRIMARY KEY (region, person_id, settlement_id, tier, pool, counter)
-) WITHOUT ROWID;
+CREATE VIEW IF NOT EXISTS accumulator_postings (region, person_id, settlement_id, year, tier,
+    pool, counter, delta) AS
+    SELECT s.region, s.person_id, s.settlement_id, CAST(substr(s.date_of_service, 1, 4) AS
+        INTEGER), c.value ->> 0, c.value ->> 1, c.value ->> 2, c.value ->> 3
+    FROM settlements s, json_each(s.counters) c;
 
 CREATE TABLE IF NOT EXISTS accumulators (
     region TEXT NOT NULL,
@@ -297,5 +292,5 @@ CREATE TABLE IF NOT EXISTS nhsa_keys (
     sm2_public_key TEXT
 );
 
--- The schema's version, written once; a later version migrates from it.
-INSERT INTO schema_version (version) SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM schema_version);
+-- The schema's version, written once; a later version migrates from it (migrate_v1.sql).
+INSERT INTO schema_version (version) SELECT 2 WHERE NOT EXISTS (SELECT 1 FROM schema_version);

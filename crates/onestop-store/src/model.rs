@@ -381,3 +381,62 @@ pub struct StoredResponse {
     pub status: u16,
     pub body: String,
 }
+
+/// A settlement's journal entry, kept inside its row: the balanced postings, and what it adds to
+/// the person's counters of the year of service (`sign` = 1 for a settlement, -1 for its
+/// reversal). Both stores write it as the same JSON text (`postings`, `counters` columns) and
+/// read it back as rows through the `ledger` and `accumulator_postings` views.
+pub struct Journal<'a> {
+    pub postings: &'a [onestop_ledger::Posting],
+    pub year: i16,
+    pub deltas: &'a onestop_core::Deltas,
+    pub sign: i64,
+}
+
+impl Journal<'_> {
+    /// `[["account", fen], ...]`, in posting order.
+    pub(crate) fn postings_json(&self) -> String {
+        onestop_ledger::assert_balanced(self.postings);
+        let rows: Vec<(String, i64)> =
+            self.postings.iter().map(|p| (p.account.code(), p.amount.0)).collect();
+        serde_json::to_string(&rows).expect("strings and integers serialize")
+    }
+
+    /// `[["tier", "pool", "counter", delta], ...]`, admissions as the counter `_/_/admissions`.
+    pub(crate) fn counters_json(&self) -> String {
+        serde_json::to_string(&self.counters()).expect("strings and integers serialize")
+    }
+
+    /// Each counter the entry moves, with its signed delta.
+    pub(crate) fn counters(&self) -> Vec<(&str, &str, &str, i64)> {
+        let admissions =
+            (ADMISSIONS.0, ADMISSIONS.1, ADMISSIONS.2, i64::from(self.deltas.admissions));
+        self.deltas
+            .entries
+            .iter()
+            .map(|(k, v)| (&*k.tier, &*k.pool, k.counter.code(), v.0))
+            .chain((self.deltas.admissions > 0).then_some(admissions))
+            .map(|(tier, pool, counter, delta)| (tier, pool, counter, delta * self.sign))
+            .collect()
+    }
+}
+
+/// The key of a counter row; admissions are kept as a counter of the pseudo-tier `_`.
+pub(crate) const ADMISSIONS: (&str, &str, &str) = ("_", "_", "admissions");
+
+/// A stored journal's postings, `[["account", fen], ...]`, back as postings.
+pub(crate) fn postings_from_json(
+    settlement_id: &str,
+    json: &str,
+) -> crate::tx::Result<Vec<onestop_ledger::Posting>> {
+    let corrupt = |what: String| crate::tx::StoreError::Corrupt(format!("{settlement_id}: {what}"));
+    let rows: Vec<(String, i64)> =
+        serde_json::from_str(json).map_err(|e| corrupt(format!("postings: {e}")))?;
+    rows.into_iter()
+        .map(|(account, amount)| {
+            let parsed = onestop_ledger::Account::parse(&account)
+                .ok_or_else(|| corrupt(format!("account `{account}`")))?;
+            Ok(onestop_ledger::Posting { account: parsed, amount: Fen(amount) })
+        })
+        .collect()
+}

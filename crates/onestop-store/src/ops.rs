@@ -11,8 +11,8 @@ use onestop_core::accumulators::Deltas;
 use onestop_core::{Claim, Date, Line, Person, PolicyBook};
 
 use crate::model::{
-    IdKind, Institution, PersonKey, PersonRow, Role, SettlementRow, StoredResponse, VisitRow,
-    VisitStatus, make_id, parse_id,
+    IdKind, Institution, Journal, PersonKey, PersonRow, Role, SettlementRow, StoredResponse,
+    VisitRow, VisitStatus, make_id, parse_id,
 };
 use crate::tx::{Result, Tx};
 
@@ -324,9 +324,10 @@ fn settle_visit(
         result: dto_json,
     };
     let postings = onestop_ledger::postings(&settlement);
-    tx.insert_settlement(&row)?;
-    tx.insert_postings(&row, &postings)?;
-    tx.post_accumulators(key, &settlement_id, ytd.year, &settlement.deltas, 1)?;
+    let journal =
+        Journal { postings: &postings, year: ytd.year, deltas: &settlement.deltas, sign: 1 };
+    tx.insert_settlement(&row, &journal)?;
+    tx.add_to_accumulators(key, &journal)?;
     tx.set_account_balance(key, person.account_balance - settlement.personal_account)?;
     tx.set_visit_status(key, visit_id, VisitStatus::Settled)?;
     Ok(Ok(fresh_record_json(&row, None, &row.result)))
@@ -511,9 +512,9 @@ fn reverse(
     };
     let postings = onestop_ledger::reversal(&tx.postings(key, settlement_id)?);
     let (year, deltas) = deltas_of(&dto)?;
-    tx.insert_settlement(&row)?;
-    tx.insert_postings(&row, &postings)?;
-    tx.post_accumulators(key, &reversal_id, year, &deltas, -1)?;
+    let journal = Journal { postings: &postings, year, deltas: &deltas, sign: -1 };
+    tx.insert_settlement(&row, &journal)?;
+    tx.add_to_accumulators(key, &journal)?;
     tx.set_account_balance(key, person.account_balance + original.personal_account)?;
     tx.set_visit_status(key, &original.visit_id, VisitStatus::Open)?;
     // The original's JSON, parsed by `stored_dto` above.

@@ -26,6 +26,7 @@ pub const POOL_IDLE_MIN: u32 = 2;
 pub const POOL_WAIT_MAX: Duration = Duration::from_secs(10);
 
 const SCHEMA: &str = include_str!("../schema/postgres.sql");
+const MIGRATE_V1: &str = include_str!("../schema/postgres_migrate_v1.sql");
 const CITUS: &str = include_str!("../schema/citus.sql");
 /// Serializes the schema setup of stores opening at once (`pg_advisory_xact_lock`); an
 /// arbitrary key, the ASCII of "onestop".
@@ -178,12 +179,19 @@ fn run<T>(
         .unwrap_or_else(|_| Err(StoreError::Corrupt(format!("an invariant failed while {doing}"))))
 }
 
-/// Creates what is missing of the schema, then distributes it where Citus is installed.
+/// Migrates an older database and creates what is missing of the schema (one transaction),
+/// then distributes it where Citus is installed.
 fn apply_schema(pool: &Pool) -> Result<()> {
     let mut connection = pool.get()?;
     let client = &mut connection.client;
     let mut transaction = client.transaction()?;
     transaction.batch_execute(SCHEMA_LOCK)?;
+    // Version 1 is the only one with a table named `ledger` (a view since version 2).
+    let v1 = "SELECT EXISTS (SELECT 1 FROM information_schema.tables WHERE table_schema = \
+        current_schema() AND table_name = 'ledger' AND table_type = 'BASE TABLE')";
+    if transaction.query_one(v1, &[])?.try_get::<_, bool>(0)? {
+        transaction.batch_execute(MIGRATE_V1)?;
+    }
     transaction.batch_execute(SCHEMA)?;
     transaction.commit()?;
 

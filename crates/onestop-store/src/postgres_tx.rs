@@ -9,19 +9,18 @@
 use ::postgres::types::ToSql;
 use ::postgres::{Row, Transaction};
 use onestop_core::{
-    Accumulators, AssistanceCategory, Category, Date, Deltas, Fen, HospitalLevel, Line, Region,
-    VisitType,
+    Accumulators, AssistanceCategory, Category, Date, Fen, HospitalLevel, Line, Region, VisitType,
 };
 use onestop_ledger::Posting;
 
 use crate::model::{
-    AssistanceEntry, Enrolment, Institution, LineOrigin, NhsaKeys, NhsaMessage, PersonKey,
-    PersonRow, SettlementRow, StoredResponse, VisitRow, VisitStatus,
+    AssistanceEntry, Enrolment, Institution, Journal, LineOrigin, NhsaKeys, NhsaMessage, PersonKey,
+    PersonRow, SettlementRow, StoredResponse, VisitRow, VisitStatus, postings_from_json,
 };
 use crate::sqlite_tx::{
-    ADMISSIONS, CLEARING_COLUMNS, SETTLEMENT_COLUMNS, VISITOR_COLUMNS, WINDOW_COLUMNS, add_counter,
-    clearing_entry, corrupt, date, institution_from, line_from, posting_from, region,
-    settlement_row, time_text, visitor_from, visitor_texts, window_from,
+    CLEARING_COLUMNS, SETTLEMENT_COLUMNS, VISITOR_COLUMNS, WINDOW_COLUMNS, add_counter,
+    clearing_entry, corrupt, date, institution_from, line_from, region, settlement_row, time_text,
+    visitor_from, visitor_texts, window_from,
 };
 use crate::tx::{NewAssistance, Result, StoreError, Tx};
 
@@ -355,40 +354,16 @@ impl Tx for PgTx<'_, '_> {
         Ok(accumulators)
     }
 
-    fn post_accumulators(
-        &mut self,
-        key: &PersonKey,
-        settlement_id: &str,
-        year: i16,
-        deltas: &Deltas,
-        sign: i64,
-    ) -> Result<()> {
-        let admissions = (ADMISSIONS.0, ADMISSIONS.1, ADMISSIONS.2, i64::from(deltas.admissions));
-        let entries = deltas
-            .entries
-            .iter()
-            .map(|(k, v)| (&*k.tier, &*k.pool, k.counter.code(), v.0))
-            .chain((deltas.admissions > 0).then_some(admissions));
-        let year = i32::from(year);
-        let rows: Vec<(&str, &str, &str, i64)> = entries
-            .map(|(tier, pool, counter, value)| (tier, pool, counter, value * sign))
-            .collect();
+    fn add_to_accumulators(&mut self, key: &PersonKey, journal: &Journal<'_>) -> Result<()> {
+        let year = i32::from(journal.year);
         let (region_text, person_id) = (&key.region_text(), &key.person_id);
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let postings = multi_row_insert(
-                "INSERT INTO accumulator_postings (region, person_id, settlement_id, year, tier, \
-                pool, counter, delta)",
-                &[Shared(1), Shared(2), Shared(3), Shared(4), Each(0), Each(1), Each(2), Each(3)],
-                chunk.len(),
-                "",
-            );
-            let mut values: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 4);
+        for chunk in journal.counters().chunks(ROWS_PER_STATEMENT) {
+            let mut values: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 4 + 3);
+            values.extend([region_text as &(dyn ToSql + Sync), person_id, &year]);
             for (tier, pool, counter, delta) in chunk {
                 values.extend([tier as &(dyn ToSql + Sync), pool, counter, delta]);
             }
-            let shared: [&(dyn ToSql + Sync); 4] = [region_text, person_id, &settlement_id, &year];
-            self.execute(&postings, &[&shared[..], &values].concat())?;
-            // The settlement's counters are distinct, so no row is updated twice in one statement.
+            // The counters of one entry are distinct: no row is updated twice in one statement.
             let totals = multi_row_insert(
                 "INSERT INTO accumulators (region, person_id, year, tier, pool, counter, value)",
                 &[Shared(1), Shared(2), Shared(3), Each(0), Each(1), Each(2), Each(3)],
@@ -396,8 +371,7 @@ impl Tx for PgTx<'_, '_> {
                 " ON CONFLICT (region, person_id, year, tier, pool, counter) \
                 DO UPDATE SET value = accumulators.value + EXCLUDED.value",
             );
-            let shared: [&(dyn ToSql + Sync); 3] = [region_text, person_id, &year];
-            self.execute(&totals, &[&shared[..], &values].concat())?;
+            self.execute(&totals, &values)?;
         }
         Ok(())
     }
@@ -581,12 +555,14 @@ impl Tx for PgTx<'_, '_> {
         Ok(rows.into_iter().next())
     }
 
-    fn insert_settlement(&mut self, row: &SettlementRow) -> Result<()> {
+    fn insert_settlement(&mut self, row: &SettlementRow, journal: &Journal<'_>) -> Result<()> {
+        assert_eq!(journal.year, row.date_of_service.year(), "counters of the year of service");
         let sql = format!(
-            "INSERT INTO settlements ({SETTLEMENT_COLUMNS}) \
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+            "INSERT INTO settlements ({SETTLEMENT_COLUMNS}, postings, counters) VALUES ($1, $2, \
+            $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
         );
         let treatment_region = row.treatment_region.to_string();
+        let (postings, counters) = (journal.postings_json(), journal.counters_json());
         self.execute(
             sql.as_str(),
             &[
@@ -606,6 +582,8 @@ impl Tx for PgTx<'_, '_> {
                 &row.personal_account.0,
                 &row.cash.0,
                 &row.reverses,
+                &postings,
+                &counters,
             ],
         )?;
         Ok(())
@@ -622,48 +600,16 @@ impl Tx for PgTx<'_, '_> {
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
-    fn insert_postings(&mut self, row: &SettlementRow, postings: &[Posting]) -> Result<()> {
-        onestop_ledger::assert_balanced(postings);
-        let (region_text, booked_on) = (row.key.region_text(), row.booked_on.to_string());
-        let rows = postings
-            .iter()
-            .enumerate()
-            .map(|(index, posting)| {
-                Ok((int4("posting number", index)?, posting.account.code(), posting.amount.0))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let sql = multi_row_insert(
-                "INSERT INTO ledger (region, person_id, settlement_id, posting_no, account, \
-                amount, institution_id, booked_on)",
-                &[Shared(1), Shared(2), Shared(3), Each(0), Each(1), Each(2), Shared(4), Shared(5)],
-                chunk.len(),
-                "",
-            );
-            let mut params: Vec<&(dyn ToSql + Sync)> = vec![
-                &region_text,
-                &row.key.person_id,
-                &row.settlement_id,
-                &row.institution_id,
-                &booked_on,
-            ];
-            for (posting_no, account, amount) in chunk {
-                params.extend([posting_no as &(dyn ToSql + Sync), account, amount]);
-            }
-            self.execute(&sql, &params)?;
-        }
-        Ok(())
-    }
-
     fn postings(&mut self, key: &PersonKey, settlement_id: &str) -> Result<Vec<Posting>> {
-        let rows = self.query(
-            "SELECT account, amount FROM ledger WHERE region = $1 AND person_id = $2 \
-            AND settlement_id = $3 ORDER BY posting_no",
+        let row = self.query_opt(
+            "SELECT postings FROM settlements WHERE region = $1 AND person_id = $2 \
+            AND settlement_id = $3",
             &[&key.region_text(), &key.person_id, &settlement_id],
         )?;
-        rows.iter()
-            .map(|row| posting_from(&row.try_get::<_, String>(0)?, row.try_get(1)?))
-            .collect()
+        match row {
+            Some(row) => postings_from_json(settlement_id, &row.try_get::<_, String>(0)?),
+            None => Ok(Vec::new()),
+        }
     }
 
     fn idempotency(
@@ -1090,15 +1036,17 @@ impl Tx for PgTx<'_, '_> {
         day: Date,
     ) -> Result<Vec<(String, Posting)>> {
         let rows = self.query(
-            "SELECT settlement_id, account, amount FROM ledger WHERE institution_id = $1 \
-            AND booked_on = $2 ORDER BY settlement_id COLLATE \"C\", posting_no",
+            "SELECT settlement_id, postings FROM settlements WHERE institution_id = $1 \
+            AND booked_on = $2 ORDER BY settlement_id COLLATE \"C\"",
             &[&institution_id, &day.to_string()],
         )?;
-        rows.iter()
-            .map(|row| {
-                let account: String = row.try_get(1)?;
-                Ok((row.try_get(0)?, posting_from(&account, row.try_get(2)?)?))
-            })
-            .collect()
+        let mut postings = Vec::new();
+        for row in &rows {
+            let id: String = row.try_get(0)?;
+            for posting in postings_from_json(&id, &row.try_get::<_, String>(1)?)? {
+                postings.push((id.clone(), posting));
+            }
+        }
+        Ok(postings)
     }
 }

@@ -24,6 +24,7 @@ pub const WRITE_QUEUE_MAX: usize = 4096;
 pub const READERS_MAX: usize = 4;
 
 const SCHEMA: &str = include_str!("../schema/sqlite.sql");
+const MIGRATE_V1: &str = include_str!("../schema/sqlite_migrate_v1.sql");
 
 /// A request for the writer: run inside the group's transaction, then told how the commit went.
 trait Job: Send {
@@ -143,7 +144,7 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore> {
         let conn = Connection::open(path)?;
         configure(&conn)?;
-        conn.execute_batch(SCHEMA)?;
+        apply_schema(&conn)?;
         let (sender, receiver) = mpsc::sync_channel::<Box<dyn Job>>(WRITE_QUEUE_MAX);
         let alive = Arc::new(WriterShared::default());
         let watched = Arc::downgrade(&alive);
@@ -207,6 +208,28 @@ impl SqliteStore {
         })
         .await;
         joined.map_err(|_| StoreError::Corrupt("a read panicked".into()))?
+    }
+}
+
+/// Migrates an older database, then creates what is missing of the schema: all in one
+/// transaction, so that a failure leaves the file as it was.
+fn apply_schema(conn: &Connection) -> Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let applied = (|| -> rusqlite::Result<()> {
+        // Version 1 is the only one with a table named `ledger` (a view since version 2).
+        let v1 = "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = \
+            'ledger')";
+        if conn.query_row(v1, [], |row| row.get::<_, bool>(0))? {
+            conn.execute_batch(MIGRATE_V1)?;
+        }
+        conn.execute_batch(SCHEMA)
+    })();
+    match applied {
+        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
+        Err(error) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(error.into())
+        }
     }
 }
 

@@ -5,15 +5,16 @@ use std::sync::Arc;
 
 use onestop_core::accumulators::{AccumulatorKey, Counter};
 use onestop_core::{
-    Accumulators, AssistanceCategory, CatalogClass, Category, Date, Deltas, Fen, HospitalLevel,
-    Line, Quantity, Region, UnitPrice, VisitType,
+    Accumulators, AssistanceCategory, CatalogClass, Category, Date, Fen, HospitalLevel, Line,
+    Quantity, Region, UnitPrice, VisitType,
 };
-use onestop_ledger::{Account, Posting};
+use onestop_ledger::Posting;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::model::{
-    AssistanceEntry, Enrolment, Institution, LineOrigin, NhsaKeys, NhsaMessage, PersonKey,
-    PersonRow, Role, SettlementRow, StoredResponse, VisitRow, VisitStatus,
+    ADMISSIONS, AssistanceEntry, Enrolment, Institution, Journal, LineOrigin, NhsaKeys,
+    NhsaMessage, PersonKey, PersonRow, Role, SettlementRow, StoredResponse, VisitRow, VisitStatus,
+    postings_from_json,
 };
 use crate::multi_row::Column::{Each, Shared};
 use crate::multi_row::{Dialect, ROWS_PER_STATEMENT, multi_row_insert};
@@ -72,14 +73,6 @@ pub(crate) fn line_from(
         price_limit: limit.map(UnitPrice),
     })
 }
-
-pub(crate) fn posting_from(account: &str, amount: i64) -> Result<Posting> {
-    let account = Account::parse(account).ok_or_else(|| corrupt("account", account))?;
-    Ok(Posting { account, amount: Fen(amount) })
-}
-
-/// The key of a counter row; admissions are kept as a counter of the pseudo-tier `_`.
-pub(crate) const ADMISSIONS: (&str, &str, &str) = ("_", "_", "admissions");
 
 pub(crate) fn add_counter(
     acc: &mut Accumulators,
@@ -480,43 +473,16 @@ impl Tx for SqliteTx<'_> {
         Ok(accumulators)
     }
 
-    fn post_accumulators(
-        &mut self,
-        key: &PersonKey,
-        settlement_id: &str,
-        year: i16,
-        deltas: &Deltas,
-        sign: i64,
-    ) -> Result<()> {
-        let admissions = (ADMISSIONS.0, ADMISSIONS.1, ADMISSIONS.2, i64::from(deltas.admissions));
-        let entries = deltas
-            .entries
-            .iter()
-            .map(|(k, v)| (&*k.tier, &*k.pool, k.counter.code(), v.0))
-            .chain((deltas.admissions > 0).then_some(admissions));
-        let year = i64::from(year);
-        let rows: Vec<(&str, &str, &str, i64)> = entries
-            .map(|(tier, pool, counter, value)| (tier, pool, counter, value * sign))
-            .collect();
+    fn add_to_accumulators(&mut self, key: &PersonKey, journal: &Journal<'_>) -> Result<()> {
         let (region_text, person_id) = (&key.region_text(), &key.person_id);
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 4 + 4);
-            values.extend([region_text as &dyn rusqlite::ToSql, person_id, &settlement_id, &year]);
+        let year = i64::from(journal.year);
+        for chunk in journal.counters().chunks(ROWS_PER_STATEMENT) {
+            let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 4 + 3);
+            values.extend([region_text as &dyn rusqlite::ToSql, person_id, &year]);
             for (tier, pool, counter, delta) in chunk {
                 values.extend([tier as &dyn rusqlite::ToSql, pool, counter, delta]);
             }
-            let postings = multi_row_insert(
-                Dialect::Sqlite,
-                "INSERT INTO accumulator_postings (region, person_id, settlement_id, year, tier, \
-                pool, counter, delta)",
-                &[Shared(1), Shared(2), Shared(3), Shared(4), Each(0), Each(1), Each(2), Each(3)],
-                chunk.len(),
-                "",
-            );
-            self.conn.prepare_cached(&postings)?.execute(values.as_slice())?;
-            // The counters of one settlement are distinct: no row is updated twice in one
-            // statement. The same values, with the year in place of the settlement id.
-            values.drain(2..3);
+            // The counters of one entry are distinct: no row is updated twice in one statement.
             let totals = multi_row_insert(
                 Dialect::Sqlite,
                 "INSERT INTO accumulators (region, person_id, year, tier, pool, counter, value)",
@@ -748,11 +714,12 @@ impl Tx for SqliteTx<'_> {
         Ok(rows.into_iter().next())
     }
 
-    fn insert_settlement(&mut self, row: &SettlementRow) -> Result<()> {
+    fn insert_settlement(&mut self, row: &SettlementRow, journal: &Journal<'_>) -> Result<()> {
+        assert_eq!(journal.year, row.date_of_service.year(), "counters of the year of service");
         self.conn
             .prepare_cached(&format!(
-                "INSERT INTO settlements ({SETTLEMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, \
-                ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                "INSERT INTO settlements ({SETTLEMENT_COLUMNS}, postings, counters) VALUES (?1, \
+                ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
             ))?
             .execute(params![
                 row.key.region_text(),
@@ -770,7 +737,9 @@ impl Tx for SqliteTx<'_> {
                 row.fund_total.0,
                 row.personal_account.0,
                 row.cash.0,
-                row.reverses
+                row.reverses,
+                journal.postings_json(),
+                journal.counters_json(),
             ])?;
         Ok(())
     }
@@ -788,50 +757,15 @@ impl Tx for SqliteTx<'_> {
         Ok(found)
     }
 
-    fn insert_postings(&mut self, row: &SettlementRow, postings: &[Posting]) -> Result<()> {
-        onestop_ledger::assert_balanced(postings);
-        let (region_text, booked_on) = (row.key.region_text(), row.booked_on.to_string());
-        let rows: Vec<(i64, String, i64)> = postings
-            .iter()
-            .enumerate()
-            .map(|(number, posting)| (number as i64, posting.account.code(), posting.amount.0))
-            .collect();
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let sql = multi_row_insert(
-                Dialect::Sqlite,
-                "INSERT INTO ledger (region, person_id, settlement_id, posting_no, account, \
-                amount, institution_id, booked_on)",
-                &[Shared(1), Shared(2), Shared(3), Each(0), Each(1), Each(2), Shared(4), Shared(5)],
-                chunk.len(),
-                "",
-            );
-            let mut values: Vec<&dyn rusqlite::ToSql> = vec![
-                &region_text,
-                &row.key.person_id,
-                &row.settlement_id,
-                &row.institution_id,
-                &booked_on,
-            ];
-            for (number, account, amount) in chunk {
-                values.extend([number as &dyn rusqlite::ToSql, account, amount]);
-            }
-            self.conn.prepare_cached(&sql)?.execute(values.as_slice())?;
-        }
-        Ok(())
-    }
-
     fn postings(&mut self, key: &PersonKey, settlement_id: &str) -> Result<Vec<Posting>> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT posting_no, account, amount FROM ledger WHERE region = ?1 AND person_id = ?2 \
-            AND settlement_id = ?3",
+            "SELECT postings FROM settlements WHERE region = ?1 AND person_id = ?2 AND \
+            settlement_id = ?3",
         )?;
-        let mut rows = statement
-            .query_map(params![key.region_text(), key.person_id, settlement_id], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.sort_by_key(|row| row.0);
-        rows.iter().map(|(_, account, amount)| posting_from(account, *amount)).collect()
+        let json: Option<String> = statement
+            .query_row(params![key.region_text(), key.person_id, settlement_id], |r| r.get(0))
+            .optional()?;
+        json.map_or(Ok(Vec::new()), |json| postings_from_json(settlement_id, &json))
     }
 
     fn idempotency(
@@ -1286,19 +1220,22 @@ impl Tx for SqliteTx<'_> {
         day: Date,
     ) -> Result<Vec<(String, Posting)>> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT l.settlement_id, l.account, l.amount FROM settlements s JOIN ledger l ON \
-            l.region = s.region AND l.person_id = s.person_id AND l.settlement_id = \
-            s.settlement_id WHERE s.institution_id = ?1 AND s.booked_on = ?2 \
-            ORDER BY l.settlement_id, l.posting_no",
+            "SELECT settlement_id, postings FROM settlements WHERE institution_id = ?1 AND \
+            booked_on = ?2",
         )?;
-        let rows = statement
+        let mut rows = statement
             .query_map(params![institution_id, day.to_string()], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.into_iter()
-            .map(|(id, account, amount)| Ok((id, posting_from(&account, amount)?)))
-            .collect()
+        rows.sort_unstable();
+        let mut postings = Vec::new();
+        for (id, json) in rows {
+            for posting in postings_from_json(&id, &json)? {
+                postings.push((id.clone(), posting));
+            }
+        }
+        Ok(postings)
     }
 }
 

@@ -2,12 +2,12 @@
 //! these; `sqlite` and `postgres` implement them in their dialects. A `Tx` is always inside a
 //! transaction: nothing it writes is visible until the caller commits, and an error aborts it.
 
-use onestop_core::{Accumulators, Date, Deltas, Fen, Line};
+use onestop_core::{Accumulators, Date, Fen, Line};
 use onestop_ledger::Posting;
 
 use crate::model;
 use crate::model::{
-    AssistanceEntry, Enrolment, Institution, LineOrigin, NhsaKeys, NhsaMessage, PersonKey,
+    AssistanceEntry, Enrolment, Institution, Journal, LineOrigin, NhsaKeys, NhsaMessage, PersonKey,
     PersonRow, SettlementRow, StoredResponse, VisitRow, VisitStatus,
 };
 
@@ -74,16 +74,9 @@ pub trait Tx {
     ) -> Result<()>;
 
     fn accumulators(&mut self, key: &PersonKey, year: i16) -> Result<Accumulators>;
-    /// Adds `sign ×` the deltas to the person's accumulators and records them as postings of
-    /// `settlement_id`.
-    fn post_accumulators(
-        &mut self,
-        key: &PersonKey,
-        settlement_id: &str,
-        year: i16,
-        deltas: &Deltas,
-        sign: i64,
-    ) -> Result<()>;
+    /// Adds what `journal` moves to the person's accumulators of its year (the totals; the
+    /// moves themselves are the settlement's journal entry, written with its row).
+    fn add_to_accumulators(&mut self, key: &PersonKey, journal: &Journal<'_>) -> Result<()>;
 
     fn visit(&mut self, key: &PersonKey, visit_id: &str) -> Result<Option<VisitRow>>;
     fn insert_visit(&mut self, row: &VisitRow) -> Result<()>;
@@ -131,10 +124,10 @@ pub trait Tx {
         key: &PersonKey,
         settlement_id: &str,
     ) -> Result<Option<SettlementRow>>;
-    fn insert_settlement(&mut self, row: &SettlementRow) -> Result<()>;
+    /// Books a settlement or reversal: its row, with its journal entry inside.
+    fn insert_settlement(&mut self, row: &SettlementRow, journal: &Journal<'_>) -> Result<()>;
     /// The settlement of a visit that is in force (made and not reversed), if any.
     fn visit_settlement(&mut self, key: &PersonKey, visit_id: &str) -> Result<Option<String>>;
-    fn insert_postings(&mut self, row: &SettlementRow, postings: &[Posting]) -> Result<()>;
     /// The postings of one settlement, in order.
     fn postings(&mut self, key: &PersonKey, settlement_id: &str) -> Result<Vec<Posting>>;
 

@@ -1,6 +1,9 @@
 //! Fresh stores for contract tests: a temporary SQLite file, and a new PostgreSQL database when
 //! `ONESTOP_TEST_POSTGRES` names a server.
 
+// Not every test crate that includes this module uses each function.
+#![allow(dead_code)]
+
 use onestop_store::Store;
 
 /// The server the PostgreSQL contract runs on (`postgres://user@host:port/database`), as
@@ -12,7 +15,7 @@ pub async fn stores() -> Vec<Store> {
     let path = dir.keep().join("contract.sqlite");
     let mut stores =
         vec![Store::open(&format!("sqlite:{}", path.display())).expect("sqlite store")];
-    if let Some(server) = std::env::var(POSTGRES_SERVER).ok().filter(|url| !url.is_empty()) {
+    if let Some(server) = postgres_server() {
         // The synchronous client must not run on an async worker thread.
         let url = tokio::task::spawn_blocking(move || fresh_database(&server))
             .await
@@ -23,8 +26,13 @@ pub async fn stores() -> Vec<Store> {
     stores
 }
 
+/// The PostgreSQL server of the suite, if there is one.
+pub fn postgres_server() -> Option<String> {
+    std::env::var(POSTGRES_SERVER).ok().filter(|url| !url.is_empty())
+}
+
 /// Creates a database of a random name on `server` and returns its URL.
-fn fresh_database(server: &str) -> String {
+pub fn fresh_database(server: &str) -> String {
     let name = format!("onestop_test_{}", hex::encode(rand::random::<[u8; 8]>()));
     let mut client = postgres::Client::connect(server, postgres::NoTls)
         .unwrap_or_else(|e| panic!("{POSTGRES_SERVER}={server}: {e}"));

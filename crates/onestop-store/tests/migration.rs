@@ -1,0 +1,122 @@
+//! A version 1 database (the journal in two tables of its own) opens as version 2 (the journal
+//! inside the settlement rows) with every posting and counter where it was, on both stores.
+
+mod support;
+
+use onestop_store::Store;
+
+/// A settlement and its reversal as version 1 stored them, in SQL both dialects take.
+const V1_ROWS: &str = "
+INSERT INTO settlements (region, person_id, settlement_id, visit_id, institution_id,
+    treatment_region, visit_type, reverses, date_of_service, booked_on, booked_at, total,
+    fund_total, personal_account, cash, result) VALUES
+    ('110000', 'P1', 'S-110000-P1-1', 'V-110000-P1-0', 'H1', '110000', 'outpatient', NULL,
+     '2024-06-10', '2024-06-10', '2024-06-10T09:00:00+08:00', 1000, 700, 0, 300, '{}'),
+    ('110000', 'P1', 'R-110000-P1-2', 'V-110000-P1-0', 'H1', '110000', 'outpatient',
+     'S-110000-P1-1', '2024-06-10', '2024-06-11', '2024-06-11T09:00:00+08:00', -1000, -700, 0,
+     -300, '{}');
+INSERT INTO ledger (region, person_id, settlement_id, posting_no, account, amount,
+    institution_id, booked_on) VALUES
+    ('110000', 'P1', 'S-110000-P1-1', 0, 'medical_cost', -1000, 'H1', '2024-06-10'),
+    ('110000', 'P1', 'S-110000-P1-1', 1, 'tier:basic', 700, 'H1', '2024-06-10'),
+    ('110000', 'P1', 'S-110000-P1-1', 2, 'cash', 300, 'H1', '2024-06-10'),
+    ('110000', 'P1', 'R-110000-P1-2', 0, 'medical_cost', 1000, 'H1', '2024-06-11'),
+    ('110000', 'P1', 'R-110000-P1-2', 1, 'tier:basic', -700, 'H1', '2024-06-11'),
+    ('110000', 'P1', 'R-110000-P1-2', 2, 'cash', -300, 'H1', '2024-06-11');
+INSERT INTO accumulator_postings (region, person_id, settlement_id, year, tier, pool, counter,
+    delta) VALUES
+    ('110000', 'P1', 'S-110000-P1-1', 2024, 'basic', 'outpatient', 'paid', 700),
+    ('110000', 'P1', 'S-110000-P1-1', 2024, 'critical_illness', 'all', 'base', 300),
+    ('110000', 'P1', 'R-110000-P1-2', 2024, 'basic', 'outpatient', 'paid', -700),
+    ('110000', 'P1', 'R-110000-P1-2', 2024, 'critical_illness', 'all', 'base', -300);
+INSERT INTO accumulators (region, person_id, year, tier, pool, counter, value) VALUES
+    ('110000', 'P1', 2024, 'basic', 'outpatient', 'paid', 0),
+    ('110000', 'P1', 2024, 'critical_illness', 'all', 'base', 0);
+";
+
+const LEDGER: &str = "SELECT settlement_id || ' ' || posting_no || ' ' || account || ' ' || \
+    amount FROM ledger ORDER BY settlement_id, posting_no";
+const COUNTERS: &str = "SELECT settlement_id || ' ' || year || ' ' || tier || '/' || pool || \
+    '/' || counter || ' ' || delta FROM accumulator_postings ORDER BY settlement_id, tier";
+
+async fn check_migrated(store: &Store) {
+    let (version, ledger, counters, violations) = store
+        .read(|tx| {
+            Ok((
+                tx.query_strings("SELECT CAST(version AS TEXT) FROM schema_version")?,
+                tx.query_strings(LEDGER)?,
+                tx.query_strings(COUNTERS)?,
+                onestop_store::ops::violations(tx)?,
+            ))
+        })
+        .await
+        .expect("read the migrated store");
+    assert_eq!(version, ["2"], "{}", store.kind());
+    assert_eq!(
+        ledger,
+        [
+            "R-110000-P1-2 0 medical_cost 1000",
+            "R-110000-P1-2 1 tier:basic -700",
+            "R-110000-P1-2 2 cash -300",
+            "S-110000-P1-1 0 medical_cost -1000",
+            "S-110000-P1-1 1 tier:basic 700",
+            "S-110000-P1-1 2 cash 300",
+        ],
+        "{}",
+        store.kind()
+    );
+    assert_eq!(
+        counters,
+        [
+            "R-110000-P1-2 2024 basic/outpatient/paid -700",
+            "R-110000-P1-2 2024 critical_illness/all/base -300",
+            "S-110000-P1-1 2024 basic/outpatient/paid 700",
+            "S-110000-P1-1 2024 critical_illness/all/base 300",
+        ],
+        "{}",
+        store.kind()
+    );
+    assert!(violations.is_empty(), "{}: {violations:?}", store.kind());
+    // The reversal reads its original's postings from the migrated row.
+    let key =
+        onestop_store::PersonKey { region: onestop_core::Region(110_000), person_id: "P1".into() };
+    let postings =
+        store.read(move |tx| tx.postings(&key, "S-110000-P1-1")).await.expect("postings");
+    let amounts: Vec<i64> = postings.iter().map(|p| p.amount.0).collect();
+    assert_eq!(amounts, [-1000, 700, 300], "{}", store.kind());
+}
+
+#[tokio::test]
+async fn a_version_1_sqlite_file_opens_with_its_journal_moved_into_the_settlements() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("v1.sqlite");
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    conn.execute_batch(include_str!("fixtures/sqlite_v1.sql")).expect("version 1 schema");
+    conn.execute_batch(V1_ROWS).expect("version 1 rows");
+    drop(conn);
+    let store = Store::open(&format!("sqlite:{}", path.display())).expect("migrate");
+    check_migrated(&store).await;
+    drop(store);
+    // Opening again finds version 2 and changes nothing.
+    let store = Store::open(&format!("sqlite:{}", path.display())).expect("reopen");
+    check_migrated(&store).await;
+}
+
+#[tokio::test]
+async fn a_version_1_postgres_database_opens_with_its_journal_moved_into_the_settlements() {
+    let Some(server) = support::postgres_server() else { return };
+    let url = tokio::task::spawn_blocking(move || {
+        let url = support::fresh_database(&server);
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        client.batch_execute(include_str!("fixtures/postgres_v1.sql")).expect("version 1 schema");
+        client.batch_execute(V1_ROWS).expect("version 1 rows");
+        url
+    })
+    .await
+    .expect("prepare version 1");
+    let store = Store::open(&url).expect("migrate");
+    check_migrated(&store).await;
+    drop(store);
+    let store = Store::open(&url).expect("reopen");
+    check_migrated(&store).await;
+}
