@@ -17,6 +17,8 @@ use crate::model::{
     AssistanceEntry, Enrolment, Institution, Journal, LineOrigin, NhsaKeys, NhsaMessage, PersonKey,
     PersonRow, SettlementRow, StoredResponse, VisitRow, VisitStatus, postings_from_json,
 };
+use crate::multi_row::Column::{Each, Shared};
+use crate::multi_row::{Dialect, ROWS_PER_STATEMENT};
 use crate::sqlite_tx::{
     CLEARING_COLUMNS, SETTLEMENT_COLUMNS, VISITOR_COLUMNS, WINDOW_COLUMNS, add_counter,
     clearing_entry, corrupt, date, institution_from, line_from, region, settlement_row, time_text,
@@ -64,9 +66,7 @@ impl PgTx<'_, '_> {
 
 type Params<'a> = [&'a (dyn ToSql + Sync)];
 
-use crate::multi_row::Column::{Each, Shared};
-use crate::multi_row::{Dialect, ROWS_PER_STATEMENT};
-
+/// A multi-row INSERT in PostgreSQL's numbering of parameters.
 fn multi_row_insert(
     head: &str,
     columns: &[crate::multi_row::Column],
