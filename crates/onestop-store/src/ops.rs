@@ -305,7 +305,8 @@ fn settle_visit(
         }
         Err(rejection) => return Ok(Err(rejection.into())),
     };
-    let settlement_id = make_id(IdKind::Settlement, key, tx.next_seq(key)?);
+    let balance = person.account_balance - settlement.personal_account;
+    let settlement_id = make_id(IdKind::Settlement, key, tx.next_seq_with_balance(key, balance)?);
     let row = SettlementRow {
         key: key.clone(),
         settlement_id: settlement_id.clone(),
@@ -328,7 +329,6 @@ fn settle_visit(
         Journal { postings: &postings, year: ytd.year, deltas: &settlement.deltas, sign: 1 };
     tx.insert_settlement(&row, &journal)?;
     tx.add_to_accumulators(key, &journal)?;
-    tx.set_account_balance(key, person.account_balance - settlement.personal_account)?;
     tx.set_visit_status(key, visit_id, VisitStatus::Settled)?;
     Ok(Ok(fresh_record_json(&row, None, &row.result)))
 }
@@ -498,7 +498,8 @@ fn reverse(
         return record_json(&existing, None, &existing.result).map(Ok);
     }
     let dto = stored_dto(&original)?;
-    let reversal_id = make_id(IdKind::Reversal, key, tx.next_seq(key)?);
+    let balance = person.account_balance + original.personal_account;
+    let reversal_id = make_id(IdKind::Reversal, key, tx.next_seq_with_balance(key, balance)?);
     let row = SettlementRow {
         settlement_id: reversal_id.clone(),
         reverses: Some(settlement_id.to_owned()),
@@ -515,7 +516,6 @@ fn reverse(
     let journal = Journal { postings: &postings, year, deltas: &deltas, sign: -1 };
     tx.insert_settlement(&row, &journal)?;
     tx.add_to_accumulators(key, &journal)?;
-    tx.set_account_balance(key, person.account_balance + original.personal_account)?;
     tx.set_visit_status(key, &original.visit_id, VisitStatus::Open)?;
     // The original's JSON, parsed by `stored_dto` above.
     Ok(Ok(fresh_record_json(&row, None, &row.result)))

@@ -226,20 +226,21 @@ impl Tx for PgTx<'_, '_> {
         Ok(())
     }
 
-    fn set_account_balance(&mut self, key: &PersonKey, balance: Fen) -> Result<()> {
-        assert!(balance >= Fen::ZERO, "an account balance never goes negative");
-        self.execute(
-            "UPDATE persons SET account_balance = $3 WHERE region = $1 AND person_id = $2",
-            &[&key.region_text(), &key.person_id, &balance.0],
-        )?;
-        Ok(())
-    }
-
     fn next_seq(&mut self, key: &PersonKey) -> Result<i64> {
         let row = self.query_one(
             "UPDATE persons SET next_seq = next_seq + 1 WHERE region = $1 AND person_id = $2 \
             RETURNING next_seq - 1",
             &[&key.region_text(), &key.person_id],
+        )?;
+        Ok(row.try_get(0)?)
+    }
+
+    fn next_seq_with_balance(&mut self, key: &PersonKey, balance: Fen) -> Result<i64> {
+        assert!(balance >= Fen::ZERO, "an account balance never goes negative");
+        let row = self.query_one(
+            "UPDATE persons SET next_seq = next_seq + 1, account_balance = $3 WHERE region = $1 \
+            AND person_id = $2 RETURNING next_seq - 1",
+            &[&key.region_text(), &key.person_id, &balance.0],
         )?;
         Ok(row.try_get(0)?)
     }

@@ -321,16 +321,6 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
-    fn set_account_balance(&mut self, key: &PersonKey, balance: Fen) -> Result<()> {
-        assert!(balance >= Fen::ZERO, "an account balance never goes negative");
-        self.conn
-            .prepare_cached(
-                "UPDATE persons SET account_balance = ?3 WHERE region = ?1 AND person_id = ?2",
-            )?
-            .execute(params![key.region_text(), key.person_id, balance.0])?;
-        Ok(())
-    }
-
     fn next_seq(&mut self, key: &PersonKey) -> Result<i64> {
         let seq: i64 = self
             .conn
@@ -339,6 +329,18 @@ impl Tx for SqliteTx<'_> {
                 RETURNING next_seq - 1",
             )?
             .query_row(params![key.region_text(), key.person_id], |r| r.get(0))?;
+        Ok(seq)
+    }
+
+    fn next_seq_with_balance(&mut self, key: &PersonKey, balance: Fen) -> Result<i64> {
+        assert!(balance >= Fen::ZERO, "an account balance never goes negative");
+        let seq: i64 = self
+            .conn
+            .prepare_cached(
+                "UPDATE persons SET next_seq = next_seq + 1, account_balance = ?3 WHERE region = \
+                ?1 AND person_id = ?2 RETURNING next_seq - 1",
+            )?
+            .query_row(params![key.region_text(), key.person_id, balance.0], |r| r.get(0))?;
         Ok(seq)
     }
 

@@ -55,9 +55,11 @@ pub trait Tx {
     fn person(&mut self, key: &PersonKey, lock: bool) -> Result<Option<PersonRow>>;
     fn person_by_id_number(&mut self, region: &str, id_number: &str) -> Result<Option<PersonKey>>;
     fn upsert_person(&mut self, row: &PersonRow) -> Result<()>;
-    fn set_account_balance(&mut self, key: &PersonKey, balance: Fen) -> Result<()>;
     /// Takes the person's next sequence number (for ids); the person must be locked.
     fn next_seq(&mut self, key: &PersonKey) -> Result<i64>;
+    /// As [`Tx::next_seq`], and sets the personal account's balance in the same write of the
+    /// person's row (a settlement or reversal does both); the person must be locked.
+    fn next_seq_with_balance(&mut self, key: &PersonKey, balance: Fen) -> Result<i64>;
 
     fn enrolment(&mut self, key: &PersonKey, year: i16) -> Result<Option<Enrolment>>;
     fn upsert_enrolment(&mut self, key: &PersonKey, enrolment: &Enrolment) -> Result<()>;

@@ -106,8 +106,7 @@ async fn writes_that_lock_one_person_serialize() {
                         let person = tx.person(&key(), true)?.expect("person");
                         // Without the lock, the others would read the same balance meanwhile.
                         std::thread::sleep(Duration::from_millis(20));
-                        tx.set_account_balance(&key(), person.account_balance - Fen(100))?;
-                        tx.next_seq(&key())
+                        tx.next_seq_with_balance(&key(), person.account_balance - Fen(100))
                     })
                     .await
                     .expect("write")
