@@ -1,8 +1,9 @@
 -- onestop schema, version 2 (SQLite; the PostgreSQL schema is the same tables and keys).
 --
 -- Per-person tables are WITHOUT ROWID: a row lives in its primary key's B-tree, so an insert
--- dirties one page instead of two (the table's and the key's). A settlement touches a dozen
--- tables at random places; the pages it dirties are what the log writes and checkpoints.
+-- dirties one page instead of two (the table's and the key's). A settlement writes to half a
+-- dozen tables at random places (its row, the person, the visit, the totals, the idempotency
+-- record, the day index); the pages it dirties are what the log writes and checkpoints.
 --
 -- Every table a settlement writes is keyed first by (region, person_id), the distribution key:
 -- on Citus they are distributed by person_id and colocated, and one settlement is a single-shard
