@@ -286,5 +286,5 @@ CREATE TABLE IF NOT EXISTS nhsa_keys (
     sm2_public_key TEXT
 );
 
--- The schema's version, written once; a later version migrates from it (migrate_v1.sql).
+-- The schema's version, written once; a later version migrates from it (postgres_migrate_v1.sql).
 INSERT INTO schema_version (version) SELECT 2 WHERE NOT EXISTS (SELECT 1 FROM schema_version);

@@ -70,9 +70,9 @@ pub struct SqliteStore {
     readers: Arc<Mutex<Vec<Connection>>>,
 }
 
-/// Statements kept prepared per connection: about 40 distinct ones, plus the multi-row
-/// inserts of postings and counters, one per number of rows (a dozen at most, in practice).
-const STATEMENT_CACHE: usize = 256;
+/// Statements kept prepared per connection: the store uses about 40 distinct ones, plus the
+/// multi-row upsert of a settlement's counters, one per number of rows (a dozen, in practice).
+const STATEMENT_CACHE: usize = 128;
 
 fn tune(conn: &Connection) -> Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
