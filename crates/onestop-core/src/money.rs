@@ -348,15 +348,19 @@ impl fmt::Display for Ratio {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let whole = self.0 / 10_000;
         let mut fraction = self.0 % 10_000;
-        if fraction == 0 {
-            return f.pad(&format!("{whole}%"));
-        }
         let mut width = 4;
-        while fraction.is_multiple_of(10) {
+        while fraction != 0 && fraction.is_multiple_of(10) {
             fraction /= 10;
             width -= 1;
         }
-        f.pad(&format!("{whole}.{fraction:0width$}%"))
+        // Straight into the output unless a width asks for padding: ratios are printed on
+        // every line of every explanation.
+        match (f.width(), fraction) {
+            (None, 0) => write!(f, "{whole}%"),
+            (None, _) => write!(f, "{whole}.{fraction:0width$}%"),
+            (Some(_), 0) => f.pad(&format!("{whole}%")),
+            (Some(_), _) => f.pad(&format!("{whole}.{fraction:0width$}%")),
+        }
     }
 }
 
@@ -531,6 +535,10 @@ mod tests {
             assert_eq!(ratio.millionths(), millionths, "{text}");
             assert_eq!(ratio.to_string(), shown);
         }
+        assert_eq!(
+            format!("{:>7}|{:<4}|", Ratio::from_percent(85), Ratio::from_percent(5)),
+            "    85%|5%  |"
+        );
         assert_eq!(Ratio::parse("0.1234567"), Err(RatioParseError::TooPrecise));
         assert_eq!(Ratio::parse("85.12345%"), Err(RatioParseError::TooPrecise));
         assert!(Ratio::parse("-0.5").is_err());
