@@ -103,6 +103,36 @@ async fn a_version_1_sqlite_file_opens_with_its_journal_moved_into_the_settlemen
 }
 
 #[tokio::test]
+async fn a_migration_that_fails_leaves_the_version_1_file_as_it_was() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("v1.sqlite");
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    conn.execute_batch(include_str!("fixtures/sqlite_v1.sql")).expect("version 1 schema");
+    conn.execute_batch(V1_ROWS).expect("version 1 rows");
+    // Something in the file refuses the migration halfway (after the new columns are added).
+    conn.execute_batch(
+        "CREATE TRIGGER refuse BEFORE UPDATE ON settlements BEGIN SELECT RAISE(ABORT, \
+         'refused'); END;",
+    )
+    .expect("trigger");
+    drop(conn);
+    let url = format!("sqlite:{}", path.display());
+    let error = Store::open(&url).err().expect("the migration fails");
+    assert!(error.to_string().contains("refused"), "{error}");
+    let conn = rusqlite::Connection::open(&path).expect("reopen");
+    let count = |sql: &str| conn.query_row(sql, [], |row| row.get::<_, i64>(0)).expect(sql);
+    assert_eq!(count("SELECT version FROM schema_version"), 1);
+    assert_eq!(count("SELECT COUNT(*) FROM ledger"), 6);
+    assert_eq!(count("SELECT COUNT(*) FROM accumulator_postings"), 4);
+    let columns =
+        count("SELECT COUNT(*) FROM pragma_table_info('settlements') WHERE name = 'postings'");
+    assert_eq!(columns, 0, "no column of version 2 is left behind");
+    conn.execute_batch("DROP TRIGGER refuse").expect("drop the trigger");
+    drop(conn);
+    check_migrated(&Store::open(&url).expect("migrate")).await;
+}
+
+#[tokio::test]
 async fn a_version_1_postgres_database_opens_with_its_journal_moved_into_the_settlements() {
     let Some(server) = support::postgres_server() else { return };
     let url = tokio::task::spawn_blocking(move || {
