@@ -1,6 +1,6 @@
-//! Multi-row INSERT statements, for both dialects: a settlement's postings and counters are
-//! written as one statement per table (one round trip on PostgreSQL, one statement run on
-//! SQLite) instead of one per row.
+//! Multi-row INSERT statements, for both dialects: a settlement's counters (the person's totals
+//! of the year it moves) are written as one statement (one round trip on PostgreSQL, one
+//! statement run on SQLite) instead of one per counter.
 
 use std::fmt::Write as _;
 
@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 pub(crate) const ROWS_PER_STATEMENT: usize = 64;
 
 /// Where a column of a multi-row INSERT takes its value: a parameter shared by every row
-/// (number `n`), or the row's own `i`-th value (numbered after the shared ones, row by row).
+/// (number `n`, the shared ones numbered from 1), or the row's own `i`-th value (numbered after
+/// the shared ones, row by row).
 #[derive(Clone, Copy)]
 pub(crate) enum Column {
     Shared(usize),
@@ -35,6 +36,10 @@ pub(crate) fn multi_row_insert(
     debug_assert!(
         (0..each).all(|i| columns.iter().any(|c| matches!(c, Column::Each(j) if *j == i)))
     );
+    debug_assert!(columns.iter().all(|c| match c {
+        Column::Shared(n) => (1..=shared).contains(n),
+        Column::Each(i) => *i < each,
+    }));
     assert!(rows > 0 && rows <= ROWS_PER_STATEMENT, "{rows} rows in one statement");
     let mark = match dialect {
         Dialect::Postgres => '$',
