@@ -440,3 +440,27 @@ pub(crate) fn postings_from_json(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::postings_from_json;
+
+    #[test]
+    fn a_stored_journal_reads_back_or_is_reported_damaged_with_its_settlement() {
+        let postings = postings_from_json("S-1", r#"[["medical_cost",-1000],["cash",1000]]"#)
+            .expect("a sound entry");
+        let read: Vec<(String, i64)> =
+            postings.iter().map(|p| (p.account.code(), p.amount.0)).collect();
+        assert_eq!(read, [("medical_cost".to_owned(), -1000), ("cash".to_owned(), 1000)]);
+        for (damaged, says) in [
+            (r#"[["medical_cost",-1000],["cash""#, "postings:"),
+            (r#"[["no_such_account",5]]"#, "account `no_such_account`"),
+        ] {
+            let error = postings_from_json("S-1", damaged).expect_err(damaged).to_string();
+            assert!(
+                error.contains("corrupt") && error.contains("S-1") && error.contains(says),
+                "{error}"
+            );
+        }
+    }
+}

@@ -86,36 +86,35 @@ async fn check_migrated(store: &Store) {
     assert_eq!(amounts, [-1000, 700, 300], "{}", store.kind());
 }
 
-#[tokio::test]
-async fn a_version_1_sqlite_file_opens_with_its_journal_moved_into_the_settlements() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("v1.sqlite");
+/// A version 1 SQLite file in `dir` holding `V1_ROWS`, then `extra`; its path.
+fn v1_sqlite_file(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("v1.sqlite");
     let conn = rusqlite::Connection::open(&path).expect("open");
     conn.execute_batch(include_str!("fixtures/sqlite_v1.sql")).expect("version 1 schema");
     conn.execute_batch(V1_ROWS).expect("version 1 rows");
-    drop(conn);
-    let store = Store::open(&format!("sqlite:{}", path.display())).expect("migrate");
+    conn.execute_batch(extra).expect("extra");
+    path
+}
+
+#[tokio::test]
+async fn a_version_1_sqlite_file_opens_with_its_journal_moved_into_the_settlements() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", v1_sqlite_file(dir.path(), "").display());
+    let store = Store::open(&url).expect("migrate");
     check_migrated(&store).await;
     drop(store);
     // Opening again finds version 2 and changes nothing.
-    let store = Store::open(&format!("sqlite:{}", path.display())).expect("reopen");
+    let store = Store::open(&url).expect("reopen");
     check_migrated(&store).await;
 }
 
 #[tokio::test]
 async fn a_migration_that_fails_leaves_the_version_1_file_as_it_was() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("v1.sqlite");
-    let conn = rusqlite::Connection::open(&path).expect("open");
-    conn.execute_batch(include_str!("fixtures/sqlite_v1.sql")).expect("version 1 schema");
-    conn.execute_batch(V1_ROWS).expect("version 1 rows");
     // Something in the file refuses the migration halfway (after the new columns are added).
-    conn.execute_batch(
-        "CREATE TRIGGER refuse BEFORE UPDATE ON settlements BEGIN SELECT RAISE(ABORT, \
-         'refused'); END;",
-    )
-    .expect("trigger");
-    drop(conn);
+    let refuse = "CREATE TRIGGER refuse BEFORE UPDATE ON settlements BEGIN SELECT RAISE(ABORT, \
+        'refused'); END;";
+    let path = v1_sqlite_file(dir.path(), refuse);
     let url = format!("sqlite:{}", path.display());
     let error = Store::open(&url).err().expect("the migration fails");
     assert!(error.to_string().contains("refused"), "{error}");
