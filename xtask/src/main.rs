@@ -217,7 +217,7 @@ fn check_function_lengths(path: &str, text: &str, problems: &mut Vec<String>) {
         let is_fn = ["fn ", "pub fn ", "pub(crate) fn ", "const fn ", "pub const fn "]
             .iter()
             .any(|prefix| trimmed.starts_with(prefix));
-        if !is_fn || in_tests || trimmed.ends_with(';') {
+        if !is_fn || in_tests || is_declaration(&lines[index..]) {
             continue;
         }
         let indent = line.len() - trimmed.len();
@@ -236,6 +236,21 @@ fn check_function_lengths(path: &str, text: &str, problems: &mut Vec<String>) {
             ));
         }
     }
+}
+
+/// A function without a body (a trait's required method), even when its signature spans
+/// lines: the signature ends with `;` before any `{`.
+fn is_declaration(from: &[&str]) -> bool {
+    for line in from {
+        let line = line.trim_end();
+        if line.ends_with(';') {
+            return true;
+        }
+        if line.ends_with('{') || line.contains("{ ") {
+            return false;
+        }
+    }
+    false
 }
 
 /// Docs and data must not leak a machine's paths or a package registry's host.

@@ -55,8 +55,13 @@ fn booked(
     let mut day = begin;
     while day <= end {
         for row in tx.settlements_booked(&actor.institution_id, day)? {
-            let dto: SettlementDto = serde_json::from_str(&row.result)
-                .unwrap_or_else(|_| unreachable!("stored results parse"));
+            let dto: SettlementDto =
+                serde_json::from_str(&row.result.get()?.text).map_err(|e| {
+                    onestop_store::StoreError::Corrupt(format!(
+                        "settlement {}: {e}",
+                        row.settlement_id
+                    ))
+                })?;
             let scheme = Scheme::parse(&dto.scheme).map(codes::insutype);
             let visit = VisitType::parse(&dto.visit).map(codes::clr_type);
             let keep = insutype.as_deref().is_none_or(|i| scheme == Some(i))

@@ -487,15 +487,19 @@ fn presettle(
     settlement_output(tx, env, actor, &record, "")
 }
 
+/// The record a settle or cancel answered, or its error as a failure of the message.
 fn stored_record(
-    response: onestop_store::model::StoredResponse,
-) -> std::result::Result<SettlementRecordDto, Failure> {
+    response: &onestop_store::model::StoredResponse,
+) -> Result<std::result::Result<SettlementRecordDto, Failure>> {
+    let body = response.body.get()?;
     if response.status != 200 {
-        let body: onestop_api::ErrorBody =
-            serde_json::from_str(&response.body).map_err(|e| Failure(e.to_string()))?;
-        return Err(Failure(format!("[{}] {}", body.code, body.message)));
+        let parsed = serde_json::from_str::<onestop_api::ErrorBody>(body);
+        return Ok(Err(match parsed {
+            Ok(error) => Failure(format!("[{}] {}", error.code, error.message)),
+            Err(e) => Failure(e.to_string()),
+        }));
     }
-    serde_json::from_str(&response.body).map_err(|e| Failure(e.to_string()))
+    Ok(serde_json::from_str(body).map_err(|e| Failure(e.to_string())))
 }
 
 fn settle(
@@ -515,7 +519,7 @@ fn settle(
     let key = format!("nhsa:{}", request.msgid);
     let idempotency = Idempotency { key: &key, request_sha256: &request.msgid };
     let response = ops::settle(tx, env, actor, &visit_id, &use_account(node), &idempotency)?;
-    match stored_record(response) {
+    match stored_record(&response)? {
         Ok(record) => settlement_output(tx, env, actor, &record, &request.msgid),
         Err(failure) => Ok(Err(failure)),
     }
@@ -554,7 +558,7 @@ fn cancel_by_id(
         let key = format!("nhsa-cancel:{setl_id}");
         let idempotency = Idempotency { key: &key, request_sha256: "cancel" };
         let response = ops::cancel(tx, env, actor, setl_id, &idempotency)?;
-        return match stored_record(response) {
+        return match stored_record(&response)? {
             Ok(record) => settlement_output(tx, env, actor, &record, msgid),
             Err(failure) => Ok(Err(failure)),
         };

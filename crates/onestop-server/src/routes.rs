@@ -152,8 +152,9 @@ pub(crate) fn answer<T: serde::Serialize>(
     }
 }
 
-fn stored(response: StoredResponse) -> Response {
-    json_response(response.status, response.body)
+/// The response as stored; a settlement's record was built before its commit was acknowledged.
+fn stored(response: StoredResponse) -> Result<Response, ApiError> {
+    Ok(json_response(response.status, response.body.into_inner()?))
 }
 
 /// Runs `work` in one write transaction with the request's environment.
@@ -455,7 +456,7 @@ async fn settle(
         ops::settle(tx, env, &actor, &visit_id, &request, &idempotency)
     })
     .await?;
-    Ok(stored(response))
+    stored(response)
 }
 
 async fn cancel(
@@ -475,7 +476,7 @@ async fn cancel(
         ops::cancel(tx, env, &actor, &settlement_id, &idempotency)
     })
     .await?;
-    Ok(stored(response))
+    stored(response)
 }
 
 async fn get_settlement(

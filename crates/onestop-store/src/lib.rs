@@ -8,6 +8,7 @@
 pub mod clearing;
 pub mod filings;
 pub mod import;
+pub mod later;
 pub mod maintenance;
 pub mod model;
 mod multi_row;
@@ -17,6 +18,7 @@ pub mod postgres;
 mod postgres_tx;
 pub mod reports;
 pub mod sqlite;
+mod sqlite_group;
 mod sqlite_tx;
 pub mod tx;
 pub mod visits;

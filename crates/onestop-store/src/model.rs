@@ -4,6 +4,7 @@
 //! `(region, person_id)` is the distribution key. Visit and settlement ids carry it, so the
 //! service finds the shard of a request from its path alone (ARCHITECTURE.md, "Scaling out").
 
+pub use crate::later::{Later, SettlementJson};
 use onestop_core::{AssistanceCategory, Category, Date, Fen, HospitalLevel, Region, VisitType};
 
 /// The distribution key: a person within their insured region.
@@ -370,8 +371,9 @@ pub struct SettlementRow {
     pub fund_total: Fen,
     pub personal_account: Fen,
     pub cash: Fen,
-    /// The settlement's full wire form (`SettlementDto` JSON), with its explanation.
-    pub result: String,
+    /// The settlement's full wire form (`SettlementDto` JSON), with its explanation: as stored,
+    /// or, for a row the writer is writing, being built by one of its helpers.
+    pub result: Later<SettlementJson>,
 }
 
 /// A response stored under an idempotency key: replayed byte for byte on a retry.
@@ -379,7 +381,9 @@ pub struct SettlementRow {
 pub struct StoredResponse {
     pub request_sha256: String,
     pub status: u16,
-    pub body: String,
+    /// The JSON body; a settlement's record may still be being built by a helper of the writer
+    /// when the request's work returns (it is built before the commit is acknowledged).
+    pub body: Later<String>,
 }
 
 /// A settlement's journal entry, kept inside its row: the balanced postings, and what it adds to

@@ -10,6 +10,7 @@ use onestop_api::{ServiceCode, ServiceError, SettlementDto};
 use onestop_core::accumulators::Deltas;
 use onestop_core::{Claim, Date, Line, Person, PolicyBook};
 
+use crate::later::{Explain, Later, SettlementJson};
 use crate::model::{
     IdKind, Institution, Journal, PersonKey, PersonRow, Role, SettlementRow, StoredResponse,
     VisitRow, VisitStatus, make_id, parse_id,
@@ -44,7 +45,7 @@ pub fn respond<T: serde::Serialize>(answer: Answer<T>, request_sha256: &str) -> 
         Ok(value) => (200, json(&value)),
         Err(error) => (error.status, json(&error.body)),
     };
-    StoredResponse { request_sha256: request_sha256.to_owned(), status, body }
+    StoredResponse { request_sha256: request_sha256.to_owned(), status, body: Later::ready(body) }
 }
 
 fn id_of(id: &str, want: &[IdKind], not_found: ServiceCode) -> Answer<(IdKind, PersonKey)> {
@@ -151,9 +152,10 @@ fn remember(
         Err(error) => respond::<()>(Err(error), idempotency.request_sha256),
     };
     let stored = match reference {
-        Some(id) => {
-            StoredResponse { body: format!("{SETTLEMENT_REFERENCE}{id}"), ..response.clone() }
-        }
+        Some(id) => StoredResponse {
+            body: Later::ready(format!("{SETTLEMENT_REFERENCE}{id}")),
+            ..response.clone()
+        },
         None => response.clone(),
     };
     tx.insert_idempotency(key, &actor.institution_id, idempotency.key, &stored, &env.now)?;
@@ -162,13 +164,13 @@ fn remember(
 
 /// The response as first answered, rebuilt from its settlement if it names one.
 fn resolve(tx: &mut dyn Tx, key: &PersonKey, stored: StoredResponse) -> Result<StoredResponse> {
-    let Some(id) = stored.body.strip_prefix(SETTLEMENT_REFERENCE) else { return Ok(stored) };
+    let Some(id) = stored.body.get()?.strip_prefix(SETTLEMENT_REFERENCE) else { return Ok(stored) };
     let row = tx.settlement(key, id)?.ok_or_else(|| {
         crate::tx::StoreError::Corrupt(format!(
             "idempotency record names a missing settlement {id}"
         ))
     })?;
-    let body = record_json(&row, None, &row.result)?.body;
+    let body = record_json(&row, None, &row.result.get()?.text)?.body;
     Ok(StoredResponse { body, ..stored })
 }
 
@@ -298,16 +300,15 @@ fn settle_visit(
         Ok(found) => found,
         Err(error) => return Ok(Err(error)),
     };
-    let (settlement, dto_json) = match env.book.split(&claim, &ytd) {
-        Ok((settlement, insured, treatment)) => {
-            let dto = SettlementDto::from_core(&claim, insured, treatment, &ytd, &settlement);
-            (settlement, json(&dto))
-        }
+    let (settlement, insured, treatment) = match env.book.split(&claim, &ytd) {
+        Ok((settlement, insured, treatment)) => (settlement, insured.clone(), treatment.clone()),
         Err(rejection) => return Ok(Err(rejection.into())),
     };
     let balance = person.account_balance - settlement.personal_account;
     let settlement_id = make_id(IdKind::Settlement, key, tx.next_seq_with_balance(key, balance)?);
-    let row = SettlementRow {
+    let postings = onestop_ledger::postings(&settlement);
+    let (year, deltas) = (ytd.year, settlement.deltas.clone());
+    let mut row = SettlementRow {
         key: key.clone(),
         settlement_id: settlement_id.clone(),
         visit_id: visit_id.to_owned(),
@@ -322,21 +323,28 @@ fn settle_visit(
         fund_total: settlement.fund_total(),
         personal_account: settlement.personal_account,
         cash: settlement.cash,
-        result: dto_json,
+        result: Later::ready(SettlementJson::new(String::new())),
     };
-    let postings = onestop_ledger::postings(&settlement);
-    let journal =
-        Journal { postings: &postings, year: ytd.year, deltas: &settlement.deltas, sign: 1 };
+    // The explanation is serialized on the side (a helper of the SQLite writer) while this
+    // goes on; the row is written with it before the commit.
+    let explained = tx.explain(Explain {
+        settlement: Box::new(move || {
+            json(&SettlementDto::from_core(&claim, &insured, &treatment, &ytd, &settlement))
+        }),
+        head: record_head(&row, None),
+    });
+    row.result = explained.result;
+    let journal = Journal { postings: &postings, year, deltas: &deltas, sign: 1 };
     tx.insert_settlement(&row, &journal)?;
     tx.add_to_accumulators(key, &journal)?;
     tx.set_visit_status(key, visit_id, VisitStatus::Settled)?;
-    Ok(Ok(fresh_record_json(&row, None, &row.result)))
+    Ok(Ok(RecordJson { settlement_id, body: explained.body }))
 }
 
-/// A settlement record already serialized: its id, and the JSON body.
+/// A settlement record serialized: its id, and the JSON body (which may still be being built).
 pub(crate) struct RecordJson {
     pub settlement_id: String,
-    pub body: String,
+    pub body: Later<String>,
 }
 
 /// The record of `row` as JSON, with the stored settlement JSON spliced in rather than parsed
@@ -359,6 +367,15 @@ pub(crate) fn fresh_record_json(
     reversed_by: Option<String>,
     dto_json: &str,
 ) -> RecordJson {
+    let mut body = record_head(row, reversed_by);
+    body.reserve_exact(dto_json.len() + 1);
+    body.push_str(dto_json);
+    body.push('}');
+    RecordJson { settlement_id: row.settlement_id.clone(), body: Later::ready(body) }
+}
+
+/// The JSON of the record of `row` up to its settlement: `{..., "settlement":`.
+fn record_head(row: &SettlementRow, reversed_by: Option<String>) -> String {
     let out = RecordOut {
         settlement_id: &row.settlement_id,
         visit_id: &row.visit_id,
@@ -374,14 +391,10 @@ pub(crate) fn fresh_record_json(
         personal_account: row.personal_account.to_string(),
         cash: row.cash.to_string(),
     };
-    let head = json(&out);
-    debug_assert!(head.ends_with('}'), "an object");
-    let mut body = String::with_capacity(head.len() + dto_json.len() + 16);
-    body.push_str(&head[..head.len() - 1]);
-    body.push_str(",\"settlement\":");
-    body.push_str(dto_json);
-    body.push('}');
-    RecordJson { settlement_id: row.settlement_id.clone(), body }
+    let mut head = json(&out);
+    assert_eq!(head.pop(), Some('}'), "an object");
+    head.push_str(",\"settlement\":");
+    head
 }
 
 /// `SettlementRecordDto` for serializing, its fields in the same order; the last one,
@@ -437,7 +450,7 @@ pub(crate) fn record(
 }
 
 pub(crate) fn stored_dto(row: &SettlementRow) -> Result<SettlementDto> {
-    serde_json::from_str(&row.result).map_err(|e| {
+    serde_json::from_str(&row.result.get()?.text).map_err(|e| {
         crate::tx::StoreError::Corrupt(format!("settlement {}: {e}", row.settlement_id))
     })
 }
@@ -495,7 +508,7 @@ fn reverse(
         return Ok(Err(error));
     }
     if let Some(existing) = tx.reversal_of(key, settlement_id)? {
-        return record_json(&existing, None, &existing.result).map(Ok);
+        return record_json(&existing, None, &existing.result.get()?.text).map(Ok);
     }
     let dto = stored_dto(&original)?;
     let balance = person.account_balance + original.personal_account;
@@ -518,7 +531,7 @@ fn reverse(
     tx.add_to_accumulators(key, &journal)?;
     tx.set_visit_status(key, &original.visit_id, VisitStatus::Open)?;
     // The original's JSON, parsed by `stored_dto` above.
-    Ok(Ok(fresh_record_json(&row, None, &row.result)))
+    Ok(Ok(fresh_record_json(&row, None, &row.result.get()?.text)))
 }
 
 /// The accumulator deltas a stored settlement posted.

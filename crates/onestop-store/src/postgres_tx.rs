@@ -13,6 +13,7 @@ use onestop_core::{
 };
 use onestop_ledger::Posting;
 
+use crate::later::Later;
 use crate::model::{
     AssistanceEntry, Enrolment, Institution, Journal, LineOrigin, NhsaKeys, NhsaMessage, PersonKey,
     PersonRow, SettlementRow, StoredResponse, VisitRow, VisitStatus, postings_from_json,
@@ -575,7 +576,7 @@ impl Tx for PgTx<'_, '_> {
                 &row.date_of_service.to_string(),
                 &row.booked_on.to_string(),
                 &row.booked_at,
-                &row.result,
+                &row.result.get()?.text,
                 &treatment_region,
                 &row.visit_type.code(),
                 &row.total.0,
@@ -629,7 +630,7 @@ impl Tx for PgTx<'_, '_> {
         Ok(Some(StoredResponse {
             request_sha256: row.try_get(0)?,
             status: u16::try_from(status).unwrap_or(500),
-            body: row.try_get(2)?,
+            body: Later::ready(row.try_get(2)?),
         }))
     }
 
@@ -652,7 +653,7 @@ impl Tx for PgTx<'_, '_> {
                 &idempotency_key,
                 &response.request_sha256,
                 &i32::from(response.status),
-                &response.body,
+                response.body.get()?,
                 &now,
             ],
         )?;

@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
+use crate::later::Helpers;
+use crate::sqlite_group::Group;
 use crate::sqlite_tx::SqliteTx;
 use crate::tx::{Result, StoreError, Tx};
 
@@ -22,8 +24,11 @@ pub const GROUP_COMMIT_MAX: usize = 128;
 pub const WRITE_QUEUE_MAX: usize = 4096;
 /// Read connections.
 pub const READERS_MAX: usize = 4;
+/// Threads that build settlements' JSON for the writer (`later`): a third of its work per
+/// settlement; two, so that one slow build does not hold up the rest of the group.
+const HELPERS: usize = 2;
 
-const SCHEMA: &str = include_str!("../schema/sqlite.sql");
+pub(crate) const SCHEMA: &str = include_str!("../schema/sqlite.sql");
 const MIGRATE_V1: &str = include_str!("../schema/sqlite_migrate_v1.sql");
 
 /// A request for the writer: run inside the group's transaction, then told how the commit went.
@@ -148,10 +153,12 @@ impl SqliteStore {
         let (sender, receiver) = mpsc::sync_channel::<Box<dyn Job>>(WRITE_QUEUE_MAX);
         let alive = Arc::new(WriterShared::default());
         let watched = Arc::downgrade(&alive);
+        let helpers = Helpers::start(HELPERS, "sqlite-helper")
+            .map_err(|e| StoreError::Corrupt(format!("cannot start the writer's helpers: {e}")))?;
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
-                writer_loop(&conn, &receiver, &alive);
+                writer_loop(&conn, &helpers, &receiver, &alive);
                 drop(alive);
             })
             .map_err(|e| StoreError::Corrupt(format!("cannot start the writer: {e}")))?;
@@ -248,7 +255,12 @@ fn read_snapshot<T>(conn: &Connection, work: impl FnOnce(&mut dyn Tx) -> Result<
     outcome
 }
 
-fn writer_loop(conn: &Connection, receiver: &mpsc::Receiver<Box<dyn Job>>, shared: &WriterShared) {
+fn writer_loop(
+    conn: &Connection,
+    helpers: &Helpers,
+    receiver: &mpsc::Receiver<Box<dyn Job>>,
+    shared: &WriterShared,
+) {
     let mut next = receiver.recv().ok();
     while let Some(first) = next {
         let mut group = vec![first];
@@ -258,7 +270,7 @@ fn writer_loop(conn: &Connection, receiver: &mpsc::Receiver<Box<dyn Job>>, share
                 Err(_) => break,
             }
         }
-        let committed = commit_group(conn, &mut group);
+        let committed = commit_group(conn, helpers, &mut group);
         for job in group {
             job.finish(committed.clone());
         }
@@ -281,15 +293,24 @@ fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-fn commit_group(conn: &Connection, group: &mut [Box<dyn Job>]) -> std::result::Result<(), String> {
+/// Runs a group of requests in one transaction, each in its own savepoint, and commits once.
+/// Settlement rows whose JSON the helpers build are written after the last request
+/// (`sqlite_group`).
+fn commit_group(
+    conn: &Connection,
+    helpers: &Helpers,
+    jobs: &mut [Box<dyn Job>],
+) -> std::result::Result<(), String> {
     run(conn, "BEGIN IMMEDIATE").map_err(|e| e.to_string())?;
-    for job in group.iter_mut() {
+    let mut group = Group::new(conn, helpers);
+    for (index, job) in jobs.iter_mut().enumerate() {
         let step = (|| -> rusqlite::Result<()> {
             run(conn, "SAVEPOINT request")?;
-            if job.run(&mut SqliteTx { conn }) {
+            if job.run(&mut group.tx(index)) {
                 run(conn, "RELEASE request")
             } else {
                 run(conn, "ROLLBACK TO request")?;
+                group.rolled_back(index);
                 run(conn, "RELEASE request")
             }
         })();
@@ -297,6 +318,10 @@ fn commit_group(conn: &Connection, group: &mut [Box<dyn Job>]) -> std::result::R
             let _ = conn.execute_batch("ROLLBACK");
             return Err(error.to_string());
         }
+    }
+    if let Err(error) = group.finish() {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(error.to_string());
     }
     run(conn, "COMMIT").map_err(|error| {
         let _ = conn.execute_batch("ROLLBACK");

@@ -11,6 +11,7 @@ use onestop_core::{
 use onestop_ledger::Posting;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use crate::later::{Later, SettlementJson};
 use crate::model::{
     ADMISSIONS, AssistanceEntry, Enrolment, Institution, Journal, LineOrigin, NhsaKeys,
     NhsaMessage, PersonKey, PersonRow, Role, SettlementRow, StoredResponse, VisitRow, VisitStatus,
@@ -118,7 +119,7 @@ fn result_text(row: &Row<'_>, index: usize) -> rusqlite::Result<String> {
     }
 }
 
-fn compressed(text: &str) -> Vec<u8> {
+pub(crate) fn compressed(text: &str) -> Vec<u8> {
     lz4_flex::compress_prepend_size(text.as_bytes())
 }
 
@@ -157,7 +158,7 @@ pub(crate) fn settlement_row(
         fund_total: Fen(numbers[1]),
         personal_account: Fen(numbers[2]),
         cash: Fen(numbers[3]),
-        result,
+        result: Later::ready(SettlementJson::new(result)),
     })
 }
 
@@ -201,6 +202,45 @@ impl SqliteTx<'_> {
 // Statements on the hot path have no ORDER BY: with one, SQLite re-prepares the statement
 // whenever its bound values change (it may plan differently for them), which costs a parse on
 // every settlement. Their few rows are sorted here instead.
+impl SqliteTx<'_> {
+    /// Writes a settlement's row: its JSON compressed (unless it was beforehand) and its
+    /// journal entry (`Journal::postings_json`, `Journal::counters_json`).
+    pub(crate) fn insert_settlement_row(
+        &self,
+        row: &SettlementRow,
+        json: &SettlementJson,
+        postings: &str,
+        counters: &str,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO settlements ({SETTLEMENT_COLUMNS}, postings, counters) VALUES (?1, \
+                ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+            ))?
+            .execute(params![
+                row.key.region_text(),
+                row.key.person_id,
+                row.settlement_id,
+                row.visit_id,
+                row.institution_id,
+                row.date_of_service.to_string(),
+                row.booked_on.to_string(),
+                row.booked_at,
+                json.packed.clone().unwrap_or_else(|| compressed(&json.text)),
+                row.treatment_region.to_string(),
+                row.visit_type.code(),
+                row.total.0,
+                row.fund_total.0,
+                row.personal_account.0,
+                row.cash.0,
+                row.reverses,
+                postings,
+                counters,
+            ])?;
+        Ok(())
+    }
+}
+
 impl Tx for SqliteTx<'_> {
     fn institution_by_token(&mut self, token_sha256: &str) -> Result<Option<Institution>> {
         let mut statement = self.conn.prepare_cached(
@@ -718,32 +758,8 @@ impl Tx for SqliteTx<'_> {
 
     fn insert_settlement(&mut self, row: &SettlementRow, journal: &Journal<'_>) -> Result<()> {
         assert_eq!(journal.year, row.date_of_service.year(), "counters of the year of service");
-        self.conn
-            .prepare_cached(&format!(
-                "INSERT INTO settlements ({SETTLEMENT_COLUMNS}, postings, counters) VALUES (?1, \
-                ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
-            ))?
-            .execute(params![
-                row.key.region_text(),
-                row.key.person_id,
-                row.settlement_id,
-                row.visit_id,
-                row.institution_id,
-                row.date_of_service.to_string(),
-                row.booked_on.to_string(),
-                row.booked_at,
-                compressed(&row.result),
-                row.treatment_region.to_string(),
-                row.visit_type.code(),
-                row.total.0,
-                row.fund_total.0,
-                row.personal_account.0,
-                row.cash.0,
-                row.reverses,
-                journal.postings_json(),
-                journal.counters_json(),
-            ])?;
-        Ok(())
+        let json = row.result.get()?;
+        self.insert_settlement_row(row, json, &journal.postings_json(), &journal.counters_json())
     }
 
     fn visit_settlement(&mut self, key: &PersonKey, visit_id: &str) -> Result<Option<String>> {
@@ -789,7 +805,7 @@ impl Tx for SqliteTx<'_> {
         Ok(row.map(|(request_sha256, status, body)| StoredResponse {
             request_sha256,
             status: u16::try_from(status).unwrap_or(500),
-            body,
+            body: Later::ready(body),
         }))
     }
 
@@ -814,7 +830,7 @@ impl Tx for SqliteTx<'_> {
                 idempotency_key,
                 response.request_sha256,
                 i64::from(response.status),
-                response.body,
+                response.body.get()?,
                 now
             ])?;
         Ok(())

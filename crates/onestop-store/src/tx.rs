@@ -5,6 +5,7 @@
 use onestop_core::{Accumulators, Date, Fen, Line};
 use onestop_ledger::Posting;
 
+use crate::later::{Explain, Explained};
 use crate::model;
 use crate::model::{
     AssistanceEntry, Enrolment, Institution, Journal, LineOrigin, NhsaKeys, NhsaMessage, PersonKey,
@@ -126,8 +127,14 @@ pub trait Tx {
         key: &PersonKey,
         settlement_id: &str,
     ) -> Result<Option<SettlementRow>>;
-    /// Books a settlement or reversal: its row, with its journal entry inside.
+    /// Books a settlement or reversal: its row, with its journal entry inside. The row's JSON
+    /// may still be being built ([`Tx::explain`]): the store writes it before the commit.
     fn insert_settlement(&mut self, row: &SettlementRow, journal: &Journal<'_>) -> Result<()>;
+    /// Serializes a settlement just computed: inline by default; the SQLite writer hands it to
+    /// a helper thread and goes on (`later`).
+    fn explain(&mut self, explain: Explain) -> Explained {
+        explain.now()
+    }
     /// The settlement of a visit that is in force (made and not reversed), if any.
     fn visit_settlement(&mut self, key: &PersonKey, visit_id: &str) -> Result<Option<String>>;
     /// The postings of one settlement, in order.

@@ -232,12 +232,12 @@ impl World {
 }
 
 fn record(response: &StoredResponse) -> SettlementRecordDto {
-    assert_eq!(response.status, 200, "{}", response.body);
-    serde_json::from_str(&response.body).expect("settlement record")
+    assert_eq!(response.status, 200, "{:?}", response.body);
+    serde_json::from_str(response.body.get().expect("built")).expect("settlement record")
 }
 
 fn error(response: &StoredResponse) -> ErrorBody {
-    serde_json::from_str(&response.body).expect("error body")
+    serde_json::from_str(response.body.get().expect("built")).expect("error body")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,7 +256,10 @@ async fn settle_is_exactly_once_and_cancel_restores_the_accumulators() {
             .await
             .expect("store")
             .expect("found");
-        assert_eq!(first.body, serde_json::to_string(&fetched).expect("json"));
+        assert_eq!(
+            first.body.get().expect("built"),
+            &serde_json::to_string(&fetched).expect("json")
+        );
         // (10000 − 1300) × 78 % = 6786 from the basic fund (resident, level 3).
         assert_eq!(settled.settlement.tiers[0].amount, "6786.00");
         assert_eq!(world.settle(0, &visit.visit_id, "k1", "{}").await, first, "a retry replays");
@@ -433,7 +436,7 @@ async fn clearing_statements_add_up_to_the_ledger_month_by_month() {
             })
             .await
             .expect("store");
-        assert_eq!(july.status, 200, "{}", july.body);
+        assert_eq!(july.status, 200, "{:?}", july.body);
         for (month, from, until) in
             [("2024-06", "2024-06-01", "2024-07-01"), ("2024-07", "2024-07-01", "2024-08-01")]
         {
