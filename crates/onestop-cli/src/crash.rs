@@ -43,6 +43,13 @@ pub struct Server {
     pub api: Api,
 }
 
+impl Server {
+    /// The service's process id (for the load generator's CPU report).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 pub fn free_port() -> Result<u16, String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())

@@ -31,7 +31,7 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
     /// Concurrent hospital clients.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 256)]
     pub clients: usize,
     /// People in the synthetic region.
     #[arg(long, default_value_t = 2000)]
@@ -261,9 +261,9 @@ async fn load(args: &LoadArgs) -> Result<(), String> {
     let (agency, tokens, people, mut server): (String, Vec<String>, _, Server) =
         seed_region(&database, &args.policies, args.people, 24).await?;
     let offered = usize::try_from(u64::from(args.rate) * args.seconds).unwrap_or(usize::MAX);
-    // The open loop takes `offered` visits; the closed loop the rest, enough for 5× the rate.
+    // The open loop takes `offered` visits; the closed loop the rest, enough for 8× the rate.
     let mut work =
-        prepare(&server.api, &tokens, &people, offered * 6, args.clients.min(32), None).await?;
+        prepare(&server.api, &tokens, &people, offered * 9, args.clients.min(32), None).await?;
     let first: Vec<Ready> = work.drain(..offered.min(work.len())).collect();
     println!(
         "\nonestop load — {} store, {} clients on loopback",
@@ -272,8 +272,16 @@ async fn load(args: &LoadArgs) -> Result<(), String> {
     );
     let open = open_loop(&server.api, first, args.rate, args.clients).await;
     let offered_rate = report(&format!("offered {}/s (open loop)", args.rate), &open);
+    let before = crate::cpu::snapshot(server.pid());
+    let started = Instant::now();
     let closed = closed_loop(&server.api, work, args.seconds, args.clients).await;
+    let after = crate::cpu::snapshot(server.pid());
     let throughput = report("as fast as possible (closed loop)", &closed);
+    if let (Some(before), Some(after)) = (before, after)
+        && let Some(used) = crate::cpu::used(before, after, started.elapsed())
+    {
+        print_cpu(&used, throughput);
+    }
     let check = server.api.ok(reqwest::Method::GET, "/v1/invariants", &agency, None).await?;
     kill(&mut server);
     let url = database.clone();
@@ -294,4 +302,23 @@ async fn load(args: &LoadArgs) -> Result<(), String> {
     );
     let _ = offered_rate;
     Ok(())
+}
+
+/// Where the cores went in the closed loop: a loop limited by the cores, not by waiting, shows
+/// the machine nearly all busy.
+#[allow(clippy::float_arithmetic)]
+fn print_cpu(used: &crate::cpu::Used, throughput: f64) {
+    let per_settle = |cores: f64| {
+        if throughput > 0.0 { cores / throughput * 1e6 } else { 0.0 }
+    };
+    println!(
+        "    cores used: service {:.2} ({:.0} µs of CPU a settle), clients {:.2} ({:.0} µs); \
+         the machine's {} cores {:.0}% busy",
+        used.service_cores,
+        per_settle(used.service_cores),
+        used.generator_cores,
+        per_settle(used.generator_cores),
+        used.machine_cores,
+        used.machine_busy * 100.0
+    );
 }

@@ -6,6 +6,7 @@
 
 mod calc;
 mod clearing;
+mod cpu;
 mod crash;
 mod demo;
 mod federated_load;
