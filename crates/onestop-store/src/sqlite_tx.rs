@@ -620,8 +620,29 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn lines(&mut self, key: &PersonKey, visit_id: &str) -> Result<Vec<(i64, Line)>> {
-        let lines = self.lines_with_origin(key, visit_id)?;
-        Ok(lines.into_iter().map(|(no, line, _)| (no, line)).collect())
+        // Settle's path (on the writer): without the origin columns, and the class read in
+        // place instead of into a string of its own.
+        let mut statement = self.conn.prepare_cached(
+            "SELECT line_no, code, name, class, quantity, unit_price, amount, price_limit \
+            FROM fee_lines WHERE region = ?1 AND person_id = ?2 AND visit_id = ?3",
+        )?;
+        let mut rows = statement.query(params![key.region_text(), key.person_id, visit_id])?;
+        let mut lines = Vec::new();
+        while let Some(r) = rows.next()? {
+            let class = r.get_ref(3)?.as_str().map_err(rusqlite::Error::from)?;
+            let line = Line {
+                code: r.get(1)?,
+                name: r.get(2)?,
+                class: CatalogClass::parse(class).ok_or_else(|| corrupt("class", class))?,
+                quantity: Quantity(r.get(4)?),
+                unit_price: UnitPrice(r.get(5)?),
+                amount: Fen(r.get(6)?),
+                price_limit: r.get::<_, Option<i64>>(7)?.map(UnitPrice),
+            };
+            lines.push((r.get::<_, i64>(0)?, line));
+        }
+        lines.sort_by_key(|row| row.0);
+        Ok(lines)
     }
 
     fn lines_with_origin(
