@@ -2,8 +2,13 @@
 //! compressed) and the response that carries it. Building them is a third of the writer's work
 //! per settlement; on helpers it overlaps the writer's next requests of the same group, and the
 //! writer waits for them only where it must: before it writes the rows, before it commits, and
-//! where a request of the group reads one of those rows (`sqlite::WriterTx`). Elsewhere (readers,
-//! PostgreSQL) they are built inline and are ready at once.
+//! before any primitive outside a settlement's own path (`sqlite_group::WriterTx`). Elsewhere
+//! (readers, PostgreSQL) they are built inline and are ready at once.
+//!
+//! A build that fails (a panic on a helper: a bug) is found when its row is written, after its
+//! request has released its savepoint: the whole group then rolls back and every request in it
+//! answers an error, none acknowledged. A request that panics in its own work still rolls back
+//! alone.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
