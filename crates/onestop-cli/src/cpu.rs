@@ -15,6 +15,7 @@ pub struct Snapshot {
     generator: Duration,
     machine_busy: u64,
     machine_all: u64,
+    machine_cores: usize,
 }
 
 /// What one phase used.
@@ -38,8 +39,9 @@ fn process_time(stat: &str) -> Option<Duration> {
     Some(Duration::from_millis((user + system) * 1000 / TICKS_A_SECOND))
 }
 
-/// Busy and total ticks of all cores, from the first line of `/proc/stat`.
-fn machine_time(stat: &str) -> Option<(u64, u64)> {
+/// Busy and total ticks of all cores, and how many cores, from `/proc/stat` (the first line
+/// sums the `cpuN` lines that follow, one a core).
+fn machine_time(stat: &str) -> Option<(u64, u64, usize)> {
     let line = stat.lines().next()?;
     let ticks: Vec<u64> = line
         .strip_prefix("cpu ")?
@@ -50,7 +52,13 @@ fn machine_time(stat: &str) -> Option<(u64, u64)> {
     // time is already inside user.
     let all: u64 = ticks.iter().take(8).sum();
     let idle = ticks.get(3)? + ticks.get(4)?;
-    Some((all - idle, all))
+    let cores = stat
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("cpu"))
+        .filter(|l| l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count();
+    Some((all - idle, all, cores.max(1)))
 }
 
 /// The cores' time now, of the service (by its process id) and of this process.
@@ -58,8 +66,8 @@ pub fn snapshot(service_pid: u32) -> Option<Snapshot> {
     let read = |path: String| std::fs::read_to_string(path).ok();
     let service = process_time(&read(format!("/proc/{service_pid}/stat"))?)?;
     let generator = process_time(&read("/proc/self/stat".to_owned())?)?;
-    let (machine_busy, machine_all) = machine_time(&read("/proc/stat".to_owned())?)?;
-    Some(Snapshot { service, generator, machine_busy, machine_all })
+    let (machine_busy, machine_all, machine_cores) = machine_time(&read("/proc/stat".to_owned())?)?;
+    Some(Snapshot { service, generator, machine_busy, machine_all, machine_cores })
 }
 
 /// What the cores did between two snapshots taken `elapsed` apart (ratios for a report, not
@@ -71,12 +79,11 @@ pub fn used(before: Snapshot, after: Snapshot, elapsed: Duration) -> Option<Used
     if seconds <= 0.0 || all == 0 {
         return None;
     }
-    let machine_cores = std::thread::available_parallelism().map_or(1, usize::from);
     Some(Used {
         service_cores: after.service.checked_sub(before.service)?.as_secs_f64() / seconds,
         generator_cores: after.generator.checked_sub(before.generator)?.as_secs_f64() / seconds,
         machine_busy: after.machine_busy.checked_sub(before.machine_busy)? as f64 / all as f64,
-        machine_cores,
+        machine_cores: after.machine_cores,
     })
 }
 
@@ -94,8 +101,9 @@ mod tests {
 
     #[test]
     fn the_machine_is_busy_outside_idle_and_iowait() {
-        let stat = "cpu  600 0 200 1000 200 0 0 0 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n";
-        assert_eq!(machine_time(stat), Some((800, 2_000)));
+        let stat = "cpu  600 0 200 1000 200 0 0 0 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n\
+                    cpu1 1 2 3 4 5 6 7 8 9 10\nintr 5 6\n";
+        assert_eq!(machine_time(stat), Some((800, 2_000, 2)));
         assert_eq!(machine_time("intr 1 2 3"), None);
     }
 
@@ -106,6 +114,7 @@ mod tests {
             generator: Duration::from_millis(generator_ms),
             machine_busy: busy,
             machine_all: all,
+            machine_cores: 2,
         };
         let phase =
             used(at(1_000, 500, 100, 1_000), at(3_000, 1_000, 460, 1_400), Duration::from_secs(2))
@@ -113,6 +122,7 @@ mod tests {
         assert!((phase.service_cores - 1.0).abs() < 1e-9);
         assert!((phase.generator_cores - 0.25).abs() < 1e-9);
         assert!((phase.machine_busy - 0.9).abs() < 1e-9);
+        assert_eq!(phase.machine_cores, 2);
         assert_eq!(used(at(0, 0, 0, 5), at(0, 0, 0, 5), Duration::from_secs(1)), None);
     }
 }
