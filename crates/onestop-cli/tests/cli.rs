@@ -187,3 +187,26 @@ fn a_short_crash_test_finds_every_settlement_exactly_once() {
     assert!(output.status.success(), "{}\n{}", stdout(&output), stderr(&output));
     assert!(stdout(&output).contains("crash test passed: 2 kills"), "{}", stdout(&output));
 }
+
+/// The load generator as a benchmark runs it, small: each phase reports, every settle
+/// succeeds, the baseline is measured and the ledger is consistent after the run.
+#[test]
+fn a_short_load_reports_each_phase_and_a_consistent_ledger() {
+    let output =
+        onestop(&["load", "--rate", "50", "--seconds", "1", "--clients", "8", "--people", "200"]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}\n{}", stderr(&output));
+    for expected in [
+        "offered 50/s (open loop): 50 settles",
+        "as fast as possible (closed loop)",
+        "the store's raw durable single-row commits",
+        "throughput ÷ raw commit rate",
+        "ledger and accumulators after the run: consistent",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert_eq!(text.matches("; 0 errors").count(), 2, "both phases without an error:\n{text}");
+    if cfg!(target_os = "linux") {
+        assert!(text.contains("cores used: service"), "the closed loop's cores:\n{text}");
+    }
+}
