@@ -80,8 +80,6 @@ impl<T: PartialEq> PartialEq for Later<T> {
     }
 }
 
-impl<T: Eq> Eq for Later<T> {}
-
 /// A settlement's wire JSON (`SettlementDto`, with its explanation), and the compressed form
 /// the SQLite store keeps, when it was made beforehand.
 #[derive(Clone, Debug)]
@@ -102,8 +100,6 @@ impl PartialEq for SettlementJson {
         self.text == other.text
     }
 }
-
-impl Eq for SettlementJson {}
 
 /// A settlement a request has just computed, to serialize.
 pub struct Explain {
@@ -128,13 +124,20 @@ impl Explain {
 
     fn build(self, compress: Option<fn(&str) -> Vec<u8>>) -> (SettlementJson, String) {
         let text = (self.settlement)();
-        let mut body = self.head;
-        body.reserve_exact(text.len() + 1);
-        body.push_str(&text);
-        body.push('}');
+        let body = spliced(self.head, &text);
         let packed = compress.map(|compress| compress(&text));
         (SettlementJson { text, packed }, body)
     }
+}
+
+/// A response record: its `head` (`{..., "settlement":`) with the settlement's JSON spliced in
+/// as it is, not parsed and serialized again.
+pub(crate) fn spliced(head: String, settlement: &str) -> String {
+    let mut body = head;
+    body.reserve_exact(settlement.len() + 1);
+    body.push_str(settlement);
+    body.push('}');
+    body
 }
 
 /// The pending values of one [`Explain`]: if its task is dropped without running (the helpers

@@ -352,7 +352,7 @@ pub struct NhsaKeys {
 }
 
 /// A settlement or the reversal of one, as stored.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Debug)]
 pub struct SettlementRow {
     pub key: PersonKey,
     pub settlement_id: String,
@@ -377,7 +377,7 @@ pub struct SettlementRow {
 }
 
 /// A response stored under an idempotency key: replayed byte for byte on a retry.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Debug)]
 pub struct StoredResponse {
     pub request_sha256: String,
     pub status: u16,

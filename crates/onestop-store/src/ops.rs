@@ -10,7 +10,7 @@ use onestop_api::{ServiceCode, ServiceError, SettlementDto};
 use onestop_core::accumulators::Deltas;
 use onestop_core::{Claim, Date, Line, Person, PolicyBook};
 
-use crate::later::{Explain, Later, SettlementJson};
+use crate::later::{Explain, Later, SettlementJson, spliced};
 use crate::model::{
     IdKind, Institution, Journal, PersonKey, PersonRow, Role, SettlementRow, StoredResponse,
     VisitRow, VisitStatus, make_id, parse_id,
@@ -367,10 +367,7 @@ pub(crate) fn fresh_record_json(
     reversed_by: Option<String>,
     dto_json: &str,
 ) -> RecordJson {
-    let mut body = record_head(row, reversed_by);
-    body.reserve_exact(dto_json.len() + 1);
-    body.push_str(dto_json);
-    body.push('}');
+    let body = spliced(record_head(row, reversed_by), dto_json);
     RecordJson { settlement_id: row.settlement_id.clone(), body: Later::ready(body) }
 }
 

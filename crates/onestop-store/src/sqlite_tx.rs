@@ -199,9 +199,6 @@ impl SqliteTx<'_> {
     }
 }
 
-// Statements on the hot path have no ORDER BY: with one, SQLite re-prepares the statement
-// whenever its bound values change (it may plan differently for them), which costs a parse on
-// every settlement. Their few rows are sorted here instead.
 impl SqliteTx<'_> {
     /// Writes a settlement's row: its JSON compressed (unless it was beforehand) and its
     /// journal entry (`Journal::postings_json`, `Journal::counters_json`).
@@ -212,6 +209,14 @@ impl SqliteTx<'_> {
         postings: &str,
         counters: &str,
     ) -> Result<()> {
+        let made_here;
+        let blob: &[u8] = match &json.packed {
+            Some(packed) => packed,
+            None => {
+                made_here = compressed(&json.text);
+                &made_here
+            }
+        };
         self.conn
             .prepare_cached(&format!(
                 "INSERT INTO settlements ({SETTLEMENT_COLUMNS}, postings, counters) VALUES (?1, \
@@ -226,7 +231,7 @@ impl SqliteTx<'_> {
                 row.date_of_service.to_string(),
                 row.booked_on.to_string(),
                 row.booked_at,
-                json.packed.clone().unwrap_or_else(|| compressed(&json.text)),
+                blob,
                 row.treatment_region.to_string(),
                 row.visit_type.code(),
                 row.total.0,
@@ -241,6 +246,9 @@ impl SqliteTx<'_> {
     }
 }
 
+// Statements on the hot path have no ORDER BY: with one, SQLite re-prepares the statement
+// whenever its bound values change (it may plan differently for them), which costs a parse on
+// every settlement. Their few rows are sorted here instead.
 impl Tx for SqliteTx<'_> {
     fn institution_by_token(&mut self, token_sha256: &str) -> Result<Option<Institution>> {
         let mut statement = self.conn.prepare_cached(
