@@ -61,6 +61,31 @@ impl Node {
         let pid = self.child.as_ref().expect("running").id();
         let pid = Pid::from_raw(i32::try_from(pid).expect("a pid"));
         nix::sys::signal::kill(pid, signal).expect("the signal is delivered");
+        if signal == Signal::SIGSTOP {
+            self.wait_stopped(pid);
+        }
+    }
+
+    /// Waits until every thread of the node is stopped. `kill` returns once SIGSTOP is
+    /// queued, and the stop itself waits for one of the node's threads to be scheduled; on a
+    /// busy machine the other threads could meanwhile answer a request the test sends next.
+    fn wait_stopped(&self, pid: Pid) {
+        let tasks = PathBuf::from(format!("/proc/{pid}/task"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let entries = std::fs::read_dir(&tasks).expect("the node's threads");
+            let stopped = entries.flatten().all(|task| {
+                let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+                // The state follows the command name's closing parenthesis: "T" when stopped.
+                let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+                state.is_none_or(|rest| rest.starts_with('T') || rest.starts_with('t'))
+            });
+            if stopped {
+                return;
+            }
+            assert!(Instant::now() < deadline, "node {} did not stop", self.name);
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     fn kill(&mut self) {
