@@ -85,7 +85,7 @@ pub async fn issue(
 ) -> Result<String, String> {
     let (now, today) = onestop_server::timestamp(&onestop_server::system_clock());
     let credential = store
-        .write(move |tx| people::register(tx, &Env { book: &book, now, today }, &who))
+        .write(move |tx| people::register(tx, &Env { book: &book, now: now.clone(), today }, &who))
         .await
         .map_err(|e| e.to_string())?;
     Ok(credential.token)

@@ -227,7 +227,7 @@ async fn answer(
             institution_id: institution.institution_id.clone(),
             msgid: request2.msgid.clone(),
             infno: request2.infno.clone(),
-            request_sha256: sha,
+            request_sha256: sha.clone(),
             response: envelope.to_string(),
             at: env.now.clone(),
         })?;

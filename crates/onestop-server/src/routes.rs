@@ -158,16 +158,17 @@ fn stored(response: StoredResponse) -> Result<Response, ApiError> {
 }
 
 /// Runs `work` in one write transaction with the request's environment.
-pub(crate) async fn write<T, F>(state: &AppState, work: F) -> Result<T, ApiError>
+pub(crate) async fn write<T, F>(state: &AppState, mut work: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
-    F: FnOnce(&mut dyn onestop_store::Tx, &Env<'_>) -> onestop_store::tx::Result<T>
-        + Send
-        + 'static,
+    F: FnMut(&mut dyn onestop_store::Tx, &Env<'_>) -> onestop_store::tx::Result<T> + Send + 'static,
 {
     let (now, today) = state.now();
     let book = state.book.clone();
-    Ok(state.store.write(move |tx| work(tx, &Env { book: &book, now, today })).await?)
+    let write = move |tx: &mut dyn onestop_store::Tx| {
+        work(tx, &Env { book: &book, now: now.clone(), today })
+    };
+    Ok(state.store.write(write).await?)
 }
 
 pub(crate) async fn read<T, F>(state: &AppState, work: F) -> Result<T, ApiError>
@@ -236,8 +237,8 @@ async fn set_nhsa_keys(
         }
         let keys = onestop_store::model::NhsaKeys {
             encrypted: request.encrypted,
-            sm4_key: request.sm4_key,
-            sm2_public_key: request.sm2_public_key,
+            sm4_key: request.sm4_key.clone(),
+            sm2_public_key: request.sm2_public_key.clone(),
         };
         tx.set_nhsa_keys(&institution_id, &keys)?;
         Ok(Ok(serde_json::json!({ "institution_id": institution_id, "encrypted": keys.encrypted })))

@@ -6,9 +6,9 @@
 //! (readers, PostgreSQL) they are built inline and are ready at once.
 //!
 //! A build that fails (a panic on a helper: a bug) is found when its row is written, after its
-//! request has released its savepoint: the whole group then rolls back and every request in it
-//! answers an error, none acknowledged. A request that panics in its own work still rolls back
-//! alone.
+//! request has released its savepoint: the group then rolls back and the writer runs it again
+//! without that request, which alone answers the error (`sqlite::commit_group`). A request that
+//! panics in its own work rolls back alone, to its savepoint.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, OnceLock, mpsc};

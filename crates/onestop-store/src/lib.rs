@@ -45,11 +45,13 @@ impl Store {
         Ok(Store::Sqlite(sqlite::SqliteStore::open(&PathBuf::from(path))?))
     }
 
-    /// Runs `work` in one write transaction; answers after it is durable.
+    /// Runs `work` in one write transaction; answers after it is durable. `work` may run more
+    /// than once (SQLite reruns a group without a request whose JSON failed to build; only the
+    /// last run commits), so it must have no effect outside the transaction.
     pub async fn write<T, F>(&self, work: F) -> tx::Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut dyn Tx) -> tx::Result<T> + Send + 'static,
+        F: FnMut(&mut dyn Tx) -> tx::Result<T> + Send + 'static,
     {
         match self {
             Store::Sqlite(store) => store.write(work).await,

@@ -95,7 +95,7 @@ impl PgStore {
     pub async fn write<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+        F: FnMut(&mut dyn Tx) -> Result<T> + Send + 'static,
     {
         self.on_connection("a write panicked", move |client, statements| {
             let mut transaction = client

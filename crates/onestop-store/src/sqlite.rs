@@ -2,8 +2,10 @@
 //! the write connection and commits requests in groups (group commit): it takes every request
 //! waiting, runs each inside its own savepoint, commits once, and only then answers them. A
 //! request that fails rolls back to its savepoint and nothing of it is written; a failed commit
-//! answers every request of the group with the error. Reads run on a small pool of read-only
-//! connections, each in its own snapshot.
+//! answers every request of the group with the error. A request whose settlement JSON fails to
+//! build on a helper (`later`) is found only after its savepoint is released: the group rolls
+//! back and runs again without it, so that request alone answers the error. Reads run on a small
+//! pool of read-only connections, each in its own snapshot.
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -31,29 +33,35 @@ const HELPERS: usize = 2;
 pub(crate) const SCHEMA: &str = include_str!("../schema/sqlite.sql");
 const MIGRATE_V1: &str = include_str!("../schema/sqlite_migrate_v1.sql");
 
-/// A request for the writer: run inside the group's transaction, then told how the commit went.
+/// A request for the writer: run inside the group's transaction (again, if the group has to
+/// run again without a request that failed after its savepoint), then told how the commit went.
 trait Job: Send {
     fn run(&mut self, tx: &mut dyn Tx) -> bool;
+    /// Leaves the request out of the group with this error.
+    fn fail(&mut self, error: StoreError);
     fn finish(self: Box<Self>, committed: std::result::Result<(), String>);
 }
 
 struct TypedJob<T, F> {
-    work: Option<F>,
+    work: F,
     outcome: Option<Result<T>>,
     reply: Option<oneshot::Sender<Result<T>>>,
 }
 
-impl<T: Send, F: FnOnce(&mut dyn Tx) -> Result<T> + Send> Job for TypedJob<T, F> {
+impl<T: Send, F: FnMut(&mut dyn Tx) -> Result<T> + Send> Job for TypedJob<T, F> {
     fn run(&mut self, tx: &mut dyn Tx) -> bool {
-        let work = self.work.take().expect("a job runs once");
         // A panic inside a request is a bug in that request: roll it back, keep the others.
-        let outcome =
-            std::panic::catch_unwind(AssertUnwindSafe(|| work(tx))).unwrap_or_else(|_| {
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| (self.work)(tx)))
+            .unwrap_or_else(|_| {
                 Err(StoreError::Corrupt("an invariant failed while writing".into()))
             });
         let ok = outcome.is_ok();
         self.outcome = Some(outcome);
         ok
+    }
+
+    fn fail(&mut self, error: StoreError) {
+        self.outcome = Some(Err(error));
     }
 
     fn finish(mut self: Box<Self>, committed: std::result::Result<(), String>) {
@@ -180,13 +188,15 @@ impl SqliteStore {
     }
 
     /// Runs `work` in a write transaction (grouped with others) and answers after the commit.
+    /// `work` may run more than once (each time in a new transaction; only the last commits),
+    /// so it has no effect outside the transaction.
     pub async fn write<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+        F: FnMut(&mut dyn Tx) -> Result<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job = Box::new(TypedJob { work: Some(work), outcome: None, reply: Some(reply) });
+        let job = Box::new(TypedJob { work, outcome: None, reply: Some(reply) });
         self.writer.try_send(job).map_err(|error| match error {
             mpsc::TrySendError::Full(_) => StoreError::Busy,
             mpsc::TrySendError::Disconnected(_) => StoreError::Closed,
@@ -295,15 +305,60 @@ fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 /// Runs a group of requests in one transaction, each in its own savepoint, and commits once.
 /// Settlement rows whose JSON the helpers build are written after the last request
-/// (`sqlite_group`).
+/// (`sqlite_group`). A request whose JSON failed to build is left out and the others run again
+/// in a new transaction: at most once per request of the group.
 fn commit_group(
     conn: &Connection,
     helpers: &Helpers,
     jobs: &mut [Box<dyn Job>],
 ) -> std::result::Result<(), String> {
-    run(conn, "BEGIN IMMEDIATE").map_err(|e| e.to_string())?;
+    let mut left_out = vec![false; jobs.len()];
+    for _ in 0..=jobs.len() {
+        match attempt_group(conn, helpers, jobs, &left_out) {
+            Attempt::Committed => return Ok(()),
+            Attempt::Failed(error) => return Err(error),
+            Attempt::Poisoned { request, error } => {
+                assert!(!left_out[request], "a request left out does not run again");
+                tracing::error!(%error, request, "a settlement's JSON failed to build: the group \
+                    runs again without its request");
+                left_out[request] = true;
+                jobs[request].fail(error);
+            }
+        }
+    }
+    unreachable!("each attempt but the last leaves one more request out")
+}
+
+/// How one run of a group ended (rolled back unless committed).
+enum Attempt {
+    Committed,
+    Failed(String),
+    /// The JSON of request number `request` failed to build after its savepoint was released.
+    Poisoned {
+        request: usize,
+        error: StoreError,
+    },
+}
+
+fn attempt_group(
+    conn: &Connection,
+    helpers: &Helpers,
+    jobs: &mut [Box<dyn Job>],
+    left_out: &[bool],
+) -> Attempt {
+    if let Err(error) = run(conn, "BEGIN IMMEDIATE") {
+        return Attempt::Failed(error.to_string());
+    }
     let mut group = Group::new(conn, helpers);
-    for (index, job) in jobs.iter_mut().enumerate() {
+    let rolled_back = |group: &Group<'_>, error: String| {
+        let _ = conn.execute_batch("ROLLBACK");
+        match group.poisoned() {
+            Some((request, error)) => Attempt::Poisoned { request, error },
+            None => Attempt::Failed(error),
+        }
+    };
+    let runs = jobs.iter_mut().enumerate().filter(|(index, _)| !left_out[*index]);
+    for (index, job) in runs {
         let step = (|| -> rusqlite::Result<()> {
             run(conn, "SAVEPOINT request")?;
             if job.run(&mut group.tx(index)) {
@@ -315,16 +370,116 @@ fn commit_group(
             }
         })();
         if let Err(error) = step {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(error.to_string());
+            return rolled_back(&group, error.to_string());
+        }
+        if group.poisoned().is_some() {
+            // Found by a read of this request: no use running the rest of this attempt.
+            return rolled_back(&group, String::new());
         }
     }
     if let Err(error) = group.finish() {
-        let _ = conn.execute_batch("ROLLBACK");
-        return Err(error.to_string());
+        return rolled_back(&group, error.to_string());
     }
-    run(conn, "COMMIT").map_err(|error| {
-        let _ = conn.execute_batch("ROLLBACK");
-        error.to_string()
-    })
+    match run(conn, "COMMIT") {
+        Ok(()) => Attempt::Committed,
+        Err(error) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Attempt::Failed(error.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::sqlite_group::tests::{book, key, stored};
+
+    /// A job for `commit_group`, its answer, and how many times it ran.
+    type Booked = (Box<dyn Job>, oneshot::Receiver<Result<()>>, Arc<AtomicUsize>);
+
+    fn job(work: impl Fn(&mut dyn Tx) -> Result<()> + Send + 'static) -> Booked {
+        let (reply, answer) = oneshot::channel();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&runs);
+        let work = move |tx: &mut dyn Tx| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            work(tx)
+        };
+        (Box::new(TypedJob { work, outcome: None, reply: Some(reply) }), answer, runs)
+    }
+
+    /// Runs the jobs as one group; their answers and how many times each ran.
+    fn commit(conn: &Connection, booked: Vec<Booked>) -> Vec<(Result<()>, usize)> {
+        let helpers = Helpers::start(2, "test-helper").expect("helpers");
+        let (mut jobs, rest): (Vec<_>, Vec<_>) =
+            booked.into_iter().map(|(job, answer, runs)| (job, (answer, runs))).unzip();
+        let committed = commit_group(conn, &helpers, &mut jobs);
+        assert_eq!(committed, Ok(()), "the group commits");
+        for job in jobs {
+            job.finish(committed.clone());
+        }
+        let answer = |(mut answer, runs): (oneshot::Receiver<_>, Arc<AtomicUsize>)| {
+            (answer.try_recv().expect("answered"), runs.load(Ordering::Relaxed))
+        };
+        rest.into_iter().map(answer).collect()
+    }
+
+    fn database() -> Connection {
+        let conn = Connection::open_in_memory().expect("memory");
+        conn.execute_batch(SCHEMA).expect("schema");
+        conn
+    }
+
+    fn failed_to_build(answer: &Result<()>) -> bool {
+        let built = "explanation could not be built";
+        matches!(answer, Err(StoreError::Corrupt(message)) if message.contains(built))
+    }
+
+    #[test]
+    fn a_settlement_whose_json_fails_to_build_is_left_out_and_the_rest_of_its_group_commits() {
+        let conn = database();
+        let answers = commit(
+            &conn,
+            vec![
+                job(|tx| book(tx, "S-110000-P1-1", "{\"n\":1}")),
+                job(|tx| book(tx, "S-110000-P1-2", "")),
+                job(|tx| book(tx, "S-110000-P1-3", "{\"n\":3}")),
+            ],
+        );
+        assert!(answers[0].0.is_ok() && answers[2].0.is_ok(), "{answers:?}");
+        assert!(failed_to_build(&answers[1].0), "{answers:?}");
+        // The others ran again, in the transaction that committed; the failed one did not.
+        assert_eq!(answers.iter().map(|a| a.1).collect::<Vec<_>>(), [2, 1, 2]);
+        assert_eq!(stored(&conn), ["S-110000-P1-1", "S-110000-P1-3"]);
+        let third = SqliteTx { conn: &conn }.settlement(&key(), "S-110000-P1-3").expect("read");
+        assert_eq!(third.expect("stored").result.get().expect("json").text, "{\"n\":3}");
+    }
+
+    #[test]
+    fn a_failed_json_found_by_a_later_read_of_the_group_fails_only_its_own_request() {
+        let conn = database();
+        let answers = commit(
+            &conn,
+            vec![
+                job(|tx| book(tx, "S-110000-P1-1", "")),
+                // Reads the settlements: the waiting rows are written first, and one fails.
+                job(|tx| tx.settlement(&key(), "S-110000-P1-1").map(|_| ())),
+                job(|tx| book(tx, "S-110000-P1-3", "{\"n\":3}")),
+                job(|tx| book(tx, "S-110000-P1-4", "")),
+            ],
+        );
+        assert!(failed_to_build(&answers[0].0) && failed_to_build(&answers[3].0), "{answers:?}");
+        assert!(answers[1].0.is_ok() && answers[2].0.is_ok(), "{answers:?}");
+        assert_eq!(stored(&conn), ["S-110000-P1-3"]);
+    }
+
+    #[test]
+    fn a_group_of_failed_builds_only_commits_nothing() {
+        let conn = database();
+        let answers = commit(&conn, vec![job(|tx| book(tx, "S-110000-P1-1", ""))]);
+        assert!(failed_to_build(&answers[0].0), "{answers:?}");
+        assert!(stored(&conn).is_empty());
+    }
 }

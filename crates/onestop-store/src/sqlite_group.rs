@@ -13,7 +13,8 @@
 //!
 //! Each request runs inside its own savepoint. If one fails and rolls back, its waiting rows go
 //! with it, and the rows of earlier requests that it had written go back to waiting (the roll
-//! back undid them too).
+//! back undid them too). A row whose JSON failed to build is never written: the group notes
+//! whose it was ([`Group::poisoned`]) and the writer runs the group again without that request.
 
 use onestop_core::{Accumulators, Date, Fen, Line};
 use onestop_ledger::Posting;
@@ -25,7 +26,7 @@ use crate::model::{
     PersonRow, SettlementRow, StoredResponse, VisitRow, VisitStatus,
 };
 use crate::sqlite_tx::{SqliteTx, compressed};
-use crate::tx::{NewAssistance, Result, Tx};
+use crate::tx::{NewAssistance, Result, StoreError, Tx};
 
 /// A settlement row waiting for its JSON.
 struct Waiting {
@@ -44,6 +45,8 @@ pub(crate) struct Group<'c> {
     helpers: &'c Helpers,
     waiting: Vec<Waiting>,
     request: usize,
+    /// The first request whose row's JSON failed to build, with the failure.
+    poisoned: Option<(usize, String)>,
 }
 
 /// Marks rows written by the final flush, outside every request's savepoint.
@@ -51,7 +54,7 @@ const NO_REQUEST: usize = usize::MAX;
 
 impl<'c> Group<'c> {
     pub(crate) fn new(conn: &'c rusqlite::Connection, helpers: &'c Helpers) -> Group<'c> {
-        Group { conn, helpers, waiting: Vec::new(), request: NO_REQUEST }
+        Group { conn, helpers, waiting: Vec::new(), request: NO_REQUEST, poisoned: None }
     }
 
     /// The transaction that request number `request` of the group runs in.
@@ -78,11 +81,27 @@ impl<'c> Group<'c> {
         self.flush()
     }
 
+    /// The request whose settlement's JSON failed to build, if one did, and the failure. The
+    /// group cannot commit: that request released its savepoint, and only a new transaction
+    /// without it can leave it out.
+    pub(crate) fn poisoned(&self) -> Option<(usize, StoreError)> {
+        self.poisoned.as_ref().map(|(request, failure)| {
+            let message = format!("a settlement's explanation could not be built: {failure}");
+            (*request, StoreError::Corrupt(message))
+        })
+    }
+
     /// Writes the waiting rows (waiting for their JSON first).
     fn flush(&mut self) -> Result<()> {
         let tx = SqliteTx { conn: self.conn };
         for waiting in self.waiting.iter_mut().filter(|row| row.written_during.is_none()) {
-            let json = waiting.row.result.get()?;
+            let json = match waiting.row.result.get() {
+                Ok(json) => json,
+                Err(error) => {
+                    self.poisoned.get_or_insert((waiting.request, error.to_string()));
+                    return Err(error);
+                }
+            };
             tx.insert_settlement_row(&waiting.row, json, &waiting.postings, &waiting.counters)?;
             waiting.written_during = Some(self.request);
         }
@@ -333,7 +352,7 @@ impl Tx for WriterTx<'_, '_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use onestop_core::accumulators::Deltas;
     use onestop_core::{Date, Fen, Region, VisitType};
     use rusqlite::Connection;
@@ -348,7 +367,7 @@ mod tests {
         conn
     }
 
-    fn key() -> PersonKey {
+    pub(crate) fn key() -> PersonKey {
         PersonKey::new(Region::parse("110000").expect("region"), "P1").expect("key")
     }
 
@@ -374,7 +393,7 @@ mod tests {
     }
 
     /// Books a settlement whose JSON a helper builds (slowly, so that it is still being built).
-    fn book(tx: &mut dyn Tx, settlement_id: &str, json: &'static str) -> Result<()> {
+    pub(crate) fn book(tx: &mut dyn Tx, settlement_id: &str, json: &'static str) -> Result<()> {
         let explained = tx.explain(Explain {
             settlement: Box::new(move || {
                 std::thread::sleep(std::time::Duration::from_millis(20));
@@ -390,7 +409,7 @@ mod tests {
         tx.insert_settlement(&row, &journal)
     }
 
-    fn stored(conn: &Connection) -> Vec<String> {
+    pub(crate) fn stored(conn: &Connection) -> Vec<String> {
         let mut statement =
             conn.prepare("SELECT settlement_id FROM settlements ORDER BY 1").expect("prepare");
         let ids = statement.query_map([], |row| row.get(0)).expect("query");
@@ -443,7 +462,9 @@ mod tests {
         let mut group = Group::new(&conn, &helpers);
         book(&mut group.tx(0), "S-110000-P1-1", "{\"n\":1}").expect("booked");
         book(&mut group.tx(1), "S-110000-P1-2", "").expect("booked");
-        assert!(matches!(group.finish(), Err(crate::tx::StoreError::Corrupt(_))));
+        assert!(matches!(group.finish(), Err(StoreError::Corrupt(_))));
+        let (request, _) = group.poisoned().expect("the group knows whose JSON failed");
+        assert_eq!(request, 1);
     }
 
     #[test]

@@ -176,10 +176,13 @@ async fn adding_lines_waits_for_a_settlement_of_the_person() {
         let settling = tokio::spawn({
             let (store, visit_id) = (Arc::clone(&store), visit_id.clone());
             async move {
+                let mut locked = Some(locked);
                 let write = store.write(move |tx| {
                     tx.person(&key(), true)?;
                     let lines = tx.lines(&key(), &visit_id)?.len();
-                    let _ = locked.send(());
+                    if let Some(locked) = locked.take() {
+                        let _ = locked.send(());
+                    }
                     std::thread::sleep(Duration::from_millis(300));
                     tx.set_visit_status(&key(), &visit_id, VisitStatus::Settled)?;
                     Ok(lines)
