@@ -85,7 +85,7 @@ fn test(root: &Path, extra: impl Iterator<Item = String>) -> ExitCode {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command.args(["test", "--workspace", "--locked"]).args(extra).current_dir(root);
     if let Some(server) = &server {
-        command.env(pg_server::URL_ENV, server.url());
+        command.env(pg_server::URL_ENV, server.url()).env(pg_server::CA_ENV, server.ca());
     }
     let status = command.status();
     // Stops the server whatever the tests did.

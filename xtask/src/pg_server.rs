@@ -12,6 +12,8 @@ use std::process::{Command, Output};
 
 /// The environment variable naming the server to the tests (`postgres://...`).
 pub const URL_ENV: &str = "ONESTOP_TEST_POSTGRES";
+/// The certificate (PEM) of the CA that signed the server's, for the tests of TLS.
+pub const CA_ENV: &str = "ONESTOP_TEST_POSTGRES_CA";
 /// Where Debian and Ubuntu keep each major version's binaries (`<dir>/<version>/bin`).
 const VERSIONS_DIR: &str = "/usr/lib/postgresql";
 /// What to install when no PostgreSQL is found.
@@ -69,6 +71,7 @@ impl Server {
             succeed(Command::new("chown").arg(format!("{SERVER_USER}:")).arg(&server.dir))?;
         }
         server.initdb()?;
+        server.certificates()?;
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS {
             let port = free_port()?;
@@ -106,6 +109,43 @@ impl Server {
         self.dir.join("data")
     }
 
+    /// The certificate of the CA that signed the server's (TLS is on, and optional for clients).
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// A throw-away CA and a server certificate it signs for 127.0.0.1 and localhost, so that
+    /// the tests can connect with TLS and verify the server. The key is the server user's,
+    /// readable by it alone, as PostgreSQL requires.
+    fn certificates(&self) -> Result<(), String> {
+        let failed = |e: rcgen::Error| format!("cannot make the test certificates: {e}");
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(failed)?;
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(rcgen::DnType::CommonName, "onestop test CA");
+        ca.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+        let ca_key = rcgen::KeyPair::generate().map_err(failed)?;
+        let ca_certificate = ca.self_signed(&ca_key).map_err(failed)?;
+        let names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+        let server = rcgen::CertificateParams::new(names).map_err(failed)?;
+        let key = rcgen::KeyPair::generate().map_err(failed)?;
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let certificate = server.signed_by(&key, &issuer).map_err(failed)?;
+        let write = |path: PathBuf, text: String, mode: u32| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(&path, text)
+                .and_then(|()| std::fs::set_permissions(&path, PermissionsExt::from_mode(mode)))
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        };
+        write(self.ca(), ca_certificate.pem(), 0o644)?;
+        let (crt, key_file) = (self.data().join("server.crt"), self.data().join("server.key"));
+        write(crt.clone(), certificate.pem(), 0o644)?;
+        write(key_file.clone(), key.serialize_pem(), 0o600)?;
+        if self.as_server_user {
+            succeed(Command::new("chown").arg(format!("{SERVER_USER}:")).arg(&crt).arg(&key_file))?;
+        }
+        Ok(())
+    }
+
     fn initdb(&self) -> Result<(), String> {
         let mut command = self.command(&self.bin.initdb);
         command.arg("-D").arg(self.data());
@@ -118,7 +158,8 @@ impl Server {
         // benchmarks run durable, with PostgreSQL's defaults.
         let fsync = if self.durable { "on" } else { "off" };
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync={fsync} -c max_connections=200",
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync={fsync} -c max_connections=200 \
+             -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key",
             self.dir.display()
         );
         let log = self.dir.join("server.log");

@@ -15,6 +15,7 @@ mod multi_row;
 pub mod ops;
 pub mod people;
 pub mod postgres;
+mod postgres_tls;
 mod postgres_tx;
 pub mod reports;
 pub mod sqlite;

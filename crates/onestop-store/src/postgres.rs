@@ -8,13 +8,15 @@
 //! The schema (`schema/postgres.sql`) is applied at open; where the Citus extension is installed
 //! the tables are also distributed once (`schema/citus.sql`). Plain PostgreSQL needs nothing more.
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use std::collections::HashMap;
-
+use ::postgres::config::SslMode;
 use ::postgres::{IsolationLevel, NoTls, Statement, Transaction};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::postgres_tls;
 use crate::postgres_tx::PgTx;
 use crate::tx::{Result, StoreError, Tx};
 
@@ -44,6 +46,8 @@ pub struct Connection {
 /// Opens pooled connections.
 pub struct Manager {
     config: ::postgres::Config,
+    /// TLS for every connection (`sslmode=require`; `postgres_tls`), else in the clear.
+    tls: Option<MakeRustlsConnect>,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -51,7 +55,11 @@ impl r2d2::ManageConnection for Manager {
     type Error = ::postgres::Error;
 
     fn connect(&self) -> std::result::Result<Connection, ::postgres::Error> {
-        Ok(Connection { client: self.config.connect(NoTls)?, statements: HashMap::new() })
+        let client = match &self.tls {
+            Some(tls) => self.config.connect(tls.clone())?,
+            None => self.config.connect(NoTls)?,
+        };
+        Ok(Connection { client, statements: HashMap::new() })
     }
 
     fn is_valid(&self, conn: &mut Connection) -> std::result::Result<(), ::postgres::Error> {
@@ -70,20 +78,36 @@ pub struct PgStore {
 
 impl PgStore {
     /// Connects to `url` (`postgres://user@host:port/database?...`) and applies the schema.
+    /// `sslmode=require` (with `sslrootcert=PATH`) makes every connection TLS, the server
+    /// verified (`postgres_tls`).
     pub fn open(url: &str) -> Result<PgStore> {
-        let mut config: ::postgres::Config = url.parse()?;
+        let options = postgres_tls::options(url)?;
+        let mut config: ::postgres::Config = options.url.parse()?;
+        let tls = match config.get_ssl_mode() {
+            SslMode::Require => Some(postgres_tls::connector(options.root.as_deref())?),
+            _ => None,
+        };
         if config.get_application_name().is_none() {
             config.application_name("onestop");
         }
+        let manager = Manager { config, tls };
+        // The first connection is made here, not by the pool, so that a wrong address,
+        // password or certificate fails the open at once with its own error. The synchronous
+        // client drives its own runtime, which cannot run on a thread that drives async tasks;
+        // `open` may be called from one, so the setup runs on its own thread.
+        let setup = || {
+            let mut first = r2d2::ManageConnection::connect(&manager).map_err(|error| {
+                StoreError::Config(format!("cannot connect to PostgreSQL: {}", causes(&error)))
+            })?;
+            apply_schema(&mut first.client)
+        };
+        std::thread::scope(|scope| scope.spawn(setup).join())
+            .map_err(|_| StoreError::Corrupt("the schema setup panicked".into()))??;
         let pool = r2d2::Pool::builder()
             .max_size(POOL_CONNECTIONS_MAX)
             .min_idle(Some(POOL_IDLE_MIN))
             .connection_timeout(POOL_WAIT_MAX)
-            .build_unchecked(Manager { config });
-        // The synchronous client drives its own runtime, which cannot run on a thread that
-        // drives async tasks; `open` may be called from one, so the setup runs on its own.
-        std::thread::scope(|scope| scope.spawn(|| apply_schema(&pool)).join())
-            .map_err(|_| StoreError::Corrupt("the schema setup panicked".into()))??;
+            .build_unchecked(manager);
         Ok(PgStore { pool: Some(pool) })
     }
 
@@ -179,11 +203,21 @@ fn run<T>(
         .unwrap_or_else(|_| Err(StoreError::Corrupt(format!("an invariant failed while {doing}"))))
 }
 
+/// An error with its causes, outermost first: the client's own message of a failed TLS
+/// handshake does not say why it failed (an unknown CA, a name that does not match ...).
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text = format!("{text}: {inner}");
+        cause = inner.source();
+    }
+    text
+}
+
 /// Migrates an older database and creates what is missing of the schema (one transaction),
 /// then distributes it where Citus is installed.
-fn apply_schema(pool: &Pool) -> Result<()> {
-    let mut connection = pool.get()?;
-    let client = &mut connection.client;
+fn apply_schema(client: &mut ::postgres::Client) -> Result<()> {
     let mut transaction = client.transaction()?;
     transaction.batch_execute(SCHEMA_LOCK)?;
     // Version 1 is the only one with a table named `ledger` (a view since version 2).

@@ -29,6 +29,8 @@ pub enum StoreError {
     Busy,
     #[error("a value does not fit its column: {0}")]
     OutOfRange(String),
+    #[error("store configuration: {0}")]
+    Config(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
