@@ -130,8 +130,17 @@ impl Federation {
         let local = regions(&config.node.regions, "node.regions")?;
         let mut peers = Vec::new();
         for peer in config.peers {
-            if !peer.url.starts_with("http://") && !peer.url.starts_with("https://") {
-                return Err(format!("peer {}: url `{}` is not http(s)://", peer.name, peer.url));
+            if peer.url.starts_with("https://") {
+                // Refused here rather than failing every forward later as a timeout.
+                return Err(format!(
+                    "peer {}: url `{}`: nodes speak plain HTTP to each other; for TLS between \
+                     them run a TLS tunnel on both sides and name its local end here \
+                     (http://127.0.0.1:PORT)",
+                    peer.name, peer.url
+                ));
+            }
+            if !peer.url.starts_with("http://") {
+                return Err(format!("peer {}: url `{}` is not http://", peer.name, peer.url));
             }
             let served = regions(&peer.regions, &format!("peer {}", peer.name))?;
             peers.push(Peer { name: peer.name, regions: served, url: peer.url });
@@ -282,7 +291,8 @@ mod tests {
             (FILE, "short", "at least 16 characters"),
             (&twice, "0123456789abcdef", "served by two nodes"),
             (&FILE.replace("500", "10"), "0123456789abcdef", "between 50 and 60000"),
-            (&FILE.replace("http://", "ftp://"), "0123456789abcdef", "is not http(s)://"),
+            (&FILE.replace("http://", "ftp://"), "0123456789abcdef", "is not http://"),
+            (&FILE.replace("http://", "https://"), "0123456789abcdef", "run a TLS tunnel"),
             (&FILE.replace("\"110000\"", "\"1100\""), "0123456789abcdef", "six-digit"),
             (&FILE.replace("timeout_ms", "timeout"), "0123456789abcdef", "unknown field"),
         ];
