@@ -1,7 +1,8 @@
 //! TLS to PostgreSQL. `sslmode=require` in the URL (or `verify-ca`, `verify-full`, as libpq
 //! spells them) makes every pooled connection TLS, and the server's certificate is always
 //! verified, chain and host name, against the root certificates of `sslrootcert=PATH` (a PEM
-//! file; libpq's parameter), else of `$PGSSLROOTCERT`, else of `~/.postgresql/root.crt`.
+//! file; libpq's parameter, read from a URL only), else of `$PGSSLROOTCERT`, else of
+//! `~/.postgresql/root.crt`.
 //! Without any of them the store does not open: a connection that cannot tell the server from
 //! an impostor is not "required TLS". `sslmode=disable` or `prefer` (the default) connect in the
 //! clear, as before; a production deployment says `require`.
@@ -26,19 +27,26 @@ pub(crate) struct Options {
     pub(crate) root: Option<PathBuf>,
 }
 
-/// Takes out of `url` the TLS options the client does not parse itself. Both forms of a
-/// connection string are read: a URL (`postgres://...?sslmode=require&sslrootcert=/ca.pem`) and
-/// key=value words (`host=db sslmode=require sslrootcert=/ca.pem`).
+/// Takes out of a URL (`postgres://...?sslmode=require&sslrootcert=%2Fetc%2Fca.pem`) the TLS
+/// options the client does not parse itself. A connection string of key=value words is passed
+/// on untouched (its quoting is the client's to read); `sslrootcert` in one is refused with
+/// what to use instead.
 pub(crate) fn options(url: &str) -> Result<Options> {
-    let (base, params, separator) = if url.contains("://") {
-        let (base, query) = url.split_once('?').unwrap_or((url, ""));
-        (format!("{base}?"), query.split('&').collect::<Vec<_>>(), "&")
-    } else {
-        (String::new(), url.split_whitespace().collect(), " ")
-    };
+    if !url.contains("://") {
+        if url.contains("sslrootcert") {
+            return Err(config(
+                "sslrootcert is read from a postgres:// URL only: write the connection as a URL \
+                 (postgres://user@host/db?sslmode=require&sslrootcert=PATH) or set PGSSLROOTCERT"
+                    .into(),
+            ));
+        }
+        return Ok(Options { url: url.to_owned(), root: None });
+    }
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let base = format!("{base}?");
     let mut root = None;
     let mut kept = Vec::new();
-    for param in params.into_iter().filter(|param| !param.is_empty()) {
+    for param in query.split('&').filter(|param| !param.is_empty()) {
         match param.split_once('=') {
             Some(("sslrootcert", path)) => {
                 let path = percent_decode_str(path).decode_utf8().map_err(|_| {
@@ -50,7 +58,7 @@ pub(crate) fn options(url: &str) -> Result<Options> {
             _ => kept.push(param),
         }
     }
-    let joined = kept.join(separator);
+    let joined = kept.join("&");
     let url = match base.strip_suffix('?') {
         Some(base) if joined.is_empty() => base.to_owned(),
         _ => format!("{base}{joined}"),
@@ -106,7 +114,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_root_certificate_and_libpq_modes_are_taken_out_of_either_form() {
+    fn the_root_certificate_and_libpq_modes_are_taken_out_of_a_url_only() {
         let cases = [
             ("postgres://u@h/db", "postgres://u@h/db", None),
             (
@@ -116,15 +124,17 @@ mod tests {
             ),
             ("postgres://u@h/db?sslrootcert=/ca.pem", "postgres://u@h/db", Some("/ca.pem")),
             (
-                "host=h user=u sslmode=verify-ca sslrootcert=/ca.pem",
-                "host=h user=u sslmode=require",
-                Some("/ca.pem"),
+                "host=h password='a  b' sslmode=require",
+                "host=h password='a  b' sslmode=require",
+                None,
             ),
         ];
         for (given, url, root) in cases {
             let expected = Options { url: url.to_owned(), root: root.map(PathBuf::from) };
             assert_eq!(options(given).expect("parsed"), expected, "{given}");
         }
+        let words = options("host=h sslmode=require sslrootcert=/ca.pem").expect_err("refused");
+        assert!(words.to_string().contains("from a postgres:// URL only"), "{words}");
     }
 
     #[test]
