@@ -70,7 +70,42 @@ pub fn load_book(dir: &std::path::Path) -> Result<Arc<PolicyBook>, String> {
 }
 
 pub fn open_store(url: &str) -> Result<Arc<Store>, String> {
-    Store::open(url).map(Arc::new).map_err(|e| format!("cannot open the database {url}: {e}"))
+    Store::open(url)
+        .map(Arc::new)
+        .map_err(|e| format!("cannot open the database {}: {e}", without_password(url)))
+}
+
+/// A connection string as it may be shown in an error or a log: its password replaced by `***`
+/// (`postgres://user:***@host/db`, `password=***`).
+fn without_password(url: &str) -> String {
+    if let Some(scheme_end) = url.find("://").map(|at| at + 3) {
+        let rest = &url[scheme_end..];
+        let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+        if let Some((user_info, host)) = authority.rsplit_once('@')
+            && let Some((user, _)) = user_info.split_once(':')
+        {
+            let tail = &rest[authority.len()..];
+            return format!("{}{user}:***@{host}{tail}", &url[..scheme_end]);
+        }
+        return url.to_owned();
+    }
+    // key=value words: the value after `password=`, quoted or not, up to its end.
+    let Some(at) = url.find("password=").map(|at| at + "password=".len()) else {
+        return url.to_owned();
+    };
+    let value = &url[at..];
+    let end = if let Some(quoted) = value.strip_prefix('\'') {
+        let mut escaped = false;
+        let close = quoted.char_indices().find(|&(_, c)| {
+            let closes = c == '\'' && !escaped;
+            escaped = c == '\\' && !escaped;
+            closes
+        });
+        close.map_or(value.len(), |(index, _)| index + 2)
+    } else {
+        value.find(char::is_whitespace).unwrap_or(value.len())
+    };
+    format!("{}***{}", &url[..at], &value[end..])
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -154,4 +189,27 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
         };
         onestop_server::serve(listener, state, shutdown).await.map_err(|e| e.to_string())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn a_shown_connection_string_has_no_password() {
+        let cases = [
+            (
+                "postgres://u:s3cret@db:5432/x?sslmode=require",
+                "postgres://u:***@db:5432/x?sslmode=require",
+            ),
+            ("postgres://u@db/x", "postgres://u@db/x"),
+            ("postgres://u:p@ss@db/x", "postgres://u:***@db/x"),
+            ("sqlite:onestop.sqlite", "sqlite:onestop.sqlite"),
+            ("host=db password=s3cret user=u", "host=db password=*** user=u"),
+            ("host=db password='a \\' b' user=u", "host=db password=*** user=u"),
+        ];
+        for (given, shown) in cases {
+            assert_eq!(without_password(given), shown, "{given}");
+        }
+    }
 }
