@@ -51,7 +51,7 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: &str) -> Result<Api, String> {
-        let client = reqwest::Client::builder()
+        let client = onestop_server::tls::client_builder(None)
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| e.to_string())?;
@@ -403,7 +403,7 @@ async fn demo(args: &DemoArgs, book: Arc<onestop_core::PolicyBook>) -> Result<()
     }));
     let api = Api {
         base: format!("http://{address}"),
-        client: reqwest::Client::builder()
+        client: onestop_server::tls::client_builder(None)
             .pool_max_idle_per_host(args.clients)
             .timeout(Duration::from_secs(30))
             .build()

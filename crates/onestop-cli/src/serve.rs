@@ -29,6 +29,12 @@ pub struct ServeArgs {
     /// the environment variable ONESTOP_FEDERATION_SECRET).
     #[arg(long)]
     pub federation: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long = "tls-cert", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long = "tls-key", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The environment variable that carries a federation's shared secret.
@@ -152,6 +158,13 @@ pub fn token(args: &TokenArgs) -> Result<(), String> {
 pub fn run(args: &ServeArgs) -> Result<(), String> {
     let book = load_book(&args.policies)?;
     let federation = args.federation.as_deref().map(federation).transpose()?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(certificate), Some(key)) => {
+            Some(onestop_server::tls::server_config(certificate, key)?)
+        }
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let runtime = runtime()?;
     runtime.block_on(async {
         let store = open_store(&args.database)?;
@@ -160,7 +173,7 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         eprintln!(
-            "onestop serving http://{address}/v1 on {} ({} policy regions); Ctrl-C stops",
+            "onestop serving {scheme}://{address}/v1 on {} ({} policy regions); Ctrl-C stops",
             store.kind(),
             book.regions().count()
         );
@@ -187,7 +200,7 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        onestop_server::serve(listener, state, shutdown).await.map_err(|e| e.to_string())
+        onestop_server::serve_with(listener, state, tls, shutdown).await.map_err(|e| e.to_string())
     })
 }
 

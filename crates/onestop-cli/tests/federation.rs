@@ -4,6 +4,7 @@
 //! insured node is frozen past the bound, killed mid-request, restarted, and put in
 //! maintenance, and every settlement is still made exactly once.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,11 +31,14 @@ struct Node {
     database: String,
     config: PathBuf,
     child: Option<Child>,
+    /// The certificate and key it serves HTTPS with, if it does.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Node {
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     fn start(&mut self) {
@@ -43,6 +47,14 @@ impl Node {
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--federation")
             .arg(&self.config)
+            .args(self.tls.iter().flat_map(|(certificate, key)| {
+                [
+                    OsStr::new("--tls-cert"),
+                    certificate.as_os_str(),
+                    OsStr::new("--tls-key"),
+                    key.as_os_str(),
+                ]
+            }))
             .env("ONESTOP_FEDERATION_SECRET", SECRET)
             .current_dir(repo())
             .stdout(Stdio::null())
@@ -111,17 +123,63 @@ impl Drop for Node {
     }
 }
 
-fn node(dir: &Path, name: &'static str, region: &str, port: u16, peer: (&str, &str, u16)) -> Node {
+/// A throw-away CA and the certificate it signs for 127.0.0.1, as PEM files in `dir`.
+struct Certificates {
+    ca: PathBuf,
+    certificate: PathBuf,
+    key: PathBuf,
+}
+
+impl Certificates {
+    fn new(dir: &Path) -> Certificates {
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let ca_certificate = ca.self_signed(&ca_key).expect("CA certificate");
+        let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("names");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let certificate =
+            server.signed_by(&key, &rcgen::Issuer::new(ca, ca_key)).expect("certificate");
+        let files = Certificates {
+            ca: dir.join("ca.pem"),
+            certificate: dir.join("node.pem"),
+            key: dir.join("node.key"),
+        };
+        std::fs::write(&files.ca, ca_certificate.pem()).expect("written");
+        std::fs::write(&files.certificate, certificate.pem()).expect("written");
+        std::fs::write(&files.key, key.serialize_pem()).expect("written");
+        files
+    }
+
+    fn roots(&self) -> onestop_server::tls::RootCertStore {
+        onestop_store::root_certificates(&self.ca).expect("the CA")
+    }
+}
+
+fn node(
+    dir: &Path,
+    name: &'static str,
+    region: &str,
+    port: u16,
+    peer: (&str, &str, u16),
+    tls: Option<&Certificates>,
+) -> Node {
     let config = dir.join(format!("{name}.toml"));
+    let (scheme, ca) = match tls {
+        Some(files) => ("https", format!("ca = \"{}\"\n", files.ca.display())),
+        None => ("http", String::new()),
+    };
     let text = format!(
         "[node]\nname = \"{name}\"\nregions = [\"{region}\"]\ntimeout_ms = {BOUND_MS}\n\
-         status_refresh_ms = 200\n\n[[peers]]\nname = \"{}\"\nregions = [\"{}\"]\n\
-         url = \"http://127.0.0.1:{}\"\n",
+         status_refresh_ms = 200\n{ca}\n[[peers]]\nname = \"{}\"\nregions = [\"{}\"]\n\
+         url = \"{scheme}://127.0.0.1:{}\"\n",
         peer.0, peer.1, peer.2
     );
     std::fs::write(&config, text).expect("config");
     let database = format!("sqlite:{}", dir.join(format!("{name}.sqlite")).display());
-    Node { name, port, database, config, child: None }
+    let tls = tls.map(|files| (files.certificate.clone(), files.key.clone()));
+    Node { name, port, database, config, child: None, tls }
 }
 
 struct Client {
@@ -205,17 +263,19 @@ impl World {
     }
 }
 
-async fn setup(dir: &Path) -> World {
+async fn setup(dir: &Path, tls: Option<&Certificates>) -> World {
     let (beijing_port, langfang_port) = (free_port(), free_port());
-    let mut beijing =
-        node(dir, "beijing", "110000", beijing_port, ("langfang", "131000", langfang_port));
-    let mut langfang =
-        node(dir, "langfang", "131000", langfang_port, ("beijing", "110000", beijing_port));
+    let beijing_peer = ("langfang", "131000", langfang_port);
+    let mut beijing = node(dir, "beijing", "110000", beijing_port, beijing_peer, tls);
+    let langfang_peer = ("beijing", "110000", beijing_port);
+    let mut langfang = node(dir, "langfang", "131000", langfang_port, langfang_peer, tls);
     let beijing_agency = beijing.token("A110000", "110000");
     let langfang_agency = langfang.token("A131000", "131000");
     beijing.start();
     langfang.start();
-    let client = Client { http: reqwest::Client::new() };
+    let roots = tls.map(Certificates::roots);
+    let http = onestop_server::tls::client_builder(roots).build().expect("client");
+    let client = Client { http };
     let year = today().year();
     let person = json!({"person_id": "P0001", "name": "王五", "id_number": "110101197001011234",
         "birth_date": "1970-01-01", "gender": "1",
@@ -240,7 +300,7 @@ async fn setup(dir: &Path) -> World {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hospital_settles_a_visitor_through_its_node_and_faults_never_settle_twice() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut world = setup(dir.path()).await;
+    let mut world = setup(dir.path(), None).await;
 
     // 1. Forwarded: Beijing's node computes (Langfang's catalog, Beijing's ratios) and commits.
     let first = world.visit("10000").await;
@@ -370,4 +430,29 @@ async fn a_hospital_settles_a_visitor_through_its_node_and_faults_never_settle_t
     assert_eq!((status, error["code"].as_str()), (503, Some("region_in_maintenance")), "{error}");
     assert!(started.elapsed() < Duration::from_millis(BOUND_MS), "refused without asking");
     assert_eq!(world.beijing_settlements().await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_over_tls_verify_each_other_and_settle_a_visitor() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certificates = Certificates::new(dir.path());
+    let world = setup(dir.path(), Some(&certificates)).await;
+    assert!(world.langfang.url().starts_with("https://"));
+
+    // The hospital reaches its node over HTTPS; the node forwards over HTTPS, verifying the
+    // insured region's node by the federation's CA.
+    let visit = world.visit("10000").await;
+    let (status, settled) = world.settle(&visit, "k-tls").await;
+    assert_eq!(status, 200, "{settled}");
+    assert_eq!(settled["fund_total"], "6786.00");
+    assert_eq!(world.beijing_settlements().await, 1);
+
+    // A client that does not trust the CA cannot connect, nor can one speaking plain HTTP.
+    let untrusting = onestop_server::tls::client_builder(None).build().expect("client");
+    let url = format!("{}/v1/health", world.langfang.url());
+    let refused = untrusting.get(&url).send().await.expect_err("an unverified server");
+    assert!(refused.is_connect(), "{refused:?}");
+    let plain = url.replace("https://", "http://");
+    let answered = untrusting.get(&plain).send().await;
+    assert!(answered.is_err() || !answered.is_ok_and(|r| r.status().is_success()));
 }

@@ -89,6 +89,8 @@ struct NodeConfig {
     regions: Vec<String>,
     timeout_ms: Option<u64>,
     status_refresh_ms: Option<u64>,
+    /// The PEM certificate(s) of the CA that signed the `https://` peers' certificates.
+    ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -130,17 +132,16 @@ impl Federation {
         let local = regions(&config.node.regions, "node.regions")?;
         let mut peers = Vec::new();
         for peer in config.peers {
-            if peer.url.starts_with("https://") {
-                // Refused here rather than failing every forward later as a timeout.
+            if peer.url.starts_with("https://") && config.node.ca.is_none() {
+                // Refused here rather than failing every forward later.
                 return Err(format!(
-                    "peer {}: url `{}`: nodes speak plain HTTP to each other; for TLS between \
-                     them run a TLS tunnel on both sides and name its local end here \
-                     (http://127.0.0.1:PORT)",
+                    "peer {}: url `{}` is https:// but the node names no `ca` to verify it by \
+                     (the PEM certificate of the CA that signed the peers')",
                     peer.name, peer.url
                 ));
             }
-            if !peer.url.starts_with("http://") {
-                return Err(format!("peer {}: url `{}` is not http://", peer.name, peer.url));
+            if !peer.url.starts_with("http://") && !peer.url.starts_with("https://") {
+                return Err(format!("peer {}: url `{}` is not http(s)://", peer.name, peer.url));
             }
             let served = regions(&peer.regions, &format!("peer {}", peer.name))?;
             peers.push(Peer { name: peer.name, regions: served, url: peer.url });
@@ -153,7 +154,13 @@ impl Federation {
             seen.push(*region);
         }
         let timeout = Duration::from_millis(timeout_ms);
-        let client = reqwest::Client::builder()
+        let roots = match &config.node.ca {
+            Some(path) => {
+                Some(onestop_store::root_certificates(path).map_err(|e| format!("ca {e}"))?)
+            }
+            None => None,
+        };
+        let client = crate::tls::client_builder(roots)
             .connect_timeout(timeout)
             .pool_max_idle_per_host(256)
             .build()
@@ -291,8 +298,8 @@ mod tests {
             (FILE, "short", "at least 16 characters"),
             (&twice, "0123456789abcdef", "served by two nodes"),
             (&FILE.replace("500", "10"), "0123456789abcdef", "between 50 and 60000"),
-            (&FILE.replace("http://", "ftp://"), "0123456789abcdef", "is not http://"),
-            (&FILE.replace("http://", "https://"), "0123456789abcdef", "run a TLS tunnel"),
+            (&FILE.replace("http://", "ftp://"), "0123456789abcdef", "is not http(s)://"),
+            (&FILE.replace("http://", "https://"), "0123456789abcdef", "names no `ca`"),
             (&FILE.replace("\"110000\"", "\"1100\""), "0123456789abcdef", "six-digit"),
             (&FILE.replace("timeout_ms", "timeout"), "0123456789abcdef", "unknown field"),
         ];

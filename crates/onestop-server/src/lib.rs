@@ -17,6 +17,7 @@ mod nhsa_tx;
 pub mod openapi;
 mod routes;
 mod status;
+pub mod tls;
 
 pub use routes::ROUTES;
 
@@ -154,10 +155,21 @@ pub fn router(state: AppState) -> Router {
     routes::router(state)
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Serves the API over plain HTTP on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with(listener, state, None, shutdown).await
+}
+
+/// Serves the API on `listener`, over TLS when `tls` is given (`tls::server_config`), until
+/// `shutdown` completes.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     if let Some(federation) = state.federation.clone() {
@@ -171,7 +183,12 @@ pub async fn serve(
         });
     }
     let app = router(state).into_make_service();
-    axum::serve(LimitedListener::new(listener, CONNECTIONS_MAX), app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let listener = LimitedListener::new(listener, CONNECTIONS_MAX);
+    match tls {
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+        Some(config) => {
+            let listener = tls::TlsListener::new(listener, config)?;
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+        }
+    }
 }

@@ -49,7 +49,11 @@ async fn spawn_app() -> App {
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let state = AppState::new(store, book, fixed_clock());
     tokio::spawn(onestop_server::serve(listener, state, std::future::pending()));
-    App { base, client: Client::new(), agency: credential.token }
+    App {
+        base,
+        client: onestop_server::tls::client_builder(None).build().expect("client"),
+        agency: credential.token,
+    }
 }
 
 impl App {

@@ -64,7 +64,11 @@ async fn start() -> Service {
     };
     let state = AppState::new(store, book, clock()).with_nhsa(nhsa);
     tokio::spawn(onestop_server::serve(listener, state, std::future::pending()));
-    Service { base, client: Client::new(), agency: credential.token }
+    Service {
+        base,
+        client: onestop_server::tls::client_builder(None).build().expect("client"),
+        agency: credential.token,
+    }
 }
 
 impl Service {

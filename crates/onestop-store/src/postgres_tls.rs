@@ -78,15 +78,7 @@ pub(crate) fn connector(root: Option<&Path>) -> Result<MakeRustlsConnect> {
             )
         })?,
     };
-    let shown = root.display();
-    let certificates = CertificateDer::pem_file_iter(&root)
-        .and_then(|certificates| certificates.collect::<std::result::Result<Vec<_>, _>>())
-        .map_err(|e| config(format!("sslrootcert {shown}: {e}")))?;
-    let mut roots = RootCertStore::empty();
-    let (added, _) = roots.add_parsable_certificates(certificates);
-    if added == 0 {
-        return Err(config(format!("sslrootcert {shown}: no certificate in it")));
-    }
+    let roots = root_certificates(&root).map_err(|e| config(format!("sslrootcert {e}")))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -94,6 +86,21 @@ pub(crate) fn connector(root: Option<&Path>) -> Result<MakeRustlsConnect> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(MakeRustlsConnect::new(tls))
+}
+
+/// The certificates of a PEM file, as roots to verify a server against; the error names the
+/// file.
+pub fn root_certificates(path: &Path) -> std::result::Result<RootCertStore, String> {
+    let shown = path.display();
+    let certificates = CertificateDer::pem_file_iter(path)
+        .and_then(|certificates| certificates.collect::<std::result::Result<Vec<_>, _>>())
+        .map_err(|e| format!("{shown}: {e}"))?;
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certificates);
+    if added == 0 {
+        return Err(format!("{shown}: no certificate in it"));
+    }
+    Ok(roots)
 }
 
 /// libpq's fallbacks for the root certificates: `$PGSSLROOTCERT`, then `~/.postgresql/root.crt`.

@@ -1,0 +1,114 @@
+//! HTTPS. The service serves TLS itself when given a certificate and its key (`onestop serve
+//! --tls-cert --tls-key`), and the HTTP clients of the project (the federation's links to its
+//! peers, the demo, the load generator, the tests) verify servers against the roots they are
+//! given, never against nothing: with no roots a client cannot reach an `https://` URL at all.
+//! The cryptography is rustls with the `ring` provider, passed explicitly, never installed as a
+//! process-wide default.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::serve::Listener;
+pub use rustls::RootCertStore;
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use crate::listener::{Counted, LimitedListener};
+
+/// A handshake not done by then is dropped (a client that opens a connection and stalls).
+const HANDSHAKE_MAX: Duration = Duration::from_secs(10);
+/// Connections whose handshake is done, waiting for the server to take them.
+const READY_MAX: usize = 256;
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// An HTTP client builder whose TLS verifies servers against `roots` (none: plain HTTP only).
+pub fn client_builder(roots: Option<RootCertStore>) -> reqwest::ClientBuilder {
+    let roots = roots.unwrap_or_else(RootCertStore::empty);
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports rustls's default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder().use_preconfigured_tls(config)
+}
+
+/// The server's TLS from a PEM certificate chain and its PEM private key.
+pub fn server_config(certificate: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+    let chain = CertificateDer::pem_file_iter(certificate)
+        .and_then(|chain| chain.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("--tls-cert {}: {e}", certificate.display()))?;
+    if chain.is_empty() {
+        return Err(format!("--tls-cert {}: no certificate in it", certificate.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("--tls-key {}: {e}", key.display()))?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("--tls-cert and --tls-key do not make a pair: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Connections of `LimitedListener` after their TLS handshake, which runs on a task of its own
+/// so that a slow client holds up no one else.
+pub struct TlsListener {
+    ready: mpsc::Receiver<(TlsStream<Counted>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    pub fn new(mut tcp: LimitedListener, config: Arc<ServerConfig>) -> io::Result<TlsListener> {
+        let local = tcp.local_addr()?;
+        let (done, ready) = mpsc::channel(READY_MAX);
+        let acceptor = TlsAcceptor::from(config);
+        tokio::spawn(async move {
+            loop {
+                let (stream, address) = tokio::select! {
+                    accepted = tcp.accept() => accepted,
+                    () = done.closed() => return,
+                };
+                let (acceptor, done) = (acceptor.clone(), done.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_MAX, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = done.send((tls, address)).await;
+                        }
+                        Ok(Err(error)) => tracing::debug!(%error, %address, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%address, "TLS handshake too slow"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { ready, local })
+    }
+}
+
+impl Listener for TlsListener {
+    type Io = TlsStream<Counted>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(connection) => connection,
+            // The accepting task ended (it does only once this listener is gone).
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
