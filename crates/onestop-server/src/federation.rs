@@ -22,6 +22,7 @@
 //! authenticated. Peers are on a private network; the link is plain HTTP.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
@@ -114,6 +115,12 @@ fn regions(names: &[String], whose: &str) -> Result<Vec<Region>, String> {
 impl Federation {
     /// Reads a federation file; `secret` is the shared secret (at least 16 characters).
     pub fn from_toml(text: &str, secret: &str) -> Result<Federation, String> {
+        Federation::from_toml_in(text, secret, Path::new(""))
+    }
+
+    /// Reads a federation file whose relative paths (`ca`) are relative to `dir` (the file's
+    /// own directory).
+    pub fn from_toml_in(text: &str, secret: &str, dir: &Path) -> Result<Federation, String> {
         let config: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
         if secret.len() < 16 {
             return Err("the federation secret has at least 16 characters".to_owned());
@@ -156,7 +163,8 @@ impl Federation {
         let timeout = Duration::from_millis(timeout_ms);
         let roots = match &config.node.ca {
             Some(path) => {
-                Some(onestop_store::root_certificates(path).map_err(|e| format!("ca {e}"))?)
+                let path = dir.join(path);
+                Some(onestop_store::root_certificates(&path).map_err(|e| format!("ca {e}"))?)
             }
             None => None,
         };
@@ -307,6 +315,12 @@ mod tests {
             let error = Federation::from_toml(text, secret).err().expect(says);
             assert!(error.contains(says), "{error}");
         }
+        // A relative `ca` is read beside the federation file.
+        let https = FILE.replace("timeout_ms", "ca = \"peers-ca.pem\"\ntimeout_ms");
+        let https = https.replace("http://", "https://");
+        let dir = Path::new("/nonexistent/federation");
+        let error = Federation::from_toml_in(&https, "0123456789abcdef", dir).err().expect("no CA");
+        assert!(error.contains("/nonexistent/federation/peers-ca.pem"), "{error}");
     }
 
     #[test]
