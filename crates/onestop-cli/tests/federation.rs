@@ -2,7 +2,8 @@
 //! holding Beijing's people and Langfang's node (131000) its hospitals. A Langfang hospital
 //! settles a Beijing resident through its own node, which forwards to Beijing's; then the
 //! insured node is frozen past the bound, killed mid-request, restarted, and put in
-//! maintenance, and every settlement is still made exactly once.
+//! maintenance, and every settlement is still made exactly once. The same two nodes also run
+//! over TLS, each serving HTTPS and verifying its peer by the federation's CA.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -433,7 +434,7 @@ async fn a_hospital_settles_a_visitor_through_its_node_and_faults_never_settle_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_over_tls_verify_each_other_and_settle_a_visitor() {
+async fn two_nodes_over_tls_verify_their_peer_and_settle_a_visitor() {
     let dir = tempfile::tempdir().expect("temp dir");
     let certificates = Certificates::new(dir.path());
     let world = setup(dir.path(), Some(&certificates)).await;
