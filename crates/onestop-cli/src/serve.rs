@@ -46,7 +46,7 @@ fn federation(path: &std::path::Path) -> Result<onestop_server::federation::Fede
     let secret = std::env::var(FEDERATION_SECRET_VAR)
         .map_err(|_| format!("--federation needs the shared secret in {FEDERATION_SECRET_VAR}"))?;
     let dir = path.parent().unwrap_or(std::path::Path::new(""));
-    onestop_server::federation::Federation::from_toml_in(&text, &secret, dir)
+    onestop_server::federation::Federation::from_toml(&text, &secret, dir)
         .map_err(|e| format!("federation file {}: {e}", path.display()))
 }
 

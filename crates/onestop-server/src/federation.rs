@@ -113,14 +113,9 @@ fn regions(names: &[String], whose: &str) -> Result<Vec<Region>, String> {
 }
 
 impl Federation {
-    /// Reads a federation file; `secret` is the shared secret (at least 16 characters).
-    pub fn from_toml(text: &str, secret: &str) -> Result<Federation, String> {
-        Federation::from_toml_in(text, secret, Path::new(""))
-    }
-
-    /// Reads a federation file whose relative paths (`ca`) are relative to `dir` (the file's
-    /// own directory).
-    pub fn from_toml_in(text: &str, secret: &str, dir: &Path) -> Result<Federation, String> {
+    /// Reads a federation file; `secret` is the shared secret (at least 16 characters), and a
+    /// relative path in it (`ca`) is relative to `dir`, the file's own directory.
+    pub fn from_toml(text: &str, secret: &str, dir: &Path) -> Result<Federation, String> {
         let config: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
         if secret.len() < 16 {
             return Err("the federation secret has at least 16 characters".to_owned());
@@ -289,7 +284,8 @@ mod tests {
 
     #[test]
     fn a_federation_file_routes_each_region_to_one_node() {
-        let federation = Federation::from_toml(FILE, "0123456789abcdef").expect("valid");
+        let federation =
+            Federation::from_toml(FILE, "0123456789abcdef", Path::new("")).expect("valid");
         assert!(matches!(federation.route(Region(131_000)), Route::Local));
         assert!(matches!(federation.route(Region(110_000)), Route::Peer(p) if p.name == "beijing"));
         assert!(matches!(federation.route(Region(310_000)), Route::Unknown));
@@ -312,14 +308,14 @@ mod tests {
             (&FILE.replace("timeout_ms", "timeout"), "0123456789abcdef", "unknown field"),
         ];
         for (text, secret, says) in cases {
-            let error = Federation::from_toml(text, secret).err().expect(says);
+            let error = Federation::from_toml(text, secret, Path::new("")).err().expect(says);
             assert!(error.contains(says), "{error}");
         }
         // A relative `ca` is read beside the federation file.
         let https = FILE.replace("timeout_ms", "ca = \"peers-ca.pem\"\ntimeout_ms");
         let https = https.replace("http://", "https://");
         let dir = Path::new("/nonexistent/federation");
-        let error = Federation::from_toml_in(&https, "0123456789abcdef", dir).err().expect("no CA");
+        let error = Federation::from_toml(&https, "0123456789abcdef", dir).err().expect("no CA");
         assert!(error.contains("/nonexistent/federation/peers-ca.pem"), "{error}");
     }
 

@@ -27,18 +27,9 @@ const HANDSHAKE_MAX: Duration = Duration::from_secs(10);
 /// Connections whose handshake is done, waiting for the server to take them.
 const READY_MAX: usize = 256;
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 /// An HTTP client builder whose TLS verifies servers against `roots` (none: plain HTTP only).
 pub fn client_builder(roots: Option<RootCertStore>) -> reqwest::ClientBuilder {
-    let roots = roots.unwrap_or_else(RootCertStore::empty);
-    let config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .expect("the ring provider supports rustls's default protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = onestop_store::client_config(roots.unwrap_or_else(RootCertStore::empty));
     reqwest::Client::builder().use_preconfigured_tls(config)
 }
 
@@ -52,7 +43,8 @@ pub fn server_config(certificate: &Path, key: &Path) -> Result<Arc<ServerConfig>
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("--tls-key {}: {e}", key.display()))?;
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?
         .with_no_client_auth()
@@ -110,5 +102,41 @@ impl Listener for TlsListener {
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
         Ok(self.local)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate and its key as PEM.
+    fn pair() -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("names");
+        (params.self_signed(&key).expect("signed").pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_certificate_and_key_that_are_not_a_pair_are_refused_with_the_file_at_fault() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = |name: &str| dir.path().join(name);
+        let ((certificate, key), (_, other_key)) = (pair(), pair());
+        for (name, text) in
+            [("cert.pem", &certificate), ("key.pem", &key), ("other.pem", &other_key)]
+        {
+            std::fs::write(path(name), text).expect("written");
+        }
+        std::fs::write(path("empty.pem"), "").expect("written");
+        assert!(server_config(&path("cert.pem"), &path("key.pem")).is_ok());
+        let cases = [
+            (path("missing.pem"), path("key.pem"), "--tls-cert"),
+            (path("empty.pem"), path("key.pem"), "no certificate in it"),
+            (path("cert.pem"), path("missing.pem"), "--tls-key"),
+            (path("cert.pem"), path("other.pem"), "do not make a pair"),
+        ];
+        for (certificate, key, says) in cases {
+            let error = server_config(&certificate, &key).expect_err(says);
+            assert!(error.contains(says), "{error}");
+        }
     }
 }

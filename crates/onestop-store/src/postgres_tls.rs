@@ -79,13 +79,18 @@ pub(crate) fn connector(root: Option<&Path>) -> Result<MakeRustlsConnect> {
         })?,
     };
     let roots = root_certificates(&root).map_err(|e| config(format!("sslrootcert {e}")))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    Ok(MakeRustlsConnect::new(client_config(roots)))
+}
+
+/// The TLS of every client of the project (PostgreSQL, federation peers): rustls with the ring
+/// provider, passed explicitly (never installed process-wide), verifying servers against
+/// `roots` and nothing else.
+pub fn client_config(roots: RootCertStore) -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
-        .map_err(|e| config(format!("TLS: {e}")))?
+        .expect("the ring provider supports rustls's default protocol versions")
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(MakeRustlsConnect::new(tls))
+        .with_no_client_auth()
 }
 
 /// The certificates of a PEM file, as roots to verify a server against; the error names the
