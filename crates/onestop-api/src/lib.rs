@@ -8,6 +8,7 @@ pub mod claim;
 pub mod error;
 pub mod service;
 pub mod settlement;
+pub mod settlement_json;
 pub mod wire;
 
 use onestop_core::{Rejection, RejectionCode};
@@ -16,6 +17,7 @@ use serde::de::DeserializeOwned;
 pub use claim::{BillDto, ClaimDto, LineDto, PersonDto, YtdDto};
 pub use error::{ErrorBody, ServiceCode, ServiceError};
 pub use settlement::SettlementDto;
+pub use settlement_json::settlement_json;
 
 /// A document larger than this is refused before it is parsed.
 pub const DOCUMENT_BYTES_MAX: usize = 8 * 1024 * 1024;

@@ -1,8 +1,10 @@
 //! A settlement on the wire, with its explanation rendered as text in Chinese and English.
 
-use onestop_core::policy::{Component, Policy, SourceId, TierKind};
+use std::fmt;
+
+use onestop_core::policy::{Component, Policy, SourceId};
 use onestop_core::{
-    Claim, Fen, LineSplit, Settlement, Step, StepKind, StepScope, TierPayment, Totals,
+    Claim, Fen, LineSplit, Ratio, Settlement, Step, StepKind, StepScope, TierPayment, Totals,
 };
 use serde::{Deserialize, Serialize};
 
@@ -214,12 +216,19 @@ impl SettlementDto {
 }
 
 /// Line steps cite the treatment region's catalog; every other step the insured region's policy.
-fn source_of(insured: &Policy, treatment: &Policy, scope: StepScope, id: SourceId) -> ParameterDto {
-    let policy = match scope {
+pub(crate) fn source_policy<'a>(
+    insured: &'a Policy,
+    treatment: &'a Policy,
+    scope: StepScope,
+) -> &'a Policy {
+    match scope {
         StepScope::Line(_) => treatment,
         _ => insured,
-    };
-    let source = policy.source(id);
+    }
+}
+
+fn source_of(insured: &Policy, treatment: &Policy, scope: StepScope, id: SourceId) -> ParameterDto {
+    let source = source_policy(insured, treatment, scope).source(id);
     ParameterDto {
         path: source.path.clone(),
         file: source.file.to_string(),
@@ -241,22 +250,10 @@ fn step_dto(
         .flatten()
         .map(|id| source_of(insured, treatment, step.scope, *id))
         .collect();
-    let scope = match step.scope {
-        StepScope::Line(index) => format!("line:{index}"),
-        StepScope::Tier(index) => format!("tier:{}", insured.tiers[usize::from(index)].id),
-        StepScope::Account => "account".to_owned(),
-        StepScope::Cash => "cash".to_owned(),
-    };
     let banded = matches!(step.kind, StepKind::Band);
-    let mut text = describe(claim, insured, settlement, step);
-    if let Some(first) = parameters.first() {
-        text.push_str(&format!(
-            " [{} @ {}:{}, 自 from {}]",
-            first.path, first.file, first.line, first.effective_from
-        ));
-    }
+    let text = StepText { claim, insured, treatment, settlement, step }.to_string();
     StepDto {
-        scope,
+        scope: StepScopeText { insured, scope: step.scope }.to_string(),
         step: step.kind.code().to_owned(),
         amount: step.amount.to_string(),
         base: step.base.to_string(),
@@ -268,68 +265,136 @@ fn step_dto(
     }
 }
 
-fn tier_label(policy: &Policy, index: u16) -> (String, TierKind) {
-    let tier = &policy.tiers[usize::from(index)];
-    (format!("{} {} ({})", tier.kind.zh(), tier.kind.english(), tier.id), tier.kind)
+/// A step's scope as the wire names it: `line:3`, `tier:basic`, `account` or `cash`.
+pub(crate) struct StepScopeText<'a> {
+    pub insured: &'a Policy,
+    pub scope: StepScope,
+}
+
+impl fmt::Display for StepScopeText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.scope {
+            StepScope::Line(index) => write!(f, "line:{index}"),
+            StepScope::Tier(index) => {
+                write!(f, "tier:{}", self.insured.tiers[usize::from(index)].id)
+            }
+            StepScope::Account => f.write_str("account"),
+            StepScope::Cash => f.write_str("cash"),
+        }
+    }
+}
+
+/// A step in words with the parameter it cites first: the explanation's `text`.
+pub(crate) struct StepText<'a> {
+    pub claim: &'a Claim,
+    pub insured: &'a Policy,
+    pub treatment: &'a Policy,
+    pub settlement: &'a Settlement,
+    pub step: &'a Step,
+}
+
+impl fmt::Display for StepText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let StepText { claim, insured, treatment, settlement, step } = *self;
+        Described { claim, insured, settlement, step }.fmt(f)?;
+        if let Some(id) = step.sources.iter().flatten().next() {
+            let source = source_policy(insured, treatment, step.scope).source(*id);
+            write!(
+                f,
+                " [{} @ {}:{}, 自 from {}]",
+                source.path, source.file, source.line, source.effective_from
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// One step in words.
 pub fn describe(claim: &Claim, insured: &Policy, settlement: &Settlement, step: &Step) -> String {
-    match step.scope {
-        StepScope::Line(index) => line_text(claim, index, step),
-        StepScope::Tier(index) => tier_text(insured, index, step),
-        StepScope::Account => format!(
-            "个人账户 personal account pays {} of the {} it may cover (balance {})",
-            step.amount, step.base, claim.person.account_balance
-        ),
-        StepScope::Cash => cash_text(settlement, step),
+    Described { claim, insured, settlement, step }.to_string()
+}
+
+struct Described<'a> {
+    claim: &'a Claim,
+    insured: &'a Policy,
+    settlement: &'a Settlement,
+    step: &'a Step,
+}
+
+impl fmt::Display for Described<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Described { claim, insured, settlement, step } = *self;
+        match step.scope {
+            StepScope::Line(index) => line_text(f, claim, index, step),
+            StepScope::Tier(index) => tier_text(f, insured, index, step),
+            StepScope::Account => write!(
+                f,
+                "个人账户 personal account pays {} of the {} it may cover (balance {})",
+                step.amount, step.base, claim.person.account_balance
+            ),
+            StepScope::Cash => cash_text(f, settlement, step),
+        }
     }
 }
 
-fn line_text(claim: &Claim, index: u32, step: &Step) -> String {
-    let (amount, base) = (step.amount, step.base);
-    let ratio = step.ratio.map(|r| r.to_string()).unwrap_or_default();
+/// A step's ratio, or nothing.
+struct RatioText(Option<Ratio>);
+
+impl fmt::Display for RatioText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(ratio) => ratio.fmt(f),
+            None => Ok(()),
+        }
+    }
+}
+
+fn line_text(f: &mut fmt::Formatter<'_>, claim: &Claim, index: u32, step: &Step) -> fmt::Result {
+    let (amount, base, ratio) = (step.amount, step.base, RatioText(step.ratio));
     let name = claim.bill.lines.get(index as usize).map_or("", |line| line.name.as_str());
-    let label = format!("第{}行 line {} {name}", index + 1, index + 1);
+    write!(f, "第{}行 line {} {name}: ", index + 1, index + 1)?;
     match step.kind {
         StepKind::OutsideCatalog => {
-            format!("{label}: 目录外全自费 outside the catalog, {amount} self-paid in full")
+            write!(f, "目录外全自费 outside the catalog, {amount} self-paid in full")
         }
         StepKind::OverLimit => {
-            format!("{label}: 超限价自费 over the price limit, {amount} above the {base} allowed")
+            write!(f, "超限价自费 over the price limit, {amount} above the {base} allowed")
         }
-        StepKind::ClassBFirstSelfPay => format!(
-            "{label}: 乙类先行自付 class-B first self-pay {ratio} × {base} = {amount} \
-             (rounded per line)"
+        StepKind::ClassBFirstSelfPay => write!(
+            f,
+            "乙类先行自付 class-B first self-pay {ratio} × {base} = {amount} (rounded per line)"
         ),
-        other => format!("{label}: {}", other.code()),
+        other => f.write_str(other.code()),
     }
 }
 
-fn tier_text(insured: &Policy, index: u16, step: &Step) -> String {
-    let (amount, base) = (step.amount, step.base);
-    let ratio = step.ratio.map(|r| r.to_string()).unwrap_or_default();
-    let (label, kind) = tier_label(insured, index);
-    let said = match step.kind {
-        StepKind::RuleApplied => "适用规则 rule applies".to_owned(),
+fn tier_text(f: &mut fmt::Formatter<'_>, insured: &Policy, index: u16, step: &Step) -> fmt::Result {
+    let (amount, base, ratio) = (step.amount, step.base, RatioText(step.ratio));
+    let tier = &insured.tiers[usize::from(index)];
+    let kind = tier.kind;
+    write!(f, "{} {} ({}): ", kind.zh(), kind.english(), tier.id)?;
+    match step.kind {
+        StepKind::RuleApplied => f.write_str("适用规则 rule applies"),
         StepKind::NoRuleMatched => {
-            "无适用规则 no rule matches this person and visit; pays 0.00".to_owned()
+            f.write_str("无适用规则 no rule matches this person and visit; pays 0.00")
         }
-        StepKind::Adjustment => "调整 adjustment applies".to_owned(),
+        StepKind::Adjustment => f.write_str("调整 adjustment applies"),
         StepKind::CrossRegionCut => {
+            let ratio = ratio.to_string();
             let points = ratio.trim_end_matches('%');
-            format!(
+            write!(
+                f,
                 "异地就医支付比例降低{points}个百分点 care outside the insured region: ratios \
                  {points} percentage points lower"
             )
         }
         StepKind::Deductible => {
-            format!("起付线 deductible {base} due on this visit, {amount} borne by the person")
+            write!(f, "起付线 deductible {base} due on this visit, {amount} borne by the person")
         }
         StepKind::Base => {
-            format!("计算基数 base {amount} from this visit, {base} counted earlier this year")
+            write!(f, "计算基数 base {amount} from this visit, {base} counted earlier this year")
         }
-        StepKind::Threshold => format!("起付标准 threshold {amount}"),
+        StepKind::Threshold => write!(f, "起付标准 threshold {amount}"),
         StepKind::Band => {
             let position = if kind.is_coinsurance() {
                 "政策范围内累计 in-scope"
@@ -337,35 +402,35 @@ fn tier_text(insured: &Policy, index: u16, step: &Step) -> String {
                 "基数累计 base"
             };
             let (lower, upper) = (step.lower, step.upper);
-            format!("分段 band {position} {lower}–{upper}: {ratio} × {base} = {amount}")
+            write!(f, "分段 band {position} {lower}–{upper}: {ratio} × {base} = {amount}")
         }
         StepKind::CapReached => {
-            format!("封顶线 annual cap: {base} was left under the cap, {amount} not paid")
+            write!(f, "封顶线 annual cap: {base} was left under the cap, {amount} not paid")
         }
-        StepKind::LimitedToRemaining => {
-            format!("以个人负担为限 limited to the {base} the person still bore; {amount} not paid")
-        }
-        other => other.code().to_owned(),
-    };
-    format!("{label}: {said}")
+        StepKind::LimitedToRemaining => write!(
+            f,
+            "以个人负担为限 limited to the {base} the person still bore; {amount} not paid"
+        ),
+        other => f.write_str(other.code()),
+    }
 }
 
-fn cash_text(settlement: &Settlement, step: &Step) -> String {
+fn cash_text(f: &mut fmt::Formatter<'_>, settlement: &Settlement, step: &Step) -> fmt::Result {
     let shares = &settlement.personal_by_component;
-    let parts: Vec<String> = Component::ALL
-        .iter()
-        .filter(|c| !shares[c.index()].is_zero())
-        .map(|c| format!("{} {} {}", c.zh(), c.code(), shares[c.index()]))
-        .collect();
-    let mut text = format!("个人现金 cash {}", step.amount);
-    if !parts.is_empty() {
-        text.push_str(&format!(" (person's share: {}", parts.join(", ")));
-        if settlement.personal_account > Fen::ZERO {
-            text.push_str(&format!("; less personal account {}", settlement.personal_account));
-        }
-        text.push(')');
+    write!(f, "个人现金 cash {}", step.amount)?;
+    let mut parts = Component::ALL.iter().filter(|c| !shares[c.index()].is_zero()).peekable();
+    if parts.peek().is_none() {
+        return Ok(());
     }
-    text
+    f.write_str(" (person's share: ")?;
+    for (at, c) in parts.enumerate() {
+        let comma = if at == 0 { "" } else { ", " };
+        write!(f, "{comma}{} {} {}", c.zh(), c.code(), shares[c.index()])?;
+    }
+    if settlement.personal_account > Fen::ZERO {
+        write!(f, "; less personal account {}", settlement.personal_account)?;
+    }
+    f.write_str(")")
 }
 
 /// Reads a named quantity off a settlement, as golden cases and reports name them:

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use onestop_api::settlement::quantity;
-use onestop_api::{BillDto, Format, PersonDto, YtdDto, read_document};
+use onestop_api::{
+    BillDto, Format, PersonDto, SettlementDto, YtdDto, read_document, settlement_json,
+};
 use onestop_core::Fen;
 use serde::Deserialize;
 
@@ -72,7 +74,12 @@ fn run_example(dir: &Path) -> (Expected, BTreeMap<String, Fen>) {
         let person = person.parse().expect("person parses");
         let ytd = ytd.parse(bill.date_of_service.year()).expect("ytd parses");
         let claim = onestop_core::Claim { bill, person };
-        let (settlement, _, _) = book.split(&claim, &ytd).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (settlement, insured, treatment) =
+            book.split(&claim, &ytd).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // The JSON the service writes straight from the settlement is the DTO's, byte for byte.
+        let dto = SettlementDto::from_core(&claim, insured, treatment, &ytd, &settlement);
+        let direct = settlement_json(&claim, insured, treatment, &ytd, &settlement);
+        assert_eq!(direct, serde_json::to_string(&dto).expect("json"), "{name}");
         settlements.insert(name.clone(), settlement);
     }
     let only_case =

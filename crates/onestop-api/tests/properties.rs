@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use onestop_api::SettlementDto;
+use onestop_api::{SettlementDto, settlement_json};
 use onestop_core::accumulators::{AccumulatorKey, Accumulators, Counter};
 use onestop_core::{
     AssistanceCategory, Bill, CatalogClass, Category, Claim, Date, Fen, HospitalLevel, Line,
@@ -219,5 +219,7 @@ proptest! {
             serde_json::to_string(&dto).expect("json")
         };
         prop_assert_eq!(json(&first), json(&second));
+        // What the service writes straight from the settlement is the DTO's JSON, to the byte.
+        prop_assert_eq!(settlement_json(&claim, policy, policy, &ytd, &first), json(&first));
     }
 }

@@ -6,7 +6,7 @@
 //! idempotency key replays.
 
 use onestop_api::service::{SettleRequest, SettlementRecordDto};
-use onestop_api::{ServiceCode, ServiceError, SettlementDto};
+use onestop_api::{ServiceCode, ServiceError, SettlementDto, settlement_json};
 use onestop_core::accumulators::Deltas;
 use onestop_core::{Claim, Date, Line, Person, PolicyBook};
 
@@ -329,7 +329,7 @@ fn settle_visit(
     // goes on; the row is written with it before the commit.
     let explained = tx.explain(Explain {
         settlement: Box::new(move || {
-            json(&SettlementDto::from_core(&claim, &insured, &treatment, &ytd, &settlement))
+            settlement_json(&claim, &insured, &treatment, &ytd, &settlement)
         }),
         head: record_head(&row, None),
     });
