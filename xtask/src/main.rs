@@ -85,7 +85,10 @@ fn test(root: &Path, extra: impl Iterator<Item = String>) -> ExitCode {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command.args(["test", "--workspace", "--locked"]).args(extra).current_dir(root);
     if let Some(server) = &server {
+        let (client_cert, client_key) = server.client_identity();
         command.env(pg_server::URL_ENV, server.url()).env(pg_server::CA_ENV, server.ca());
+        command.env(pg_server::CLIENT_CERT_ENV, client_cert);
+        command.env(pg_server::CLIENT_KEY_ENV, client_key);
     }
     let status = command.status();
     // Stops the server whatever the tests did.

@@ -14,6 +14,12 @@ use std::process::{Command, Output};
 pub const URL_ENV: &str = "ONESTOP_TEST_POSTGRES";
 /// The certificate (PEM) of the CA that signed the server's, for the tests of TLS.
 pub const CA_ENV: &str = "ONESTOP_TEST_POSTGRES_CA";
+/// A client certificate and its key (PEM) for [`CERT_USER`], signed by the same CA.
+pub const CLIENT_CERT_ENV: &str = "ONESTOP_TEST_POSTGRES_CLIENT_CERT";
+pub const CLIENT_KEY_ENV: &str = "ONESTOP_TEST_POSTGRES_CLIENT_KEY";
+/// The role that may log in only over TLS with a client certificate (pg_hba `cert`); the tests
+/// create it.
+const CERT_USER: &str = "onestop_cert";
 /// Where Debian and Ubuntu keep each major version's binaries (`<dir>/<version>/bin`).
 const VERSIONS_DIR: &str = "/usr/lib/postgresql";
 /// What to install when no PostgreSQL is found.
@@ -114,9 +120,16 @@ impl Server {
         self.dir.join("ca.crt")
     }
 
-    /// A throw-away CA and a server certificate it signs for 127.0.0.1 and localhost, so that
-    /// the tests can connect with TLS and verify the server. The key is the server user's,
-    /// readable by it alone, as PostgreSQL requires.
+    /// The client certificate and key for the role [`CERT_USER`].
+    pub fn client_identity(&self) -> (PathBuf, PathBuf) {
+        (self.dir.join("client.crt"), self.dir.join("client.key"))
+    }
+
+    /// A throw-away CA, a server certificate it signs for 127.0.0.1 and localhost, and a client
+    /// certificate for [`CERT_USER`], so that the tests can connect with TLS, verify the
+    /// server and be verified by it. The server's key is the server user's, readable by it
+    /// alone, as PostgreSQL requires; the server trusts client certificates of the same CA
+    /// (`root.crt`), and [`CERT_USER`] logs in with one and nothing else (`pg_hba.conf`).
     fn certificates(&self) -> Result<(), String> {
         let failed = |e: rcgen::Error| format!("cannot make the test certificates: {e}");
         let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(failed)?;
@@ -130,6 +143,11 @@ impl Server {
         let key = rcgen::KeyPair::generate().map_err(failed)?;
         let issuer = rcgen::Issuer::new(ca, ca_key);
         let certificate = server.signed_by(&key, &issuer).map_err(failed)?;
+        let mut client = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(failed)?;
+        client.distinguished_name.push(rcgen::DnType::CommonName, CERT_USER);
+        client.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let client_key = rcgen::KeyPair::generate().map_err(failed)?;
+        let client_certificate = client.signed_by(&client_key, &issuer).map_err(failed)?;
         let write = |path: PathBuf, text: String, mode: u32| {
             use std::os::unix::fs::PermissionsExt;
             std::fs::write(&path, text)
@@ -137,11 +155,25 @@ impl Server {
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))
         };
         write(self.ca(), ca_certificate.pem(), 0o644)?;
+        let (client_crt, client_key_file) = self.client_identity();
+        write(client_crt, client_certificate.pem(), 0o644)?;
+        write(client_key_file, client_key.serialize_pem(), 0o600)?;
         let (crt, key_file) = (self.data().join("server.crt"), self.data().join("server.key"));
+        let root = self.data().join("root.crt");
         write(crt.clone(), certificate.pem(), 0o644)?;
         write(key_file.clone(), key.serialize_pem(), 0o600)?;
+        write(root.clone(), ca_certificate.pem(), 0o644)?;
+        let hba = self.data().join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba)
+            .map_err(|e| format!("cannot read {}: {e}", hba.display()))?;
+        // The first matching line decides: the certificate role never gets the trust below.
+        let cert_rules = format!(
+            "hostssl all {CERT_USER} 127.0.0.1/32 cert\nhost all {CERT_USER} 0.0.0.0/0 reject\n"
+        );
+        write(hba.clone(), format!("{cert_rules}{rules}"), 0o600)?;
         if self.as_server_user {
-            succeed(Command::new("chown").arg(format!("{SERVER_USER}:")).arg(&crt).arg(&key_file))?;
+            let mut chown = Command::new("chown");
+            succeed(chown.arg(format!("{SERVER_USER}:")).args([&crt, &key_file, &root, &hba]))?;
         }
         Ok(())
     }
@@ -159,7 +191,8 @@ impl Server {
         let fsync = if self.durable { "on" } else { "off" };
         let options = format!(
             "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync={fsync} -c max_connections=200 \
-             -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key",
+             -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key \
+             -c ssl_ca_file=root.crt",
             self.dir.display()
         );
         let log = self.dir.join("server.log");

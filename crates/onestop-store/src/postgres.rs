@@ -79,13 +79,16 @@ pub struct PgStore {
 impl PgStore {
     /// Connects to `url` (`postgres://user@host:port/database?...`) and applies the schema.
     /// `sslmode=require` (with `sslrootcert=PATH`) makes every connection TLS, the server
-    /// verified (`postgres_tls`).
+    /// verified, and `sslcert`/`sslkey` present a client certificate (`postgres_tls`).
     pub fn open(url: &str) -> Result<PgStore> {
         let options = postgres_tls::options(url)?;
         let mut config: ::postgres::Config = options.url.parse()?;
         let tls = match config.get_ssl_mode() {
-            SslMode::Require => Some(postgres_tls::connector(options.root.as_deref())?),
-            _ => None,
+            SslMode::Require => Some(postgres_tls::connector(&options)?),
+            _ => {
+                postgres_tls::identity_needs_tls(&options)?;
+                None
+            }
         };
         if config.get_application_name().is_none() {
             config.application_name("onestop");
