@@ -4,8 +4,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use tokio::signal::unix::{SignalKind, signal};
+
 use onestop_core::{HospitalLevel, PolicyBook, Region};
 use onestop_server::AppState;
+use onestop_server::tls::ServerCertificate;
 use onestop_store::{Env, Institution, Role, Store, people};
 
 #[derive(clap::Args)]
@@ -159,12 +162,11 @@ pub fn token(args: &TokenArgs) -> Result<(), String> {
 pub fn run(args: &ServeArgs) -> Result<(), String> {
     let book = load_book(&args.policies)?;
     let federation = args.federation.as_deref().map(federation).transpose()?;
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(certificate), Some(key)) => {
-            Some(onestop_server::tls::server_config(certificate, key)?)
-        }
+    let certificate = match (&args.tls_cert, &args.tls_key) {
+        (Some(certificate), Some(key)) => Some(ServerCertificate::load(certificate, key)?),
         _ => None,
     };
+    let tls = certificate.clone().map(ServerCertificate::server_config).transpose()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let runtime = runtime()?;
     runtime.block_on(async {
@@ -174,10 +176,13 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         eprintln!(
-            "onestop serving {scheme}://{address}/v1 on {} ({} policy regions); Ctrl-C stops",
+            "onestop serving {scheme}://{address}/v1 on {} ({} policy regions); Ctrl-C or \
+             SIGTERM stops{}",
             store.kind(),
-            book.regions().count()
+            book.regions().count(),
+            if certificate.is_some() { ", SIGHUP reads the certificate again" } else { "" }
         );
+        reload_on_hangup(certificate)?;
         let mut sign_in_regions = std::collections::HashSet::new();
         for region in &args.nhsa_sign_in {
             sign_in_regions
@@ -198,11 +203,45 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
             );
             state = state.with_federation(federation);
         }
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
+        let mut terminate = signal(SignalKind::terminate())
+            .map_err(|e| format!("cannot watch for SIGTERM: {e}"))?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            eprintln!("onestop stopping: answering the requests under way, taking no new ones");
         };
         onestop_server::serve_with(listener, state, tls, shutdown).await.map_err(|e| e.to_string())
     })
+}
+
+/// On SIGHUP, reads the HTTPS certificate and key again (a renewed certificate is served
+/// without a restart). Without HTTPS, SIGHUP is noted and changes nothing (rather than
+/// stopping the service, its default).
+fn reload_on_hangup(certificate: Option<Arc<ServerCertificate>>) -> Result<(), String> {
+    let mut hangups =
+        signal(SignalKind::hangup()).map_err(|e| format!("cannot watch for SIGHUP: {e}"))?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            let Some(certificate) = &certificate else {
+                eprintln!("SIGHUP: no certificate to read again (not serving HTTPS)");
+                continue;
+            };
+            let shown = certificate.path().display();
+            match certificate.reload() {
+                Ok(()) => eprintln!(
+                    "SIGHUP: certificate read again from {shown}; new \
+                    connections get it"
+                ),
+                Err(error) => eprintln!(
+                    "SIGHUP: certificate NOT changed, still serving the \
+                    one read before: {error}"
+                ),
+            }
+        }
+    });
+    Ok(())
 }
 
 #[cfg(test)]

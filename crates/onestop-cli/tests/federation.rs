@@ -456,4 +456,37 @@ async fn two_nodes_over_tls_verify_their_peer_and_settle_a_visitor() {
     let plain = url.replace("https://", "http://");
     let answered = untrusting.get(&plain).send().await;
     assert!(answered.is_err() || !answered.is_ok_and(|r| r.status().is_success()));
+
+    // A renewed certificate (here of another CA) is served after SIGHUP, without a restart;
+    // files that do not load then leave the last good certificate in place.
+    let renewed_dir = dir.path().join("renewed");
+    std::fs::create_dir(&renewed_dir).expect("dir");
+    let renewed = Certificates::new(&renewed_dir);
+    let (certificate, key) = world.langfang.tls.clone().expect("served over TLS");
+    std::fs::copy(&renewed.certificate, &certificate).expect("renewed certificate");
+    std::fs::copy(&renewed.key, &key).expect("renewed key");
+    let trusts = |files: &Certificates| {
+        let client = onestop_server::tls::client_builder(Some(files.roots())).build();
+        let url = url.clone();
+        async move { client.expect("client").get(&url).send().await.is_ok() }
+    };
+    assert!(trusts(&certificates).await, "the first certificate until the signal");
+    world.langfang.signal(Signal::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !trusts(&renewed).await {
+        assert!(Instant::now() < deadline, "the renewed certificate is never served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!trusts(&certificates).await, "the old certificate is no longer served");
+    std::fs::write(&certificate, "not a certificate\n").expect("broken");
+    world.langfang.signal(Signal::SIGHUP);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(trusts(&renewed).await, "a broken file leaves the last good certificate");
+    // The hospital, trusting the renewed CA, retries its settle: the stored answer.
+    let http = onestop_server::tls::client_builder(Some(renewed.roots())).build().expect("client");
+    let settle = format!("{}/v1/visits/{visit}/settle", world.langfang.url());
+    let (status, replayed) =
+        Client { http }.keyed("POST", settle, &world.hospital, None, Some("k-tls")).await;
+    assert_eq!(status, 200, "{replayed}");
+    assert_eq!(replayed, settled, "the same settlement, once");
 }

@@ -4,18 +4,26 @@
 //! given, never against nothing: with no roots a client cannot reach an `https://` URL at all.
 //! The cryptography is rustls with the `ring` provider, passed explicitly, never installed as a
 //! process-wide default.
+//!
+//! The server's certificate is read again from its files on demand ([`ServerCertificate::reload`];
+//! `onestop serve` does it on SIGHUP), so that a renewed certificate is served without a
+//! restart: handshakes after the reload present the new one, connections already open keep
+//! theirs, and files that do not load leave the current certificate in place.
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::serve::Listener;
 pub use rustls::RootCertStore;
 use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -35,6 +43,69 @@ pub fn client_builder(roots: Option<RootCertStore>) -> reqwest::ClientBuilder {
 
 /// The server's TLS from a PEM certificate chain and its PEM private key.
 pub fn server_config(certificate: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+    ServerCertificate::load(certificate, key)?.server_config()
+}
+
+/// The server's certificate and key as read from their files, until read again.
+#[derive(Debug)]
+pub struct ServerCertificate {
+    certificate: PathBuf,
+    key: PathBuf,
+    provider: Arc<CryptoProvider>,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ServerCertificate {
+    /// Reads a PEM certificate chain and its PEM private key; the error names the file at fault.
+    pub fn load(certificate: &Path, key: &Path) -> Result<Arc<ServerCertificate>, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let current = read_pair(certificate, key, &provider)?;
+        Ok(Arc::new(ServerCertificate {
+            certificate: certificate.to_owned(),
+            key: key.to_owned(),
+            provider,
+            current: RwLock::new(Arc::new(current)),
+        }))
+    }
+
+    /// Reads the files again; on success later handshakes present what they now hold, on
+    /// failure the certificate served stays as it was.
+    pub fn reload(&self) -> Result<(), String> {
+        let fresh = read_pair(&self.certificate, &self.key, &self.provider)?;
+        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(fresh);
+        Ok(())
+    }
+
+    /// The certificate file, for messages.
+    pub fn path(&self) -> &Path {
+        &self.certificate
+    }
+
+    /// A server configuration that presents whatever this holds at each handshake.
+    pub fn server_config(self: Arc<Self>) -> Result<Arc<ServerConfig>, String> {
+        let provider = Arc::clone(&self.provider);
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_no_client_auth()
+            .with_cert_resolver(self);
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+impl ResolvesServerCert for ServerCertificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner)))
+    }
+}
+
+/// A certificate chain and the key that matches its first certificate.
+fn read_pair(
+    certificate: &Path,
+    key: &Path,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, String> {
     let chain = CertificateDer::pem_file_iter(certificate)
         .and_then(|chain| chain.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("--tls-cert {}: {e}", certificate.display()))?;
@@ -43,15 +114,9 @@ pub fn server_config(certificate: &Path, key: &Path) -> Result<Arc<ServerConfig>
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("--tls-key {}: {e}", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| format!("--tls-cert and --tls-key do not make a pair: {e}"))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    // Checks that the key matches the first certificate, as `with_single_cert` does.
+    CertifiedKey::from_der(chain, key, provider)
+        .map_err(|e| format!("--tls-cert and --tls-key do not make a pair: {e}"))
 }
 
 /// Connections of `LimitedListener` after their TLS handshake, which runs on a task of its own
