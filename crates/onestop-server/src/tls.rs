@@ -20,8 +20,8 @@ use axum::serve::Listener;
 pub use rustls::RootCertStore;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::sync::mpsc;
@@ -106,12 +106,8 @@ fn read_pair(
     key: &Path,
     provider: &CryptoProvider,
 ) -> Result<CertifiedKey, String> {
-    let chain = CertificateDer::pem_file_iter(certificate)
-        .and_then(|chain| chain.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("--tls-cert {}: {e}", certificate.display()))?;
-    if chain.is_empty() {
-        return Err(format!("--tls-cert {}: no certificate in it", certificate.display()));
-    }
+    let chain =
+        onestop_store::certificate_chain(certificate).map_err(|e| format!("--tls-cert {e}"))?;
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("--tls-key {}: {e}", key.display()))?;
     // Checks that the key matches the first certificate, as `with_single_cert` does.

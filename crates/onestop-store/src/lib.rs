@@ -16,7 +16,7 @@ pub mod ops;
 pub mod people;
 pub mod postgres;
 mod postgres_tls;
-pub use postgres_tls::{client_config, root_certificates};
+pub use postgres_tls::{certificate_chain, client_config, root_certificates};
 mod postgres_tx;
 pub mod reports;
 pub mod sqlite;

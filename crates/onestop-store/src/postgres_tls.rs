@@ -122,12 +122,8 @@ pub(crate) fn connector(options: &Options) -> Result<MakeRustlsConnect> {
     let tls = match identity(options)? {
         None => client_config(roots),
         Some((cert, key)) => {
-            let certificates = CertificateDer::pem_file_iter(&cert)
-                .and_then(|certificates| certificates.collect::<std::result::Result<Vec<_>, _>>())
-                .map_err(|e| config(format!("sslcert {}: {e}", cert.display())))?;
-            if certificates.is_empty() {
-                return Err(config(format!("sslcert {}: no certificate in it", cert.display())));
-            }
+            let certificates =
+                certificate_chain(&cert).map_err(|e| config(format!("sslcert {e}")))?;
             let private = PrivateKeyDer::from_pem_file(&key)
                 .map_err(|e| config(format!("sslkey {}: {e}", key.display())))?;
             client_builder(roots).with_client_auth_cert(certificates, private).map_err(|e| {
@@ -188,16 +184,24 @@ fn client_builder(
 /// The certificates of a PEM file, as roots to verify a server against; the error names the
 /// file.
 pub fn root_certificates(path: &Path) -> std::result::Result<RootCertStore, String> {
-    let shown = path.display();
-    let certificates = CertificateDer::pem_file_iter(path)
-        .and_then(|certificates| certificates.collect::<std::result::Result<Vec<_>, _>>())
-        .map_err(|e| format!("{shown}: {e}"))?;
     let mut roots = RootCertStore::empty();
-    let (added, _) = roots.add_parsable_certificates(certificates);
+    let (added, _) = roots.add_parsable_certificates(certificate_chain(path)?);
     if added == 0 {
-        return Err(format!("{shown}: no certificate in it"));
+        return Err(format!("{}: no certificate in it", path.display()));
     }
     Ok(roots)
+}
+
+/// The certificates of a PEM file, in their order (a chain: the end entity's first); the error
+/// names the file, and a file without any is one.
+pub fn certificate_chain(path: &Path) -> std::result::Result<Vec<CertificateDer<'static>>, String> {
+    let certificates = CertificateDer::pem_file_iter(path)
+        .and_then(|certificates| certificates.collect::<std::result::Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certificates.is_empty() {
+        return Err(format!("{}: no certificate in it", path.display()));
+    }
+    Ok(certificates)
 }
 
 /// libpq's fallbacks for the root certificates: `$PGSSLROOTCERT`, then `~/.postgresql/root.crt`.
@@ -322,6 +326,14 @@ mod tests {
             let error = connector(&alone).err().expect("refused").to_string();
             assert!(error.contains("sslcert needs its sslkey"), "{error}");
         }
+        if std::env::var_os("PGSSLCERT").is_none() {
+            let key_alone = url_options("", Some(&ca), None, Some(&key_file));
+            let error = connector(&key_alone).err().expect("refused").to_string();
+            assert!(error.contains("sslkey needs its sslcert"), "{error}");
+        }
+        let not_a_certificate = url_options("", Some(&ca), Some(&key_file), Some(&key_file));
+        let error = connector(&not_a_certificate).err().expect("refused").to_string();
+        assert!(error.contains("sslcert") && error.contains("no certificate in it"), "{error}");
         let other = rcgen::KeyPair::generate().expect("key");
         let other_file = dir.path().join("other.key");
         std::fs::write(&other_file, other.serialize_pem()).expect("written");
