@@ -64,13 +64,18 @@ fn in_window(
     windows.iter().find(|w| w.region == region && w.starts_at <= at && at < w.ends_at)
 }
 
-fn maintenance(window: &MaintenanceWindow, at: jiff::Timestamp) -> Response {
+/// What an institution is told inside a window (over `/v1` and the national interface alike).
+pub(crate) fn maintenance_message(window: &MaintenanceWindow) -> String {
     let ends = onestop_store::maintenance::dto(window).ends_at;
-    let message = format!(
+    format!(
         "参保地 region {} 系统维护中 is in maintenance until {ends} ({}); settlement for its \
          people resumes then",
         window.region, window.reason
-    );
+    )
+}
+
+fn maintenance(window: &MaintenanceWindow, at: jiff::Timestamp) -> Response {
+    let message = maintenance_message(window);
     let mut response =
         error_response(&ServiceError::new(ServiceCode::RegionInMaintenance, message));
     let seconds = (window.ends_at.as_second() - at.as_second()).max(1);
@@ -80,6 +85,11 @@ fn maintenance(window: &MaintenanceWindow, at: jiff::Timestamp) -> Response {
     response
 }
 
+/// The window of this node that `region` is in now, if any.
+pub(crate) async fn window_now(state: &AppState, region: Region) -> Option<MaintenanceWindow> {
+    in_window(&state.windows().await, region, now(state)).cloned()
+}
+
 /// Refuses an institution's request about a person of `region` inside a window of this node.
 async fn local_window(
     state: &AppState,
@@ -87,14 +97,12 @@ async fn local_window(
     actor: Option<&Institution>,
     region: Region,
 ) -> Option<Response> {
-    let at = now(state);
-    let windows = state.windows().await;
-    let window = in_window(&windows, region, at)?;
+    let window = window_now(state, region).await?;
     let role = match actor {
         Some(actor) => actor.role,
         None => crate::auth::authenticate(headers, state).await.ok()?.role,
     };
-    (role == Role::Institution).then(|| maintenance(window, at))
+    (role == Role::Institution).then(|| maintenance(&window, now(state)))
 }
 
 pub async fn gateway(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -180,6 +188,17 @@ fn peer_window(
     if actor.role != Role::Institution {
         return None;
     }
+    let window = peer_window_now(state, federation, peer, region)?;
+    Some(maintenance(&window, now(state)))
+}
+
+/// The window `region` is in now, as its node last published it.
+pub(crate) fn peer_window_now(
+    state: &AppState,
+    federation: &Federation,
+    peer: &Peer,
+    region: Region,
+) -> Option<MaintenanceWindow> {
     let status = federation.peer_status(&peer.name)?;
     let at = now(state);
     let known = status.regions.iter().find(|r| r.region == region.to_string())?;
@@ -194,7 +213,7 @@ fn peer_window(
             created_at: String::new(),
             cancelled_at: None,
         };
-        (window.starts_at <= at && at < window.ends_at).then(|| maintenance(&window, at))
+        (window.starts_at <= at && at < window.ends_at).then_some(window)
     })
 }
 
@@ -207,7 +226,7 @@ struct Call {
 }
 
 /// A request to a peer as `actor`, bounded by the federation's timeout.
-fn peer_request(
+pub(crate) fn peer_request(
     federation: &Federation,
     peer: &Peer,
     actor: &Institution,
@@ -283,7 +302,7 @@ async fn forward(
 
 /// Records a settlement or reversal the insured region's node answered for one of this node's
 /// institutions (idempotent: a replayed answer is recorded once).
-async fn journal(
+pub(crate) async fn journal(
     state: &AppState,
     federation: &Federation,
     actor: &Institution,
@@ -343,6 +362,7 @@ fn visitor_row(record: &SettlementRecordDto, recorded_at: String) -> Option<Visi
         personal_account: yuan(&record.personal_account)?,
         cash: yuan(&record.cash)?,
         tiers,
+        scheme: onestop_core::Scheme::parse(&record.settlement.scheme),
         recorded_at,
     })
 }
@@ -356,6 +376,17 @@ async fn remember_unknown(state: &AppState, actor: &Institution, call: &Call) {
     if call.method != Method::POST {
         return;
     }
+    remember_pending(state, actor, visit, key).await;
+}
+
+/// Remembers that a settle of `visit` (with `key`, an idempotency key or a msgid) was
+/// forwarded and its outcome is not known here.
+pub(crate) async fn remember_pending(
+    state: &AppState,
+    actor: &Institution,
+    visit: &str,
+    key: &str,
+) {
     let pending = PendingForward {
         institution_id: actor.institution_id.clone(),
         visit_id: visit.to_owned(),

@@ -12,6 +12,7 @@ mod gateway;
 mod listener;
 mod money_routes;
 mod nhsa;
+mod nhsa_forward;
 mod nhsa_reports;
 mod nhsa_tx;
 pub mod openapi;

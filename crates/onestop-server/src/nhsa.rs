@@ -4,14 +4,18 @@
 //!
 //! Around the transactions (`nhsa_tx`): reading the envelope leniently, decrypting and verifying
 //! the encrypted and signed mode, authenticating the institution, requiring sign-in where the
-//! region says so, and replaying the first answer of a repeated `msgid`. The transaction and
+//! region says so, refusing messages about a region inside its maintenance window, forwarding
+//! those about another node's people (`nhsa_forward`), and replaying the first answer of a
+//! repeated `msgid`. The transaction and
 //! the record of its message commit together, so a `msgid` is answered once and never settles
 //! twice.
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use onestop_core::Region;
 use onestop_nhsa::envelope::Request;
 use onestop_nhsa::{crypto, envelope};
 use onestop_store::model::{NhsaKeys, NhsaMessage};
@@ -21,6 +25,9 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::error::json_response;
+use crate::federation::Route;
+use crate::gateway::{self, Forwarded};
+use crate::nhsa_forward;
 use crate::routes::Body;
 
 pub const CALL_SERVICE: &str = "/fsi/api/rsfComIfsService/callService";
@@ -40,17 +47,26 @@ impl From<crypto::CryptoError> for Failure {
     }
 }
 
-pub async fn call_service(state: State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    handle(state, None, headers, body).await
+/// The institution a peer node authenticated, on a message it forwarded here.
+type FromPeer = Option<Extension<Forwarded>>;
+
+pub async fn call_service(
+    state: State<AppState>,
+    from_peer: FromPeer,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(state, None, from_peer, headers, body).await
 }
 
 pub async fn call_service_with_infno(
     state: State<AppState>,
     Path(infno): Path<String>,
+    from_peer: FromPeer,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle(state, Some(infno), headers, body).await
+    handle(state, Some(infno), from_peer, headers, body).await
 }
 
 /// `yyyyMMddHHmmssSSS`.
@@ -85,11 +101,18 @@ fn envelope_json(state: &AppState, received: &str, outcome: Result<Value, Failur
 async fn handle(
     State(state): State<AppState>,
     infno: Option<String>,
+    from_peer: FromPeer,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Response {
     let received = stamp(&state);
-    let answer = match answer(&state, infno.as_deref(), &headers, &body, &received).await {
+    let answered = match from_peer {
+        Some(Extension(Forwarded(actor))) => {
+            answer_forwarded(&state, actor, infno.as_deref(), &body, &received).await
+        }
+        None => answer(&state, infno.as_deref(), &headers, &body, &received).await,
+    };
+    let answer = match answered {
         Ok(answer) => answer,
         Err(failure) => envelope_json(&state, &received, Err(failure)),
     };
@@ -214,10 +237,94 @@ async fn answer(
     let request = Request::parse(body, infno).map_err(|e| Failure(e.0))?;
     let (institution, input) = authenticate(state, &request, headers, body).await?;
     check_signed_in(state, &request, &institution).await?;
+    if let Some(region) = nhsa_forward::message_region(&request, &input.value, &institution) {
+        let federation = state.federation.clone();
+        match federation.as_deref().map_or(Route::Local, |f| f.route(region)) {
+            Route::Local => refuse_in_window(state, region).await?,
+            Route::Unknown => return Err(not_served(region)),
+            Route::Peer(peer) => {
+                let federation = federation.as_deref().expect("a peer route has a federation");
+                if let Some(window) = gateway::peer_window_now(state, federation, peer, region) {
+                    return Err(Failure(gateway::maintenance_message(&window)));
+                }
+                let message = (&body[..], input.plain_text.as_str(), &input.value);
+                let envelope = nhsa_forward::forward(
+                    state,
+                    federation,
+                    peer,
+                    &institution,
+                    &request,
+                    message,
+                    region,
+                )
+                .await?;
+                return seal(state, &request, input.keys.as_ref(), envelope);
+            }
+        }
+    }
     let sha = request_sha256(&request.infno, &input.plain_text);
+    let stored = transact(state, institution, request.clone(), input.value, sha, received).await?;
+    seal(state, &request, input.keys.as_ref(), stored)
+}
+
+fn not_served(region: Region) -> Failure {
+    Failure(format!("统筹区 region {region} is not served by this node or any of its peers"))
+}
+
+/// Refuses a message about a person of `region` inside a maintenance window of this node.
+async fn refuse_in_window(state: &AppState, region: Region) -> Result<(), Failure> {
+    match gateway::window_now(state, region).await {
+        Some(window) => Err(Failure(gateway::maintenance_message(&window))),
+        None => Ok(()),
+    }
+}
+
+/// A message a peer node forwarded: its institution was authenticated there (with its sign-in
+/// and its encryption); it is answered here or not at all, never forwarded again.
+async fn answer_forwarded(
+    state: &AppState,
+    actor: Institution,
+    infno: Option<&str>,
+    body: &Bytes,
+    received: &str,
+) -> Result<Value, Failure> {
+    let request = Request::parse(body, infno).map_err(|e| Failure(e.0))?;
+    if actor.role != Role::Institution || actor.institution_id != request.fixmedins_code {
+        return Err(Failure(format!(
+            "转发的机构不符 the forwarded institution `{}` is not the message's `{}`",
+            actor.institution_id, request.fixmedins_code
+        )));
+    }
+    if request.input.is_string() {
+        return Err(Failure(
+            "转发的报文须为明文 a forwarded message carries its input in the clear".into(),
+        ));
+    }
+    if let Some(region) = nhsa_forward::message_region(&request, &request.input, &actor) {
+        let local = state.federation.as_deref().is_some_and(|f| f.local.contains(&region));
+        if !local {
+            return Err(not_served(region));
+        }
+        refuse_in_window(state, region).await?;
+    }
+    let plain_text = raw_input(body).unwrap_or_else(|| request.input.to_string());
+    let sha = request_sha256(&request.infno, &plain_text);
+    let value = request.input.clone();
+    transact(state, actor, request, value, sha, received).await
+}
+
+/// Answers the message in one transaction with the record of its `msgid`: a repeated `msgid`
+/// replays the first answer.
+async fn transact(
+    state: &AppState,
+    institution: Institution,
+    request2: Request,
+    value: Value,
+    sha: String,
+    received: &str,
+) -> Result<Value, Failure> {
     let (state2, received2) = (state.clone(), received.to_owned());
-    let (request2, value) = (request.clone(), input.value.clone());
-    let stored = crate::routes::write(state, move |tx, env| {
+    crate::routes::write(state, move |tx, env| {
         if let Some(message) = tx.nhsa_message(&institution.institution_id, &request2.msgid)? {
             return Ok(replay(&message, &sha));
         }
@@ -239,8 +346,7 @@ async fn answer(
         crate::ApiError::Store(e) => {
             Failure(format!("服务内部错误 the store failed: {e}; retry with the same msgid"))
         }
-    })?;
-    seal(state, &request, input.keys.as_ref(), stored)
+    })
 }
 
 /// A repeated msgid: the first answer, or a refusal when the request differs.

@@ -31,12 +31,42 @@ fn fen(node: &Map<String, Value>, key: &str) -> Option<Fen> {
     text(node, key).and_then(|t| Fen::parse_yuan(&t).ok())
 }
 
-/// Settlements and reversals booked in the period that match the filters sent.
+/// A settlement or reversal booked by the institution, its own person's or (in a federation) a
+/// visitor's whose insured region's node settled it.
+struct Booked {
+    settlement_id: String,
+    reversal: bool,
+    total: Fen,
+    fund_total: Fen,
+    personal_account: Fen,
+}
+
+/// What 3201 and 3202 may filter on: scheme (insutype), visit type (clr_type) and the insured
+/// region that clears it (setl_optins).
+struct Filters {
+    insutype: Option<String>,
+    clr_type: Option<String>,
+    optins: Option<Region>,
+}
+
+impl Filters {
+    /// `scheme` is `None` for a visitor settlement recorded before its scheme was kept: it
+    /// counts only when no scheme is asked for.
+    fn keep(&self, scheme: Option<Scheme>, visit: VisitType, insured: Region) -> bool {
+        let scheme = scheme.map(codes::insutype);
+        self.insutype.as_deref().is_none_or(|i| scheme == Some(i))
+            && self.clr_type.as_deref().is_none_or(|c| codes::clr_type(visit) == c)
+            && self.optins.is_none_or(|r| insured == r)
+    }
+}
+
+/// Settlements and reversals booked in the period that match the filters sent: the
+/// institution's own and those of its visitors.
 fn booked(
     tx: &mut dyn Tx,
     actor: &Institution,
     node: &Map<String, Value>,
-) -> Result<std::result::Result<Vec<SettlementRow>, Failure>> {
+) -> Result<std::result::Result<Vec<Booked>, Failure>> {
     let (begin, end) =
         match date(node, "stmt_begndate").and_then(|b| Ok((b, date(node, "stmt_enddate")?))) {
             Ok(range) => range,
@@ -48,9 +78,11 @@ fn booked(
             "对账期间无效 the period {begin} to {end} must run forward, at most {PERIOD_DAYS_MAX} days"
         ))));
     }
-    let insutype = text(node, "insutype");
-    let clr_type = text(node, "clr_type");
-    let optins = text(node, "setl_optins").and_then(|r| Region::parse(&r));
+    let filters = Filters {
+        insutype: text(node, "insutype"),
+        clr_type: text(node, "clr_type"),
+        optins: text(node, "setl_optins").and_then(|r| Region::parse(&r)),
+    };
     let mut rows = Vec::new();
     let mut day = begin;
     while day <= end {
@@ -62,13 +94,21 @@ fn booked(
                         row.settlement_id
                     ))
                 })?;
-            let scheme = Scheme::parse(&dto.scheme).map(codes::insutype);
-            let visit = VisitType::parse(&dto.visit).map(codes::clr_type);
-            let keep = insutype.as_deref().is_none_or(|i| scheme == Some(i))
-                && clr_type.as_deref().is_none_or(|c| visit == Some(c))
-                && optins.is_none_or(|r| row.key.region == r);
-            if keep {
-                rows.push(row);
+            if let Some(visit) = VisitType::parse(&dto.visit)
+                && filters.keep(Scheme::parse(&dto.scheme), visit, row.key.region)
+            {
+                rows.push(own(row));
+            }
+        }
+        for visitor in tx.visitor_settlements_booked(&actor.institution_id, day)? {
+            if filters.keep(visitor.scheme, visitor.visit_type, visitor.insured) {
+                rows.push(Booked {
+                    reversal: visitor.reverses.is_some(),
+                    total: visitor.total,
+                    fund_total: visitor.fund_total,
+                    personal_account: visitor.personal_account,
+                    settlement_id: visitor.settlement_id,
+                });
             }
         }
         day = day.tomorrow().unwrap_or(end);
@@ -79,10 +119,20 @@ fn booked(
     Ok(Ok(rows))
 }
 
+fn own(row: SettlementRow) -> Booked {
+    Booked {
+        reversal: row.reverses.is_some(),
+        total: row.total,
+        fund_total: row.fund_total,
+        personal_account: row.personal_account,
+        settlement_id: row.settlement_id,
+    }
+}
+
 /// Sums of the period: (count net of reversals, medical cost, fund, personal account).
-fn totals(rows: &[SettlementRow]) -> (i64, Fen, Fen, Fen) {
-    let count = rows.iter().map(|r| if r.reverses.is_some() { -1 } else { 1 }).sum();
-    let sum = |f: fn(&SettlementRow) -> Fen| rows.iter().map(f).sum::<Fen>();
+fn totals(rows: &[Booked]) -> (i64, Fen, Fen, Fen) {
+    let count = rows.iter().map(|r| if r.reversal { -1 } else { 1 }).sum();
+    let sum = |f: fn(&Booked) -> Fen| rows.iter().map(f).sum::<Fen>();
     (count, sum(|r| r.total), sum(|r| r.fund_total), sum(|r| r.personal_account))
 }
 
@@ -134,7 +184,7 @@ pub fn reconcile_details(
         Ok(rows) => rows,
         Err(failure) => return Ok(Err(failure)),
     };
-    let ours: BTreeMap<&str, &SettlementRow> =
+    let ours: BTreeMap<&str, &Booked> =
         rows.iter().map(|r| (r.settlement_id.as_str(), r)).collect();
     let theirs: Vec<&Map<String, Value>> = node
         .get("details")

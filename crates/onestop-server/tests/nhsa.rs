@@ -473,6 +473,33 @@ async fn a_repeated_msgid_replays_the_first_answer_and_never_settles_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_maintenance_window_stops_the_regions_messages_but_not_the_institutions_own() {
+    let service = start().await;
+    let (his, visit) = ready_visit(&service).await;
+    // The clock says 2024-06-10 10:00 at UTC+8.
+    let window = json!({"starts_at": "2024-06-10T09:30:00+08:00",
+        "ends_at": "2024-06-10T11:00:00+08:00", "reason": "数据库升级 database upgrade"});
+    let announced = service
+        .v1(reqwest::Method::POST, "/v1/maintenance-windows", &service.agency, Some(window))
+        .await;
+    let input = json!({"data": {"psn_no": "P1", "mdtrt_id": visit}});
+    let refused = his.call("2207", input.clone()).await;
+    assert_eq!(refused["infcode"], -1, "{refused}");
+    let message = refused["err_msg"].as_str().expect("err_msg");
+    assert!(message.contains("系统维护中") && message.contains("数据库升级"), "{message}");
+    // Sign-in and reconciliation are the institution's own: they go on.
+    let books = json!({"data": {"stmt_begndate": "2024-06-10", "stmt_enddate": "2024-06-10",
+        "medfee_sumamt": 0, "fund_pay_sumamt": 0, "acct_pay": 0, "fixmedins_setl_cnt": 0}});
+    let day = his.ok("3201", books).await;
+    assert_eq!(day["stmtinfo"]["stmt_rslt"], "0", "nothing was settled: {day}");
+    his.ok("9001", json!({"signIn": {"opter_no": "002"}})).await;
+    let id = announced["window_id"].as_str().expect("window_id");
+    let path = format!("/v1/maintenance-windows/{id}");
+    service.v1(reqwest::Method::DELETE, &path, &service.agency, None).await;
+    his.ok("2207", input).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reversal_2601_cancels_a_settlement_whose_answer_was_lost() {
     let service = start().await;
     let (his, visit) = ready_visit(&service).await;

@@ -1,4 +1,4 @@
--- onestop schema, version 2 (SQLite; the PostgreSQL schema is the same tables and keys).
+-- onestop schema, version 3 (SQLite; the PostgreSQL schema is the same tables and keys).
 --
 -- Per-person tables are WITHOUT ROWID: a row lives in its primary key's B-tree, so an insert
 -- dirties one page instead of two (the table's and the key's). A settlement writes to half a
@@ -220,7 +220,10 @@ CREATE TABLE IF NOT EXISTS visitor_settlements (
     personal_account BIGINT NOT NULL,
     cash BIGINT NOT NULL,
     tiers TEXT NOT NULL,
-    recorded_at TEXT NOT NULL
+    recorded_at TEXT NOT NULL,
+    -- The person's scheme (险种, since version 3), for the institution's reconciliation by
+    -- scheme over the national interface (3201); NULL on rows recorded before.
+    scheme TEXT
 );
 CREATE INDEX IF NOT EXISTS visitor_settlements_by_day ON visitor_settlements (booked_on);
 CREATE INDEX IF NOT EXISTS visitor_settlements_by_institution_day
@@ -293,5 +296,5 @@ CREATE TABLE IF NOT EXISTS nhsa_keys (
     sm2_public_key TEXT
 );
 
--- The schema's version, written once; a later version migrates from it (sqlite_migrate_v1.sql).
-INSERT INTO schema_version (version) SELECT 2 WHERE NOT EXISTS (SELECT 1 FROM schema_version);
+-- The schema's version, written once; a later version migrates from it (sqlite_migrate_v*.sql).
+INSERT INTO schema_version (version) SELECT 3 WHERE NOT EXISTS (SELECT 1 FROM schema_version);

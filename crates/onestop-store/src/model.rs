@@ -299,6 +299,9 @@ pub struct VisitorSettlement {
     pub cash: Fen,
     /// What each tier paid, by tier id (signed like the amounts).
     pub tiers: std::collections::BTreeMap<String, Fen>,
+    /// The person's scheme (险种), for reconciliation by scheme; `None` on rows recorded before
+    /// version 3 of the schema kept it.
+    pub scheme: Option<onestop_core::Scheme>,
     pub recorded_at: String,
 }
 

@@ -109,7 +109,7 @@ fn read_visitor(row: &Row) -> Result<crate::model::VisitorSettlement> {
         *text = row.try_get(index)?;
     }
     let amounts = [row.try_get(8)?, row.try_get(9)?, row.try_get(10)?, row.try_get(11)?];
-    visitor_from(texts, amounts, row.try_get(12)?)
+    visitor_from(texts, amounts, row.try_get(12)?, row.try_get(13)?)
 }
 
 fn read_line(row: &Row) -> Result<(i64, Line, LineOrigin)> {
@@ -758,7 +758,7 @@ impl Tx for PgTx<'_, '_> {
     fn insert_visitor_settlement(&mut self, row: &crate::model::VisitorSettlement) -> Result<bool> {
         let sql = format!(
             "INSERT INTO visitor_settlements ({VISITOR_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, \
-             $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (settlement_id) DO NOTHING"
+             $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (settlement_id) DO NOTHING"
         );
         let t = visitor_texts(row);
         let inserted = self.execute(
@@ -777,6 +777,7 @@ impl Tx for PgTx<'_, '_> {
                 &row.personal_account.0,
                 &row.cash.0,
                 &row.reverses,
+                &row.scheme.map(onestop_core::Scheme::code),
             ],
         )?;
         Ok(inserted == 1)

@@ -32,6 +32,7 @@ const HELPERS: usize = 2;
 
 pub(crate) const SCHEMA: &str = include_str!("../schema/sqlite.sql");
 const MIGRATE_V1: &str = include_str!("../schema/sqlite_migrate_v1.sql");
+const MIGRATE_V2: &str = include_str!("../schema/sqlite_migrate_v2.sql");
 
 /// A request for the writer: run inside the group's transaction (again, if the group has to
 /// run again without a request that failed after its savepoint), then told how the commit went.
@@ -239,7 +240,14 @@ fn apply_schema(conn: &Connection) -> Result<()> {
         if conn.query_row(v1, [], |row| row.get::<_, bool>(0))? {
             conn.execute_batch(MIGRATE_V1)?;
         }
-        conn.execute_batch(SCHEMA)
+        conn.execute_batch(SCHEMA)?;
+        // Version 2 is the only one whose visitor settlements have no `scheme`.
+        let v2 = "SELECT NOT EXISTS (SELECT 1 FROM pragma_table_info('visitor_settlements') \
+            WHERE name = 'scheme')";
+        if conn.query_row(v2, [], |row| row.get::<_, bool>(0))? {
+            conn.execute_batch(MIGRATE_V2)?;
+        }
+        conn.execute_batch("UPDATE schema_version SET version = 3 WHERE version < 3")
     })();
     match applied {
         Ok(()) => Ok(conn.execute_batch("COMMIT")?),

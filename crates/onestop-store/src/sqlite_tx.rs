@@ -199,7 +199,7 @@ fn read_visitor(row: &Row<'_>) -> Result<crate::model::VisitorSettlement> {
         *text = row.get(index)?;
     }
     let amounts = [row.get(8)?, row.get(9)?, row.get(10)?, row.get(11)?];
-    visitor_from(texts, amounts, row.get(12)?)
+    visitor_from(texts, amounts, row.get(12)?, row.get(13)?)
 }
 
 impl SqliteTx<'_> {
@@ -987,7 +987,7 @@ impl Tx for SqliteTx<'_> {
     fn insert_visitor_settlement(&mut self, row: &crate::model::VisitorSettlement) -> Result<bool> {
         let sql = format!(
             "INSERT INTO visitor_settlements ({VISITOR_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, \
-             ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT (settlement_id) DO NOTHING"
+             ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ON CONFLICT (settlement_id) DO NOTHING"
         );
         let t = visitor_texts(row);
         let inserted = self.conn.prepare_cached(&sql)?.execute(params![
@@ -1003,7 +1003,8 @@ impl Tx for SqliteTx<'_> {
             row.fund_total.0,
             row.personal_account.0,
             row.cash.0,
-            row.reverses
+            row.reverses,
+            row.scheme.map(onestop_core::Scheme::code)
         ])?;
         Ok(inserted == 1)
     }
@@ -1354,13 +1355,21 @@ pub(crate) fn clearing_entry(
 
 pub(crate) const VISITOR_COLUMNS: &str = "settlement_id, institution_id, insured_region, \
     treatment_region, visit_type, booked_on, tiers, recorded_at, total, fund_total, \
-    personal_account, cash, reverses";
+    personal_account, cash, reverses, scheme";
 
 pub(crate) fn visitor_from(
     texts: [String; 8],
     amounts: [i64; 4],
     reverses: Option<String>,
+    scheme: Option<String>,
 ) -> Result<crate::model::VisitorSettlement> {
+    let scheme = match scheme {
+        Some(code) => Some(
+            onestop_core::Scheme::parse(&code)
+                .ok_or_else(|| StoreError::Corrupt(format!("visitor scheme `{code}`")))?,
+        ),
+        None => None,
+    };
     let [settlement_id, institution_id, insured, treatment, visit, booked_on, tiers, recorded_at] =
         texts;
     let tiers: std::collections::BTreeMap<String, i64> = serde_json::from_str(&tiers)
@@ -1379,6 +1388,7 @@ pub(crate) fn visitor_from(
         personal_account: Fen(amounts[2]),
         cash: Fen(amounts[3]),
         tiers: tiers.into_iter().map(|(k, v)| (k, Fen(v))).collect(),
+        scheme,
         recorded_at,
     })
 }

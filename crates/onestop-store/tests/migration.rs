@@ -1,5 +1,7 @@
-//! A version 1 database (the journal in two tables of its own) opens as version 2 (the journal
-//! inside the settlement rows) with every posting and counter where it was, on both stores.
+//! A version 1 database (the journal in two tables of its own) opens as version 3 (the journal
+//! inside the settlement rows) with every posting and counter where it was, on both stores; a
+//! version 2 database (visitor settlements without their scheme) opens as version 3 with its
+//! visitor settlements kept.
 
 mod support;
 
@@ -51,7 +53,7 @@ async fn check_migrated(store: &Store) {
         })
         .await
         .expect("read the migrated store");
-    assert_eq!(version, ["2"], "{}", store.kind());
+    assert_eq!(version, ["3"], "{}", store.kind());
     assert_eq!(
         ledger,
         [
@@ -103,7 +105,7 @@ async fn a_version_1_sqlite_file_opens_with_its_journal_moved_into_the_settlemen
     let store = Store::open(&url).expect("migrate");
     check_migrated(&store).await;
     drop(store);
-    // Opening again finds version 2 and changes nothing.
+    // Opening again finds version 3 and changes nothing.
     let store = Store::open(&url).expect("reopen");
     check_migrated(&store).await;
 }
@@ -148,4 +150,69 @@ async fn a_version_1_postgres_database_opens_with_its_journal_moved_into_the_set
     drop(store);
     let store = Store::open(&url).expect("reopen");
     check_migrated(&store).await;
+}
+
+/// A visitor settlement as version 2 recorded it (no scheme).
+const V2_VISITOR: &str = "INSERT INTO visitor_settlements (settlement_id, institution_id, \
+    insured_region, treatment_region, visit_type, reverses, booked_on, total, fund_total, \
+    personal_account, cash, tiers, recorded_at) VALUES ('S-131000-P9-1', 'H1', '131000', \
+    '110000', 'inpatient', NULL, '2024-06-10', 1000, 700, 0, 300, '{\"basic\":700}', \
+    '2024-06-10T09:00:00+08:00');
+    UPDATE schema_version SET version = 2;";
+
+async fn check_v2_migrated(store: &Store) {
+    let (version, visitors) = store
+        .read(|tx| {
+            let version = tx.query_strings("SELECT CAST(version AS TEXT) FROM schema_version")?;
+            let day = onestop_core::Date::constant(2024, 6, 10);
+            Ok((version, tx.visitor_settlements_booked("H1", day)?))
+        })
+        .await
+        .expect("read the migrated store");
+    assert_eq!(version, ["3"], "{}", store.kind());
+    assert_eq!(visitors.len(), 1, "{}", store.kind());
+    assert_eq!(visitors[0].scheme, None, "{}", store.kind());
+    assert_eq!(visitors[0].fund_total, onestop_core::Fen(700), "{}", store.kind());
+    // The new column takes what is recorded from now on.
+    let mut row = visitors[0].clone();
+    row.settlement_id = "S-131000-P9-2".into();
+    row.scheme = Some(onestop_core::Scheme::Resident);
+    let written = store.write(move |tx| tx.insert_visitor_settlement(&row)).await.expect("write");
+    assert!(written);
+    let day = onestop_core::Date::constant(2024, 6, 10);
+    let visitors = store.read(move |tx| tx.visitor_settlements_booked("H1", day)).await;
+    let schemes: Vec<_> = visitors.expect("read").iter().map(|v| v.scheme).collect();
+    assert_eq!(schemes, [None, Some(onestop_core::Scheme::Resident)], "{}", store.kind());
+}
+
+#[tokio::test]
+async fn a_version_2_sqlite_file_opens_as_version_3_with_its_visitor_settlements() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("v2.sqlite");
+    let url = format!("sqlite:{}", path.display());
+    drop(Store::open(&url).expect("create"));
+    // Version 2 is version 3 without the visitors' scheme.
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    conn.execute_batch("ALTER TABLE visitor_settlements DROP COLUMN scheme").expect("drop");
+    conn.execute_batch(V2_VISITOR).expect("version 2 rows");
+    drop(conn);
+    check_v2_migrated(&Store::open(&url).expect("migrate")).await;
+}
+
+#[tokio::test]
+async fn a_version_2_postgres_database_opens_as_version_3_with_its_visitor_settlements() {
+    let Some(server) = support::postgres_server() else { return };
+    let url = tokio::task::spawn_blocking(move || support::fresh_database(&server))
+        .await
+        .expect("a database");
+    drop(Store::open(&url).expect("create"));
+    let url2 = url.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut client = postgres::Client::connect(&url2, postgres::NoTls).expect("connect");
+        client.batch_execute("ALTER TABLE visitor_settlements DROP COLUMN scheme").expect("drop");
+        client.batch_execute(V2_VISITOR).expect("version 2 rows");
+    })
+    .await
+    .expect("prepare version 2");
+    check_v2_migrated(&Store::open(&url).expect("migrate")).await;
 }

@@ -1,0 +1,260 @@
+//! The national interface across a federation: a Langfang hospital's system, speaking only the
+//! national interface to its own node, admits, bills, settles and cancels a Beijing resident;
+//! the Beijing node computes and commits, the Langfang node records what its hospital settled
+//! and reconciles it (3201, by scheme), and the insured region's maintenance window and outage
+//! reach the hospital as precise failures.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use onestop_core::{Date, Region};
+use onestop_server::federation::Federation;
+use onestop_server::{AppState, Clock, NhsaConfig};
+use onestop_store::{Env, Institution, Role, Store, people};
+use reqwest::Client;
+use serde_json::{Value, json};
+
+const SECRET: &str = "a-shared-secret-of-the-federation";
+
+fn clock() -> Clock {
+    Arc::new(|| "2024-06-10T10:00:00+08:00[Asia/Shanghai]".parse().expect("time"))
+}
+
+struct Node {
+    agency: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+fn federation_file(name: &str, region: &str, peer: (&str, &str, &str)) -> String {
+    format!(
+        "[node]\nname = \"{name}\"\nregions = [\"{region}\"]\ntimeout_ms = 2000\n\
+         status_refresh_ms = 100\n[[peers]]\nname = \"{}\"\nregions = [\"{}\"]\nurl = \"{}\"\n",
+        peer.0, peer.1, peer.2
+    )
+}
+
+/// A node of `region` on `listener`, with its agency's credential.
+async fn node(
+    dir: &Path,
+    listener: tokio::net::TcpListener,
+    (name, region): (&str, u32),
+    federation: &str,
+    sign_in: bool,
+) -> Node {
+    let url = format!("sqlite:{}", dir.join(format!("{name}.sqlite")).display());
+    let store = Arc::new(Store::open(&url).expect("store"));
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    let book = Arc::new(onestop_policy::load_dir(&policies).expect("policies").0);
+    let agency = Institution {
+        institution_id: format!("A{region}"),
+        region: Region(region),
+        name: "agency".into(),
+        level: None,
+        role: Role::Agency,
+    };
+    let env_book = Arc::clone(&book);
+    let credential = store
+        .write(move |tx| {
+            let env = Env {
+                book: &env_book,
+                now: "2024-06-10T09:00:00+08:00".into(),
+                today: Date::constant(2024, 6, 10),
+            };
+            people::register(tx, &env, &agency)
+        })
+        .await
+        .expect("agency");
+    let federation = Federation::from_toml(federation, SECRET, dir).expect("federation file");
+    let sign_in_regions = if sign_in { [Region(region)].into() } else { Default::default() };
+    let state = AppState::new(store, book, clock())
+        .with_federation(federation)
+        .with_nhsa(NhsaConfig { sign_in_regions, service_key: None });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        let _ = stopped.await;
+    };
+    tokio::spawn(onestop_server::serve(listener, state, shutdown));
+    Node { agency: credential.token, stop: Some(stop) }
+}
+
+async fn v1(client: &Client, method: &str, url: String, token: &str, body: Value) -> Value {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut request = client.request(method.clone(), &url).bearer_auth(token);
+    if !body.is_null() {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("response");
+    let status = response.status();
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "{method} {url}: {status} {answer}");
+    answer
+}
+
+/// The Langfang hospital's system.
+struct His {
+    client: Client,
+    node: String,
+    token: String,
+    sign_no: String,
+    serial: AtomicU32,
+}
+
+const CODE: &str = "H13100000001";
+
+impl His {
+    fn msgid(&self) -> String {
+        format!("{CODE}20240610100000{:04}", self.serial.fetch_add(1, Ordering::SeqCst))
+    }
+
+    async fn call_with(&self, infno: &str, input: Value, msgid: &str) -> Value {
+        let envelope = json!({
+            "infno": infno, "msgid": msgid, "mdtrtarea_admvs": "131000",
+            "insuplc_admdvs": "110000", "recer_sys_code": "MK", "infver": "V1.0",
+            "opter_type": "1", "opter": "001", "opter_name": "收费员",
+            "inf_time": "2024-06-10 10:00:00", "fixmedins_code": CODE,
+            "fixmedins_name": "廊坊市人民医院", "sign_no": self.sign_no, "input": input,
+        });
+        let url = format!("{}/fsi/api/rsfComIfsService/callService", self.node);
+        let response = self.client.post(url).bearer_auth(&self.token).json(&envelope).send();
+        response.await.expect("response").json().await.expect("an envelope")
+    }
+
+    async fn call(&self, infno: &str, input: Value) -> Value {
+        self.call_with(infno, input, &self.msgid()).await
+    }
+
+    async fn ok(&self, infno: &str, input: Value) -> Value {
+        let response = self.call(infno, input).await;
+        assert_eq!(response["infcode"], 0, "{infno}: {response}");
+        response["output"].clone()
+    }
+
+    async fn fails(&self, infno: &str, input: Value) -> String {
+        let response = self.call(infno, input).await;
+        assert_eq!(response["infcode"], -1, "{infno}: {response}");
+        response["err_msg"].as_str().expect("err_msg").to_owned()
+    }
+}
+
+fn reconciliation(insutype: &str, count: u32, medfee: &str, fund: &str) -> Value {
+    json!({"data": {
+        "insutype": insutype, "clr_type": "21", "setl_optins": "110000",
+        "stmt_begndate": "2024-06-10", "stmt_enddate": "2024-06-10",
+        "medfee_sumamt": medfee, "fund_pay_sumamt": fund, "acct_pay": "0.00",
+        "fixmedins_setl_cnt": count
+    }})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hospital_on_the_national_interface_settles_a_visitor_through_its_node() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let beijing_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let langfang_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let beijing_url = format!("http://{}", beijing_listener.local_addr().expect("addr"));
+    let langfang_url = format!("http://{}", langfang_listener.local_addr().expect("addr"));
+    let file = federation_file("beijing", "110000", ("langfang", "131000", &langfang_url));
+    let mut beijing = node(dir.path(), beijing_listener, ("beijing", 110_000), &file, false).await;
+    let file = federation_file("langfang", "131000", ("beijing", "110000", &beijing_url));
+    let langfang = node(dir.path(), langfang_listener, ("langfang", 131_000), &file, true).await;
+    let client = onestop_server::tls::client_builder(None).build().expect("client");
+
+    // The Beijing agency enrols the resident and files long-term residence in Langfang; the
+    // Langfang agency registers its hospital.
+    let person = json!({"person_id": "P0001", "name": "王五", "id_number": "110101197001011234",
+        "birth_date": "1970-01-01", "gender": "1",
+        "enrolments": [{"year": 2024, "category": "working_age"}]});
+    v1(&client, "POST", format!("{beijing_url}/v1/persons"), &beijing.agency, person).await;
+    let filing = json!({"person_id": "P0001", "kind": "long_term_resident",
+        "destination": "131000", "start": "2024-01-01"});
+    v1(&client, "POST", format!("{beijing_url}/v1/filings"), &beijing.agency, filing).await;
+    let hospital = json!({"institution_id": CODE, "name": "廊坊市人民医院", "level": "3"});
+    let url = format!("{langfang_url}/v1/institutions");
+    let credential = v1(&client, "POST", url, &langfang.agency, hospital).await;
+    let mut his = His {
+        client: client.clone(),
+        node: langfang_url.clone(),
+        token: credential["token"].as_str().expect("token").to_owned(),
+        sign_no: String::new(),
+        serial: AtomicU32::new(0),
+    };
+
+    // Sign-in is Langfang's (its region requires it); every message after carries it.
+    let refused = his.fails("1101", json!({"data": {"certno": "110101197001011234"}})).await;
+    assert!(refused.contains("9001"), "{refused}");
+    let signed = his.ok("9001", json!({"signIn": {"opter_no": "001"}})).await;
+    his.sign_no = signed["signinoutb"]["sign_no"].as_str().expect("sign_no").to_owned();
+
+    let found = his.ok("1101", json!({"data": {"certno": "110101197001011234"}})).await;
+    assert_eq!(found["baseinfo"]["psn_no"], "P0001", "{found}");
+    let admission = json!({"mdtrtinfo": {"psn_no": "P0001", "insutype": "390", "med_type": "21",
+        "ipt_no": "ZY01", "begntime": "2024-06-10 08:00:00"}});
+    let admitted = his.ok("2401", admission).await;
+    let visit = admitted["result"]["mdtrt_id"].as_str().expect("mdtrt_id").to_owned();
+    assert!(visit.starts_with("V-110000-P0001-"), "the visit lives with the person: {visit}");
+    let fees = json!({"feedetail": [{"feedetl_sn": "F001", "mdtrt_id": visit, "psn_no": "P0001",
+        "chrg_bchno": "B1", "med_list_codg": "XA30", "det_item_fee_sumamt": "10000.00",
+        "cnt": "1", "pric": "10000.00", "chrgitm_lv": "01"}]});
+    his.ok("2301", fees).await;
+    let settle = json!({"data": {"psn_no": "P0001", "mdtrt_id": visit, "acct_used_flag": "0"}});
+    let pre = his.ok("2303", settle.clone()).await;
+    // Beijing resident, level 3, first admission: (10000 − 1300) × 78 % (Langfang's catalog,
+    // Beijing's ratios; no cut for a filed long-term resident).
+    assert_eq!(pre["setlinfo"]["fund_pay_sumamt"], 6786.0, "{pre}");
+
+    let msgid = his.msgid();
+    let settled = his.call_with("2304", settle.clone(), &msgid).await;
+    assert_eq!(settled["infcode"], 0, "{settled}");
+    let setlinfo = &settled["output"]["setlinfo"];
+    assert_eq!(setlinfo["fund_pay_sumamt"], 6786.0, "{settled}");
+    let setl_id = setlinfo["setl_id"].as_str().expect("setl_id").to_owned();
+    assert!(setl_id.starts_with("S-110000-P0001-"), "{setl_id}");
+    // The same msgid again replays Beijing's first answer: nothing settles twice.
+    let again = his.call_with("2304", settle.clone(), &msgid).await;
+    assert_eq!(again["output"], settled["output"]);
+    let url = format!("{beijing_url}/v1/settlements/{setl_id}");
+    let booked = v1(&client, "GET", url, &beijing.agency, Value::Null).await;
+    assert_eq!(booked["fund_total"], "6786.00", "Beijing holds the settlement: {booked}");
+
+    // Langfang reconciles its hospital's day, its visitors included, by scheme.
+    let books = reconciliation("390", 1, "10000.00", "6786.00");
+    let balanced = his.ok("3201", books).await;
+    assert_eq!(balanced["stmtinfo"]["stmt_rslt"], "0", "{balanced}");
+    let employees = his.ok("3201", reconciliation("310", 1, "10000.00", "6786.00")).await;
+    assert_eq!(employees["stmtinfo"]["stmt_rslt"], "1", "no employee settled: {employees}");
+    let details = json!({"data": {"stmt_begndate": "2024-06-10", "stmt_enddate": "2024-06-10",
+        "details": [{"setl_id": setl_id, "medfee_sumamt": "10000.00",
+            "fund_pay_sumamt": "6786.00"}]}});
+    let detailed = his.ok("3202", details).await;
+    assert_eq!(detailed["stmtinfo"]["stmt_rslt"], "0", "{detailed}");
+
+    // Cancelled: Beijing reverses it, Langfang records the reversal, the day nets to nothing.
+    let cancel = json!({"data": {"setl_id": setl_id, "mdtrt_id": visit, "psn_no": "P0001"}});
+    let reversed = his.ok("2305", cancel).await;
+    assert_eq!(reversed["setlinfo"]["fund_pay_sumamt"], -6786.0, "{reversed}");
+    let balanced = his.ok("3201", reconciliation("390", 0, "0.00", "0.00")).await;
+    assert_eq!(balanced["stmtinfo"]["stmt_rslt"], "0", "{balanced}");
+
+    // Beijing's maintenance window reaches the Langfang hospital; its own messages still work.
+    let window = json!({"starts_at": "2024-06-10T09:30:00+08:00",
+        "ends_at": "2024-06-10T11:00:00+08:00", "reason": "数据库升级 database upgrade"});
+    let url = format!("{beijing_url}/v1/maintenance-windows");
+    let announced = v1(&client, "POST", url, &beijing.agency, window).await;
+    let refused = his.fails("1101", json!({"data": {"certno": "110101197001011234"}})).await;
+    assert!(refused.contains("系统维护中") && refused.contains("110000"), "{refused}");
+    his.ok("3201", reconciliation("390", 0, "0.00", "0.00")).await;
+    let id = announced["window_id"].as_str().expect("window_id");
+    let url = format!("{beijing_url}/v1/maintenance-windows/{id}");
+    v1(&client, "DELETE", url, &beijing.agency, Value::Null).await;
+    // Langfang asks for Beijing's status every 100 ms here.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    his.ok("1101", json!({"data": {"certno": "110101197001011234"}})).await;
+
+    // Beijing down: nothing is sent, and the hospital is told so.
+    let _ = beijing.stop.take().map(|stop| stop.send(()));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let admission = json!({"mdtrtinfo": {"psn_no": "P0001", "insutype": "390", "med_type": "21",
+        "begntime": "2024-06-10 10:00:00"}});
+    let refused = his.fails("2401", admission).await;
+    assert!(refused.contains("无法连接") && refused.contains("nothing was settled"), "{refused}");
+}
