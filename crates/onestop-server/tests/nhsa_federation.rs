@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use onestop_core::{Date, Region};
+use onestop_nhsa::crypto;
 use onestop_server::federation::Federation;
 use onestop_server::{AppState, Clock, NhsaConfig};
 use onestop_store::{Env, Institution, Role, Store, people};
@@ -101,6 +102,7 @@ struct His {
 }
 
 const CODE: &str = "H13100000001";
+const SM4_KEY: &str = "H131000000010000";
 
 impl His {
     fn msgid(&self) -> String {
@@ -114,10 +116,24 @@ impl His {
             "opter_type": "1", "opter": "001", "opter_name": "收费员",
             "inf_time": "2024-06-10 10:00:00", "fixmedins_code": CODE,
             "fixmedins_name": "廊坊市人民医院", "sign_no": self.sign_no, "input": input,
+            "enc_type": if input.is_string() { "SM4" } else { "" },
         });
         let url = format!("{}/fsi/api/rsfComIfsService/callService", self.node);
         let response = self.client.post(url).bearer_auth(&self.token).json(&envelope).send();
         response.await.expect("response").json().await.expect("an envelope")
+    }
+
+    /// In the encrypted mode: the input sealed with the institution's SM4 key, the output
+    /// opened with it.
+    async fn call_sealed(&self, infno: &str, input: Value, msgid: &str) -> Value {
+        let key = crypto::sm4_key(SM4_KEY).expect("key");
+        let sealed = json!(crypto::sm4_encrypt(&key, input.to_string().as_bytes()));
+        let mut envelope = self.call_with(infno, sealed, msgid).await;
+        assert_eq!(envelope["infcode"], 0, "{infno}: {envelope}");
+        let output = envelope["output"].as_str().expect("the output is sealed");
+        let plain = crypto::sm4_decrypt(&key, output).expect("opens with the key");
+        envelope["output"] = serde_json::from_slice(&plain).expect("json");
+        envelope
     }
 
     async fn call(&self, infno: &str, input: Value) -> Value {
@@ -235,6 +251,21 @@ async fn a_hospital_on_the_national_interface_settles_a_visitor_through_its_node
     let balanced = his.ok("3201", reconciliation("390", 0, "0.00", "0.00")).await;
     assert_eq!(balanced["stmtinfo"]["stmt_rslt"], "0", "{balanced}");
 
+    // In the encrypted mode: Langfang opens the input, Beijing settles, Langfang seals the
+    // answer; the same sealed message again replays Beijing's answer.
+    let keys = json!({"encrypted": false, "sm4_key": SM4_KEY});
+    let url = format!("{langfang_url}/v1/institutions/{CODE}/nhsa-keys");
+    v1(&client, "PUT", url, &langfang.agency, keys).await;
+    let msgid = his.msgid();
+    let sealed = his.call_sealed("2304", settle.clone(), &msgid).await;
+    assert_eq!(sealed["output"]["setlinfo"]["fund_pay_sumamt"], 6786.0, "{sealed}");
+    let again = his.call_sealed("2304", settle.clone(), &msgid).await;
+    assert_eq!(again["output"], sealed["output"]);
+    let second = sealed["output"]["setlinfo"]["setl_id"].as_str().expect("setl_id");
+    assert_ne!(second, setl_id, "a new settlement after the cancellation");
+    let balanced = his.ok("3201", reconciliation("390", 1, "10000.00", "6786.00")).await;
+    assert_eq!(balanced["stmtinfo"]["stmt_rslt"], "0", "{balanced}");
+
     // Beijing's maintenance window reaches the Langfang hospital; its own messages still work.
     let window = json!({"starts_at": "2024-06-10T09:30:00+08:00",
         "ends_at": "2024-06-10T11:00:00+08:00", "reason": "数据库升级 database upgrade"});
@@ -242,7 +273,7 @@ async fn a_hospital_on_the_national_interface_settles_a_visitor_through_its_node
     let announced = v1(&client, "POST", url, &beijing.agency, window).await;
     let refused = his.fails("1101", json!({"data": {"certno": "110101197001011234"}})).await;
     assert!(refused.contains("系统维护中") && refused.contains("110000"), "{refused}");
-    his.ok("3201", reconciliation("390", 0, "0.00", "0.00")).await;
+    his.ok("3201", reconciliation("390", 1, "10000.00", "6786.00")).await;
     let id = announced["window_id"].as_str().expect("window_id");
     let url = format!("{beijing_url}/v1/maintenance-windows/{id}");
     v1(&client, "DELETE", url, &beijing.agency, Value::Null).await;
