@@ -8,6 +8,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use onestop_core::{HospitalLevel, PolicyBook, Region};
 use onestop_server::AppState;
+use onestop_server::federation::Federation;
 use onestop_server::tls::ServerCertificate;
 use onestop_store::{Env, Institution, Role, Store, people};
 
@@ -43,13 +44,13 @@ pub struct ServeArgs {
 /// The environment variable that carries a federation's shared secret.
 pub const FEDERATION_SECRET_VAR: &str = "ONESTOP_FEDERATION_SECRET";
 
-fn federation(path: &std::path::Path) -> Result<onestop_server::federation::Federation, String> {
+fn federation(path: &std::path::Path) -> Result<Federation, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the federation file {}: {e}", path.display()))?;
     let secret = std::env::var(FEDERATION_SECRET_VAR)
         .map_err(|_| format!("--federation needs the shared secret in {FEDERATION_SECRET_VAR}"))?;
     let dir = path.parent().unwrap_or(std::path::Path::new(""));
-    onestop_server::federation::Federation::from_toml(&text, &secret, dir)
+    Federation::from_toml(&text, &secret, dir)
         .map_err(|e| format!("federation file {}: {e}", path.display()))
 }
 
@@ -182,7 +183,6 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
             book.regions().count(),
             if certificate.is_some() { ", SIGHUP reads the certificate again" } else { "" }
         );
-        reload_on_hangup(certificate)?;
         let mut sign_in_regions = std::collections::HashSet::new();
         for region in &args.nhsa_sign_in {
             sign_in_regions
@@ -203,6 +203,7 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
             );
             state = state.with_federation(federation);
         }
+        reload_on_hangup(certificate, state.federation.clone())?;
         let mut terminate = signal(SignalKind::terminate())
             .map_err(|e| format!("cannot watch for SIGTERM: {e}"))?;
         let shutdown = async move {
@@ -217,15 +218,34 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
 }
 
 /// On SIGHUP, reads the HTTPS certificate and key again (a renewed certificate is served
-/// without a restart). Without HTTPS, SIGHUP is noted and changes nothing (rather than
-/// stopping the service, its default).
-fn reload_on_hangup(certificate: Option<Arc<ServerCertificate>>) -> Result<(), String> {
+/// without a restart), and a federation's CA file (peers are verified by it from then on).
+/// With neither, SIGHUP is noted and changes nothing (rather than stopping the service, its
+/// default).
+fn reload_on_hangup(
+    certificate: Option<Arc<ServerCertificate>>,
+    federation: Option<Arc<Federation>>,
+) -> Result<(), String> {
     let mut hangups =
         signal(SignalKind::hangup()).map_err(|e| format!("cannot watch for SIGHUP: {e}"))?;
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
+            if let Some(federation) = &federation {
+                match federation.reload_ca() {
+                    Ok(Some(path)) => eprintln!(
+                        "SIGHUP: federation CA read again from {}; peers are verified by it",
+                        path.display()
+                    ),
+                    Ok(None) => {}
+                    Err(error) => eprintln!(
+                        "SIGHUP: federation CA NOT changed, still verifying peers by the one \
+                        read before: {error}"
+                    ),
+                }
+            }
             let Some(certificate) = &certificate else {
-                eprintln!("SIGHUP: no certificate to read again (not serving HTTPS)");
+                if federation.is_none() {
+                    eprintln!("SIGHUP: no certificate to read again (not serving HTTPS)");
+                }
                 continue;
             };
             let shown = certificate.path().display();

@@ -437,7 +437,7 @@ async fn a_hospital_settles_a_visitor_through_its_node_and_faults_never_settle_t
 async fn two_nodes_over_tls_verify_their_peer_and_settle_a_visitor() {
     let dir = tempfile::tempdir().expect("temp dir");
     let certificates = Certificates::new(dir.path());
-    let world = setup(dir.path(), Some(&certificates)).await;
+    let mut world = setup(dir.path(), Some(&certificates)).await;
     assert!(world.langfang.url().starts_with("https://"));
 
     // The hospital reaches its node over HTTPS; the node forwards over HTTPS, verifying the
@@ -489,4 +489,30 @@ async fn two_nodes_over_tls_verify_their_peer_and_settle_a_visitor() {
         Client { http }.keyed("POST", settle, &world.hospital, None, Some("k-tls")).await;
     assert_eq!(status, 200, "{replayed}");
     assert_eq!(replayed, settled, "the same settlement, once");
+
+    // Beijing restarts with a certificate of the new CA too: Langfang refuses to forward to a
+    // peer it cannot verify, until its CA file holds the new CA and SIGHUP reads it again.
+    let (certificate, key) = world.beijing.tls.clone().expect("served over TLS");
+    std::fs::copy(&renewed.certificate, &certificate).expect("renewed certificate");
+    std::fs::copy(&renewed.key, &key).expect("renewed key");
+    world.beijing.kill();
+    world.beijing.start();
+    let client = onestop_server::tls::client_builder(Some(renewed.roots())).build();
+    let client = client.expect("client");
+    let open = || {
+        let (url, token) = (format!("{}/v1/visits", world.langfang.url()), &world.hospital);
+        let body = json!({"person_id": "P0001", "insured_region": "110000", "visit": "inpatient"});
+        let request = client.post(url).bearer_auth(token).json(&body).send();
+        async move { request.await.expect("Langfang answers").status().as_u16() }
+    };
+    assert_eq!(open().await, 503, "Beijing's new certificate is not verified by the old CA");
+    let both = [std::fs::read_to_string(&certificates.ca), std::fs::read_to_string(&renewed.ca)];
+    let both = both.map(|pem| pem.expect("a CA file")).concat();
+    std::fs::write(&certificates.ca, both).expect("the CA file with both CAs");
+    world.langfang.signal(Signal::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open().await != 201 {
+        assert!(Instant::now() < deadline, "Langfang never verifies Beijing by the new CA");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -70,7 +70,10 @@ pub struct Federation {
     /// How often peers' statuses are asked for (`status_refresh_ms`).
     pub status_refresh: Duration,
     secret: String,
-    pub(crate) client: reqwest::Client,
+    /// The client peers are called with; built again when the CA file is read again.
+    client: RwLock<reqwest::Client>,
+    /// The CA file (`ca`), resolved against the file's directory.
+    ca: Option<std::path::PathBuf>,
     /// Each peer's last answer to `GET /v1/status`, and when it was asked.
     statuses: RwLock<HashMap<String, (Instant, Option<StatusDto>)>>,
 }
@@ -100,6 +103,20 @@ struct PeerConfig {
     name: String,
     regions: Vec<String>,
     url: String,
+}
+
+/// A client for the peers: verifying `https://` peers by the CA file `ca`, bounded by `timeout`
+/// to connect.
+fn peer_client(ca: Option<&Path>, timeout: Duration) -> Result<reqwest::Client, String> {
+    let roots = match ca {
+        Some(path) => Some(onestop_store::root_certificates(path).map_err(|e| format!("ca {e}"))?),
+        None => None,
+    };
+    crate::tls::client_builder(roots)
+        .connect_timeout(timeout)
+        .pool_max_idle_per_host(256)
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 fn regions(names: &[String], whose: &str) -> Result<Vec<Region>, String> {
@@ -156,18 +173,8 @@ impl Federation {
             seen.push(*region);
         }
         let timeout = Duration::from_millis(timeout_ms);
-        let roots = match &config.node.ca {
-            Some(path) => {
-                let path = dir.join(path);
-                Some(onestop_store::root_certificates(&path).map_err(|e| format!("ca {e}"))?)
-            }
-            None => None,
-        };
-        let client = crate::tls::client_builder(roots)
-            .connect_timeout(timeout)
-            .pool_max_idle_per_host(256)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let ca = config.node.ca.map(|path| dir.join(path));
+        let client = RwLock::new(peer_client(ca.as_deref(), timeout)?);
         Ok(Federation {
             node: config.node.name,
             local,
@@ -176,8 +183,23 @@ impl Federation {
             status_refresh: Duration::from_millis(refresh_ms),
             secret: secret.to_owned(),
             client,
+            ca,
             statuses: RwLock::default(),
         })
+    }
+
+    /// The client peers are called with.
+    pub(crate) fn client(&self) -> reqwest::Client {
+        // A poisoned lock still holds a client that was built whole.
+        self.client.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Reads the CA file again (a renewed or added CA of the peers' certificates) and calls
+    /// peers with it from now on; on failure the client in use stays. Returns the file read.
+    pub fn reload_ca(&self) -> Result<Option<&Path>, String> {
+        let client = peer_client(self.ca.as_deref(), self.timeout)?;
+        *self.client.write().unwrap_or_else(std::sync::PoisonError::into_inner) = client;
+        Ok(self.ca.as_deref())
     }
 
     pub fn route(&self, region: Region) -> Route<'_> {
@@ -218,7 +240,7 @@ impl Federation {
             }
             let url = format!("{}/v1/status", peer.url.trim_end_matches('/'));
             let bound = self.timeout.min(Duration::from_secs(1));
-            let answer = self.client.get(url).timeout(bound).send().await;
+            let answer = self.client().get(url).timeout(bound).send().await;
             let status = match answer {
                 Ok(response) if response.status().is_success() => {
                     response.json::<StatusDto>().await.ok()
@@ -317,6 +339,29 @@ mod tests {
         let dir = Path::new("/nonexistent/federation");
         let error = Federation::from_toml(&https, "0123456789abcdef", dir).err().expect("no CA");
         assert!(error.contains("/nonexistent/federation/peers-ca.pem"), "{error}");
+    }
+
+    #[test]
+    fn the_ca_file_read_again_keeps_the_last_good_one_when_it_does_not_load() {
+        let dir = tempfile::tempdir().expect("dir");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).expect("CA");
+        let path = dir.path().join("peers-ca.pem");
+        std::fs::write(&path, ca.pem()).expect("written");
+        let https = FILE.replace("timeout_ms", "ca = \"peers-ca.pem\"\ntimeout_ms");
+        let https = https.replace("http://", "https://");
+        let federation =
+            Federation::from_toml(&https, "0123456789abcdef", dir.path()).expect("valid");
+        assert_eq!(federation.reload_ca().expect("reads"), Some(path.as_path()));
+        std::fs::write(&path, "not a certificate\n").expect("broken");
+        let error = federation.reload_ca().expect_err("a broken CA file");
+        assert!(error.contains("peers-ca.pem"), "{error}");
+        std::fs::remove_file(&path).expect("removed");
+        assert!(federation.reload_ca().is_err(), "a missing CA file");
+        let plain = Federation::from_toml(FILE, "0123456789abcdef", dir.path()).expect("valid");
+        assert_eq!(plain.reload_ca().expect("nothing to read"), None);
     }
 
     #[test]

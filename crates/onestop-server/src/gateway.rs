@@ -235,7 +235,7 @@ pub(crate) fn peer_request(
 ) -> reqwest::RequestBuilder {
     let url = format!("{}{path}", peer.url.trim_end_matches('/'));
     federation
-        .client
+        .client()
         .request(method, url)
         .timeout(federation.timeout)
         .header(SECRET_HEADER, federation.secret())
