@@ -1,11 +1,10 @@
 //! The service as a hospital's system sees it: HTTP on a random port, JSON in and out.
 
-use std::path::Path;
+mod support;
+
 use std::sync::Arc;
 
-use onestop_core::{Date, Region};
-use onestop_server::{AppState, Clock};
-use onestop_store::{Env, Institution, Role, Store, people};
+use onestop_server::AppState;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
@@ -15,44 +14,18 @@ struct App {
     agency: String,
 }
 
-fn fixed_clock() -> Clock {
-    Arc::new(|| "2024-06-10T10:00:00+08:00[Asia/Shanghai]".parse().expect("time"))
-}
-
 async fn spawn_app() -> App {
     let dir = tempfile::tempdir().expect("temp dir").keep();
-    let store = Arc::new(
-        Store::open(&format!("sqlite:{}", dir.join("api.sqlite").display())).expect("store"),
-    );
-    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
-    let book = Arc::new(onestop_policy::load_dir(&policies).expect("policies").0);
-    let agency = Institution {
-        institution_id: "A110000".into(),
-        region: Region(110_000),
-        name: "北京市医保中心".into(),
-        level: None,
-        role: Role::Agency,
-    };
-    let env_book = Arc::clone(&book);
-    let credential = store
-        .write(move |tx| {
-            let env = Env {
-                book: &env_book,
-                now: "2024-06-10T09:00:00+08:00".into(),
-                today: Date::constant(2024, 6, 10),
-            };
-            people::register(tx, &env, &agency)
-        })
-        .await
-        .expect("bootstrap");
+    let agency = ("A110000", "北京市医保中心", 110_000);
+    let (store, book, token) = support::store_with_agency(&dir.join("api.sqlite"), agency).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let state = AppState::new(store, book, fixed_clock());
+    let state = AppState::new(store, book, support::clock());
     tokio::spawn(onestop_server::serve(listener, state, std::future::pending()));
     App {
         base,
         client: onestop_server::tls::client_builder(None).build().expect("client"),
-        agency: credential.token,
+        agency: token,
     }
 }
 

@@ -3,14 +3,14 @@
 //! resident with critical illness and an assistance recipient; every amount is checked against
 //! the engine's settlement (read back through `/v1`), and every identity of the reference holds.
 
+mod support;
+
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use onestop_core::{Date, Fen, Region};
+use onestop_core::{Fen, Region};
 use onestop_nhsa::crypto;
-use onestop_server::{AppState, Clock, NhsaConfig};
-use onestop_store::{Env, Institution, Role, Store, people};
+use onestop_server::{AppState, NhsaConfig};
 use reqwest::Client;
 use serde_json::{Value, json};
 
@@ -23,51 +23,22 @@ struct Service {
     agency: String,
 }
 
-fn clock() -> Clock {
-    Arc::new(|| "2024-06-10T10:00:00+08:00[Asia/Shanghai]".parse().expect("time"))
-}
-
 async fn start() -> Service {
     let dir = tempfile::tempdir().expect("dir").keep();
-    let store = Arc::new(
-        Store::open(&format!("sqlite:{}", dir.join("n.sqlite").display())).expect("store"),
-    );
-    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
-    let book = Arc::new(onestop_policy::load_dir(&policies).expect("policies").0);
-    let agency = Institution {
-        institution_id: "A110000".into(),
-        region: Region(110_000),
-        name: "agency".into(),
-        level: None,
-        role: Role::Agency,
-    };
-    let env_book = Arc::clone(&book);
-    let credential = store
-        .write(move |tx| {
-            people::register(
-                tx,
-                &Env {
-                    book: &env_book,
-                    now: "2024-06-10T09:00:00+08:00".into(),
-                    today: Date::constant(2024, 6, 10),
-                },
-                &agency,
-            )
-        })
-        .await
-        .expect("agency");
+    let agency = ("A110000", "agency", 110_000);
+    let (store, book, token) = support::store_with_agency(&dir.join("n.sqlite"), agency).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let nhsa = NhsaConfig {
         sign_in_regions: [Region(110_000)].into(),
         service_key: Some(SERVICE_KEY.into()),
     };
-    let state = AppState::new(store, book, clock()).with_nhsa(nhsa);
+    let state = AppState::new(store, book, support::clock()).with_nhsa(nhsa);
     tokio::spawn(onestop_server::serve(listener, state, std::future::pending()));
     Service {
         base,
         client: onestop_server::tls::client_builder(None).build().expect("client"),
-        agency: credential.token,
+        agency: token,
     }
 }
 

@@ -4,23 +4,19 @@
 //! and reconciles it (3201, by scheme), and the insured region's maintenance window and outage
 //! reach the hospital as precise failures.
 
+mod support;
+
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use onestop_core::{Date, Region};
+use onestop_core::Region;
 use onestop_nhsa::crypto;
 use onestop_server::federation::Federation;
-use onestop_server::{AppState, Clock, NhsaConfig};
-use onestop_store::{Env, Institution, Role, Store, people};
+use onestop_server::{AppState, NhsaConfig};
 use reqwest::Client;
 use serde_json::{Value, json};
 
 const SECRET: &str = "a-shared-secret-of-the-federation";
-
-fn clock() -> Clock {
-    Arc::new(|| "2024-06-10T10:00:00+08:00[Asia/Shanghai]".parse().expect("time"))
-}
 
 struct Node {
     agency: String,
@@ -43,32 +39,12 @@ async fn node(
     federation: &str,
     sign_in: bool,
 ) -> Node {
-    let url = format!("sqlite:{}", dir.join(format!("{name}.sqlite")).display());
-    let store = Arc::new(Store::open(&url).expect("store"));
-    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
-    let book = Arc::new(onestop_policy::load_dir(&policies).expect("policies").0);
-    let agency = Institution {
-        institution_id: format!("A{region}"),
-        region: Region(region),
-        name: "agency".into(),
-        level: None,
-        role: Role::Agency,
-    };
-    let env_book = Arc::clone(&book);
-    let credential = store
-        .write(move |tx| {
-            let env = Env {
-                book: &env_book,
-                now: "2024-06-10T09:00:00+08:00".into(),
-                today: Date::constant(2024, 6, 10),
-            };
-            people::register(tx, &env, &agency)
-        })
-        .await
-        .expect("agency");
+    let path = dir.join(format!("{name}.sqlite"));
+    let (store, book, token) =
+        support::store_with_agency(&path, (&format!("A{region}"), "agency", region)).await;
     let federation = Federation::from_toml(federation, SECRET, dir).expect("federation file");
     let sign_in_regions = if sign_in { [Region(region)].into() } else { Default::default() };
-    let state = AppState::new(store, book, clock())
+    let state = AppState::new(store, book, support::clock())
         .with_federation(federation)
         .with_nhsa(NhsaConfig { sign_in_regions, service_key: None });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -76,7 +52,7 @@ async fn node(
         let _ = stopped.await;
     };
     tokio::spawn(onestop_server::serve(listener, state, shutdown));
-    Node { agency: credential.token, stop: Some(stop) }
+    Node { agency: token, stop: Some(stop) }
 }
 
 async fn v1(client: &Client, method: &str, url: String, token: &str, body: Value) -> Value {
