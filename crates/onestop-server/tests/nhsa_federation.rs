@@ -2,33 +2,51 @@
 //! national interface to its own node, admits, bills, settles and cancels a Beijing resident;
 //! the Beijing node computes and commits, the Langfang node records what its hospital settled
 //! and reconciles it (3201, by scheme), and the insured region's maintenance window and outage
-//! reach the hospital as precise failures.
+//! reach the hospital as precise failures; so do a peer that never answers (the settle is
+//! remembered), a peer that refuses, a region no node serves, and what a node refuses of a
+//! message forwarded to it.
 
 mod support;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use onestop_core::Region;
 use onestop_nhsa::crypto;
 use onestop_server::federation::Federation;
 use onestop_server::{AppState, NhsaConfig};
+use onestop_store::Store;
 use reqwest::Client;
 use serde_json::{Value, json};
 
 const SECRET: &str = "a-shared-secret-of-the-federation";
 
 struct Node {
+    store: Arc<Store>,
     agency: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 fn federation_file(name: &str, region: &str, peer: (&str, &str, &str)) -> String {
-    format!(
-        "[node]\nname = \"{name}\"\nregions = [\"{region}\"]\ntimeout_ms = 2000\n\
-         status_refresh_ms = 100\n[[peers]]\nname = \"{}\"\nregions = [\"{}\"]\nurl = \"{}\"\n",
-        peer.0, peer.1, peer.2
-    )
+    federation_file_with(name, region, 2000, &[peer])
+}
+
+fn federation_file_with(
+    name: &str,
+    region: &str,
+    timeout_ms: u32,
+    peers: &[(&str, &str, &str)],
+) -> String {
+    let mut text = format!(
+        "[node]\nname = \"{name}\"\nregions = [\"{region}\"]\ntimeout_ms = {timeout_ms}\n\
+         status_refresh_ms = 100\n"
+    );
+    for (peer, served, url) in peers {
+        text +=
+            &format!("[[peers]]\nname = \"{peer}\"\nregions = [\"{served}\"]\nurl = \"{url}\"\n");
+    }
+    text
 }
 
 /// A node of `region` on `listener`, with its agency's credential.
@@ -44,7 +62,7 @@ async fn node(
         support::store_with_agency(&path, (&format!("A{region}"), "agency", region)).await;
     let federation = Federation::from_toml(federation, SECRET, dir).expect("federation file");
     let sign_in_regions = if sign_in { [Region(region)].into() } else { Default::default() };
-    let state = AppState::new(store, book, support::clock())
+    let state = AppState::new(Arc::clone(&store), book, support::clock())
         .with_federation(federation)
         .with_nhsa(NhsaConfig { sign_in_regions, service_key: None });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -52,7 +70,7 @@ async fn node(
         let _ = stopped.await;
     };
     tokio::spawn(onestop_server::serve(listener, state, shutdown));
-    Node { agency: token, stop: Some(stop) }
+    Node { store, agency: token, stop: Some(stop) }
 }
 
 async fn v1(client: &Client, method: &str, url: String, token: &str, body: Value) -> Value {
@@ -86,9 +104,14 @@ impl His {
     }
 
     async fn call_with(&self, infno: &str, input: Value, msgid: &str) -> Value {
+        self.call_about("110000", infno, input, msgid).await
+    }
+
+    /// A message about a person insured in `insured`.
+    async fn call_about(&self, insured: &str, infno: &str, input: Value, msgid: &str) -> Value {
         let envelope = json!({
             "infno": infno, "msgid": msgid, "mdtrtarea_admvs": "131000",
-            "insuplc_admdvs": "110000", "recer_sys_code": "MK", "infver": "V1.0",
+            "insuplc_admdvs": insured, "recer_sys_code": "MK", "infver": "V1.0",
             "opter_type": "1", "opter": "001", "opter_name": "收费员",
             "inf_time": "2024-06-10 10:00:00", "fixmedins_code": CODE,
             "fixmedins_name": "廊坊市人民医院", "sign_no": self.sign_no, "input": input,
@@ -264,4 +287,109 @@ async fn a_hospital_on_the_national_interface_settles_a_visitor_through_its_node
         "begntime": "2024-06-10 10:00:00"}});
     let refused = his.fails("2401", admission).await;
     assert!(refused.contains("无法连接") && refused.contains("nothing was settled"), "{refused}");
+}
+
+/// A peer that accepts connections and never answers.
+async fn silent_peer() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    url
+}
+
+/// A peer that answers every request 401 with a body that is no envelope.
+async fn refusing_peer() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 65_536];
+                let _ = stream.read(&mut buffer).await;
+                let answer = "HTTP/1.1 401 Unauthorized\r\ncontent-length: 11\r\n\
+                    connection: close\r\n\r\nnot allowed";
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_does_not_answer_or_refuses_is_told_precisely_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let langfang_url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (silent, refusing) = (silent_peer().await, refusing_peer().await);
+    let peers = [("beijing", "110000", silent.as_str()), ("shanghai", "310000", &refusing)];
+    let file = federation_file_with("langfang", "131000", 300, &peers);
+    let langfang = node(dir.path(), listener, ("langfang", 131_000), &file, false).await;
+    let client = onestop_server::tls::client_builder(None).build().expect("client");
+    let hospital = json!({"institution_id": CODE, "name": "廊坊市人民医院", "level": "3"});
+    let url = format!("{langfang_url}/v1/institutions");
+    let credential = v1(&client, "POST", url, &langfang.agency, hospital).await;
+    let his = His {
+        client: client.clone(),
+        node: langfang_url.clone(),
+        token: credential["token"].as_str().expect("token").to_owned(),
+        sign_no: String::new(),
+        serial: AtomicU32::new(0),
+    };
+
+    // No answer within the bound: the outcome is unknown; the settle is remembered, to be
+    // asked about until Langfang has its record.
+    let visit = "V-110000-P0001-1";
+    let msgid = his.msgid();
+    let settle = json!({"data": {"psn_no": "P0001", "mdtrt_id": visit}});
+    let lost = his.call_with("2304", settle, &msgid).await;
+    assert_eq!(lost["infcode"], -1, "{lost}");
+    let message = lost["err_msg"].as_str().expect("err_msg");
+    assert!(message.contains("outcome is unknown") && message.contains("300 ms"), "{message}");
+    let admission = json!({"mdtrtinfo": {"psn_no": "P0001", "begntime": "2024-06-10 10:00:00"}});
+    assert!(his.fails("2401", admission.clone()).await.contains("outcome is unknown"));
+    let pending = langfang.store.read(|tx| tx.pending_forwards()).await.expect("read");
+    let remembered: Vec<_> =
+        pending.iter().map(|p| (&*p.institution_id, &*p.visit_id, &*p.idempotency_key)).collect();
+    assert_eq!(remembered, [(CODE, visit, msgid.as_str())], "only the settle is remembered");
+
+    // A peer that answers with no envelope: its status is relayed, nothing else.
+    let refused = his.call_about("310000", "2401", admission.clone(), &his.msgid()).await;
+    let message = refused["err_msg"].as_str().expect("err_msg");
+    assert!(message.contains("拒绝了转发") && message.contains("401"), "{message}");
+    assert!(message.contains("not allowed"), "{message}");
+
+    // A region no node serves.
+    let nowhere = his.call_about("440100", "2401", admission, &his.msgid()).await;
+    let message = nowhere["err_msg"].as_str().expect("err_msg");
+    assert!(message.contains("440100") && message.contains("not served"), "{message}");
+
+    // What a node refuses of a message forwarded to it (the secret is right).
+    let forwarded = |fixmedins: &str, insured: &str, input: Value| {
+        let envelope = json!({"infno": "1101", "msgid": "M1", "fixmedins_code": fixmedins,
+            "insuplc_admdvs": insured, "input": input});
+        let request = client
+            .post(format!("{langfang_url}/fsi/api/rsfComIfsService/callService"))
+            .header("x-onestop-federation-secret", SECRET)
+            .header("x-onestop-actor", format!("{CODE};131000;3;institution"))
+            .json(&envelope)
+            .send();
+        async move {
+            let answer: Value = request.await.expect("answer").json().await.expect("envelope");
+            assert_eq!(answer["infcode"], -1, "{answer}");
+            answer["err_msg"].as_str().expect("err_msg").to_owned()
+        }
+    };
+    let query = json!({"data": {"certno": "110101197001011234"}});
+    let other = forwarded("H13100000002", "131000", query.clone()).await;
+    assert!(other.contains("转发的机构不符"), "{other}");
+    let sealed = forwarded(CODE, "131000", json!("c2VhbGVk")).await;
+    assert!(sealed.contains("明文"), "{sealed}");
+    let elsewhere = forwarded(CODE, "110000", query).await;
+    assert!(elsewhere.contains("not served"), "never forwarded again: {elsewhere}");
 }
