@@ -405,9 +405,13 @@ async fn presettle(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let request: SettleRequest = parse(&body)?;
-    let done =
-        read(&state, move |tx, env| ops::presettle(tx, env, &actor, &visit_id, &request)).await?;
-    Ok(answer(200, done))
+    let presettle = move |tx: &mut dyn onestop_store::Tx, env: &Env<'_>| {
+        ops::presettle_json(tx, env, &actor, &visit_id, &request)
+    };
+    match read(&state, presettle).await? {
+        Ok(json) => Ok(json_response(200, json)),
+        Err(error) => Ok(error_response(&error)),
+    }
 }
 
 /// The idempotency key of a request: required for settle, optional for cancel.

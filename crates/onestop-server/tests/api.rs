@@ -123,7 +123,10 @@ async fn a_hospital_settles_cancels_and_reconciles() {
     assert_eq!(preview["tiers"][0]["amount"], "17836.00");
     let (status, settled) = app.settle(&hospital, &visit_id, "k-1").await;
     assert_eq!(status, 200, "{settled}");
-    assert_eq!(settled["settlement"]["tiers"], preview["tiers"], "pre-settle and settle agree");
+    assert_eq!(settled["settlement"], preview, "pre-settle answers what settle books, all of it");
+    let (status, refused) =
+        app.call("POST", &format!("/v1/visits/{visit_id}/pre-settle"), Some(&hospital), None).await;
+    assert_eq!((status, &refused["code"]), (StatusCode::CONFLICT, &json!("visit_not_open")));
     assert_eq!(settled["personal_account"], "3000.00");
     assert_eq!(app.settle(&hospital, &visit_id, "k-1").await, (StatusCode::OK, settled.clone()));
     let settlement_id = settled["settlement_id"].as_str().expect("id").to_owned();

@@ -263,6 +263,38 @@ pub fn presettle(
     visit_id: &str,
     request: &SettleRequest,
 ) -> Result<Answer<SettlementDto>> {
+    presettled(tx, env, actor, visit_id, request, |claim, insured, treatment, ytd, settlement| {
+        SettlementDto::from_core(claim, insured, treatment, ytd, settlement)
+    })
+}
+
+/// As [`presettle`], the answer as its JSON, written straight from the engine's values (the
+/// same bytes as the DTO's, without building it: `onestop_api::settlement_json`).
+pub fn presettle_json(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    visit_id: &str,
+    request: &SettleRequest,
+) -> Result<Answer<String>> {
+    presettled(tx, env, actor, visit_id, request, settlement_json)
+}
+
+/// A visit's split, computed on what `tx` reads and given to `answer`.
+fn presettled<T>(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    visit_id: &str,
+    request: &SettleRequest,
+    answer: impl FnOnce(
+        &Claim,
+        &onestop_core::policy::Policy,
+        &onestop_core::policy::Policy,
+        &onestop_core::Accumulators,
+        &onestop_core::Settlement,
+    ) -> T,
+) -> Result<Answer<T>> {
     let key = match id_of(visit_id, &[IdKind::Visit], ServiceCode::VisitNotFound) {
         Ok((_, key)) => key,
         Err(error) => return Ok(Err(error)),
@@ -277,9 +309,11 @@ pub fn presettle(
         Ok(found) => found,
         Err(error) => return Ok(Err(error)),
     };
-    Ok(env.book.split(&claim, &ytd).map_err(ServiceError::from).map(|(s, insured, treatment)| {
-        SettlementDto::from_core(&claim, insured, treatment, &ytd, &s)
-    }))
+    Ok(env
+        .book
+        .split(&claim, &ytd)
+        .map_err(ServiceError::from)
+        .map(|(s, insured, treatment)| answer(&claim, insured, treatment, &ytd, &s)))
 }
 
 fn settle_visit(
