@@ -254,7 +254,7 @@ impl World {
         self.client.keyed("POST", url, &self.hospital, None, Some(key)).await
     }
 
-    /// The settlements the Beijing node booked for the person, reversals included.
+    /// The settlements the Beijing node booked for the person (its reversals are counted apart).
     async fn beijing_settlements(&self) -> u64 {
         let url = format!("{}/v1/clearing?month={}", self.beijing.url(), &today().to_string()[..7]);
         let (status, statement) = self.client.call("GET", url, &self.beijing_agency, None).await;
@@ -355,6 +355,8 @@ async fn a_hospital_settles_a_visitor_through_its_node_and_faults_never_settle_t
         .await
         .expect("Beijing answers");
     assert_eq!(direct.status(), 200);
+    let lost_settlement: Value = direct.json().await.expect("record");
+    let lost_settlement = lost_settlement["settlement_id"].as_str().expect("id").to_owned();
     let url = format!("{}/v1/reconciliation?day={day}", world.langfang.url());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -366,6 +368,36 @@ async fn a_hospital_settles_a_visitor_through_its_node_and_faults_never_settle_t
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(world.beijing_settlements().await, 3);
+
+    // 2c. A cancel whose answer is lost the same way: the treating node asks the insured node
+    //     about the settlement and records the reversal it finds.
+    world.beijing.signal(Signal::SIGSTOP);
+    let url = format!("{}/v1/settlements/{lost_settlement}/cancel", world.langfang.url());
+    let (status, error) = world.client.call("POST", url, &world.hospital, None).await;
+    world.beijing.signal(Signal::SIGCONT);
+    assert_eq!((status, error["code"].as_str()), (504, Some("insured_region_timeout")), "{error}");
+    let direct = world
+        .client
+        .http
+        .post(format!("{}/v1/settlements/{lost_settlement}/cancel", world.beijing.url()))
+        .header("x-onestop-federation-secret", SECRET)
+        .header("x-onestop-actor", "H13100000001;131000;3;institution")
+        .send()
+        .await
+        .expect("Beijing answers");
+    assert_eq!(direct.status(), 200);
+    let url = format!("{}/v1/reconciliation?day={day}", world.langfang.url());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, recon) = world.client.call("GET", url.clone(), &world.hospital, None).await;
+        if recon["reversals"].as_u64() == Some(1) {
+            assert_eq!(recon["settlements"], 3, "{recon}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the lost cancel was never recovered: {recon}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(world.beijing_settlements().await, 3, "reversals are counted apart");
 
     // 3. Killed mid-request: frozen with the request in flight, then killed. While it is down,
     //    requests fail at once with nothing settled; after a restart the same key settles once.
@@ -395,6 +427,8 @@ async fn a_hospital_settles_a_visitor_through_its_node_and_faults_never_settle_t
     let owed = beijing["payable_total"].as_str().expect("payable");
     assert_eq!(langfang["receivable_total"].as_str(), Some(owed), "{langfang}");
     assert_eq!(langfang["counterparts"][0]["receivable"]["settlements"], 4);
+    assert_eq!(beijing["counterparts"][0]["payable"]["reversals"], 1, "{beijing}");
+    assert_eq!(langfang["counterparts"][0]["receivable"]["reversals"], 1, "{langfang}");
 
     // 5. Maintenance: Beijing announces a window; Langfang's node learns it from Beijing's
     //    status and refuses at once, even while Beijing's node does not answer at all.

@@ -16,7 +16,9 @@ use axum::response::{IntoResponse, Response};
 use onestop_api::service::SettlementRecordDto;
 use onestop_api::{ServiceCode, ServiceError};
 use onestop_core::{Fen, Region, VisitType};
-use onestop_store::model::{MaintenanceWindow, PendingForward, VisitorSettlement, parse_id};
+use onestop_store::model::{
+    IdKind, MaintenanceWindow, PendingForward, VisitorSettlement, parse_id,
+};
 use onestop_store::{Institution, Role};
 
 use crate::error::{ApiError, error_response};
@@ -301,7 +303,8 @@ async fn forward(
 }
 
 /// Records a settlement or reversal the insured region's node answered for one of this node's
-/// institutions (idempotent: a replayed answer is recorded once).
+/// institutions (idempotent: a replayed answer is recorded once). False if it could not be
+/// written.
 pub(crate) async fn journal(
     state: &AppState,
     federation: &Federation,
@@ -309,20 +312,20 @@ pub(crate) async fn journal(
     method: &Method,
     path: &str,
     body: &[u8],
-) {
+) -> bool {
     let settles =
         method == Method::POST && (path.ends_with("/settle") || path.ends_with("/cancel"));
     let reads = method == Method::GET && path.starts_with("/v1/settlements/");
     if !(settles || reads) || actor.role != Role::Institution {
-        return;
+        return true;
     }
-    let Ok(record) = serde_json::from_slice::<SettlementRecordDto>(body) else { return };
+    let Ok(record) = serde_json::from_slice::<SettlementRecordDto>(body) else { return true };
     let Some(row) = visitor_row(&record, state.now().0) else {
         tracing::error!(settlement = %record.settlement_id, "unreadable settlement answer");
-        return;
+        return true;
     };
     if !federation.local.contains(&row.treatment) || row.institution_id != actor.institution_id {
-        return;
+        return true;
     }
     let (institution, visit) = (row.institution_id.clone(), record.visit_id.clone());
     let written = state
@@ -332,10 +335,11 @@ pub(crate) async fn journal(
             tx.delete_pending_forwards(&institution, &visit)
         })
         .await;
-    if let Err(error) = written {
+    if let Err(error) = &written {
         let settlement = record.settlement_id.as_str();
         tracing::error!(%error, settlement, "visitor settlement not recorded");
     }
+    written.is_ok()
 }
 
 fn visitor_row(record: &SettlementRecordDto, recorded_at: String) -> Option<VisitorSettlement> {
@@ -367,29 +371,38 @@ fn visitor_row(record: &SettlementRecordDto, recorded_at: String) -> Option<Visi
     })
 }
 
-/// Remembers a settle whose outcome is unknown, for `resolve_pending` to ask about.
+/// Remembers a settle or a cancel whose outcome is unknown, for `resolve_pending` to ask
+/// about: a settle by its visit, a cancel by its settlement.
 async fn remember_unknown(state: &AppState, actor: &Institution, call: &Call) {
-    let path = call.uri.path();
-    let key = call.headers.get("idempotency-key").and_then(|v| v.to_str().ok());
-    let visit = path.strip_prefix("/v1/visits/").and_then(|rest| rest.strip_suffix("/settle"));
-    let (Some(key), Some(visit)) = (key, visit) else { return };
     if call.method != Method::POST {
         return;
     }
-    remember_pending(state, actor, visit, key).await;
+    let path = call.uri.path();
+    let key = call.headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+    let settle = path.strip_prefix("/v1/visits/").and_then(|rest| rest.strip_suffix("/settle"));
+    let cancel =
+        path.strip_prefix("/v1/settlements/").and_then(|rest| rest.strip_suffix("/cancel"));
+    match (settle, cancel) {
+        (Some(visit), _) => {
+            let Some(key) = key else { return };
+            remember_pending(state, actor, visit, key).await;
+        }
+        (_, Some(settlement)) => {
+            // Without a key, the settlement id is the cancel's key (`routes::cancel`).
+            let key = key.map_or_else(|| format!("cancel:{settlement}"), str::to_owned);
+            remember_pending(state, actor, settlement, &key).await;
+        }
+        (None, None) => {}
+    }
 }
 
-/// Remembers that a settle of `visit` (with `key`, an idempotency key or a msgid) was
-/// forwarded and its outcome is not known here.
-pub(crate) async fn remember_pending(
-    state: &AppState,
-    actor: &Institution,
-    visit: &str,
-    key: &str,
-) {
+/// Remembers that a request about `id` (with `key`, an idempotency key or a msgid) was
+/// forwarded and its outcome is not known here: a settle of a visit, a cancel of a settlement,
+/// or a settlement or reversal whose record could not be fetched.
+pub(crate) async fn remember_pending(state: &AppState, actor: &Institution, id: &str, key: &str) {
     let pending = PendingForward {
         institution_id: actor.institution_id.clone(),
-        visit_id: visit.to_owned(),
+        visit_id: id.to_owned(),
         idempotency_key: key.to_owned(),
         forwarded_at: state.now().0,
     };
@@ -401,15 +414,16 @@ pub(crate) async fn remember_pending(
 /// How long a lost settle is asked about before it is given up as never made.
 pub const PENDING_DAYS_MAX: i64 = 2;
 
-/// Asks the insured nodes about every settle whose answer was lost: a visit found settled is
-/// recorded here as if the answer had arrived; one still open after `PENDING_DAYS_MAX` days is
-/// given up. Runs in the background of a federation node.
+/// Asks the insured nodes about every request whose answer was lost: a visit found settled,
+/// a settlement found cancelled, a settlement or reversal found, is recorded here as if the
+/// answer had arrived; what is still not there after `PENDING_DAYS_MAX` days is given up
+/// (the request never took effect). Runs in the background of a federation node.
 pub async fn resolve_pending(state: &AppState) {
     let Some(federation) = state.federation.clone() else { return };
     let Ok(pending) = state.store.read(|tx| tx.pending_forwards()).await else { return };
     for forward in pending {
         if let Err(error) = resolve_one(state, &federation, &forward).await {
-            tracing::warn!(visit = %forward.visit_id, %error, "outcome still unknown");
+            tracing::warn!(id = %forward.visit_id, %error, "outcome still unknown");
         }
     }
 }
@@ -419,39 +433,66 @@ async fn resolve_one(
     federation: &Federation,
     forward: &PendingForward,
 ) -> Result<(), String> {
-    let region = parse_id(&forward.visit_id).map(|(_, key)| key.region).ok_or("bad visit id")?;
-    let Route::Peer(peer) = federation.route(region) else { return Err("not a peer's".into()) };
+    let (kind, key) = parse_id(&forward.visit_id).ok_or("bad id")?;
+    let Route::Peer(peer) = federation.route(key.region) else { return Err("not a peer's".into()) };
     let id = forward.institution_id.clone();
     let actor = state.store.read(move |tx| tx.institution(&id)).await.map_err(|e| e.to_string())?;
     let actor = actor.ok_or("the institution is gone")?;
-    let path = format!("/v1/visits/{}", forward.visit_id);
-    let response = peer_request(federation, peer, &actor, Method::GET, &path)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !response.status().is_success() {
-        return Err(format!("the visit: {}", response.status()));
-    }
-    let visit: onestop_api::service::VisitDto = response.json().await.map_err(|e| e.to_string())?;
-    let Some(settlement) = visit.settlement_id else {
-        let since = forward.forwarded_at.parse::<jiff::Timestamp>().map_err(|e| e.to_string())?;
-        if now(state).as_second() - since.as_second() > PENDING_DAYS_MAX * 86_400 {
-            let (institution, visit) = (forward.institution_id.clone(), forward.visit_id.clone());
-            let cleared =
-                state.store.write(move |tx| tx.delete_pending_forwards(&institution, &visit));
-            cleared.await.map_err(|e| e.to_string())?;
+    let get = |path: String| async {
+        let response = peer_request(federation, peer, &actor, Method::GET, &path)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        match response.status() {
+            StatusCode::OK => Ok(Some((path, response.bytes().await.map_err(|e| e.to_string())?))),
+            StatusCode::NOT_FOUND => Ok(None),
+            status => Err(format!("{path}: {status}")),
         }
-        return Ok(());
     };
-    let path = format!("/v1/settlements/{settlement}");
-    let response = peer_request(federation, peer, &actor, Method::GET, &path)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if response.status() != StatusCode::OK {
-        return Err(format!("the settlement: {}", response.status()));
+    // The record to keep, if the request took effect.
+    let found = match kind {
+        IdKind::Visit => match get(format!("/v1/visits/{}", forward.visit_id)).await? {
+            Some((path, body)) => {
+                let visit: onestop_api::service::VisitDto =
+                    serde_json::from_slice(&body).map_err(|e| format!("{path}: {e}"))?;
+                match visit.settlement_id {
+                    Some(settlement) => get(format!("/v1/settlements/{settlement}")).await?,
+                    None => None,
+                }
+            }
+            None => None,
+        },
+        IdKind::Settlement => match get(format!("/v1/settlements/{}", forward.visit_id)).await? {
+            Some((path, body)) => {
+                let record: SettlementRecordDto =
+                    serde_json::from_slice(&body).map_err(|e| format!("{path}: {e}"))?;
+                match record.reversed_by {
+                    Some(reversal) => get(format!("/v1/settlements/{reversal}")).await?,
+                    None => None,
+                }
+            }
+            None => None,
+        },
+        IdKind::Reversal => get(format!("/v1/settlements/{}", forward.visit_id)).await?,
+        IdKind::Filing => return Err("a filing is not a settlement's".into()),
+    };
+    let (institution, id) = (forward.institution_id.clone(), forward.visit_id.clone());
+    match found {
+        Some((path, body)) => {
+            if !journal(state, federation, &actor, &Method::GET, &path, &body).await {
+                return Err("not recorded".into());
+            }
+        }
+        None => {
+            let since =
+                forward.forwarded_at.parse::<jiff::Timestamp>().map_err(|e| e.to_string())?;
+            if now(state).as_second() - since.as_second() <= PENDING_DAYS_MAX * 86_400 {
+                return Ok(());
+            }
+        }
     }
-    let body = response.bytes().await.map_err(|e| e.to_string())?;
-    journal(state, federation, &actor, &Method::GET, &path, &body).await;
-    Ok(())
+    // Recorded (`journal` clears what names the visit; this clears what names the settlement),
+    // or given up.
+    let cleared = state.store.write(move |tx| tx.delete_pending_forwards(&institution, &id));
+    cleared.await.map_err(|e| e.to_string())
 }

@@ -29,8 +29,16 @@ const INSTITUTION_OWN: [&str; 4] = ["9001", "9002", "3201", "3202"];
 /// Transactions whose answer is a settlement or a reversal (`setlinfo.setl_id`).
 const ANSWER_SETTLEMENTS: [&str; 6] = ["2207", "2304", "2208", "2305", "2601", "5203"];
 
-/// Transactions that settle: a lost answer is asked about later (`resolve_pending`).
+/// Transactions that settle: a lost answer is asked about later (`resolve_pending`), by the
+/// visit they name.
 const SETTLES: [&str; 2] = ["2207", "2304"];
+
+/// Transactions that cancel a settlement: a lost answer is asked about later, by the
+/// settlement they name.
+const CANCELS: [&str; 2] = ["2208", "2305"];
+
+/// The ids a message names, in the order its region is told by.
+const IDS: [&str; 2] = ["mdtrt_id", "setl_id"];
 
 /// How deep an input is searched for the visit or settlement id it names.
 const ID_DEPTH_MAX: usize = 3;
@@ -42,21 +50,21 @@ pub fn message_region(request: &Request, input: &Value, actor: &Institution) -> 
     if INSTITUTION_OWN.contains(&request.infno.as_str()) {
         return None;
     }
-    let named = named_id(input, 0).and_then(parse_id).map(|(_, key)| key.region);
+    let named = named_id(input, &IDS, 0).and_then(parse_id).map(|(_, key)| key.region);
     let envelope = request.insuplc_admdvs.as_deref().and_then(Region::parse);
     Some(named.or(envelope).unwrap_or(actor.region))
 }
 
-fn named_id(value: &Value, depth: usize) -> Option<&str> {
+fn named_id<'v>(value: &'v Value, keys: &[&str], depth: usize) -> Option<&'v str> {
     if depth > ID_DEPTH_MAX {
         return None;
     }
     match value {
-        Value::Object(object) => ["mdtrt_id", "setl_id"]
+        Value::Object(object) => keys
             .iter()
             .find_map(|key| object.get(*key).and_then(Value::as_str).filter(|id| !id.is_empty()))
-            .or_else(|| object.values().find_map(|inner| named_id(inner, depth + 1))),
-        Value::Array(items) => items.iter().find_map(|inner| named_id(inner, depth + 1)),
+            .or_else(|| object.values().find_map(|inner| named_id(inner, keys, depth + 1))),
+        Value::Array(items) => items.iter().find_map(|inner| named_id(inner, keys, depth + 1)),
         _ => None,
     }
 }
@@ -115,10 +123,17 @@ pub async fn forward(
         }
         Err(error) => {
             tracing::warn!(peer = %peer.name, %error, "insured region did not answer in time");
-            if SETTLES.contains(&request.infno.as_str())
-                && let Some(visit) = named_id(input, 0)
-            {
-                gateway::remember_pending(state, actor, visit, &request.msgid).await;
+            // Asked about later by the visit a settle names, or the settlement a cancel names.
+            let infno = request.infno.as_str();
+            let lost = if SETTLES.contains(&infno) {
+                named_id(input, &["mdtrt_id"], 0)
+            } else if CANCELS.contains(&infno) {
+                named_id(input, &["setl_id"], 0)
+            } else {
+                None
+            };
+            if let Some(id) = lost {
+                gateway::remember_pending(state, actor, id, &request.msgid).await;
             }
             return Err(Failure(format!(
                 "参保地 region {region} 的节点 {} 未在 {} ms 内应答 did not answer in time: the \
@@ -180,10 +195,14 @@ async fn record(
         outcome => {
             let error = outcome.map_or_else(|e| e.to_string(), |(status, _)| status.to_string());
             tracing::warn!(%settlement, %error, "visitor settlement not fetched");
-            let visit = setlinfo["mdtrt_id"].as_str().unwrap_or_default();
-            if SETTLES.contains(&request.infno.as_str()) && !visit.is_empty() {
-                gateway::remember_pending(state, actor, visit, &request.msgid).await;
-            }
+            // Asked about later: a settle by its visit, anything else by the settlement or
+            // reversal the answer names.
+            let visit = setlinfo["mdtrt_id"].as_str().filter(|visit| !visit.is_empty());
+            let id = match visit {
+                Some(visit) if SETTLES.contains(&request.infno.as_str()) => visit,
+                _ => settlement,
+            };
+            gateway::remember_pending(state, actor, id, &request.msgid).await;
         }
     }
 }

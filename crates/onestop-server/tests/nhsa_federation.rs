@@ -321,13 +321,35 @@ async fn refusing_peer() -> String {
     url
 }
 
+/// A peer that answers every message with a reversal, but cannot show its record (503).
+async fn forgetful_peer() -> String {
+    use axum::routing::{get, post};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let envelope = json!({"infcode": 0, "err_msg": "", "output": {"setlinfo": {
+        "setl_id": "R-120000-P0001-3", "mdtrt_id": "V-120000-P0001-1"}}});
+    let app = axum::Router::new()
+        .route("/fsi/api/rsfComIfsService/callService", post(|| async { axum::Json(envelope) }))
+        .route(
+            "/v1/settlements/{id}",
+            get(|| async { axum::http::StatusCode::SERVICE_UNAVAILABLE }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_does_not_answer_or_refuses_is_told_precisely_and_nothing_is_lost() {
     let dir = tempfile::tempdir().expect("temp dir");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let langfang_url = format!("http://{}", listener.local_addr().expect("addr"));
     let (silent, refusing) = (silent_peer().await, refusing_peer().await);
-    let peers = [("beijing", "110000", silent.as_str()), ("shanghai", "310000", &refusing)];
+    let forgetful = forgetful_peer().await;
+    let peers = [
+        ("beijing", "110000", silent.as_str()),
+        ("shanghai", "310000", &refusing),
+        ("tianjin", "120000", &forgetful),
+    ];
     let file = federation_file_with("langfang", "131000", 300, &peers);
     let langfang = node(dir.path(), listener, ("langfang", 131_000), &file, false).await;
     let client = onestop_server::tls::client_builder(None).build().expect("client");
@@ -353,10 +375,28 @@ async fn a_peer_that_does_not_answer_or_refuses_is_told_precisely_and_nothing_is
     assert!(message.contains("outcome is unknown") && message.contains("300 ms"), "{message}");
     let admission = json!({"mdtrtinfo": {"psn_no": "P0001", "begntime": "2024-06-10 10:00:00"}});
     assert!(his.fails("2401", admission.clone()).await.contains("outcome is unknown"));
+    // A cancel lost the same way is remembered by the settlement it names.
+    let settlement = "S-110000-P0001-2";
+    let cancel_msgid = his.msgid();
+    let cancel = json!({"data": {"psn_no": "P0001", "mdtrt_id": visit, "setl_id": settlement}});
+    let lost = his.call_with("2305", cancel, &cancel_msgid).await;
+    assert!(lost["err_msg"].as_str().expect("err_msg").contains("outcome is unknown"), "{lost}");
     let pending = langfang.store.read(|tx| tx.pending_forwards()).await.expect("read");
-    let remembered: Vec<_> =
+    let mut remembered: Vec<_> =
         pending.iter().map(|p| (&*p.institution_id, &*p.visit_id, &*p.idempotency_key)).collect();
-    assert_eq!(remembered, [(CODE, visit, msgid.as_str())], "only the settle is remembered");
+    remembered.sort();
+    let expected = [(CODE, settlement, cancel_msgid.as_str()), (CODE, visit, msgid.as_str())];
+    assert_eq!(remembered, expected, "only the settle and the cancel are remembered");
+
+    // A cancel answered whose reversal cannot be fetched for the record: remembered by the
+    // reversal, to be fetched later.
+    let answered_msgid = his.msgid();
+    let input = json!({"data": {"psn_no": "P0001", "setl_id": "S-120000-P0001-2"}});
+    let answered = his.call_about("120000", "2305", input, &answered_msgid).await;
+    assert_eq!(answered["infcode"], 0, "{answered}");
+    let pending = langfang.store.read(|tx| tx.pending_forwards()).await.expect("read");
+    let reversal = pending.iter().find(|p| p.idempotency_key == answered_msgid).expect("kept");
+    assert_eq!(reversal.visit_id, "R-120000-P0001-3");
 
     // A peer that answers with no envelope: its status is relayed, nothing else.
     let refused = his.call_about("310000", "2401", admission.clone(), &his.msgid()).await;

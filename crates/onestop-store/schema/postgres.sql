@@ -222,8 +222,10 @@ CREATE INDEX IF NOT EXISTS visitor_settlements_by_day ON visitor_settlements (bo
 CREATE INDEX IF NOT EXISTS visitor_settlements_by_institution_day
     ON visitor_settlements (institution_id, booked_on);
 
--- Settles this node forwarded whose answer was lost (timeout): the outcome is asked of the
--- insured region's node until it is known, so that this node's record misses nothing.
+-- Requests this node forwarded whose outcome it does not know (a lost answer, or a record it
+-- could not fetch): asked of the insured region's node until known, so that this node's record
+-- misses nothing. `visit_id` names what to ask about: the visit of a settle, the settlement of
+-- a cancel, or the settlement or reversal itself (ids tell their kind).
 CREATE TABLE IF NOT EXISTS pending_forwards (
     institution_id TEXT NOT NULL,
     visit_id TEXT NOT NULL,

@@ -321,10 +321,12 @@ impl VisitorSettlement {
     }
 }
 
-/// A settle this node forwarded whose answer was lost.
+/// A request this node forwarded whose outcome it does not know.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct PendingForward {
     pub institution_id: String,
+    /// What to ask about: the visit of a settle, the settlement of a cancel, or the settlement
+    /// or reversal whose record could not be fetched.
     pub visit_id: String,
     pub idempotency_key: String,
     pub forwarded_at: String,
