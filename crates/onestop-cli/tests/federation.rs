@@ -254,6 +254,34 @@ impl World {
         self.client.keyed("POST", url, &self.hospital, None, Some(key)).await
     }
 
+    /// Sends a POST straight to Beijing's node, as Langfang's node forwards it for its hospital.
+    async fn post_as_forwarded(&self, path: &str, key: Option<&str>) -> (u16, Value) {
+        let mut request = (self.client.http)
+            .post(format!("{}{path}", self.beijing.url()))
+            .header("x-onestop-federation-secret", SECRET)
+            .header("x-onestop-actor", "H13100000001;131000;3;institution");
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.expect("Beijing answers");
+        (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits, 10 s at most, until Langfang's reconciliation of `day` shows `count` of `what`
+    /// (`settlements` or `reversals`); the reconciliation.
+    async fn langfang_shows(&self, day: &str, what: &str, count: u64) -> Value {
+        let url = format!("{}/v1/reconciliation?day={day}", self.langfang.url());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, recon) = self.client.call("GET", url.clone(), &self.hospital, None).await;
+            if recon[what].as_u64() == Some(count) {
+                return recon;
+            }
+            assert!(Instant::now() < deadline, "never {count} {what}, the lost answer: {recon}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The settlements the Beijing node booked for the person (its reversals are counted apart).
     async fn beijing_settlements(&self) -> u64 {
         let url = format!("{}/v1/clearing?month={}", self.beijing.url(), &today().to_string()[..7]);
@@ -344,29 +372,11 @@ async fn a_hospital_settles_a_visitor_through_its_node_and_faults_never_settle_t
     let (status, _) = world.settle(&lost, "k-lost").await;
     world.beijing.signal(Signal::SIGCONT);
     assert_eq!(status, 504);
-    let direct = world
-        .client
-        .http
-        .post(format!("{}/v1/visits/{lost}/settle", world.beijing.url()))
-        .header("x-onestop-federation-secret", SECRET)
-        .header("x-onestop-actor", "H13100000001;131000;3;institution")
-        .header("Idempotency-Key", "k-lost")
-        .send()
-        .await
-        .expect("Beijing answers");
-    assert_eq!(direct.status(), 200);
-    let lost_settlement: Value = direct.json().await.expect("record");
+    let path = format!("/v1/visits/{lost}/settle");
+    let (status, lost_settlement) = world.post_as_forwarded(&path, Some("k-lost")).await;
+    assert_eq!(status, 200, "{lost_settlement}");
     let lost_settlement = lost_settlement["settlement_id"].as_str().expect("id").to_owned();
-    let url = format!("{}/v1/reconciliation?day={day}", world.langfang.url());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, recon) = world.client.call("GET", url.clone(), &world.hospital, None).await;
-        if recon["settlements"].as_u64() == Some(3) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the lost answer was never recovered: {recon}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    world.langfang_shows(&day, "settlements", 3).await;
     assert_eq!(world.beijing_settlements().await, 3);
 
     // 2c. A cancel whose answer is lost the same way: the treating node asks the insured node
@@ -376,27 +386,11 @@ async fn a_hospital_settles_a_visitor_through_its_node_and_faults_never_settle_t
     let (status, error) = world.client.call("POST", url, &world.hospital, None).await;
     world.beijing.signal(Signal::SIGCONT);
     assert_eq!((status, error["code"].as_str()), (504, Some("insured_region_timeout")), "{error}");
-    let direct = world
-        .client
-        .http
-        .post(format!("{}/v1/settlements/{lost_settlement}/cancel", world.beijing.url()))
-        .header("x-onestop-federation-secret", SECRET)
-        .header("x-onestop-actor", "H13100000001;131000;3;institution")
-        .send()
-        .await
-        .expect("Beijing answers");
-    assert_eq!(direct.status(), 200);
-    let url = format!("{}/v1/reconciliation?day={day}", world.langfang.url());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, recon) = world.client.call("GET", url.clone(), &world.hospital, None).await;
-        if recon["reversals"].as_u64() == Some(1) {
-            assert_eq!(recon["settlements"], 3, "{recon}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the lost cancel was never recovered: {recon}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let path = format!("/v1/settlements/{lost_settlement}/cancel");
+    let (status, reversal) = world.post_as_forwarded(&path, None).await;
+    assert_eq!(status, 200, "{reversal}");
+    let recon = world.langfang_shows(&day, "reversals", 1).await;
+    assert_eq!(recon["settlements"], 3, "{recon}");
     assert_eq!(world.beijing_settlements().await, 3, "reversals are counted apart");
 
     // 3. Killed mid-request: frozen with the request in flight, then killed. While it is down,
