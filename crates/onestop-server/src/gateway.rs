@@ -411,7 +411,7 @@ pub(crate) async fn remember_pending(state: &AppState, actor: &Institution, id: 
     }
 }
 
-/// How long a lost settle is asked about before it is given up as never made.
+/// How long a lost request is asked about before it is given up as never having taken effect.
 pub const PENDING_DAYS_MAX: i64 = 2;
 
 /// Asks the insured nodes about every request whose answer was lost: a visit found settled,
