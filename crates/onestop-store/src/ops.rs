@@ -300,12 +300,7 @@ fn presettled<T>(
         Err(error) => return Ok(Err(error)),
     };
     let Some(person) = tx.person(&key, false)? else { return Ok(Err(not_found_visit(visit_id))) };
-    let (visit, lines) = match open_visit_with_lines(tx, actor, &key, visit_id)? {
-        Ok(found) => found,
-        Err(error) => return Ok(Err(error)),
-    };
-    let use_account = request.use_personal_account.unwrap_or(true);
-    let (claim, ytd) = match claim_of(tx, env.book, actor, &person, &visit, lines, use_account)? {
+    let (_, claim, ytd) = match visit_claim(tx, env.book, actor, &person, visit_id, request)? {
         Ok(found) => found,
         Err(error) => return Ok(Err(error)),
     };
@@ -314,6 +309,25 @@ fn presettled<T>(
         .split(&claim, &ytd)
         .map_err(ServiceError::from)
         .map(|(s, insured, treatment)| answer(&claim, insured, treatment, &ytd, &s)))
+}
+
+/// The visit (open, the actor's, with lines) and its claim with the person's totals: what
+/// pre-settle and settle compute on.
+fn visit_claim(
+    tx: &mut dyn Tx,
+    book: &PolicyBook,
+    actor: &Institution,
+    person: &PersonRow,
+    visit_id: &str,
+    request: &SettleRequest,
+) -> Result<Answer<(VisitRow, Claim, onestop_core::Accumulators)>> {
+    let (visit, lines) = match open_visit_with_lines(tx, actor, &person.key, visit_id)? {
+        Ok(found) => found,
+        Err(error) => return Ok(Err(error)),
+    };
+    let use_account = request.use_personal_account.unwrap_or(true);
+    let claimed = claim_of(tx, book, actor, person, &visit, lines, use_account)?;
+    Ok(claimed.map(|(claim, ytd)| (visit, claim, ytd)))
 }
 
 fn settle_visit(
@@ -325,12 +339,7 @@ fn settle_visit(
     request: &SettleRequest,
 ) -> Result<Answer<RecordJson>> {
     let key = &person.key;
-    let (visit, lines) = match open_visit_with_lines(tx, actor, key, visit_id)? {
-        Ok(found) => found,
-        Err(error) => return Ok(Err(error)),
-    };
-    let use_account = request.use_personal_account.unwrap_or(true);
-    let (claim, ytd) = match claim_of(tx, env.book, actor, person, &visit, lines, use_account)? {
+    let (visit, claim, ytd) = match visit_claim(tx, env.book, actor, person, visit_id, request)? {
         Ok(found) => found,
         Err(error) => return Ok(Err(error)),
     };
