@@ -4,7 +4,8 @@
 //! and reconciles it (3201, by scheme), and the insured region's maintenance window and outage
 //! reach the hospital as precise failures; so do a peer that never answers (the settle is
 //! remembered), a peer that refuses, a region no node serves, and what a node refuses of a
-//! message forwarded to it.
+//! message forwarded to it. What is remembered is given up after two days only when the
+//! insured node answers that it never took effect, never while the node cannot be asked.
 
 mod support;
 
@@ -57,12 +58,24 @@ async fn node(
     federation: &str,
     sign_in: bool,
 ) -> Node {
+    node_with_clock(dir, listener, (name, region), federation, sign_in, support::clock()).await
+}
+
+/// As [`node`], on `clock`.
+async fn node_with_clock(
+    dir: &Path,
+    listener: tokio::net::TcpListener,
+    (name, region): (&str, u32),
+    federation: &str,
+    sign_in: bool,
+    clock: onestop_server::Clock,
+) -> Node {
     let path = dir.join(format!("{name}.sqlite"));
     let (store, book, token) =
         support::store_with_agency(&path, (&format!("A{region}"), "agency", region)).await;
     let federation = Federation::from_toml(federation, SECRET, dir).expect("federation file");
     let sign_in_regions = if sign_in { [Region(region)].into() } else { Default::default() };
-    let state = AppState::new(Arc::clone(&store), book, support::clock())
+    let state = AppState::new(Arc::clone(&store), book, clock)
         .with_federation(federation)
         .with_nhsa(NhsaConfig { sign_in_regions, service_key: None });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -432,4 +445,110 @@ async fn a_peer_that_does_not_answer_or_refuses_is_told_precisely_and_nothing_is
     assert!(sealed.contains("明文"), "{sealed}");
     let elsewhere = forwarded(CODE, "110000", query).await;
     assert!(elsewhere.contains("not served"), "never forwarded again: {elsewhere}");
+}
+
+/// A peer that knows none of the visits and settlements it is asked about (404), or, for
+/// `fails`, cannot answer (503); it counts the questions.
+async fn peer_that_knows_nothing(fails: bool, asked: Arc<AtomicU32>) -> String {
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let answer = move || {
+        let asked = Arc::clone(&asked);
+        async move {
+            asked.fetch_add(1, Ordering::SeqCst);
+            if fails {
+                axum::http::StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                axum::http::StatusCode::NOT_FOUND
+            }
+        }
+    };
+    let app = axum::Router::new()
+        .route("/v1/visits/{id}", get(answer.clone()))
+        .route("/v1/settlements/{id}", get(answer));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// Waits until `asked` has counted `more` questions beyond `since` (the background asks every
+/// 100 ms): a whole round of questions has then run on the clock as it is now. False if the
+/// questions stopped (nothing is left to ask about).
+async fn rounds(asked: &AtomicU32, since: u32, more: u32) -> bool {
+    for _ in 0..100 {
+        if asked.load(Ordering::SeqCst) >= since + more {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_request_is_given_up_after_two_days_only_when_the_insured_node_never_saw_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let langfang_url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (unaware, failing) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let tianjin = peer_that_knows_nothing(false, Arc::clone(&unaware)).await;
+    let shanghai = peer_that_knows_nothing(true, Arc::clone(&failing)).await;
+    let peers = [("tianjin", "120000", tianjin.as_str()), ("shanghai", "310000", &shanghai)];
+    let file = federation_file_with("langfang", "131000", 300, &peers);
+    // The node's clock runs `later` seconds after the fixed test clock.
+    let later = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let offset = Arc::clone(&later);
+    let clock: onestop_server::Clock = Arc::new(move || {
+        let seconds = jiff::SignedDuration::from_secs(offset.load(Ordering::SeqCst));
+        support::clock()().checked_add(seconds).expect("a time")
+    });
+    let langfang =
+        node_with_clock(dir.path(), listener, ("langfang", 131_000), &file, false, clock).await;
+    let client = onestop_server::tls::client_builder(None).build().expect("client");
+    let hospital = json!({"institution_id": CODE, "name": "廊坊市人民医院", "level": "3"});
+    v1(&client, "POST", format!("{langfang_url}/v1/institutions"), &langfang.agency, hospital)
+        .await;
+    // A settle and a cancel lost on their way to Tianjin (which never saw them), and a settle
+    // lost on its way to Shanghai (which cannot be asked): remembered at the test clock's time.
+    let lost = [
+        ("V-120000-P0001-1", "k-settle"),
+        ("S-120000-P0002-2", "k-cancel"),
+        ("V-310000-P0003-1", "k-unknown"),
+    ];
+    for (id, key) in lost {
+        let pending = onestop_store::model::PendingForward {
+            institution_id: CODE.into(),
+            visit_id: id.into(),
+            idempotency_key: key.into(),
+            forwarded_at: "2024-06-10T10:00:00+08:00".into(),
+        };
+        langfang.store.write(move |tx| tx.insert_pending_forward(&pending)).await.expect("kept");
+    }
+    let remembered = || async {
+        let pending = langfang.store.read(|tx| tx.pending_forwards()).await.expect("read");
+        let mut keys: Vec<String> = pending.into_iter().map(|p| p.idempotency_key).collect();
+        keys.sort();
+        keys
+    };
+
+    // Within two days, a request the insured node does not know may still be on its way:
+    // kept, and asked about again.
+    later.store(2 * 86_400, Ordering::SeqCst);
+    let asked_again = rounds(&unaware, unaware.load(Ordering::SeqCst), 4).await;
+    assert_eq!(remembered().await, ["k-cancel", "k-settle", "k-unknown"]);
+    assert!(asked_again, "kept requests are asked about again");
+
+    // After two days it is given up (it never took effect); the one whose insured node cannot
+    // answer is kept, however old: its outcome is still unknown.
+    later.store(2 * 86_400 + 1, Ordering::SeqCst);
+    for _ in 0..200 {
+        if remembered().await.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(rounds(&failing, failing.load(Ordering::SeqCst), 2).await, "asked again");
+    assert_eq!(remembered().await, ["k-unknown"]);
+    later.store(30 * 86_400, Ordering::SeqCst);
+    assert!(rounds(&failing, failing.load(Ordering::SeqCst), 2).await, "asked again");
+    assert_eq!(remembered().await, ["k-unknown"]);
 }
