@@ -530,8 +530,8 @@ async fn a_lost_request_is_given_up_after_two_days_only_when_the_insured_node_ne
         keys
     };
 
-    // Within two days, a request the insured node does not know may still be on its way:
-    // kept, and asked about again.
+    // Up to two days (two days to the second, the bound, included), a request the insured
+    // node does not know may still be on its way: kept, and asked about again.
     later.store(2 * 86_400, Ordering::SeqCst);
     let asked_again = rounds(&unaware, unaware.load(Ordering::SeqCst), 4).await;
     assert_eq!(remembered().await, ["k-cancel", "k-settle", "k-unknown"]);
