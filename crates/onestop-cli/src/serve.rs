@@ -194,16 +194,11 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
         };
         let mut state = AppState::new(store, book, onestop_server::system_clock()).with_nhsa(nhsa);
         if let Some(federation) = federation {
-            eprintln!(
-                "node {} of a federation: regions {:?} here, {} peers, {} ms bound",
-                federation.node,
-                federation.local.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                federation.peers.len(),
-                federation.timeout.as_millis()
-            );
+            eprintln!("a federation's {}; SIGHUP reads its file again", describe(&federation));
             state = state.with_federation(federation);
         }
-        reload_on_hangup(certificate, state.federation.clone())?;
+        let file = args.federation.clone().filter(|_| state.federation().is_some());
+        reload_on_hangup(certificate, file, state.clone())?;
         let mut terminate = signal(SignalKind::terminate())
             .map_err(|e| format!("cannot watch for SIGTERM: {e}"))?;
         let shutdown = async move {
@@ -218,27 +213,29 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
 }
 
 /// On SIGHUP, reads the HTTPS certificate and key again (a renewed certificate is served
-/// without a restart), and a federation's CA file (peers are verified by it from then on).
-/// With neither, SIGHUP is noted and changes nothing (rather than stopping the service, its
-/// default).
+/// without a restart), and the federation file `federation` (its peers, the bound, and the CA
+/// file peers are verified by, from then on). What does not load, or may not change while the
+/// node runs, leaves what it had in place, and says so. With neither, SIGHUP is noted and
+/// changes nothing (rather than stopping the service, its default).
 fn reload_on_hangup(
     certificate: Option<Arc<ServerCertificate>>,
-    federation: Option<Arc<Federation>>,
+    federation: Option<PathBuf>,
+    state: AppState,
 ) -> Result<(), String> {
     let mut hangups =
         signal(SignalKind::hangup()).map_err(|e| format!("cannot watch for SIGHUP: {e}"))?;
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            if let Some(federation) = &federation {
-                match federation.reload_ca() {
-                    Ok(Some(path)) => eprintln!(
-                        "SIGHUP: federation CA read again from {}; peers are verified by it",
-                        path.display()
-                    ),
-                    Ok(None) => {}
+            if let Some(path) = &federation {
+                match self::federation(path).and_then(|next| {
+                    let said = describe(&next);
+                    state.replace_federation(next).map(|()| said)
+                }) {
+                    Ok(said) => {
+                        eprintln!("SIGHUP: federation file {} read again: {said}", path.display())
+                    }
                     Err(error) => eprintln!(
-                        "SIGHUP: federation CA NOT changed, still verifying peers by the one \
-                        read before: {error}"
+                        "SIGHUP: federation NOT changed, still the one read before: {error}"
                     ),
                 }
             }
@@ -262,6 +259,28 @@ fn reload_on_hangup(
         }
     });
     Ok(())
+}
+
+/// A federation in a line, as the service says it at start and at each reload.
+fn describe(federation: &Federation) -> String {
+    let peers: Vec<String> = federation
+        .peers
+        .iter()
+        .map(|peer| {
+            let regions: Vec<String> = peer.regions.iter().map(ToString::to_string).collect();
+            format!("{} [{}] at {}", peer.name, regions.join(", "), peer.url)
+        })
+        .collect();
+    let ca = federation.ca().map(|path| format!(", peers verified by {}", path.display()));
+    format!(
+        "node {}, regions [{}] here; {} peers ({}); {} ms bound{}",
+        federation.node,
+        federation.local.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        federation.peers.len(),
+        peers.join("; "),
+        federation.timeout.as_millis(),
+        ca.unwrap_or_default()
+    )
 }
 
 #[cfg(test)]

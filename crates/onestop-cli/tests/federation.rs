@@ -59,7 +59,7 @@ impl Node {
             .env("ONESTOP_FEDERATION_SECRET", SECRET)
             .current_dir(repo())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(self.log())
             .spawn()
             .expect("onestop serve starts");
         self.child = Some(child);
@@ -67,6 +67,27 @@ impl Node {
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < deadline, "node {} did not start", self.name);
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Where the node's standard error goes (appended to across restarts), to read what it said.
+    fn log(&self) -> std::fs::File {
+        let path = self.config.with_extension("log");
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path);
+        file.expect("the node's log")
+    }
+
+    /// Waits, 10 s at most, until the node has said `text` `count` times; what it said.
+    fn said(&self, text: &str, count: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log =
+                std::fs::read_to_string(self.config.with_extension("log")).unwrap_or_default();
+            if log.matches(text).count() >= count {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "node {} never said `{text}`: {log}", self.name);
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -543,4 +564,52 @@ async fn two_nodes_over_tls_verify_their_peer_and_settle_a_visitor() {
         assert!(Instant::now() < deadline, "Langfang never verifies Beijing by the new CA");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reads_the_federation_file_again_unless_the_node_itself_would_change() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut world = setup(dir.path(), None).await;
+    let open = || {
+        let (url, token) = (format!("{}/v1/visits", world.langfang.url()), &world.hospital);
+        let body = json!({"person_id": "P0001", "insured_region": "110000", "visit": "inpatient"});
+        let request = world.client.http.post(url).bearer_auth(token).json(&body).send();
+        async move { request.await.expect("Langfang answers").status().as_u16() }
+    };
+    assert_eq!(open().await, 201);
+
+    // Beijing's node moves to another address: Langfang cannot reach it until its file says so.
+    world.beijing.kill();
+    let old = world.beijing.port;
+    world.beijing.port = free_port();
+    world.beijing.start();
+    assert_eq!(open().await, 503, "the old address answers nothing");
+    let file = std::fs::read_to_string(&world.langfang.config).expect("the file");
+    let moved = file.replace(&format!(":{old}\""), &format!(":{}\"", world.beijing.port));
+    assert_ne!(moved, file);
+
+    // A file that would also give the node another region is refused whole, and says why; so
+    // is one that does not parse. Either way the peers read before stay.
+    let grown = moved.replace("regions = [\"131000\"]", "regions = [\"131000\", \"130100\"]");
+    std::fs::write(&world.langfang.config, grown).expect("written");
+    world.langfang.signal(Signal::SIGHUP);
+    let log = world.langfang.said("SIGHUP: federation NOT changed", 1);
+    assert!(log.contains("node.regions changed from [131000] to [130100, 131000]"), "{log}");
+    assert_eq!(open().await, 503, "still the old address");
+    std::fs::write(&world.langfang.config, "[node\n").expect("written");
+    world.langfang.signal(Signal::SIGHUP);
+    world.langfang.said("SIGHUP: federation NOT changed", 2);
+    assert_eq!(open().await, 503, "still the old address");
+
+    // The file as it should be: read on the next SIGHUP, the visitor is served again.
+    std::fs::write(&world.langfang.config, moved).expect("written");
+    world.langfang.signal(Signal::SIGHUP);
+    let log = world.langfang.said("read again: node langfang", 1);
+    let new = format!("beijing [110000] at http://127.0.0.1:{}", world.beijing.port);
+    assert!(log.contains(&new), "{log}");
+    assert_eq!(open().await, 201, "forwarded to the new address");
+    let visit = world.visit("10000").await;
+    let (status, settled) = world.settle(&visit, "k-moved").await;
+    assert_eq!(status, 200, "{settled}");
+    assert_eq!(world.beijing_settlements().await, 1);
 }

@@ -19,7 +19,10 @@
 //!
 //! Nodes trust each other through a shared secret (`ONESTOP_FEDERATION_SECRET`, never in the
 //! file): a forwarded request carries it and the identity of the institution the forwarding node
-//! authenticated. Peers are on a private network; the link is plain HTTP.
+//! authenticated. Peers are `http://` on a private network, or `https://` verified by the CA
+//! file `ca` (in `[node]`). A running node reads the file again on SIGHUP: the peers, the
+//! bound, the refresh and the CA may change then ([`Federation::may_become`]); the node's name
+//! and its own regions change only with a restart.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -70,8 +73,8 @@ pub struct Federation {
     /// How often peers' statuses are asked for (`status_refresh_ms`).
     pub status_refresh: Duration,
     secret: String,
-    /// The client peers are called with; built again when the CA file is read again.
-    client: RwLock<reqwest::Client>,
+    /// The client peers are called with (verifying them by `ca`).
+    client: reqwest::Client,
     /// The CA file (`ca`), resolved against the file's directory.
     ca: Option<std::path::PathBuf>,
     /// Each peer's last answer to `GET /v1/status`, and when it was asked.
@@ -174,7 +177,7 @@ impl Federation {
         }
         let timeout = Duration::from_millis(timeout_ms);
         let ca = config.node.ca.map(|path| dir.join(path));
-        let client = RwLock::new(peer_client(ca.as_deref(), timeout)?);
+        let client = peer_client(ca.as_deref(), timeout)?;
         Ok(Federation {
             node: config.node.name,
             local,
@@ -190,16 +193,54 @@ impl Federation {
 
     /// The client peers are called with.
     pub(crate) fn client(&self) -> reqwest::Client {
-        // A poisoned lock still holds a client that was built whole.
-        self.client.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.client.clone()
     }
 
-    /// Reads the CA file again (a renewed or added CA of the peers' certificates) and calls
-    /// peers with it from now on; on failure the client in use stays. Returns the file read.
-    pub fn reload_ca(&self) -> Result<Option<&Path>, String> {
-        let client = peer_client(self.ca.as_deref(), self.timeout)?;
-        *self.client.write().unwrap_or_else(std::sync::PoisonError::into_inner) = client;
-        Ok(self.ca.as_deref())
+    /// Whether `next` (the federation file read again) may take this one's place in a running
+    /// node: its peers, their regions and addresses, the bound, the refresh and the CA may
+    /// change; the node's name and its own regions may not (the people of those regions are in
+    /// this node's database: moving a region is a migration of data, not a reload).
+    pub fn may_become(&self, next: &Federation) -> Result<(), String> {
+        if next.node != self.node {
+            return Err(format!(
+                "node.name changed from `{}` to `{}`: a node's name changes with a restart",
+                self.node, next.node
+            ));
+        }
+        let mut before = self.local.clone();
+        let mut after = next.local.clone();
+        before.sort_unstable();
+        after.sort_unstable();
+        if before != after {
+            let shown = |regions: &[Region]| {
+                regions.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            };
+            return Err(format!(
+                "node.regions changed from [{}] to [{}]: the people of a region live in its \
+                 node's database, so a region moves with its data and a restart, not a reload",
+                shown(&before),
+                shown(&after)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Hands the peers' last known statuses to `next`, for the peers it keeps at the same
+    /// address, so that their maintenance windows are not forgotten by a reload.
+    pub fn hand_statuses_to(&self, next: &Federation) {
+        let Ok(known) = self.statuses.read() else { return };
+        let Ok(mut statuses) = next.statuses.write() else { return };
+        for peer in &next.peers {
+            let same = self.peers.iter().any(|p| p.name == peer.name && p.url == peer.url);
+            if let Some(status) = known.get(&peer.name).filter(|_| same) {
+                statuses.insert(peer.name.clone(), status.clone());
+            }
+        }
+    }
+
+    /// The CA file peers are verified by, if any.
+    pub fn ca(&self) -> Option<&Path> {
+        self.ca.as_deref()
     }
 
     pub fn route(&self, region: Region) -> Route<'_> {
@@ -342,26 +383,48 @@ mod tests {
     }
 
     #[test]
-    fn the_ca_file_read_again_keeps_the_last_good_one_when_it_does_not_load() {
-        let dir = tempfile::tempdir().expect("dir");
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = params.self_signed(&key).expect("CA");
-        let path = dir.path().join("peers-ca.pem");
-        std::fs::write(&path, ca.pem()).expect("written");
-        let https = FILE.replace("timeout_ms", "ca = \"peers-ca.pem\"\ntimeout_ms");
-        let https = https.replace("http://", "https://");
-        let federation =
-            Federation::from_toml(&https, "0123456789abcdef", dir.path()).expect("valid");
-        assert_eq!(federation.reload_ca().expect("reads"), Some(path.as_path()));
-        std::fs::write(&path, "not a certificate\n").expect("broken");
-        let error = federation.reload_ca().expect_err("a broken CA file");
-        assert!(error.contains("peers-ca.pem"), "{error}");
-        std::fs::remove_file(&path).expect("removed");
-        assert!(federation.reload_ca().is_err(), "a missing CA file");
-        let plain = Federation::from_toml(FILE, "0123456789abcdef", dir.path()).expect("valid");
-        assert_eq!(plain.reload_ca().expect("nothing to read"), None);
+    fn a_file_read_again_may_change_the_peers_but_not_the_node_itself() {
+        let secret = "0123456789abcdef";
+        let running = Federation::from_toml(FILE, secret, Path::new("")).expect("valid");
+        let beijing = running.peers[0].clone();
+        let status = StatusDto { node: "beijing".into(), now: String::new(), regions: Vec::new() };
+        let known = (Instant::now(), Some(status));
+        running.statuses.write().expect("lock").insert("beijing".into(), known);
+
+        // Beijing moved, Tianjin joined, the bound changed: taken, and what Beijing's node last
+        // said of its windows is kept only where it still answers at the same address.
+        let tianjin = "[[peers]]\nname = \"tianjin\"\nregions = [\"120000\"]\n\
+                       url = \"http://127.0.0.1:3\"\n";
+        let moved = FILE.replace("127.0.0.1:1", "127.0.0.1:2").replace("500", "800") + tianjin;
+        let next = Federation::from_toml(&moved, secret, Path::new("")).expect("valid");
+        running.may_become(&next).expect("peers may change");
+        running.hand_statuses_to(&next);
+        assert!(next.peer_status("beijing").is_none(), "a peer at a new address is asked anew");
+        assert!(matches!(next.route(Region(120_000)), Route::Peer(p) if p.name == "tianjin"));
+        assert_eq!(next.timeout, Duration::from_millis(800));
+        let same = FILE.replace("timeout_ms = 500", "timeout_ms = 700");
+        let same = Federation::from_toml(&same, secret, Path::new("")).expect("valid");
+        running.hand_statuses_to(&same);
+        assert_eq!(same.peer_status("beijing").map(|s| s.node), Some("beijing".to_owned()));
+        assert_eq!(same.peers[0].url, beijing.url);
+
+        // The node's own name and regions stay as they are while it runs.
+        let renamed = FILE.replace("\"langfang\"", "\"tangshan\"");
+        let renamed = Federation::from_toml(&renamed, secret, Path::new("")).expect("valid");
+        let error = running.may_become(&renamed).expect_err("another name");
+        assert!(error.contains("node.name changed from `langfang` to `tangshan`"), "{error}");
+        let grown = FILE.replace("[\"131000\"]", "[\"131000\", \"130100\"]");
+        let grown = Federation::from_toml(&grown, secret, Path::new("")).expect("valid");
+        let error = running.may_become(&grown).expect_err("another region");
+        assert!(error.contains("from [131000] to [130100, 131000]"), "{error}");
+        // The same regions in another order are the same regions.
+        let both = FILE.replace("[\"131000\"]", "[\"131000\", \"130100\"]");
+        let reordered = both.replace("[\"131000\", \"130100\"]", "[\"130100\", \"131000\"]");
+        let (both, reordered) = (
+            Federation::from_toml(&both, secret, Path::new("")).expect("valid"),
+            Federation::from_toml(&reordered, secret, Path::new("")).expect("valid"),
+        );
+        both.may_become(&reordered).expect("the same regions");
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub async fn gateway(State(state): State<AppState>, request: Request, next: Next
     let (method, uri, headers) = (parts.method.clone(), parts.uri.clone(), parts.headers.clone());
     let request = Request::from_parts(parts, Body::from(bytes.clone()));
     let Some(region) = target else { return next.run(request).await };
-    let federation = state.federation.clone();
+    let federation = state.federation();
     let route = federation.as_deref().map_or(Route::Local, |f| f.route(region));
     match route {
         Route::Local => match local_window(&state, &headers, None, region).await {
@@ -154,7 +154,7 @@ async fn accept_forwarded(state: AppState, request: Request, next: Next) -> Resp
         ApiError::code(ServiceCode::Unauthorized, "the federation secret or actor is not valid")
             .into_response()
     };
-    let Some(federation) = state.federation.clone() else { return unauthorized() };
+    let Some(federation) = state.federation() else { return unauthorized() };
     let headers = request.headers();
     let secret = headers.get(SECRET_HEADER).map(HeaderValue::as_bytes).unwrap_or_default();
     let actor = headers.get(ACTOR_HEADER).and_then(|v| v.to_str().ok()).and_then(parse_actor);
@@ -419,7 +419,7 @@ pub const PENDING_DAYS_MAX: i64 = 2;
 /// answer had arrived; what is still not there after `PENDING_DAYS_MAX` days is given up
 /// (the request never took effect). Runs in the background of a federation node.
 pub async fn resolve_pending(state: &AppState) {
-    let Some(federation) = state.federation.clone() else { return };
+    let Some(federation) = state.federation() else { return };
     let Ok(pending) = state.store.read(|tx| tx.pending_forwards()).await else { return };
     for forward in pending {
         if let Err(error) = resolve_one(state, &federation, &forward).await {

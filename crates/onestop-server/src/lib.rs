@@ -77,8 +77,10 @@ pub struct AppState {
     pub book: Arc<PolicyBook>,
     pub clock: Clock,
     pub nhsa: Arc<NhsaConfig>,
-    /// This node's place in a federation; `None`: it serves every region itself.
-    pub federation: Option<Arc<federation::Federation>>,
+    /// This node's place in a federation; `None`: it serves every region itself. The slot's
+    /// content is replaced whole when the federation file is read again
+    /// ([`AppState::replace_federation`]); a request works with the one it started with.
+    federation: Option<Arc<RwLock<Arc<federation::Federation>>>>,
     actors: Arc<RwLock<HashMap<String, Institution>>>,
     windows: Arc<tokio::sync::RwLock<WindowCache>>,
 }
@@ -99,8 +101,29 @@ impl AppState {
 
     /// The same state as one node of a federation.
     pub fn with_federation(mut self, federation: federation::Federation) -> AppState {
-        self.federation = Some(Arc::new(federation));
+        self.federation = Some(Arc::new(RwLock::new(Arc::new(federation))));
         self
+    }
+
+    /// This node's federation as it is now, if it is a node of one.
+    pub fn federation(&self) -> Option<Arc<federation::Federation>> {
+        let slot = self.federation.as_ref()?;
+        // A poisoned lock still holds a federation that was built whole.
+        Some(Arc::clone(&slot.read().unwrap_or_else(std::sync::PoisonError::into_inner)))
+    }
+
+    /// Puts `next` (the federation file read again) in the place of the running federation,
+    /// if it may take it ([`federation::Federation::may_become`]); otherwise nothing changes.
+    /// Requests under way finish with the federation they started with.
+    pub fn replace_federation(&self, next: federation::Federation) -> Result<(), String> {
+        let Some(slot) = &self.federation else {
+            return Err("this node was started without --federation".to_owned());
+        };
+        let mut current = slot.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        current.may_become(&next)?;
+        current.hand_statuses_to(&next);
+        *current = Arc::new(next);
+        Ok(())
     }
 
     /// The maintenance windows not cancelled, at most `WINDOWS_REFRESH` old.
@@ -173,10 +196,11 @@ pub async fn serve_with(
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    if let Some(federation) = state.federation.clone() {
+    if state.federation.is_some() {
         let state = state.clone();
         tokio::spawn(async move {
-            loop {
+            // The federation is taken anew each round: a reload's peers are asked from then on.
+            while let Some(federation) = state.federation() {
                 federation.refresh_statuses().await;
                 gateway::resolve_pending(&state).await;
                 tokio::time::sleep(federation.status_refresh).await;

@@ -238,7 +238,7 @@ async fn answer(
     let (institution, input) = authenticate(state, &request, headers, body).await?;
     check_signed_in(state, &request, &institution).await?;
     if let Some(region) = nhsa_forward::message_region(&request, &input.value, &institution) {
-        let federation = state.federation.clone();
+        let federation = state.federation();
         match federation.as_deref().map_or(Route::Local, |f| f.route(region)) {
             Route::Local => refuse_in_window(state, region).await?,
             Route::Unknown => return Err(not_served(region)),
@@ -301,7 +301,7 @@ async fn answer_forwarded(
         ));
     }
     if let Some(region) = nhsa_forward::message_region(&request, &request.input, &actor) {
-        let local = state.federation.as_deref().is_some_and(|f| f.local.contains(&region));
+        let local = state.federation().is_some_and(|f| f.local.contains(&region));
         if !local {
             return Err(not_served(region));
         }

@@ -51,13 +51,14 @@ async fn status(State(state): State<AppState>) -> Response {
     let at = (state.clock)().timestamp();
     let windows = state.windows().await;
     let name = |region: Region| state.book.timeline(region).last().map(|p| p.name.clone());
-    let local: Vec<Region> = match &state.federation {
+    let federation = state.federation();
+    let local: Vec<Region> = match &federation {
         Some(federation) => federation.local.clone(),
         None => state.book.regions().collect(),
     };
     let mut regions: Vec<RegionStatusDto> =
         local.iter().map(|r| region_status(*r, name(*r), &windows, at)).collect();
-    if let Some(federation) = &state.federation {
+    if let Some(federation) = &federation {
         federation.refresh_statuses().await;
         for peer in &federation.peers {
             let known = federation.peer_status(&peer.name);
@@ -76,7 +77,7 @@ async fn status(State(state): State<AppState>) -> Response {
         }
     }
     regions.sort_by(|a, b| a.region.cmp(&b.region));
-    let node = state.federation.as_ref().map_or("onestop".to_owned(), |f| f.node.clone());
+    let node = federation.as_ref().map_or("onestop".to_owned(), |f| f.node.clone());
     ok_json(200, &StatusDto { node, now, regions })
 }
 
