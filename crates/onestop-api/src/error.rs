@@ -110,6 +110,11 @@ service_codes! {
          after now, lasts at most 7 days, and has a reason of at most 200 characters.";
     MaintenanceWindowNotFound = "maintenance_window_not_found", 404, "维护时段不存在",
         "The window must be one the agency's region announced and not already cancelled.";
+    InstitutionIdTaken = "institution_id_taken", 409, "机构编码已被占用",
+        "An institution id names one institution, agency or auditor of one region: registering \
+         it again from another region, or with another role, is refused. An agency registering \
+         one of its own institutions again replaces its name, level and token (the old token \
+         stops working at once).";
     InternalError = "internal_error", 500, "内部错误",
         "An invariant failed; nothing was written. This is a bug: report it with the request.";
 }

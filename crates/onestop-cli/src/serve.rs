@@ -133,7 +133,8 @@ pub async fn issue(
     let credential = store
         .write(move |tx| people::register(tx, &Env { book: &book, now: now.clone(), today }, &who))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .map_err(|refused| format!("{} ({})", refused.body.message, refused.body.code))?;
     Ok(credential.token)
 }
 

@@ -210,3 +210,28 @@ fn a_short_load_reports_each_phase_and_a_consistent_ledger() {
         assert!(text.contains("cores used: service"), "the closed loop's cores:\n{text}");
     }
 }
+
+#[test]
+fn a_token_is_issued_again_only_for_the_same_region_and_role() {
+    let dir = tempfile::tempdir().expect("dir");
+    let database = format!("sqlite:{}", dir.path().join("tokens.sqlite").display());
+    let token = |extra: &[&str]| {
+        let mut args = vec!["token", "--database", &database, "--id", "A110000"];
+        args.extend_from_slice(extra);
+        onestop(&args)
+    };
+    let first = token(&["--region", "110000"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    // The same agency again: a new token (the old one is replaced).
+    let again = token(&["--region", "110000"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_ne!(stdout(&first), stdout(&again));
+    // Another role or region for the same id is refused, never silently ignored.
+    let auditor = token(&["--region", "110000", "--role", "auditor"]);
+    assert_eq!(auditor.status.code(), Some(2), "{}", stdout(&auditor));
+    assert!(stderr(&auditor).contains("already registered as agency of region 110000"));
+    assert!(stderr(&auditor).contains("institution_id_taken"), "{}", stderr(&auditor));
+    let elsewhere = token(&["--region", "131000"]);
+    assert!(!elsewhere.status.success());
+    assert!(stderr(&elsewhere).contains("institution_id_taken"), "{}", stderr(&elsewhere));
+}

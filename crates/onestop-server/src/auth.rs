@@ -39,7 +39,9 @@ pub async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Insti
     let token = header
         .to_str()
         .ok()
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token)
         .map(str::trim)
         .filter(|token| !token.is_empty() && token.len() <= 128)
         .ok_or_else(unauthorized)?;

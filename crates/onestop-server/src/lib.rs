@@ -68,6 +68,13 @@ pub struct NhsaConfig {
 /// change through this process).
 pub const WINDOWS_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// A resolved credential is trusted this long before the store is asked again, so that a token
+/// replaced by another process (`onestop token`) stops working within it; one replaced through
+/// this process stops at once.
+pub const ACTORS_CACHED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+/// At most this many resolved credentials are held.
+pub const ACTORS_CACHED_MAX: usize = 100_000;
+
 type WindowCache = Option<(std::time::Instant, Arc<Vec<MaintenanceWindow>>)>;
 
 /// Shared by every request.
@@ -81,7 +88,8 @@ pub struct AppState {
     /// content is replaced whole when the federation file is read again
     /// ([`AppState::replace_federation`]); a request works with the one it started with.
     federation: Option<Arc<RwLock<Arc<federation::Federation>>>>,
-    actors: Arc<RwLock<HashMap<String, Institution>>>,
+    /// Resolved credentials by their token's SHA-256, and when each was read from the store.
+    actors: Arc<RwLock<HashMap<String, (std::time::Instant, Institution)>>>,
     windows: Arc<tokio::sync::RwLock<WindowCache>>,
 }
 
@@ -164,12 +172,27 @@ impl AppState {
     }
 
     fn cached_actor(&self, token_sha256: &str) -> Option<Institution> {
-        self.actors.read().ok()?.get(token_sha256).cloned()
+        let actors = self.actors.read().ok()?;
+        let (at, actor) = actors.get(token_sha256)?;
+        (at.elapsed() < ACTORS_CACHED_FOR).then(|| actor.clone())
     }
 
     fn cache_actor(&self, token_sha256: String, actor: Institution) {
         if let Ok(mut actors) = self.actors.write() {
-            actors.insert(token_sha256, actor);
+            if actors.len() >= ACTORS_CACHED_MAX {
+                actors.retain(|_, (at, _)| at.elapsed() < ACTORS_CACHED_FOR);
+                if actors.len() >= ACTORS_CACHED_MAX {
+                    actors.clear();
+                }
+            }
+            actors.insert(token_sha256, (std::time::Instant::now(), actor));
+        }
+    }
+
+    /// Forgets every resolved credential (after one was replaced through this process).
+    pub(crate) fn forget_actors(&self) {
+        if let Ok(mut actors) = self.actors.write() {
+            actors.clear();
         }
     }
 }

@@ -200,6 +200,8 @@ async fn register_institution(
     let done =
         write(&state, move |tx, env| people::register_institution(tx, env, &actor, &request))
             .await?;
+    // A registration again replaces the institution's token: the old one stops at once.
+    state.forget_actors();
     Ok(answer(201, done))
 }
 

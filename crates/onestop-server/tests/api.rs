@@ -12,12 +12,32 @@ struct App {
     base: String,
     client: Client,
     agency: String,
+    /// Langfang's agency (131000), of another region than the hospitals'.
+    other_agency: String,
 }
 
 async fn spawn_app() -> App {
     let dir = tempfile::tempdir().expect("temp dir").keep();
     let agency = ("A110000", "北京市医保中心", 110_000);
     let (store, book, token) = support::store_with_agency(&dir.join("api.sqlite"), agency).await;
+    let langfang = onestop_store::Institution {
+        institution_id: "A131000".into(),
+        region: onestop_core::Region(131_000),
+        name: "廊坊市医疗保障局".into(),
+        level: None,
+        role: onestop_store::Role::Agency,
+    };
+    let env_book = Arc::clone(&book);
+    let registered = store.write(move |tx| {
+        let (now, today) =
+            ("2024-06-10T09:00:00+08:00".into(), onestop_core::Date::constant(2024, 6, 10));
+        onestop_store::people::register(
+            tx,
+            &onestop_store::Env { book: &env_book, now, today },
+            &langfang,
+        )
+    });
+    let other_agency = registered.await.expect("registered").expect("a new id").token;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let state = AppState::new(store, book, support::clock());
@@ -26,6 +46,7 @@ async fn spawn_app() -> App {
         base,
         client: onestop_server::tls::client_builder(None).build().expect("client"),
         agency: token,
+        other_agency,
     }
 }
 
@@ -83,6 +104,22 @@ impl App {
             .await;
         assert_eq!(status, 200, "{person}");
         credential["token"].as_str().expect("token").to_owned()
+    }
+
+    /// The hospital level a pre-settlement at `hospital` is computed with.
+    async fn level_settled_at(&self, hospital: &str) -> String {
+        let body = json!({"person_id": "P0001", "visit": "general_outpatient"});
+        let (status, visit) = self.call("POST", "/v1/visits", Some(hospital), Some(body)).await;
+        assert_eq!(status, 201, "{visit}");
+        let path = format!("/v1/visits/{}", visit["visit_id"].as_str().expect("id"));
+        let lines = json!({"lines": [{"class": "a", "amount": "100"}]});
+        let (status, body) =
+            self.call("POST", &format!("{path}/lines"), Some(hospital), Some(lines)).await;
+        assert_eq!(status, 200, "{body}");
+        let (status, split) =
+            self.call("POST", &format!("{path}/pre-settle"), Some(hospital), None).await;
+        assert_eq!(status, 200, "{split}");
+        split["level"].as_str().unwrap_or_default().to_owned()
     }
 
     async fn visit_with_lines(&self, hospital: &str) -> String {
@@ -180,6 +217,44 @@ async fn concurrent_duplicate_submissions_settle_once() {
 
 /// A request (method, path, token, body) and the status and error code it must get.
 type ErrorCase<'a> = (&'a str, String, Option<&'a str>, Option<Value>, u16, &'a str);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_is_registered_again_only_by_its_own_region_and_role() {
+    let app = spawn_app().await;
+    let hospital = app.setup().await;
+    let person = "/v1/persons/110000/P0001";
+    assert_eq!(app.call("GET", person, Some(&hospital), None).await.0, 200);
+
+    // Another region's agency may neither take over a hospital nor an agency of Beijing.
+    for (id, role) in [("H11010500001", "institution"), ("A110000", "agency")] {
+        let body = json!({"institution_id": id, "name": "冒名", "level": "1"});
+        let (status, error) =
+            app.call("POST", "/v1/institutions", Some(&app.other_agency), Some(body)).await;
+        assert_eq!(status, 409, "{error}");
+        assert_eq!(error["code"], "institution_id_taken");
+        assert_eq!(error["field"], "institution_id");
+        let said = format!("`{id}` is already registered as {role} of region 110000");
+        assert!(error["message"].as_str().is_some_and(|m| m.contains(&said)), "{error}");
+    }
+    // Nor may Beijing's own agency turn its agency id into a hospital's.
+    let body = json!({"institution_id": "A110000", "name": "x", "level": "1"});
+    let (status, error) = app.call("POST", "/v1/institutions", Some(&app.agency), Some(body)).await;
+    assert_eq!((status.as_u16(), error["code"].as_str()), (409, Some("institution_id_taken")));
+    // Nothing changed: the hospital's token still works, at its level.
+    assert_eq!(app.level_settled_at(&hospital).await, "3");
+
+    // Beijing's agency registers its hospital again (a lost token, a new level): the new
+    // token works, and the old one stops at once.
+    let body = json!({"institution_id": "H11010500001", "name": "北京某医院", "level": "2"});
+    let (status, credential) =
+        app.call("POST", "/v1/institutions", Some(&app.agency), Some(body)).await;
+    assert_eq!(status, 201, "{credential}");
+    let renewed = credential["token"].as_str().expect("token");
+    assert_ne!(renewed, hospital);
+    let (status, error) = app.call("GET", person, Some(&hospital), None).await;
+    assert_eq!((status.as_u16(), error["code"].as_str()), (401, Some("unauthorized")));
+    assert_eq!(app.level_settled_at(renewed).await, "2");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_json_with_stable_codes() {

@@ -182,19 +182,36 @@ pub fn register_institution(
         level: Some(level),
         role: Role::Institution,
     };
-    register(tx, env, &institution).map(Ok)
+    register(tx, env, &institution)
 }
 
 /// Stores a credential for `institution` and returns its token (also used to bootstrap the
-/// first agency of a region from the command line).
+/// first agency of a region from the command line). An id already registered is registered
+/// again only with its region and role: then its name, level and token are replaced (the old
+/// token no longer authenticates); with another region or role it is refused.
 pub fn register(
     tx: &mut dyn Tx,
     env: &Env<'_>,
     institution: &Institution,
-) -> Result<CredentialDto> {
+) -> Result<Answer<CredentialDto>> {
+    if let Some(known) = tx.institution(&institution.institution_id)?
+        && (known.region != institution.region || known.role != institution.role)
+    {
+        return Ok(Err(ServiceError::new(
+            ServiceCode::InstitutionIdTaken,
+            format!(
+                "`{}` is already registered as {} of region {}; an id names one institution, \
+                 agency or auditor of one region (机构编码已被占用)",
+                institution.institution_id,
+                known.role.code(),
+                known.region
+            ),
+        )
+        .field("institution_id")));
+    }
     let token = new_token();
     tx.insert_institution(institution, &token_sha256(&token), &env.now)?;
-    Ok(CredentialDto { institution_id: institution.institution_id.clone(), token })
+    Ok(Ok(CredentialDto { institution_id: institution.institution_id.clone(), token }))
 }
 
 /// Imports an assistance-recipient list: every row must name a registered person of the

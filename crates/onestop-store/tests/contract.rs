@@ -60,7 +60,8 @@ impl World {
                 .store
                 .write(move |tx| people::register(tx, &env(&book), &member))
                 .await
-                .expect("register");
+                .expect("register")
+                .expect("a new id");
         }
         world.person("P0001", "working_age", "110101197001011234").await;
         world
@@ -222,7 +223,8 @@ impl World {
             ..institution("H13100000001", Role::Institution, Some(HospitalLevel::Level3))
         };
         let (book, member) = (Arc::clone(&self.book), langfang.clone());
-        self.store.write(move |tx| people::register(tx, &env(&book), &member)).await.expect("r");
+        let registered = self.store.write(move |tx| people::register(tx, &env(&book), &member));
+        registered.await.expect("r").expect("a new id");
         langfang
     }
 

@@ -40,6 +40,7 @@ pub async fn store_with_agency(
             people::register(tx, &env, &agency)
         })
         .await
-        .expect("the agency is registered");
+        .expect("the agency is registered")
+        .expect("a new id");
     (store, book, credential.token)
 }
