@@ -115,6 +115,9 @@ service_codes! {
          it again from another region, or with another role, is refused. An agency registering \
          one of its own institutions again replaces its name, level and token (the old token \
          stops working at once).";
+    QueryInvalid = "query_invalid", 400, "查询参数错误",
+        "Each query parameter has the form its path defines (a year is a number, 1900 to \
+         2100); `field` names the one that does not.";
     InternalError = "internal_error", 500, "内部错误",
         "An invariant failed; nothing was written. This is a bug: report it with the request.";
 }

@@ -7,6 +7,7 @@
 
 mod auth;
 mod error;
+pub mod extract;
 pub mod federation;
 mod gateway;
 mod listener;

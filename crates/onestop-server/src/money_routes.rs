@@ -2,7 +2,9 @@
 //! balances, a hospital's reconciliation of its day (对账), and statistics.
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use crate::extract::{Path, Query};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};

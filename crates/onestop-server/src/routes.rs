@@ -3,7 +3,9 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{FromRequest, Request, State};
+
+use crate::extract::{Path, Query};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -276,6 +278,13 @@ async fn person(
         ApiError::code(ServiceCode::IdInvalid, format!("`{person_id}` is not a person id"))
     })?;
     let year = query.year.unwrap_or_else(|| state.now().1.year());
+    if !(1900..=2100).contains(&year) {
+        let error = ServiceError::new(
+            ServiceCode::QueryInvalid,
+            format!("year {year} is not between 1900 and 2100 (查询参数错误)"),
+        );
+        return Err(ApiError::Service(error.field("year")));
+    }
     // A read of a person's data is written to the audit log, so it goes through the writer.
     let done =
         write(&state, move |tx, env| people::person_view(tx, env, &actor, &key, year)).await?;

@@ -2,7 +2,9 @@
 //! agency announces and cancels.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::extract::Path;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use onestop_api::service::{MaintenanceWindowRequest, RegionStatusDto, StatusDto};

@@ -323,6 +323,38 @@ async fn errors_are_json_with_stable_codes() {
             "settlement_not_found",
         ),
         ("GET", "/v1/settlements/nonsense".into(), Some(&hospital), None, 400, "id_invalid"),
+        (
+            "DELETE",
+            format!("/v1/visits/{visit_id}/lines/abc"),
+            Some(&hospital),
+            None,
+            400,
+            "id_invalid",
+        ),
+        (
+            "GET",
+            "/v1/persons/110000/P0001?year=abc".into(),
+            Some(&hospital),
+            None,
+            400,
+            "query_invalid",
+        ),
+        (
+            "GET",
+            "/v1/persons/110000/P0001?year=99999".into(),
+            Some(&hospital),
+            None,
+            400,
+            "query_invalid",
+        ),
+        (
+            "GET",
+            "/v1/persons/110000/P0001?year=3000".into(),
+            Some(&hospital),
+            None,
+            400,
+            "query_invalid",
+        ),
         ("GET", "/v1/visits/V-110000-P0001-1".into(), Some(&app.agency), None, 200, ""),
     ];
     for (method, path, token, body, status, code) in cases {
@@ -331,6 +363,9 @@ async fn errors_are_json_with_stable_codes() {
         if !code.is_empty() {
             assert_eq!(answer["code"], code, "{method} {path}: {answer}");
             assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()));
+            if code == "query_invalid" {
+                assert_eq!(answer["field"], "year", "{answer}");
+            }
         }
     }
     let huge = "x".repeat(onestop_server::BODY_BYTES_MAX + 1);
