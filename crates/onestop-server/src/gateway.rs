@@ -119,7 +119,17 @@ pub async fn gateway(State(state): State<AppState>, request: Request, next: Next
     let target = target_region(&parts.method, parts.uri.path(), &bytes);
     let (method, uri, headers) = (parts.method.clone(), parts.uri.clone(), parts.headers.clone());
     let request = Request::from_parts(parts, Body::from(bytes.clone()));
-    let Some(region) = target else { return next.run(request).await };
+    let Some(region) = target else {
+        // A new visit naming no insured region is of a person of the hospital's own region.
+        let new_visit = method == Method::POST && uri.path().trim_end_matches('/') == "/v1/visits";
+        if new_visit
+            && let Ok(actor) = crate::auth::authenticate(&headers, &state).await
+            && let Some(refused) = local_window(&state, &headers, Some(&actor), actor.region).await
+        {
+            return refused;
+        }
+        return next.run(request).await;
+    };
     let federation = state.federation();
     let route = federation.as_deref().map_or(Route::Local, |f| f.route(region));
     match route {

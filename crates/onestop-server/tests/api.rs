@@ -591,6 +591,18 @@ async fn a_maintenance_window_stops_settlement_for_the_regions_people_until_it_e
     assert!(refused["message"].as_str().unwrap_or("").contains("2024-06-10T11:00:00+08:00"));
     let (status, _) = app.call("GET", "/v1/persons/110000/P0001", agency, None).await;
     assert_eq!(status, 200, "the agency still works in its window");
+    // Opening a visit of one of the region's people is refused too, whether or not the
+    // request names the insured region.
+    for body in [
+        json!({"person_id": "P0001", "visit": "inpatient"}),
+        json!({"person_id": "P0001", "visit": "inpatient", "insured_region": "110000"}),
+    ] {
+        let (status, refused) = app.call("POST", "/v1/visits", Some(&hospital), Some(body)).await;
+        assert_eq!(
+            (status.as_u16(), refused["code"].as_str()),
+            (503, Some("region_in_maintenance"))
+        );
+    }
 
     let (status, state) = app.call("GET", "/v1/status", None, None).await;
     assert_eq!(status, 200, "public");
