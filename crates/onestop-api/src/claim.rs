@@ -136,6 +136,17 @@ pub fn parse_date(text: &str, field: &str) -> Result<Date, Rejection> {
     })
 }
 
+/// A date of a request other than a bill's (a period's bound, a filing's start), refused with
+/// the service code of what it belongs to.
+pub fn parse_date_as(
+    text: &str,
+    field: &str,
+    code: crate::ServiceCode,
+) -> Result<Date, crate::ServiceError> {
+    parse_date(text, field)
+        .map_err(|rejection| crate::ServiceError::new(code, rejection.message).field(field))
+}
+
 /// Reads a required name from a closed vocabulary, rejecting unknown names with `code`.
 fn vocabulary<T>(
     value: &Option<Scalar>,

@@ -115,6 +115,11 @@ service_codes! {
          it again from another region, or with another role, is refused. An agency registering \
          one of its own institutions again replaces its name, level and token (the old token \
          stops working at once).";
+    PersonInvalid = "person_invalid", 400, "人员信息错误",
+        "A person registered has an identity number of 15 or 18 characters (digits, a final X) \
+         that no other person of the region has, a birth date not after today, a gender code \
+         of GB/T 2261.1 (0 unknown, 1 male, 2 female, 9 unstated) and enrolment years 1900 to \
+         2100; `field` names what does not hold.";
     QueryInvalid = "query_invalid", 400, "查询参数错误",
         "Each query parameter has the form its path defines (a year is a number, 1900 to \
          2100); `field` names the one that does not.";

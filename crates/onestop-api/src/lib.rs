@@ -77,8 +77,18 @@ fn serde_rejection(path: String, message: &str) -> Rejection {
     } else {
         RejectionCode::MalformedInput
     };
+    // serde names a missing field in its message and the path of the object that lacks it.
+    let missing = (code == RejectionCode::MissingField)
+        .then(|| message.split('`').nth(1).map(str::to_owned))
+        .flatten();
     let rejection = Rejection::new(code, message);
     // serde_path_to_error writes `?` where a syntax error left the position unknown.
     let known = path.split(".?").next().unwrap_or_default().trim_matches('.');
-    if known.is_empty() || known == "?" { rejection } else { rejection.field(known) }
+    let known = if known == "?" { "" } else { known };
+    match (known, missing) {
+        ("", None) => rejection,
+        ("", Some(name)) => rejection.field(name),
+        (known, Some(name)) => rejection.field(format!("{known}.{name}")),
+        (known, None) => rejection.field(known),
+    }
 }

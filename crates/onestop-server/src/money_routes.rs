@@ -107,7 +107,8 @@ async fn statistics(
 ) -> Result<Response, ApiError> {
     let today = state.now().1;
     let date = |text: Option<String>, field: &str, default| match text {
-        Some(text) => onestop_api::claim::parse_date(&text, field).map_err(ApiError::from),
+        Some(text) => onestop_api::claim::parse_date_as(&text, field, ServiceCode::PeriodInvalid)
+            .map_err(ApiError::from),
         None => Ok(default),
     };
     let first_of_month = today.first_of_month();

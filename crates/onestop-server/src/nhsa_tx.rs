@@ -116,8 +116,15 @@ fn find_person(
 ) -> Result<std::result::Result<PersonKey, Failure>> {
     let region = request.insuplc_admdvs.as_deref().and_then(Region::parse).unwrap_or(actor.region);
     let number = text(node, "certno").or_else(|| text(node, "mdtrt_cert_no")).unwrap_or_default();
-    if let Some(key) = tx.person_by_id_number(&region.to_string(), &number.to_ascii_uppercase())? {
-        return Ok(Ok(key));
+    let found = tx.persons_by_id_number(&region.to_string(), &number.to_ascii_uppercase())?;
+    if let [key] = found.as_slice() {
+        return Ok(Ok(key.clone()));
+    }
+    if found.len() > 1 {
+        return Ok(Err(Failure(format!(
+            "证件号码对应多名参保人 the identity number is registered to more than one person of \
+             region {region}; name the person by psn_no"
+        ))));
     }
     match PersonKey::new(region, &number) {
         Some(key) if tx.person(&key, false)?.is_some() => Ok(Ok(key)),

@@ -516,10 +516,19 @@ pub(crate) async fn reconciliation(
     Query(query): Query<DayQuery>,
 ) -> Result<Response, ApiError> {
     let day = match &query.day {
-        Some(text) => onestop_api::claim::parse_date(text, "day")?,
+        Some(text) => onestop_api::claim::parse_date_as(text, "day", ServiceCode::PeriodInvalid)?,
         None => state.now().1,
     };
-    let institution = query.institution_id.unwrap_or_else(|| actor.institution_id.clone());
+    let institution = match query.institution_id {
+        Some(id) => id,
+        None if actor.role == onestop_store::Role::Institution => actor.institution_id.clone(),
+        None => {
+            let message = "an agency or auditor names the institution whose day it reads: \
+                           ?institution_id=... (查询参数错误)";
+            let error = ServiceError::new(ServiceCode::QueryInvalid, message);
+            return Err(ApiError::Service(error.field("institution_id")));
+        }
+    };
     let done =
         read(&state, move |tx, _| reports::reconciliation(tx, &actor, &institution, day)).await?;
     Ok(answer(200, done))

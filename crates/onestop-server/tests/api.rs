@@ -368,6 +368,59 @@ async fn errors_are_json_with_stable_codes() {
             }
         }
     }
+    // A person's registration names what is wrong, with the code of what it is.
+    let person = |change: Value| {
+        let mut body = json!({"person_id": "P0002", "name": "王五", "id_number": "110101196001011235",
+            "birth_date": "1960-01-01", "gender": "2",
+            "enrolments": [{"year": 2024, "category": "retired"}]});
+        for (key, value) in change.as_object().expect("an object") {
+            if value.is_null() {
+                body.as_object_mut().expect("object").remove(key);
+            } else {
+                body[key] = value.clone();
+            }
+        }
+        body
+    };
+    let agency = Some(app.agency.as_str());
+    let year = |year: i64, category: &str| json!([{"year": year, "category": category}]);
+    for (change, code, field) in [
+        (
+            json!({"enrolments": year(2024, "pensioner")}),
+            "category_unknown",
+            "enrolments[0].category",
+        ),
+        (json!({"enrolments": year(-1, "retired")}), "person_invalid", "enrolments[0].year"),
+        (json!({"account_balance": "-5"}), "account_balance_invalid", "account_balance"),
+        (json!({"birth_date": "1990-02-30"}), "person_invalid", "birth_date"),
+        (json!({"birth_date": "2099-01-01"}), "person_invalid", "birth_date"),
+        (json!({"gender": "robot"}), "person_invalid", "gender"),
+        (json!({"id_number": "110101196001011234"}), "person_invalid", "id_number"),
+        (json!({"name": null}), "missing_field", "name"),
+    ] {
+        let (status, error) = app.call("POST", "/v1/persons", agency, Some(person(change))).await;
+        assert_eq!(status, 400, "{error}");
+        assert_eq!((error["code"].as_str(), error["field"].as_str()), (Some(code), Some(field)));
+    }
+    let (status, error) = app.call("POST", "/v1/persons", agency, Some(person(json!({})))).await;
+    assert_eq!(status, 200, "and a person of another identity number is taken: {error}");
+    // Dates that are not of a bill carry the code of what they belong to.
+    let dates = [
+        ("/v1/reconciliation?day=2024-13-01", hospital.as_str(), "period_invalid", "day"),
+        ("/v1/statistics?from=yesterday", app.agency.as_str(), "period_invalid", "from"),
+        ("/v1/reconciliation", app.agency.as_str(), "query_invalid", "institution_id"),
+    ];
+    for (path, token, code, field) in dates {
+        let (status, error) = app.call("GET", path, Some(token), None).await;
+        assert_eq!(status, 400, "{path}: {error}");
+        assert_eq!((error["code"].as_str(), error["field"].as_str()), (Some(code), Some(field)));
+    }
+    let filing = json!({"person_id": "P0001", "kind": "referral", "destination": "131000",
+        "start": "someday"});
+    let (status, error) = app.call("POST", "/v1/filings", agency, Some(filing)).await;
+    assert_eq!((status.as_u16(), error["code"].as_str()), (422, Some("filing_invalid")), "{error}");
+    assert_eq!(error["field"], "start");
+
     let huge = "x".repeat(onestop_server::BODY_BYTES_MAX + 1);
     let response = app
         .client

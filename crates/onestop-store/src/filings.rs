@@ -2,7 +2,7 @@
 //! a settlement there finds the person's valid filing and the insured region's policy says
 //! what it changes (a cut of the basic fund's ratios) or whether unfiled care is refused.
 
-use onestop_api::claim::{parse_date, parse_region};
+use onestop_api::claim::{parse_date_as, parse_region};
 use onestop_api::service::{FilingDto, FilingRequest};
 use onestop_api::{ServiceCode, ServiceError};
 use onestop_core::{Date, FilingKind, PolicyBook, Region};
@@ -109,13 +109,14 @@ fn parse_request(env: &Env<'_>, key: &PersonKey, request: &FilingRequest) -> Ans
         let message = format!("region {destination} is the insured region: no filing is needed");
         return Err(invalid("destination", message));
     }
-    let start = parse_date(&request.start, "start")?;
-    let end = request.end.as_deref().map(|end| parse_date(end, "end")).transpose()?;
+    let start = parse_date_as(&request.start, "start", ServiceCode::FilingInvalid)?;
+    let end = request.end.as_deref();
+    let end = end.map(|end| parse_date_as(end, "end", ServiceCode::FilingInvalid)).transpose()?;
     if end.is_some_and(|end| end < start) {
         return Err(invalid("end", format!("the filing ends before it starts on {start}")));
     }
     let filed_on = match request.filed_on.as_deref() {
-        Some(text) => parse_date(text, "filed_on")?,
+        Some(text) => parse_date_as(text, "filed_on", ServiceCode::FilingInvalid)?,
         None => env.today,
     };
     if filed_on > env.today {

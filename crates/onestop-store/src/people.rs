@@ -1,6 +1,6 @@
 //! People, institutions and assistance lists: what agencies maintain and institutions look up.
 
-use onestop_api::claim::{parse_date, parse_region};
+use onestop_api::claim::parse_region;
 use onestop_api::service::{
     AssistanceImportDto, CredentialDto, EnrolmentDto, PersonViewDto, RegisterInstitutionRequest,
     RegisterPersonRequest,
@@ -86,21 +86,53 @@ fn invalid(field: &str, message: String) -> ServiceError {
     ServiceError::new(ServiceCode::IdInvalid, message).field(field)
 }
 
-fn person_row(actor: &Institution, request: &RegisterPersonRequest) -> Answer<PersonRow> {
+fn person_invalid(field: &str, message: String) -> ServiceError {
+    ServiceError::new(ServiceCode::PersonInvalid, format!("{message} (人员信息错误)")).field(field)
+}
+
+/// Gender codes of GB/T 2261.1 (the national interface's `gend`).
+const GENDERS: [&str; 4] = ["0", "1", "2", "9"];
+
+fn person_row(
+    actor: &Institution,
+    request: &RegisterPersonRequest,
+    today: onestop_core::Date,
+) -> Answer<PersonRow> {
     let key = PersonKey::new(actor.region, &request.person_id).ok_or_else(|| {
         invalid("person_id", format!("`{}` must be 1 to 30 letters and digits", request.person_id))
     })?;
     let id_ok = (15..=18).contains(&request.id_number.len())
         && request.id_number.bytes().all(|b| b.is_ascii_digit() || b == b'X');
     if !id_ok {
-        return Err(invalid("id_number", "an identity number has 15 or 18 characters".to_owned()));
+        let message = "an identity number has 15 or 18 characters: digits, and X last";
+        return Err(person_invalid("id_number", message.to_owned()));
     }
-    let birth_date = parse_date(&request.birth_date, "birth_date")?;
+    let birth_date = request.birth_date.parse::<onestop_core::Date>().ok();
+    let Some(birth_date) = birth_date.filter(|_| request.birth_date.len() == 10) else {
+        let message = format!("`{}` is not a date written YYYY-MM-DD", request.birth_date);
+        return Err(person_invalid("birth_date", message));
+    };
+    if birth_date > today {
+        let message = format!("the birth date {birth_date} is after today, {today}");
+        return Err(person_invalid("birth_date", message));
+    }
+    if !GENDERS.contains(&request.gender.as_str()) {
+        let message = format!(
+            "`{}` is not a gender code; expected one of: 0 (未知 unknown), 1 (男 male), \
+             2 (女 female), 9 (未说明 unstated)",
+            request.gender
+        );
+        return Err(person_invalid("gender", message));
+    }
     let account_balance = match &request.account_balance {
         None => Fen::ZERO,
         Some(text) => {
             Fen::parse_yuan(text.as_str()).ok().filter(|f| *f >= Fen::ZERO).ok_or_else(|| {
-                invalid("account_balance", format!("`{}` is not an amount of yuan", text.as_str()))
+                let rejection = onestop_core::Rejection::new(
+                    onestop_core::RejectionCode::AccountBalanceInvalid,
+                    format!("`{}` is not an amount of yuan, 0 or more", text.as_str()),
+                );
+                ServiceError::from(rejection.field("account_balance"))
             })?
         }
     };
@@ -109,7 +141,7 @@ fn person_row(actor: &Institution, request: &RegisterPersonRequest) -> Answer<Pe
         name: request.name.chars().take(50).collect(),
         id_number: request.id_number.clone(),
         birth_date,
-        gender: request.gender.chars().take(6).collect(),
+        gender: request.gender.clone(),
         account_balance,
     })
 }
@@ -124,22 +156,29 @@ pub fn register_person(
     if actor.role != Role::Agency {
         return Ok(Err(forbidden(actor)));
     }
-    let row = match person_row(actor, request) {
+    let row = match person_row(actor, request, env.today) {
         Ok(row) => row,
         Err(error) => return Ok(Err(error)),
     };
     let mut enrolments = Vec::with_capacity(request.enrolments.len());
     for (index, enrolment) in request.enrolments.iter().enumerate() {
         let Some(category) = Category::parse(&enrolment.category) else {
-            return Ok(Err(invalid(
-                &format!("enrolments[{index}].category"),
+            let rejection = onestop_core::Rejection::new(
+                onestop_core::RejectionCode::CategoryUnknown,
                 format!(
                     "`{}` is not a category; expected one of: {}",
                     enrolment.category,
                     Category::codes()
                 ),
-            )));
+            );
+            let field = format!("enrolments[{index}].category");
+            return Ok(Err(ServiceError::from(rejection.field(field))));
         };
+        if !(1900..=2100).contains(&enrolment.year) {
+            let field = format!("enrolments[{index}].year");
+            let message = format!("the year {} is not between 1900 and 2100", enrolment.year);
+            return Ok(Err(person_invalid(&field, message)));
+        }
         enrolments.push(Enrolment {
             year: enrolment.year,
             category,
@@ -147,6 +186,19 @@ pub fn register_person(
             enterprise_supplementary: enrolment.enterprise_supplementary,
             needy: enrolment.needy,
         });
+    }
+    // An identity number names one person of the region: the import of assistance lists and
+    // the national interface (by `certno`) find people by it.
+    let region = row.key.region_text();
+    tx.lock_id_number(&region, &row.id_number)?;
+    let holders = tx.persons_by_id_number(&region, &row.id_number)?;
+    if let Some(other) = holders.iter().find(|key| key.person_id != row.key.person_id) {
+        let message = format!(
+            "the identity number {} is already person {}'s in region {region}",
+            mask_id_number(&row.id_number),
+            other.person_id
+        );
+        return Ok(Err(person_invalid("id_number", message)));
     }
     tx.upsert_person(&row)?;
     for enrolment in &enrolments {
@@ -229,8 +281,21 @@ pub fn import_assistance(
     let region = actor.region.to_string();
     let mut keys = Vec::with_capacity(rows.len());
     for row in rows {
-        match tx.person_by_id_number(&region, &row.id_number)? {
-            Some(key) => keys.push(key),
+        let mut found = tx.persons_by_id_number(&region, &row.id_number)?;
+        match found.pop() {
+            Some(key) if found.is_empty() => keys.push(key),
+            Some(key) => {
+                let message = format!(
+                    "row {}: identity number {} is of two people of region {region} ({} and \
+                    {}); nothing was imported",
+                    row.row,
+                    mask_id_number(&row.id_number),
+                    found[0].person_id,
+                    key.person_id
+                );
+                let error = ServiceError::new(ServiceCode::AssistanceListInvalid, message);
+                return Ok(Err(error.field(format!("rows[{}]", row.row))));
+            }
             None => {
                 let message = format!(
                     "row {}: no person of region {region} has identity number \

@@ -189,22 +189,24 @@ impl Tx for PgTx<'_, '_> {
         }))
     }
 
-    fn person_by_id_number(
+    fn persons_by_id_number(
         &mut self,
         region_text: &str,
         id_number: &str,
-    ) -> Result<Option<PersonKey>> {
-        let row = self.query_opt(
+    ) -> Result<Vec<PersonKey>> {
+        let rows = self.query(
             "SELECT person_id FROM persons WHERE region = $1 AND id_number = $2 \
-            ORDER BY person_id COLLATE \"C\" LIMIT 1",
+            ORDER BY person_id COLLATE \"C\" LIMIT 2",
             &[&region_text, &id_number],
         )?;
-        match row {
-            Some(row) => {
-                Ok(Some(PersonKey { region: region(region_text)?, person_id: row.try_get(0)? }))
-            }
-            None => Ok(None),
-        }
+        let region = region(region_text)?;
+        rows.iter().map(|row| Ok(PersonKey { region, person_id: row.try_get(0)? })).collect()
+    }
+
+    fn lock_id_number(&mut self, region: &str, id_number: &str) -> Result<()> {
+        let key = format!("id_number:{region}:{id_number}");
+        self.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&key])?;
+        Ok(())
     }
 
     fn upsert_person(&mut self, row: &PersonRow) -> Result<()> {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use onestop_api::claim::parse_date;
+use onestop_api::claim::parse_date_as;
 use onestop_api::service::{
     ReconcileItem, ReconcileRequest, ReconcileResultDto, ReconciliationDto,
     SettlementDifferenceDto, TotalDifferenceDto,
@@ -78,11 +78,13 @@ pub fn reconciliation(
     institution_id: &str,
     day: Date,
 ) -> Result<Answer<ReconciliationDto>> {
-    let Some(institution) = tx.institution(institution_id)? else {
+    let institution = tx.institution(institution_id)?.filter(|i| i.role == Role::Institution);
+    let Some(institution) = institution else {
         return Ok(Err(ServiceError::new(
             ServiceCode::InstitutionNotFound,
-            format!("no institution `{institution_id}`"),
-        )));
+            format!("no institution `{institution_id}` (a hospital or pharmacy, 定点医药机构)"),
+        )
+        .field("institution_id")));
     };
     let allowed = match actor.role {
         Role::Institution => actor.institution_id == institution_id,
@@ -150,9 +152,9 @@ pub fn reconcile(
     if actor.role != Role::Institution {
         return Ok(Err(forbidden(actor)));
     }
-    let day = match parse_date(&request.day, "day") {
+    let day = match parse_date_as(&request.day, "day", ServiceCode::PeriodInvalid) {
         Ok(day) => day,
-        Err(rejection) => return Ok(Err(rejection.into())),
+        Err(error) => return Ok(Err(error)),
     };
     let theirs = match their_totals(request) {
         Ok(theirs) => theirs,

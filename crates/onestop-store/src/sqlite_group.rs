@@ -201,11 +201,11 @@ impl Tx for WriterTx<'_, '_> {
             token_sha256: &str,
             now: &str
         ) -> Result<()>;
-        fn person_by_id_number(
+        fn persons_by_id_number(
             &mut self,
             region: &str,
             id_number: &str
-        ) -> Result<Option<PersonKey>>;
+        ) -> Result<Vec<PersonKey>>;
         fn upsert_person(&mut self, row: &PersonRow) -> Result<()>;
         fn next_seq(&mut self, key: &PersonKey) -> Result<i64>;
         fn upsert_enrolment(&mut self, key: &PersonKey, enrolment: &Enrolment) -> Result<()>;

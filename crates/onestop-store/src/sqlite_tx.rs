@@ -348,21 +348,18 @@ impl Tx for SqliteTx<'_> {
         .transpose()
     }
 
-    fn person_by_id_number(
+    fn persons_by_id_number(
         &mut self,
         region_text: &str,
         id_number: &str,
-    ) -> Result<Option<PersonKey>> {
+    ) -> Result<Vec<PersonKey>> {
         let mut statement = self.conn.prepare_cached(
             "SELECT person_id FROM persons WHERE region = ?1 AND id_number = ?2 ORDER BY person_id \
-            LIMIT 1",
+            LIMIT 2",
         )?;
-        let id: Option<String> =
-            statement.query_row(params![region_text, id_number], |r| r.get(0)).optional()?;
-        Ok(match id {
-            Some(person_id) => Some(PersonKey { region: region(region_text)?, person_id }),
-            None => None,
-        })
+        let region = region(region_text)?;
+        let ids = statement.query_map(params![region_text, id_number], |r| r.get(0))?;
+        ids.map(|id| Ok(PersonKey { region, person_id: id? })).collect()
     }
 
     fn upsert_person(&mut self, row: &PersonRow) -> Result<()> {

@@ -56,7 +56,15 @@ pub trait Tx {
     /// Reads a person; with `lock`, holds them until the transaction ends, so that two
     /// settlements of one person serialize.
     fn person(&mut self, key: &PersonKey, lock: bool) -> Result<Option<PersonRow>>;
-    fn person_by_id_number(&mut self, region: &str, id_number: &str) -> Result<Option<PersonKey>>;
+    /// The people of `region` with this identity number, in order of person id, at most two
+    /// (one is the rule; two say it is broken).
+    fn persons_by_id_number(&mut self, region: &str, id_number: &str) -> Result<Vec<PersonKey>>;
+    /// Serializes, to the end of the transaction, the transactions that register this identity
+    /// number in `region` (so that two registrations cannot both find it free). SQLite has one
+    /// writer already.
+    fn lock_id_number(&mut self, _region: &str, _id_number: &str) -> Result<()> {
+        Ok(())
+    }
     fn upsert_person(&mut self, row: &PersonRow) -> Result<()>;
     /// Takes the person's next sequence number (for ids); the person must be locked.
     fn next_seq(&mut self, key: &PersonKey) -> Result<i64>;
