@@ -24,7 +24,31 @@ fn date(node: &Map<String, Value>, key: &str) -> std::result::Result<Date, Failu
         text(node, key).ok_or_else(|| Failure(format!("缺少必填字段 missing field `{key}`")))?;
     text.get(..10)
         .and_then(|d| d.parse().ok())
-        .ok_or_else(|| Failure(format!("`{key}` is not a date: {text}")))
+        .ok_or_else(|| Failure(format!("日期格式错误 `{key}` is not a date: {text}")))
+}
+
+/// A total the institution must send: an amount of yuan with at most two decimals.
+fn required_fen(node: &Map<String, Value>, key: &str) -> std::result::Result<Fen, Failure> {
+    let text =
+        text(node, key).ok_or_else(|| Failure(format!("缺少必填字段 missing field `{key}`")))?;
+    Fen::parse_yuan(&text).map_err(|_| {
+        Failure(format!("金额格式错误 `{key}` is not an amount of yuan with two decimals: {text}"))
+    })
+}
+
+/// A count the institution must send: a whole number (`2`, `"2"`, `2.0`).
+fn required_count(node: &Map<String, Value>, key: &str) -> std::result::Result<i64, Failure> {
+    let value =
+        node.get(key).ok_or_else(|| Failure(format!("缺少必填字段 missing field `{key}`")))?;
+    let count = match value {
+        Value::Number(n) => n.as_i64().or_else(|| {
+            // A count written as a decimal (`2.0`) is whole when its fraction is zero.
+            n.to_string().strip_suffix(".0").and_then(|whole| whole.parse().ok())
+        }),
+        Value::String(t) => t.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    count.ok_or_else(|| Failure(format!("笔数格式错误 `{key}` is not a whole number: {value}")))
 }
 
 fn fen(node: &Map<String, Value>, key: &str) -> Option<Fen> {
@@ -85,7 +109,7 @@ fn booked(
     };
     let mut rows = Vec::new();
     let mut day = begin;
-    while day <= end {
+    loop {
         for row in tx.settlements_booked(&actor.institution_id, day)? {
             let dto: SettlementDto =
                 serde_json::from_str(&row.result.get()?.text).map_err(|e| {
@@ -111,9 +135,10 @@ fn booked(
                 });
             }
         }
-        day = day.tomorrow().unwrap_or(end);
-        if day == end && day == begin {
-            break;
+        // Ends at `end`, and at the last day of the calendar (9999-12-31 has no tomorrow).
+        match day.tomorrow() {
+            Ok(next) if day < end => day = next,
+            _ => break,
         }
     }
     Ok(Ok(rows))
@@ -145,21 +170,31 @@ pub fn reconcile_totals(
         Ok(rows) => rows,
         Err(failure) => return Ok(Err(failure)),
     };
+    // The institution's totals are all required: one that is absent or does not parse can
+    // never count as matching.
+    let theirs = (|| {
+        Ok((
+            required_count(node, "fixmedins_setl_cnt")?,
+            required_fen(node, "medfee_sumamt")?,
+            required_fen(node, "fund_pay_sumamt")?,
+            required_fen(node, "acct_pay")?,
+        ))
+    })();
+    let (their_count, their_medfee, their_fund, their_account) = match theirs {
+        Ok(theirs) => theirs,
+        Err(failure) => return Ok(Err(failure)),
+    };
     let (count, medfee, fund, account) = totals(&rows);
     let mut differences = Vec::new();
-    let mut compare = |name: &str, ours: String, theirs: Option<String>| {
-        if let Some(theirs) = theirs.filter(|t| *t != ours) {
+    let mut compare = |name: &str, ours: String, theirs: String| {
+        if theirs != ours {
             differences.push(format!("{name} 医保 {ours} 机构 {theirs}"));
         }
     };
-    compare("medfee_sumamt", medfee.to_string(), fen(node, "medfee_sumamt").map(|f| f.to_string()));
-    compare(
-        "fund_pay_sumamt",
-        fund.to_string(),
-        fen(node, "fund_pay_sumamt").map(|f| f.to_string()),
-    );
-    compare("acct_pay", account.to_string(), fen(node, "acct_pay").map(|f| f.to_string()));
-    compare("fixmedins_setl_cnt", count.to_string(), text(node, "fixmedins_setl_cnt"));
+    compare("medfee_sumamt", medfee.to_string(), their_medfee.to_string());
+    compare("fund_pay_sumamt", fund.to_string(), their_fund.to_string());
+    compare("acct_pay", account.to_string(), their_account.to_string());
+    compare("fixmedins_setl_cnt", count.to_string(), their_count.to_string());
     let balanced = differences.is_empty();
     let description = if balanced {
         "平 balanced".to_owned()
@@ -198,9 +233,15 @@ pub fn reconcile_details(
             None => Some("医保无此结算 not booked by the service".to_owned()),
             Some(r)
                 if fen(row, "medfee_sumamt") != Some(r.total)
-                    || fen(row, "fund_pay_sumamt") != Some(r.fund_total) =>
+                    || fen(row, "fund_pay_sumamt") != Some(r.fund_total)
+                    || row
+                        .get("acct_pay")
+                        .is_some_and(|_| fen(row, "acct_pay") != Some(r.personal_account)) =>
             {
-                Some(format!("金额不符 service medfee {} fund {}", r.total, r.fund_total))
+                Some(format!(
+                    "金额不符 service medfee {} fund {} acct_pay {}",
+                    r.total, r.fund_total, r.personal_account
+                ))
             }
             Some(_) => None,
         };

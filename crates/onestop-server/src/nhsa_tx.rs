@@ -233,7 +233,24 @@ fn register(
 }
 
 fn visit_id_of(node: &Map<String, Value>) -> std::result::Result<String, Failure> {
-    required(node, "mdtrt_id")
+    let visit_id = required(node, "mdtrt_id")?;
+    same_person(node, &visit_id)?;
+    Ok(visit_id)
+}
+
+/// Refuses a message whose `psn_no` is not the person of the visit or settlement it names: a
+/// mixed-up patient is never settled or cancelled on another's record.
+fn same_person(node: &Map<String, Value>, id: &str) -> std::result::Result<(), Failure> {
+    let (Some(psn_no), Some((_, key))) = (text(node, "psn_no"), parse_id(id)) else {
+        return Ok(());
+    };
+    if psn_no == key.person_id {
+        return Ok(());
+    }
+    Err(Failure(format!(
+        "人员编号与就诊不符 psn_no `{psn_no}` is not the person of `{id}` ({})",
+        key.person_id
+    )))
 }
 
 fn cancel_visit(
@@ -543,6 +560,20 @@ fn cancel_settlement(
         Ok(id) => id,
         Err(failure) => return Ok(Err(failure)),
     };
+    if let Err(failure) = same_person(node, &setl_id) {
+        return Ok(Err(failure));
+    }
+    // The visit named, if any, must be the settlement's.
+    if let (Some(visit_id), Some((IdKind::Settlement, key))) =
+        (text(node, "mdtrt_id"), parse_id(&setl_id))
+        && let Some(row) = tx.settlement(&key, &setl_id)?
+        && row.visit_id != visit_id
+    {
+        return Ok(Err(Failure(format!(
+            "就诊ID与结算不符 mdtrt_id `{visit_id}` is not the visit of `{setl_id}` ({})",
+            row.visit_id
+        ))));
+    }
     cancel_by_id(tx, env, actor, &setl_id, &request.msgid)
 }
 

@@ -512,6 +512,11 @@ async fn errors_answer_minus_one_with_a_precise_message_and_change_nothing() {
             "medfee_sumamt 2999.99 differs",
         ),
         (
+            "2207",
+            json!({"data": {"psn_no": "P2", "mdtrt_id": visit}}),
+            "人员编号与就诊不符 psn_no `P2` is not the person of",
+        ),
+        (
             "2204",
             json!({"feedetail": [
                 {"mdtrt_id": visit, "det_item_fee_sumamt": "-5", "cnt": 1, "pric": "-5"}
@@ -583,6 +588,14 @@ async fn reconciliation_3201_balances_a_mixed_day_and_reports_a_difference() {
     his.ok("2204", fee_details(&second, "P2", &[("XA02", "01", "2", "400.00")])).await;
     let other = his.ok("2207", json!({"data": {"psn_no": "P2", "mdtrt_id": second}})).await;
     let other_id = &other["setlinfo"]["setl_id"];
+    for (wrong, says) in [
+        (json!({"setl_id": other_id, "mdtrt_id": first, "psn_no": "P2"}), "就诊ID与结算不符"),
+        (json!({"setl_id": other_id, "mdtrt_id": second, "psn_no": "P1"}), "人员编号与就诊不符"),
+    ] {
+        let refused = his.call("2208", json!({ "data": wrong })).await;
+        assert_eq!(refused["infcode"], -1, "{refused}");
+        assert!(refused["err_msg"].as_str().is_some_and(|m| m.contains(says)), "{refused}");
+    }
     let cancel = json!({"data": {"setl_id": other_id, "mdtrt_id": second, "psn_no": "P2"}});
     his.ok("2208", cancel).await;
     // The day: one settlement in force (the other cancelled): the first's amounts.
@@ -594,6 +607,35 @@ async fn reconciliation_3201_balances_a_mixed_day_and_reports_a_difference() {
     }});
     let balanced = his.ok("3201", books.clone()).await;
     assert_eq!(balanced["stmtinfo"]["stmt_rslt"], "0", "{balanced}");
+    // A count written as a decimal or a string is the same count.
+    for count in [json!(1.0), json!("1")] {
+        let mut same = books.clone();
+        same["data"]["fixmedins_setl_cnt"] = count;
+        assert_eq!(his.ok("3201", same).await["stmtinfo"]["stmt_rslt"], "0");
+    }
+    // A total that is absent or not an amount never balances: the message is refused.
+    for (field, value, says) in [
+        ("medfee_sumamt", Value::Null, "missing field `medfee_sumamt`"),
+        ("medfee_sumamt", json!("250.004"), "金额格式错误 `medfee_sumamt`"),
+        ("acct_pay", json!("abc"), "金额格式错误 `acct_pay`"),
+        ("fixmedins_setl_cnt", json!("two"), "笔数格式错误 `fixmedins_setl_cnt`"),
+        ("fixmedins_setl_cnt", Value::Null, "missing field `fixmedins_setl_cnt`"),
+    ] {
+        let mut broken = books.clone();
+        match value {
+            Value::Null => drop(broken["data"].as_object_mut().expect("data").remove(field)),
+            value => broken["data"][field] = value,
+        }
+        let refused = his.call("3201", broken).await;
+        assert_eq!(refused["infcode"], -1, "{field}: {refused}");
+        assert!(refused["err_msg"].as_str().is_some_and(|m| m.contains(says)), "{refused}");
+    }
+    // The last days of the calendar are a period like any other (it once never ended).
+    let mut far = books.clone();
+    far["data"]["stmt_begndate"] = json!("9999-01-01");
+    far["data"]["stmt_enddate"] = json!("9999-12-31");
+    let far = his.ok("3201", far).await;
+    assert!(far["stmtinfo"]["stmt_rslt_dscr"].as_str().is_some_and(|d| d.contains("医保 0")));
     let mut wrong = books;
     wrong["data"]["fund_pay_sumamt"] = json!(1.0);
     let unbalanced = his.ok("3201", wrong).await;
