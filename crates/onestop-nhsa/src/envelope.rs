@@ -20,6 +20,9 @@ pub fn text_any(object: &Map<String, Value>, keys: &[&str]) -> Option<String> {
     keys.iter().find_map(|key| text(object, key))
 }
 
+/// The longest `msgid` taken: the interface's is 30 characters; some clients pad theirs.
+pub const MSGID_BYTES_MAX: usize = 64;
+
 /// A request envelope.
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -63,8 +66,14 @@ impl Request {
             Some(infno) => infno.to_owned(),
             None => required("infno")?,
         };
+        let msgid = required("msgid")?;
+        if msgid.len() > MSGID_BYTES_MAX {
+            return Err(EnvelopeError(format!(
+                "报文ID过长 msgid has at most {MSGID_BYTES_MAX} characters (30 in the interface)"
+            )));
+        }
         Ok(Request {
-            msgid: required("msgid")?,
+            msgid,
             fixmedins_code: required("fixmedins_code")?,
             mdtrtarea_admvs: text_any(&object, &["mdtrtarea_admvs", "mdtrt_area_admvs"]),
             insuplc_admdvs: text(&object, "insuplc_admdvs"),

@@ -328,7 +328,10 @@ async fn transact(
     let (state2, received2) = (state.clone(), received.to_owned());
     crate::routes::write(state, move |tx, env| {
         if let Some(message) = tx.nhsa_message(&institution.institution_id, &request2.msgid)? {
-            return Ok(replay(&message, &sha));
+            return Ok(match replay(&message, &sha) {
+                Ok(first) => first,
+                Err(refused) => envelope_json(&state2, &received2, Err(refused)),
+            });
         }
         let outcome = crate::nhsa_tx::dispatch(tx, env, &institution, &request2, &value)?;
         let envelope = envelope_json(&state2, &received2, outcome);
@@ -351,16 +354,24 @@ async fn transact(
     })
 }
 
-/// A repeated msgid: the first answer, or a refusal when the request differs.
-fn replay(message: &NhsaMessage, sha: &str) -> Value {
+/// What a message reversed by 2601 before it arrived is recorded with, in place of its
+/// request's hash (followed by the reversing msgid).
+pub(crate) const REVERSED_BEFORE_ARRIVAL: &str = "reversed-by-2601:";
+
+/// A repeated msgid: the first answer, or a refusal when the request differs or when 2601
+/// reversed the msgid before it arrived (its record then holds the refusal's text).
+fn replay(message: &NhsaMessage, sha: &str) -> Result<Value, Failure> {
+    if message.request_sha256.starts_with(REVERSED_BEFORE_ARRIVAL) {
+        return Err(Failure(message.response.clone()));
+    }
     if message.request_sha256 != sha {
         let text = format!(
             "报文ID重复 msgid `{}` was already used for another request ({})",
             message.msgid, message.infno
         );
-        return json!({ "infcode": -1, "err_msg": text, "output": {} });
+        return Err(Failure(text));
     }
-    serde_json::from_str(&message.response).unwrap_or(Value::Null)
+    Ok(serde_json::from_str(&message.response).unwrap_or(Value::Null))
 }
 
 /// Encrypts and signs the output for institutions in the encrypted mode.

@@ -617,10 +617,32 @@ fn reverse(
         Ok(id) => id,
         Err(failure) => return Ok(Err(failure)),
     };
+    if omsgid.len() > onestop_nhsa::envelope::MSGID_BYTES_MAX {
+        return Ok(Err(Failure(format!(
+            "原报文ID过长 omsgid has at most {} characters",
+            onestop_nhsa::envelope::MSGID_BYTES_MAX
+        ))));
+    }
     let Some(original) = tx.nhsa_message(&actor.institution_id, &omsgid)? else {
+        // The original may still be on its way: its msgid is taken now, so that if it arrives
+        // it is refused rather than settled behind the client's back.
+        let refusal = format!(
+            "原交易已冲正 msgid `{omsgid}` was reversed by 2601 (msgid `{}`) before it arrived \
+             and is not processed; send the transaction again with a new msgid",
+            request.msgid
+        );
+        tx.insert_nhsa_message(&onestop_store::model::NhsaMessage {
+            institution_id: actor.institution_id.clone(),
+            msgid: omsgid,
+            infno: text(node, "oinfno").unwrap_or_default().chars().take(4).collect(),
+            request_sha256: format!("{}{}", crate::nhsa::REVERSED_BEFORE_ARRIVAL, request.msgid),
+            response: refusal,
+            at: env.now.clone(),
+        })?;
         return Ok(Ok(json!({
             "reversed": false,
-            "memo": "原交易未收到 the original message was never received; nothing to reverse",
+            "memo": "原交易未收到 the original message was never received; it will be refused \
+                     if it arrives",
         })));
     };
     let response: Value = serde_json::from_str(&original.response).unwrap_or(Value::Null);

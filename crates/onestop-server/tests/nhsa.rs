@@ -437,6 +437,7 @@ async fn a_repeated_msgid_replays_the_first_answer_and_never_settles_twice() {
         .await;
     assert_eq!(reused["infcode"], -1);
     assert!(reused["err_msg"].as_str().expect("msg").contains("msgid"), "{reused}");
+    assert!(reused.get("inf_refmsgid").is_some_and(|r| r != ""), "a whole envelope: {reused}");
     let day = service
         .v1(reqwest::Method::GET, "/v1/reconciliation?day=2024-06-10", &his.token, None)
         .await;
@@ -485,6 +486,14 @@ async fn reversal_2601_cancels_a_settlement_whose_answer_was_lost() {
     let reversal = json!({"data": {"psn_no": "P1", "omsgid": unknown, "oinfno": "2207"}});
     let never = his.ok("2601", reversal).await;
     assert_eq!(never["reversed"], false);
+    // The original, arriving after its reversal, is refused and settles nothing.
+    let late =
+        his.call_with("2207", json!({"data": {"psn_no": "P1", "mdtrt_id": visit}}), unknown).await;
+    assert_eq!(late["infcode"], -1, "{late}");
+    assert!(late["err_msg"].as_str().is_some_and(|m| m.contains("原交易已冲正")), "{late}");
+    for key in ["inf_refmsgid", "refmsg_time", "respond_time", "warn_msg", "cainfo", "signtype"] {
+        assert!(late.get(key).is_some(), "a whole envelope: no {key} in {late}");
+    }
     let visit_now =
         service.v1(reqwest::Method::GET, &format!("/v1/visits/{visit}"), &his.token, None).await;
     assert_eq!(visit_now["status"], "open", "the visit can be settled again");
