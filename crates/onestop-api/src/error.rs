@@ -142,11 +142,19 @@ pub struct ServiceError {
     pub body: ErrorBody,
 }
 
+/// A message for Chinese readers too: one written in English alone is led by the code's Chinese
+/// term (`无权限 institution ... may not do this`); one that already has Chinese is kept.
+fn bilingual(zh: &str, message: String) -> String {
+    let chinese = message.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
+    if chinese { message } else { format!("{zh} {message}") }
+}
+
 impl ServiceError {
     pub fn new(code: ServiceCode, message: impl Into<String>) -> ServiceError {
+        let message = bilingual(code.zh(), message.into());
         ServiceError {
             status: code.status(),
-            body: ErrorBody { code: code.code().to_owned(), message: message.into(), field: None },
+            body: ErrorBody { code: code.code().to_owned(), message, field: None },
         }
     }
 
@@ -178,7 +186,7 @@ impl From<Rejection> for ServiceError {
             status: rejection_status(rejection.code),
             body: ErrorBody {
                 code: rejection.code.code().to_owned(),
-                message: rejection.message,
+                message: bilingual(rejection.code.zh(), rejection.message),
                 field: rejection.field,
             },
         }

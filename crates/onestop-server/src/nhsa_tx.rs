@@ -18,9 +18,14 @@ use crate::nhsa::Failure;
 
 type Outcome = std::result::Result<Value, Failure>;
 
+/// An error as an `err_msg`: its message (led by its Chinese term), then its code.
+fn failure_text(error: ServiceError) -> String {
+    format!("{} [{}]", error.body.message, error.body.code)
+}
+
 impl From<ServiceError> for Failure {
     fn from(error: ServiceError) -> Failure {
-        Failure(format!("[{}] {}", error.body.code, error.body.message))
+        Failure(failure_text(error))
     }
 }
 
@@ -338,14 +343,72 @@ fn fee_line(
         amount: Some(Scalar(amount.clone())),
         price_limit: None,
     };
-    let lenient = LineDto { quantity: None, unit_price: None, ..strict.clone() };
-    let line = onestop_api::claim::parse_lines(std::slice::from_ref(&strict))
-        .or_else(|_| onestop_api::claim::parse_lines(std::slice::from_ref(&lenient)))
-        .map_err(|r| Failure(format!("[{}] {}", r.code, r.message)))?
-        .remove(0);
+    let line = match onestop_api::claim::parse_lines(std::slice::from_ref(&strict)) {
+        Ok(mut lines) => lines.remove(0),
+        Err(rejection) => {
+            // `cnt` num(16,4) and `pric` num(16,6) are finer than a line's quantity and price:
+            // the line is then kept by its amount alone, but only when `cnt × pric` is that
+            // amount to the fen (clients round it their way); otherwise the line is refused.
+            let lenient = LineDto { quantity: None, unit_price: None, ..strict.clone() };
+            let mut lines = onestop_api::claim::parse_lines(std::slice::from_ref(&lenient))
+                .map_err(|_| Failure(failure_text(ServiceError::from(rejection))))?;
+            if let (Some(count), Some(price)) = (text(detail, "cnt"), text(detail, "pric")) {
+                let product = fen_of_product(&count, &price).ok_or_else(|| {
+                    Failure(format!(
+                        "数量或单价格式错误 cnt `{count}` and pric `{price}` must be decimal \
+                         numbers, cnt more than 0"
+                    ))
+                })?;
+                let sent = lines[0].amount;
+                if (sent.0 - product).abs() > 1 {
+                    return Err(Failure(format!(
+                        "明细金额不符 det_item_fee_sumamt {amount} is not cnt {count} × pric \
+                         {price} ({})",
+                        onestop_core::Fen(product)
+                    )));
+                }
+            }
+            lines.remove(0)
+        }
+    };
     let origin =
         LineOrigin { serial: text(detail, "feedetl_sn"), batch: text(detail, "chrg_bchno") };
     Ok((line, origin))
+}
+
+/// A decimal number as digits and a scale (`"1.25"` is `(125, 2)`); at most 8 decimals.
+fn decimal(text: &str) -> Option<(i128, u32)> {
+    let text = text.trim();
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty()
+        || whole.len() > 16
+        || fraction.len() > 8
+        || !digits(whole)
+        || !digits(fraction)
+    {
+        return None;
+    }
+    let scale = u32::try_from(fraction.len()).ok()?;
+    Some((format!("{whole}{fraction}").parse().ok()?, scale))
+}
+
+/// `count × price` in fen, rounded half up; `None` unless both are decimals and the count is
+/// more than 0.
+fn fen_of_product(count: &str, price: &str) -> Option<i64> {
+    let ((count, count_scale), (price, price_scale)) = (decimal(count)?, decimal(price)?);
+    if count == 0 {
+        return None;
+    }
+    let product = count.checked_mul(price)?;
+    // The product has `count_scale + price_scale` decimals; fen have two.
+    let shift = 10_i128.checked_pow((count_scale + price_scale).saturating_sub(2))?;
+    let fen = if count_scale + price_scale >= 2 {
+        (product + shift / 2) / shift
+    } else {
+        product * 10_i128.pow(2 - count_scale - price_scale)
+    };
+    i64::try_from(fen).ok()
 }
 
 fn upload_fees(
@@ -519,7 +582,7 @@ fn stored_record(
     if response.status != 200 {
         let parsed = serde_json::from_str::<onestop_api::ErrorBody>(body);
         return Ok(Err(match parsed {
-            Ok(error) => Failure(format!("[{}] {}", error.code, error.message)),
+            Ok(error) => Failure(format!("{} [{}]", error.message, error.code)),
             Err(e) => Failure(e.to_string()),
         }));
     }
@@ -720,4 +783,27 @@ fn year_to_date(
         }
     }
     Ok(Ok(json!({ "cuminfo": cuminfo })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fen_of_product;
+
+    #[test]
+    fn a_count_times_a_price_is_rounded_half_up_to_the_fen() {
+        let cases = [
+            ("3", "1.234567", Some(370)),
+            ("2", "0.333333", Some(67)),
+            ("2", "10", Some(2000)),
+            ("0.5", "0.01", Some(1)),
+            ("1.5", "0.333", Some(50)),
+            ("0", "10", None),
+            ("two", "10", None),
+            ("-1", "10", None),
+            ("1", "1e3", None),
+        ];
+        for (count, price, fen) in cases {
+            assert_eq!(fen_of_product(count, price), fen, "{count} × {price}");
+        }
+    }
 }

@@ -532,6 +532,20 @@ async fn errors_answer_minus_one_with_a_precise_message_and_change_nothing() {
             ]}),
             "line_amount",
         ),
+        (
+            "2204",
+            json!({"feedetail": [
+                {"mdtrt_id": visit, "det_item_fee_sumamt": "5000.00", "cnt": 2, "pric": "10"}
+            ]}),
+            "明细金额不符 det_item_fee_sumamt 5000.00 is not cnt 2 × pric 10 (20.00)",
+        ),
+        (
+            "2204",
+            json!({"feedetail": [
+                {"mdtrt_id": visit, "det_item_fee_sumamt": "5.00", "cnt": "two", "pric": "2.5"}
+            ]}),
+            "数量或单价格式错误",
+        ),
     ];
     for (infno, input, says) in cases {
         let answer = his.call(infno, input).await;
