@@ -231,6 +231,18 @@ fn a_token_is_issued_again_only_for_the_same_region_and_role() {
     assert_eq!(auditor.status.code(), Some(2), "{}", stdout(&auditor));
     assert!(stderr(&auditor).contains("already registered as agency of region 110000"));
     assert!(stderr(&auditor).contains("institution_id_taken"), "{}", stderr(&auditor));
+    // A database that is not a URL is refused, and no file is made of it.
+    for database in ["tokens-bare.sqlite", "mysql://x"] {
+        let args = ["token", "--database", database, "--id", "A1", "--region", "110000"];
+        let output = Command::new(env!("CARGO_BIN_EXE_onestop"))
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("runs");
+        assert!(!output.status.success(), "{database}");
+        assert!(stderr(&output).contains("is not a database: write sqlite:PATH"), "{database}");
+    }
+    assert!(!dir.path().join("tokens-bare.sqlite").exists());
     let elsewhere = token(&["--region", "131000"]);
     assert!(!elsewhere.status.success());
     assert!(stderr(&elsewhere).contains("institution_id_taken"), "{}", stderr(&elsewhere));

@@ -31,12 +31,47 @@ fn list_error(row: usize, message: String) -> ServiceError {
     ServiceError::new(ServiceCode::AssistanceListInvalid, message).field(format!("rows[{row}]"))
 }
 
-/// A category by its code or its Chinese name (低保对象, 特困人员, ...).
+/// The short names civil affairs' lists also write, each for one category.
+const CATEGORY_ALIASES: &[(&str, AssistanceCategory)] = &[
+    ("低保", AssistanceCategory::SubsistenceAllowance),
+    ("低保户", AssistanceCategory::SubsistenceAllowance),
+    ("城乡低保", AssistanceCategory::SubsistenceAllowance),
+    ("城市低保", AssistanceCategory::SubsistenceAllowance),
+    ("农村低保", AssistanceCategory::SubsistenceAllowance),
+    ("最低生活保障对象", AssistanceCategory::SubsistenceAllowance),
+    ("特困", AssistanceCategory::ExtremePoverty),
+    ("特困供养人员", AssistanceCategory::ExtremePoverty),
+    ("五保", AssistanceCategory::ExtremePoverty),
+    ("五保户", AssistanceCategory::ExtremePoverty),
+    ("低保边缘", AssistanceCategory::LowIncomeEdge),
+    ("低边", AssistanceCategory::LowIncomeEdge),
+    ("监测对象", AssistanceCategory::ReturningToPovertyRisk),
+    ("防返贫监测对象", AssistanceCategory::ReturningToPovertyRisk),
+    ("因病致贫", AssistanceCategory::ImpoverishedByIllness),
+    ("重残", AssistanceCategory::SevereDisability),
+    ("重度残疾", AssistanceCategory::SevereDisability),
+];
+
+/// A category by its code, its Chinese name (低保对象, 特困人员, ...) or a short name of
+/// `CATEGORY_ALIASES` (低保, 特困, ...).
 fn category(text: &str) -> Option<AssistanceCategory> {
     let text = text.trim();
-    AssistanceCategory::parse(text).or_else(|| {
-        AssistanceCategory::ALL.iter().copied().find(|c| c.zh() == text || text.contains(c.zh()))
-    })
+    AssistanceCategory::parse(text)
+        .or_else(|| CATEGORY_ALIASES.iter().find(|(alias, _)| *alias == text).map(|(_, c)| *c))
+        .or_else(|| {
+            AssistanceCategory::ALL
+                .iter()
+                .copied()
+                .find(|c| c.zh() == text || text.contains(c.zh()))
+        })
+}
+
+/// What a category cell may hold, for the message that refuses one.
+fn categories_accepted() -> String {
+    let names: Vec<String> =
+        AssistanceCategory::ALL.iter().map(|c| format!("{} ({})", c.zh(), c.code())).collect();
+    let aliases: Vec<&str> = CATEGORY_ALIASES.iter().map(|(alias, _)| *alias).collect();
+    format!("{}; or {}", names.join(", "), aliases.join(", "))
 }
 
 /// Dates as `2024-03-01`, `2024/3/1` or `20240301`.
@@ -89,7 +124,12 @@ pub fn parse_rows(cells: &[Vec<String>]) -> Result<Vec<ListRow>, ServiceError> {
             return Err(list_error(number, format!("`{id_number}` is not an identity number")));
         }
         let category = category(cell(index[1])).ok_or_else(|| {
-            list_error(number, format!("`{}` is not an assistance category", cell(index[1])))
+            let message = format!(
+                "`{}` is not an assistance category (救助类别); expected one of: {}",
+                cell(index[1]),
+                categories_accepted()
+            );
+            list_error(number, message)
         })?;
         let effective_from = date(cell(index[2]))
             .ok_or_else(|| list_error(number, format!("`{}` is not a date", cell(index[2]))))?;
@@ -148,5 +188,30 @@ fn cell_text(cell: &calamine::Data) -> String {
         }
         calamine::Data::Float(value) if value.fract() == 0.0 => format!("{value:.0}"),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AssistanceCategory as C, category};
+
+    #[test]
+    fn a_category_is_read_by_code_chinese_name_or_short_name() {
+        let cases = [
+            ("subsistence_allowance", Some(C::SubsistenceAllowance)),
+            ("低保对象", Some(C::SubsistenceAllowance)),
+            ("低保", Some(C::SubsistenceAllowance)),
+            (" 农村低保 ", Some(C::SubsistenceAllowance)),
+            ("低保边缘", Some(C::LowIncomeEdge)),
+            ("低保边缘家庭成员", Some(C::LowIncomeEdge)),
+            ("特困", Some(C::ExtremePoverty)),
+            ("五保户", Some(C::ExtremePoverty)),
+            ("重残", Some(C::SevereDisability)),
+            ("贫困", None),
+            ("", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(category(text), want, "{text}");
+        }
     }
 }

@@ -43,7 +43,14 @@ impl Store {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(Store::Postgres(postgres::PgStore::open(url)?));
         }
-        let path = url.strip_prefix("sqlite:").unwrap_or(url);
+        // A bare path or another scheme is refused rather than taken as a new SQLite file.
+        let path =
+            url.strip_prefix("sqlite:").filter(|path| !path.is_empty()).ok_or_else(|| {
+                StoreError::Config(format!(
+                    "`{url}` is not a database: write sqlite:PATH (the embedded default) or \
+                 postgres://user@host/db"
+                ))
+            })?;
         Ok(Store::Sqlite(sqlite::SqliteStore::open(&PathBuf::from(path))?))
     }
 
