@@ -47,7 +47,8 @@ rejection_codes! {
     TextTooLong = "text_too_long", "文本超长",
         "Codes, names and identifiers must fit their documented length.";
     DateOfServiceInvalid = "date_of_service_invalid", "就诊日期无效",
-        "The date of service must be a real calendar date written YYYY-MM-DD.";
+        "The date of service must be a real calendar date written YYYY-MM-DD, and a visit's not \
+         after today.";
     RegionCodeInvalid = "region_code_invalid", "统筹区编码无效",
         "A pooling region is a six-digit administrative division code such as 110000.";
     VisitTypeUnknown = "visit_type_unknown", "医疗类别未知",

@@ -324,6 +324,16 @@ async fn errors_are_json_with_stable_codes() {
         ),
         ("GET", "/v1/settlements/nonsense".into(), Some(&hospital), None, 400, "id_invalid"),
         (
+            "POST",
+            "/v1/visits".into(),
+            Some(&hospital),
+            Some(
+                json!({"person_id": "P0001", "visit": "inpatient", "date_of_service": "2024-06-11"}),
+            ),
+            400,
+            "date_of_service_invalid",
+        ),
+        (
             "DELETE",
             format!("/v1/visits/{visit_id}/lines/abc"),
             Some(&hospital),

@@ -44,6 +44,14 @@ fn visit_fields(
         Some(text) => parse_date(text.as_str(), "date_of_service")?,
         None => env.today,
     };
+    if date > env.today {
+        // Care not yet given is not settled: it would count on the year's totals before it
+        // happened.
+        let message = format!("the date of service {date} is after today, {}", env.today);
+        return Err(Rejection::new(RejectionCode::DateOfServiceInvalid, message)
+            .field("date_of_service")
+            .into());
+    }
     let admission =
         match &request.admission_number {
             None => None,
