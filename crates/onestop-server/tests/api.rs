@@ -327,9 +327,8 @@ async fn errors_are_json_with_stable_codes() {
             "POST",
             "/v1/visits".into(),
             Some(&hospital),
-            Some(
-                json!({"person_id": "P0001", "visit": "inpatient", "date_of_service": "2024-06-11"}),
-            ),
+            Some(json!({"person_id": "P0001", "visit": "inpatient",
+                "date_of_service": "2024-06-11"})),
             400,
             "date_of_service_invalid",
         ),
