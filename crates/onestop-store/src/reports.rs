@@ -96,7 +96,11 @@ pub fn reconciliation(
     let book = day_book(tx, institution_id, day)?;
     let reversals = book.items.iter().filter(|r| r.reversal).count() as u64;
     let settlements = book.items.len() as u64 - reversals;
-    let amounts = book.accounts;
+    let mut amounts = book.accounts;
+    // The accounts every day has, shown at zero rather than left out.
+    for account in [Account::MedicalCost, Account::PersonalAccount, Account::Cash] {
+        amounts.entry(account.code()).or_insert(Fen::ZERO);
+    }
     let fund_total: Fen =
         amounts.iter().filter(|(account, _)| account.starts_with("tier:")).map(|(_, a)| *a).sum();
     Ok(Ok(ReconciliationDto {
