@@ -70,7 +70,9 @@ service_codes! {
     IdempotencyKeyInvalid = "idempotency_key_invalid", 400, "幂等键格式错误",
         "An idempotency key is 1 to 64 printable ASCII characters.";
     IdempotencyKeyReused = "idempotency_key_reused_with_another_request", 422, "幂等键已用于其他请求",
-        "An idempotency key names one request: reusing it with another path or body is refused.";
+        "An idempotency key names one request: reusing it with another path or body about the \
+         same person is refused (keys are kept with the person's settlements, so a key must \
+         never be reused for another patient).";
     IdInvalid = "id_invalid", 400, "标识格式错误",
         "Person, visit, settlement and institution ids have the documented form.";
     BodyTooLarge = "body_too_large", 413, "请求体过大",

@@ -475,6 +475,11 @@ async fn settle(
     stored(response)
 }
 
+/// `POST /v1/settlements/{id}/cancel`: a full reversal, nothing to choose.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CancelRequest {}
+
 async fn cancel(
     State(state): State<AppState>,
     Actor(actor): Actor,
@@ -486,7 +491,9 @@ async fn cancel(
 ) -> Result<Response, ApiError> {
     // Without a key, the settlement id is the key: cancelling twice replays the reversal.
     let key = idempotency_key(&headers)?.unwrap_or_else(|| format!("cancel:{settlement_id}"));
-    let sha = request_sha256(&method, &uri, &body);
+    // A cancel takes no fields: a body, if any, is `{}`, and it is no part of the request.
+    let CancelRequest {} = parse(&body)?;
+    let sha = request_sha256(&method, &uri, &Bytes::new());
     let response = write(&state, move |tx, env| {
         let idempotency = Idempotency { key: &key, request_sha256: &sha };
         ops::cancel(tx, env, &actor, &settlement_id, &idempotency)

@@ -174,9 +174,17 @@ async fn a_hospital_settles_cancels_and_reconciles() {
         .await;
     assert_eq!(status, 200, "{reversal}");
     let (_, again) = app
-        .call("POST", &format!("/v1/settlements/{settlement_id}/cancel"), Some(&hospital), None)
+        .call(
+            "POST",
+            &format!("/v1/settlements/{settlement_id}/cancel"),
+            Some(&hospital),
+            Some(json!({})),
+        )
         .await;
-    assert_eq!(again, reversal, "cancelling twice returns the same reversal");
+    assert_eq!(
+        again, reversal,
+        "cancelling twice (the second with `{{}}`) returns the same reversal"
+    );
     let (_, person) = app.call("GET", "/v1/persons/110000/P0001", Some(&hospital), None).await;
     assert_eq!(person["account_balance"], "3000.00");
     let (_, fetched) =
@@ -323,6 +331,14 @@ async fn errors_are_json_with_stable_codes() {
             "settlement_not_found",
         ),
         ("GET", "/v1/settlements/nonsense".into(), Some(&hospital), None, 400, "id_invalid"),
+        (
+            "POST",
+            "/v1/settlements/S-110000-P0001-77/cancel".into(),
+            Some(&hospital),
+            Some(json!({"reason": "退费"})),
+            400,
+            "unknown_field",
+        ),
         (
             "POST",
             "/v1/visits".into(),
