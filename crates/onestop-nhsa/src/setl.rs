@@ -78,6 +78,8 @@ pub fn setlinfo(
         ("psn_part_amt", signed(&s.personal_total)),
         ("acct_pay", signed(&s.personal_account)),
         ("psn_cash_pay", signed(&s.cash)),
+        // Some clients read the cash column of a cancel's answer by this name.
+        ("pdn_cash_pay", signed(&s.cash)),
         ("hosp_part_amt", yuan_number(Fen::ZERO)),
         ("acct_mulaid_pay", yuan_number(Fen::ZERO)),
         ("balc", amount(&person.account_balance)),

@@ -443,6 +443,25 @@ fn upload_fees(
             }
         }
     }
+    // A fee line's serial (feedetl_sn) names it within the visit: a line sent again under a new
+    // msgid is refused rather than billed twice.
+    if let Some((_, key)) = parse_id(&visit_id) {
+        let mut serials: std::collections::BTreeSet<String> = tx
+            .lines_with_origin(&key, &visit_id)?
+            .into_iter()
+            .filter_map(|(_, _, origin)| origin.serial)
+            .collect();
+        for (index, (_, origin)) in lines.iter().enumerate() {
+            if let Some(serial) = &origin.serial
+                && !serials.insert(serial.clone())
+            {
+                return Ok(Err(Failure(format!(
+                    "feedetail[{index}] 费用明细流水号重复 feedetl_sn `{serial}` is already a line \
+                     of visit `{visit_id}`; withdraw it (2205/2302) before sending it again"
+                ))));
+            }
+        }
+    }
     let count = lines.len();
     let visit = match visits::append_lines(tx, env, actor, &visit_id, lines)? {
         Ok(visit) => visit,
@@ -477,7 +496,14 @@ fn cancel_fees(tx: &mut dyn Tx, actor: &Institution, node: &Map<String, Value>) 
     };
     // "0000" (or no batch) withdraws every line of the visit.
     let batch = text(node, "chrg_bchno").filter(|b| b != "0000");
-    tx.delete_lines_of_batch(&visit.key, &visit_id, batch.as_deref())?;
+    let withdrawn = tx.delete_lines_of_batch(&visit.key, &visit_id, batch.as_deref())?;
+    if withdrawn == 0
+        && let Some(batch) = batch
+    {
+        return Ok(Err(Failure(format!(
+            "收费批次不存在 no line of visit `{visit_id}` has chrg_bchno `{batch}`"
+        ))));
+    }
     Ok(Ok(json!({})))
 }
 

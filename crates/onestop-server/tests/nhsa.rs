@@ -804,3 +804,26 @@ fn every_captured_sample_parses_and_replies_have_its_shape() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fee_line_is_uploaded_once_and_withdrawn_by_its_batch() {
+    let service = start().await;
+    // The visit has one line, F000 of batch B1, 3,000.00.
+    let (his, visit) = ready_visit(&service).await;
+    let again = fee_details(&visit, "P1", &[("XA01", "01", "1", "3000.00")]);
+    let refused = his.call("2204", again.clone()).await;
+    assert_eq!(refused["infcode"], -1, "{refused}");
+    let said = refused["err_msg"].as_str().unwrap_or_default();
+    assert!(said.contains("费用明细流水号重复 feedetl_sn `F000`"), "{refused}");
+    let unknown = his.call("2205", json!({"data": {"mdtrt_id": visit, "chrg_bchno": "B9"}})).await;
+    assert_eq!(unknown["infcode"], -1, "{unknown}");
+    assert!(unknown["err_msg"].as_str().is_some_and(|m| m.contains("收费批次不存在")), "{unknown}");
+    // The line is billed once: the settlement's total is the one line's.
+    let total = json!({"data": {"psn_no": "P1", "mdtrt_id": visit, "medfee_sumamt": "3000.00"}});
+    his.ok("2206", total).await;
+    // Withdrawn by its batch, the line may be sent again.
+    his.ok("2205", json!({"data": {"mdtrt_id": visit, "chrg_bchno": "B1"}})).await;
+    his.ok("2204", again).await;
+    let settled = his.ok("2207", json!({"data": {"psn_no": "P1", "mdtrt_id": visit}})).await;
+    assert_eq!(fen(&settled["setlinfo"]["medfee_sumamt"]), Fen(300_000));
+}
