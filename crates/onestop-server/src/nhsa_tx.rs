@@ -411,6 +411,32 @@ fn fen_of_product(count: &str, price: &str) -> Option<i64> {
     i64::try_from(fen).ok()
 }
 
+/// A fee line's serial (feedetl_sn) names it within the visit: a line sent again under a new
+/// msgid is refused rather than billed twice.
+fn serial_taken(
+    tx: &mut dyn Tx,
+    visit_id: &str,
+    lines: &[(onestop_core::Line, LineOrigin)],
+) -> Result<Option<Failure>> {
+    let Some((_, key)) = parse_id(visit_id) else { return Ok(None) };
+    let mut serials: std::collections::BTreeSet<String> = tx
+        .lines_with_origin(&key, visit_id)?
+        .into_iter()
+        .filter_map(|(_, _, origin)| origin.serial)
+        .collect();
+    for (index, (_, origin)) in lines.iter().enumerate() {
+        if let Some(serial) = &origin.serial
+            && !serials.insert(serial.clone())
+        {
+            return Ok(Some(Failure(format!(
+                "feedetail[{index}] 费用明细流水号重复 feedetl_sn `{serial}` is already a line of \
+                 visit `{visit_id}`; withdraw it (2205/2302) before sending it again"
+            ))));
+        }
+    }
+    Ok(None)
+}
+
 fn upload_fees(
     tx: &mut dyn Tx,
     env: &Env<'_>,
@@ -443,24 +469,8 @@ fn upload_fees(
             }
         }
     }
-    // A fee line's serial (feedetl_sn) names it within the visit: a line sent again under a new
-    // msgid is refused rather than billed twice.
-    if let Some((_, key)) = parse_id(&visit_id) {
-        let mut serials: std::collections::BTreeSet<String> = tx
-            .lines_with_origin(&key, &visit_id)?
-            .into_iter()
-            .filter_map(|(_, _, origin)| origin.serial)
-            .collect();
-        for (index, (_, origin)) in lines.iter().enumerate() {
-            if let Some(serial) = &origin.serial
-                && !serials.insert(serial.clone())
-            {
-                return Ok(Err(Failure(format!(
-                    "feedetail[{index}] 费用明细流水号重复 feedetl_sn `{serial}` is already a line \
-                     of visit `{visit_id}`; withdraw it (2205/2302) before sending it again"
-                ))));
-            }
-        }
+    if let Some(failure) = serial_taken(tx, &visit_id, &lines)? {
+        return Ok(Err(failure));
     }
     let count = lines.len();
     let visit = match visits::append_lines(tx, env, actor, &visit_id, lines)? {
