@@ -77,8 +77,15 @@ fn stamp(state: &AppState) -> String {
     now.strftime("%Y%m%d%H%M%S%3f").to_string()
 }
 
-fn envelope_json(state: &AppState, received: &str, outcome: Result<Value, Failure>) -> Value {
-    let region = "000000";
+/// The answer's envelope; `inf_refmsgid` starts with `region`, the message's division of the
+/// place of treatment (`mdtrtarea_admvs`), `000000` when the message names none.
+fn envelope_json(
+    state: &AppState,
+    received: &str,
+    region: Option<&str>,
+    outcome: Result<Value, Failure>,
+) -> Value {
+    let region = region.and_then(Region::parse).map_or("000000".to_owned(), |r| r.to_string());
     let (infcode, err_msg, output) = match outcome {
         Ok(output) => (0, "成功".to_owned(), output),
         Err(Failure(message)) => (-1, message, json!({})),
@@ -116,7 +123,11 @@ async fn handle(
     };
     let answer = match answered {
         Ok(answer) => answer,
-        Err(failure) => envelope_json(&state, &received, Err(failure)),
+        Err(failure) => {
+            let request = Request::parse(&body, infno.as_deref()).ok();
+            let region = request.and_then(|r| r.mdtrtarea_admvs);
+            envelope_json(&state, &received, region.as_deref(), Err(failure))
+        }
     };
     json_response(200, answer.to_string())
 }
@@ -229,6 +240,28 @@ fn request_sha256(infno: &str, input: &str) -> String {
     hex::encode(Sha256::digest(format!("{infno}\n{input}").as_bytes()))
 }
 
+/// What a message is recognized by when its `msgid` comes again: its input as JSON, written
+/// with sorted keys and no spaces (so a retry that rebuilt the JSON, with other whitespace or
+/// key order, is the same request), and, for records written before that, its input's text.
+struct RequestHashes {
+    canonical: String,
+    raw: String,
+}
+
+impl RequestHashes {
+    fn new(infno: &str, value: &Value, plain_text: &str) -> RequestHashes {
+        // serde_json's maps are sorted by key (no `preserve_order`): `to_string` is canonical.
+        RequestHashes {
+            canonical: request_sha256(infno, &value.to_string()),
+            raw: request_sha256(infno, plain_text),
+        }
+    }
+
+    fn matches(&self, stored: &str) -> bool {
+        stored == self.canonical || stored == self.raw
+    }
+}
+
 async fn answer(
     state: &AppState,
     infno: Option<&str>,
@@ -264,7 +297,7 @@ async fn answer(
             }
         }
     }
-    let sha = request_sha256(&request.infno, &input.plain_text);
+    let sha = RequestHashes::new(&request.infno, &input.value, &input.plain_text);
     let stored = transact(state, institution, request.clone(), input.value, sha, received).await?;
     seal(state, &request, input.keys.as_ref(), stored)
 }
@@ -310,7 +343,7 @@ async fn answer_forwarded(
         refuse_in_window(state, region).await?;
     }
     let plain_text = raw_input(body).unwrap_or_else(|| request.input.to_string());
-    let sha = request_sha256(&request.infno, &plain_text);
+    let sha = RequestHashes::new(&request.infno, &request.input, &plain_text);
     let value = request.input.clone();
     transact(state, actor, request, value, sha, received).await
 }
@@ -322,24 +355,25 @@ async fn transact(
     institution: Institution,
     request2: Request,
     value: Value,
-    sha: String,
+    sha: RequestHashes,
     received: &str,
 ) -> Result<Value, Failure> {
     let (state2, received2) = (state.clone(), received.to_owned());
+    let region = request2.mdtrtarea_admvs.clone();
     crate::routes::write(state, move |tx, env| {
         if let Some(message) = tx.nhsa_message(&institution.institution_id, &request2.msgid)? {
             return Ok(match replay(&message, &sha) {
                 Ok(first) => first,
-                Err(refused) => envelope_json(&state2, &received2, Err(refused)),
+                Err(refused) => envelope_json(&state2, &received2, region.as_deref(), Err(refused)),
             });
         }
         let outcome = crate::nhsa_tx::dispatch(tx, env, &institution, &request2, &value)?;
-        let envelope = envelope_json(&state2, &received2, outcome);
+        let envelope = envelope_json(&state2, &received2, region.as_deref(), outcome);
         tx.insert_nhsa_message(&NhsaMessage {
             institution_id: institution.institution_id.clone(),
             msgid: request2.msgid.clone(),
             infno: request2.infno.clone(),
-            request_sha256: sha.clone(),
+            request_sha256: sha.canonical.clone(),
             response: envelope.to_string(),
             at: env.now.clone(),
         })?;
@@ -360,11 +394,11 @@ pub(crate) const REVERSED_BEFORE_ARRIVAL: &str = "reversed-by-2601:";
 
 /// A repeated msgid: the first answer, or a refusal when the request differs or when 2601
 /// reversed the msgid before it arrived (its record then holds the refusal's text).
-fn replay(message: &NhsaMessage, sha: &str) -> Result<Value, Failure> {
+fn replay(message: &NhsaMessage, sha: &RequestHashes) -> Result<Value, Failure> {
     if message.request_sha256.starts_with(REVERSED_BEFORE_ARRIVAL) {
         return Err(Failure(message.response.clone()));
     }
-    if message.request_sha256 != sha {
+    if !sha.matches(&message.request_sha256) {
         let text = format!(
             "报文ID重复 msgid `{}` was already used for another request ({})",
             message.msgid, message.infno

@@ -177,6 +177,20 @@ impl His<'_> {
         response
     }
 
+    /// As `call_with` (plain mode), the envelope written with spaces and line breaks, as a
+    /// client that builds its JSON its own way would.
+    async fn call_pretty(&self, infno: &str, input: Value, msgid: &str) -> Value {
+        let envelope = json!({
+            "infno": infno, "msgid": msgid, "mdtrtarea_admvs": "110000", "insuplc_admdvs": "110000",
+            "fixmedins_code": self.code, "sign_no": self.sign_no, "enc_type": "", "input": input,
+        });
+        let body = serde_json::to_string_pretty(&envelope).expect("json");
+        let url = format!("{}/fsi/api/rsfComIfsService/callService", self.service.base);
+        let request = self.service.client.post(url).bearer_auth(&self.token);
+        let response = request.header("content-type", "application/json").body(body).send();
+        response.await.expect("response").json().await.expect("json")
+    }
+
     async fn ok(&self, infno: &str, input: Value) -> Value {
         let response = self.call(infno, input).await;
         assert_eq!(response["infcode"], 0, "{infno}: {response}");
@@ -428,6 +442,9 @@ async fn a_repeated_msgid_replays_the_first_answer_and_never_settles_twice() {
     let again = his.call_with("2207", input, "H11010500009202406101000009999").await;
     assert_eq!(first["infcode"], 0, "{first}");
     assert_eq!(again, first, "the same msgid answers the same envelope, byte for byte");
+    let input = json!({"data": {"psn_no": "P1", "mdtrt_id": visit, "medfee_sumamt": 3000}});
+    let rebuilt = his.call_pretty("2207", input, "H11010500009202406101000009999").await;
+    assert_eq!(rebuilt, first, "the same input written with other whitespace is the same request");
     let reused = his
         .call_with(
             "2206",
@@ -437,7 +454,9 @@ async fn a_repeated_msgid_replays_the_first_answer_and_never_settles_twice() {
         .await;
     assert_eq!(reused["infcode"], -1);
     assert!(reused["err_msg"].as_str().expect("msg").contains("msgid"), "{reused}");
-    assert!(reused.get("inf_refmsgid").is_some_and(|r| r != ""), "a whole envelope: {reused}");
+    let reference = reused["inf_refmsgid"].as_str().unwrap_or_default();
+    assert!(reference.starts_with("110000"), "the division of treatment leads: {reused}");
+    assert_eq!(reference.len(), 30, "{reused}");
     let day = service
         .v1(reqwest::Method::GET, "/v1/reconciliation?day=2024-06-10", &his.token, None)
         .await;
