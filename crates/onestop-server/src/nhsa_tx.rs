@@ -155,10 +155,19 @@ fn person_info(
     request: &Request,
     input: &Value,
 ) -> Result<Outcome> {
-    let key = match find_person(tx, request, actor, data(input, "data"))? {
+    let node = data(input, "data");
+    let key = match find_person(tx, request, actor, node)? {
         Ok(key) => key,
         Err(failure) => return Ok(Err(failure)),
     };
+    // A name sent must be the registered one (the name is not shown: the caller may be wrong).
+    if let Some(name) = text(node, "psn_name").filter(|name| !name.trim().is_empty())
+        && tx.person(&key, false)?.is_some_and(|person| person.name != name.trim())
+    {
+        return Ok(Err(Failure(
+            "姓名与证件不符 psn_name is not the name registered with this credential".into(),
+        )));
+    }
     let person = match view(tx, env, actor, &key)? {
         Ok(person) => person,
         Err(failure) => return Ok(Err(failure)),
@@ -314,23 +323,31 @@ fn discharge(
         Ok(visit) => visit,
         Err(error) => return Ok(Err(error.into())),
     };
+    // A settled stay's discharge stands until its settlement is cancelled (2305 first).
+    if !discharged && let Err(error) = visits::require_open(&visit) {
+        return Ok(Err(error.into()));
+    }
     let at = if discharged { Some(text(node, "endtime").unwrap_or_default()) } else { None };
     tx.set_discharged(&visit.key, &visit_id, at.as_deref())?;
     Ok(Ok(json!({})))
 }
 
 /// One fee line of 2204/2301. Prices may carry six decimals: where quantity × price does not
-/// give the amount at onestop's four-decimal precision, the amount stands and the price is
-/// derived from it (documented deviation).
+/// give the amount at onestop's four-decimal precision, the amount stands (the price derived
+/// from it, a documented deviation) if `cnt × pric` is that amount to the fen.
 fn fee_line(
     tx_catalog_class: Option<&'static str>,
     detail: &Map<String, Value>,
 ) -> std::result::Result<(onestop_core::Line, LineOrigin), Failure> {
     let amount = required(detail, "det_item_fee_sumamt")?;
-    let class = text(detail, "chrgitm_lv")
-        .and_then(|l| codes::class_of_chrgitm_lv(&l))
-        .or(tx_catalog_class)
-        .unwrap_or("a");
+    let class = match text(detail, "chrgitm_lv") {
+        Some(level) => codes::class_of_chrgitm_lv(&level).ok_or_else(|| {
+            Failure(format!(
+                "收费项目等级未知 chrgitm_lv `{level}` is not 01 (甲类), 02 (乙类) or 03 (丙类)"
+            ))
+        })?,
+        None => tx_catalog_class.unwrap_or("a"),
+    };
     let code = text_any(detail, &["med_list_codg", "medins_list_codg"]).unwrap_or_default();
     let name = text_any(detail, &["medins_list_name", "med_list_name", "hilist_name"])
         .unwrap_or_else(|| code.clone());
@@ -524,7 +541,12 @@ fn total_differs(
     visit_id: &str,
     node: &Map<String, Value>,
 ) -> Result<Option<Failure>> {
-    let Some(sent) = text(node, "medfee_sumamt") else { return Ok(None) };
+    let Some(sent) = text(node, "medfee_sumamt") else {
+        if node.get("medfee_sumamt").is_some_and(|v| !v.is_null()) {
+            return Ok(Some(Failure("金额格式错误 medfee_sumamt is not an amount".into())));
+        }
+        return Ok(None);
+    };
     let Some((_, key)) = parse_id(visit_id) else { return Ok(None) };
     let open = tx
         .visit(&key, visit_id)?
@@ -542,8 +564,20 @@ fn total_differs(
     ))))
 }
 
-fn use_account(node: &Map<String, Value>) -> SettleRequest {
-    SettleRequest { use_personal_account: text(node, "acct_used_flag").map(|flag| flag != "0") }
+/// `acct_used_flag`: `1` pays the person's share from the personal account, `0` does not;
+/// absent, the policy's default.
+fn use_account(node: &Map<String, Value>) -> std::result::Result<SettleRequest, Failure> {
+    let use_personal_account = match text(node, "acct_used_flag").as_deref() {
+        None => None,
+        Some("1") => Some(true),
+        Some("0") => Some(false),
+        Some(other) => {
+            return Err(Failure(format!(
+                "个人账户使用标志无效 acct_used_flag `{other}` is 0 or 1"
+            )));
+        }
+    };
+    Ok(SettleRequest { use_personal_account })
 }
 
 /// The settlement output of a record: `setlinfo` and `setldetail`.
@@ -581,7 +615,11 @@ fn presettle(
         Ok(id) => id,
         Err(failure) => return Ok(Err(failure)),
     };
-    let settlement = match ops::presettle(tx, env, actor, &visit_id, &use_account(node))? {
+    let request = match use_account(node) {
+        Ok(request) => request,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let settlement = match ops::presettle(tx, env, actor, &visit_id, &request)? {
         Ok(settlement) => settlement,
         Err(error) => return Ok(Err(error.into())),
     };
@@ -641,7 +679,11 @@ fn settle(
     }
     let key = format!("nhsa:{}", request.msgid);
     let idempotency = Idempotency { key: &key, request_sha256: &request.msgid };
-    let response = ops::settle(tx, env, actor, &visit_id, &use_account(node), &idempotency)?;
+    let settle_request = match use_account(node) {
+        Ok(settle_request) => settle_request,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let response = ops::settle(tx, env, actor, &visit_id, &settle_request, &idempotency)?;
     match stored_record(&response)? {
         Ok(record) => settlement_output(tx, env, actor, &record, &request.msgid),
         Err(failure) => Ok(Err(failure)),

@@ -272,8 +272,14 @@ async fn outpatient(his: &His<'_>, psn: &str, certno: &str) {
         "mdtrt_cert_type": "02", "mdtrt_cert_no": certno, "psn_cert_type": "01",
         "certno": certno, "psn_name": ""
     }});
-    let person = his.ok("1101", query).await;
+    let person = his.ok("1101", query.clone()).await;
     assert_eq!(person["baseinfo"]["psn_no"], psn);
+    // Another name with the credential is refused; the registered name is not disclosed.
+    let mut other = query;
+    other["data"]["psn_name"] = json!("某某某");
+    let refused = his.call("1101", other).await;
+    assert_eq!(refused["infcode"], -1, "{refused}");
+    assert!(refused["err_msg"].as_str().is_some_and(|m| m.starts_with("姓名与证件不符")));
     assert_eq!(person["insuinfo"][0]["balc"], 1500.0);
     let registration = json!({"data": {
         "psn_no": psn, "insutype": person["insuinfo"][0]["insutype"],
@@ -362,9 +368,14 @@ async fn inpatient(his: &His<'_>, psn: &str, fees: &[(&str, &str, &str, &str)]) 
         "diseinfo": []
     });
     his.ok("2402", discharge).await;
+    // The discharge of a settled stay is withdrawn only after its settlement is cancelled.
+    let undo = json!({"data": {"mdtrt_id": visit, "psn_no": psn}});
+    let refused = his.call("2405", undo.clone()).await;
+    assert_eq!(refused["infcode"], -1, "{refused}");
     let setl_id = settled["setlinfo"]["setl_id"].as_str().expect("setl_id").to_owned();
     let cancel = json!({"data": {"setl_id": setl_id, "mdtrt_id": visit, "psn_no": psn}});
     his.ok("2305", cancel).await;
+    his.ok("2405", undo).await;
     settled
 }
 
@@ -543,6 +554,22 @@ async fn errors_answer_minus_one_with_a_precise_message_and_change_nothing() {
             "2207",
             json!({"data": {"psn_no": "P2", "mdtrt_id": visit}}),
             "人员编号与就诊不符 psn_no `P2` is not the person of",
+        ),
+        (
+            "2207",
+            json!({"data": {"psn_no": "P1", "mdtrt_id": visit, "acct_used_flag": "N"}}),
+            "个人账户使用标志无效 acct_used_flag `N` is 0 or 1",
+        ),
+        (
+            "2207",
+            json!({"data": {"psn_no": "P1", "mdtrt_id": visit, "medfee_sumamt": {"a": 1}}}),
+            "金额格式错误 medfee_sumamt",
+        ),
+        (
+            "2204",
+            json!({"feedetail": [{"mdtrt_id": visit, "det_item_fee_sumamt": "5.00",
+                "chrgitm_lv": "09", "feedetl_sn": "X9"}]}),
+            "收费项目等级未知 chrgitm_lv `09`",
         ),
         (
             "2204",
