@@ -34,9 +34,27 @@ fn read_text(path: &Path) -> Result<String, Rejection> {
     })
 }
 
-fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Rejection> {
-    read_document(&read_text(path)?, Format::of_path(path)).map_err(|rejection| Rejection {
+/// A file's format by its extension: `.json` or `.toml`, nothing else.
+fn format_of(path: &Path) -> Result<Format, Rejection> {
+    let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    match extension.as_deref() {
+        Some("json" | "toml") => Ok(Format::of_path(path)),
+        _ => Err(Rejection::new(
+            RejectionCode::MalformedInput,
+            format!("{}: a file is read as .json or .toml (by its extension)", path.display()),
+        )),
+    }
+}
+
+/// A document of `path`, its errors naming the file and the field within `section` (`person`,
+/// `ytd`, `bill`), as a whole claim's would.
+fn read<T: serde::de::DeserializeOwned>(path: &Path, section: &str) -> Result<T, Rejection> {
+    read_document(&read_text(path)?, format_of(path)?).map_err(|rejection| Rejection {
         message: format!("{}: {}", path.display(), rejection.message),
+        field: Some(match rejection.field {
+            Some(field) => format!("{section}.{field}"),
+            None => section.to_owned(),
+        }),
         ..rejection
     })
 }
@@ -52,15 +70,15 @@ fn is_claim_document(text: &str, format: Format) -> bool {
 }
 
 fn load_claim(args: &CalcArgs) -> Result<(Claim, onestop_core::Accumulators), Rejection> {
-    let format = Format::of_path(&args.bill);
+    let format = format_of(&args.bill)?;
     let text = read_text(&args.bill)?;
     let mut document = if is_claim_document(&text, format) {
         read_document::<ClaimDto>(&text, format)?
     } else {
-        ClaimDto { bill: read::<BillDto>(&args.bill)?, ..ClaimDto::default() }
+        ClaimDto { bill: read::<BillDto>(&args.bill, "bill")?, ..ClaimDto::default() }
     };
     match &args.person {
-        Some(path) => document.person = read::<PersonDto>(path)?,
+        Some(path) => document.person = read::<PersonDto>(path, "person")?,
         None if !is_claim_document(&text, format) => {
             return Err(Rejection::new(
                 RejectionCode::MissingField,
@@ -71,7 +89,7 @@ fn load_claim(args: &CalcArgs) -> Result<(Claim, onestop_core::Accumulators), Re
         None => {}
     }
     if let Some(path) = &args.ytd {
-        document.ytd = Some(read::<YtdDto>(path)?);
+        document.ytd = Some(read::<YtdDto>(path, "ytd")?);
     }
     document.parse()
 }

@@ -144,6 +144,20 @@ fn bad_input_exits_2_with_its_code_and_never_panics() {
             ],
             "policy_unknown_key",
         ),
+        (
+            &["calc", "--bill", "README.md", "--person", "examples/person-employee.toml"],
+            ".json or .toml",
+        ),
+        (
+            &[
+                "calc",
+                "--bill",
+                "examples/bill-inpatient.toml",
+                "--person",
+                "examples/bill-inpatient.toml",
+            ],
+            "[field person.",
+        ),
     ];
     for (args, code) in cases {
         let output = onestop(args);

@@ -2,7 +2,7 @@
 //! says what the service promises; a test checks it names every route and every error code.
 
 use onestop_api::ServiceCode;
-use onestop_core::{FilingKind, RejectionCode};
+use onestop_core::{Category, FilingKind, RejectionCode};
 use serde_json::{Value, json};
 
 fn error_response(description: &str) -> Value {
@@ -287,7 +287,20 @@ fn schemas() -> Value {
             "properties": { "institution_id": { "type": "string" }, "name": { "type": "string" },
                 "level": { "type": "string", "enum": ["community", "1", "2", "3"] } } },
         "RegisterPerson": { "type": "object", "required": ["person_id", "name", "id_number",
-            "birth_date", "gender", "enrolments"] },
+            "birth_date", "gender", "enrolments"], "properties": {
+                "person_id": { "type": "string" }, "name": { "type": "string" },
+                "id_number": { "type": "string", "pattern": "^[0-9]{14,17}[0-9X]$" },
+                "birth_date": { "type": "string", "format": "date" },
+                "gender": { "type": "string", "enum": ["0", "1", "2", "9"] },
+                "account_balance": { "type": "string" },
+                "enrolments": { "type": "array", "items": { "type": "object",
+                    "required": ["year", "category"], "properties": {
+                        "year": { "type": "integer", "minimum": 1900, "maximum": 2100 },
+                        "category": { "type": "string",
+                            "enum": Category::ALL.iter().map(|c| c.code()).collect::<Vec<_>>() },
+                        "civil_servant": { "type": "boolean" },
+                        "enterprise_supplementary": { "type": "boolean" },
+                        "needy": { "type": "boolean" } } } } } },
         "OpenVisit": { "type": "object", "properties": {
             "person_id": { "type": "string" }, "insured_region": { "type": "string" },
             "visit": { "type": "string", "enum": visits },

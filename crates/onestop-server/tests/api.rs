@@ -620,6 +620,9 @@ async fn a_hospital_reconciles_its_day_and_the_agency_clears_its_month() {
         app.call("GET", "/v1/statistics?from=2024-06-01&to=2024-06-30", agency, None).await;
     assert_eq!(status, 200, "{stats}");
     assert_eq!(stats["lines"][0]["insured"]["fund"], settled["fund_total"], "{stats}");
+    let (status, refused) =
+        app.call("PUT", "/v1/prepayments/2024-06", agency, Some(json!({"balance": "-5"}))).await;
+    assert_eq!((status.as_u16(), refused["field"].as_str()), (400, Some("balance")), "{refused}");
     let (status, _) = app
         .call("PUT", "/v1/prepayments/2024-06", agency, Some(json!({"balance": "1000000"})))
         .await;

@@ -81,8 +81,9 @@ pub fn set_prepayment(
         Ok(month) => month,
         Err(error) => return Ok(Err(error)),
     };
-    let Ok(balance) = Fen::parse_yuan(balance) else {
-        let message = format!("`{balance}` is not an amount of yuan such as 1000000.00");
+    let Some(balance) = Fen::parse_yuan(balance).ok().filter(|b| *b >= Fen::ZERO) else {
+        let message =
+            format!("`{balance}` is not an amount of yuan, 0 or more, such as 1000000.00");
         return Ok(Err(ServiceError::new(ServiceCode::BodyMalformed, message).field("balance")));
     };
     let text = month.to_string();
