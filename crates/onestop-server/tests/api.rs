@@ -604,6 +604,8 @@ async fn a_hospital_reconciles_its_day_and_the_agency_clears_its_month() {
          "personal_account": settled["personal_account"], "cash": "0.01"},
         {"settlement_id": "S-110000-P0009-1", "total": "5", "fund_total": "0",
          "personal_account": "0", "cash": "5"},
+        {"settlement_id": "S-110000-P0009-1", "total": "5", "fund_total": "0",
+         "personal_account": "0", "cash": "5"},
     ]);
     let (_, listed) = app.call("POST", "/v1/reconciliation", Some(&hospital), Some(ours)).await;
     let problems: Vec<(&str, &str)> = listed["settlements"]
@@ -613,7 +615,8 @@ async fn a_hospital_reconciles_its_day_and_the_agency_clears_its_month() {
         .map(|d| (d["settlement_id"].as_str().unwrap_or(""), d["problem"].as_str().unwrap_or("")))
         .collect();
     let id = id.as_str().expect("id");
-    assert_eq!(problems, [(id, "amounts_differ"), ("S-110000-P0009-1", "unknown_here")]);
+    let twice = ("S-110000-P0009-1", "listed_twice_in_yours");
+    assert_eq!(problems, [twice, (id, "amounts_differ"), ("S-110000-P0009-1", "unknown_here")]);
 
     let agency = Some(app.agency.as_str());
     let (status, stats) =

@@ -240,10 +240,21 @@ fn compare_lists(rows: &[Booked], list: &[ReconcileItem]) -> Answer<Vec<Settleme
         return Err(ServiceError::new(ServiceCode::BodyMalformed, message).field("list"));
     }
     let mut yours: BTreeMap<&str, ReconcileItem> = BTreeMap::new();
-    for (index, item) in list.iter().enumerate() {
-        yours.insert(item.settlement_id.as_str(), canonical(item, index)?);
-    }
     let mut out = Vec::new();
+    for (index, item) in list.iter().enumerate() {
+        let item = canonical(item, index)?;
+        // A settlement listed twice is counted twice in the hospital's totals: said as such.
+        if let Some(first) = yours.get(item.settlement_id.as_str()) {
+            out.push(SettlementDifferenceDto {
+                settlement_id: item.settlement_id.clone(),
+                problem: "listed_twice_in_yours".to_owned(),
+                ours: None,
+                yours: Some(first.clone()),
+            });
+            continue;
+        }
+        yours.insert(list[index].settlement_id.as_str(), item);
+    }
     for row in rows {
         let ours = row.item.clone();
         let (problem, theirs) = match yours.remove(ours.settlement_id.as_str()) {
