@@ -287,7 +287,7 @@ pub struct TotalDifferenceDto {
 pub struct SettlementDifferenceDto {
     pub settlement_id: String,
     /// `missing_in_yours` (booked here, not in the list), `unknown_here` (in the list, not
-    /// booked here that day), or `amounts_differ`.
+    /// booked here that day), `amounts_differ`, or `listed_twice_in_yours`.
     pub problem: String,
     pub ours: Option<ReconcileItem>,
     pub yours: Option<ReconcileItem>,
