@@ -51,6 +51,18 @@ pub fn person_fields(person: &PersonViewDto) -> Map<String, Value> {
     fields
 }
 
+/// The personal-account balance after the settlement (`balc`). A settlement or reversal is
+/// answered after it is written, so the person's balance is already the one after it; a
+/// pre-settlement writes nothing, so its balance is the current one less what it would take.
+fn balance_after(record: &SettlementRecordDto, person: &PersonViewDto) -> Value {
+    let now = fen(&person.account_balance);
+    if record.status == "pre-settled" {
+        yuan_number(now - fen(&record.settlement.personal_account))
+    } else {
+        yuan_number(now)
+    }
+}
+
 /// `setlinfo` of a settlement (or of a reversal: its amounts are negative).
 pub fn setlinfo(
     record: &SettlementRecordDto,
@@ -82,7 +94,8 @@ pub fn setlinfo(
         ("pdn_cash_pay", signed(&s.cash)),
         ("hosp_part_amt", yuan_number(Fen::ZERO)),
         ("acct_mulaid_pay", yuan_number(Fen::ZERO)),
-        ("balc", amount(&person.account_balance)),
+        // The balance after the settlement: a pre-settlement's is what would remain.
+        ("balc", balance_after(record, person)),
         ("medins_setl_id", json!(msgid)),
         ("clr_optins", json!(record.insured_region)),
         ("clr_way", json!("01")),

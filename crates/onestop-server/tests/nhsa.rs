@@ -360,6 +360,7 @@ async fn inpatient(his: &His<'_>, psn: &str, fees: &[(&str, &str, &str, &str)]) 
     identities_hold(&pre["setlinfo"], &pre["setldetail"]);
     let settled = his.ok("2304", settlement).await;
     identities_hold(&settled["setlinfo"], &settled["setldetail"]);
+    assert_eq!(pre["setlinfo"]["balc"], settled["setlinfo"]["balc"], "the balance after, both");
     matches_engine(his, &settled["setlinfo"]).await;
     let discharge = json!({
         "dscginfo": {
