@@ -6,7 +6,7 @@
 use onestop_api::service::{OpenVisitRequest, PersonViewDto, SettleRequest, SettlementRecordDto};
 use onestop_api::wire::Scalar;
 use onestop_api::{LineDto, ServiceError};
-use onestop_core::{Category, Region};
+use onestop_core::{Category, Region, VisitType};
 use onestop_nhsa::envelope::{Request, text, text_any};
 use onestop_nhsa::{codes, setl};
 use onestop_store::model::{IdKind, LineOrigin, parse_id};
@@ -299,6 +299,17 @@ fn visit_info(tx: &mut dyn Tx, actor: &Institution, input: &Value) -> Result<Out
                 "不支持的医疗类别 med_type `{med_type}` is not settled here"
             ))));
         };
+        // An admission stays an admission and an outpatient visit an outpatient one: only the
+        // kind within each changes (门诊慢特病 for 普通门诊, 住院 types among themselves).
+        let inpatient = |t: VisitType| t == VisitType::Inpatient;
+        if inpatient(visit_type) != inpatient(visit.visit_type) {
+            return Ok(Err(Failure(format!(
+                "医疗类别不符 med_type `{med_type}` would turn visit `{visit_id}` ({}) into {}; \
+                 withdraw it and open the other kind",
+                visit.visit_type.code(),
+                visit_type.code()
+            ))));
+        }
         tx.set_visit_type(&visit.key, &visit_id, visit_type)?;
     }
     Ok(Ok(json!({})))

@@ -298,7 +298,13 @@ async fn outpatient(his: &His<'_>, psn: &str, certno: &str) {
             "diag_name": "上呼吸道感染"
         }]
     });
-    his.ok("2203", diagnosis).await;
+    his.ok("2203", diagnosis.clone()).await;
+    // An outpatient visit does not become an admission (住院 21) by a change of type.
+    let mut admission = diagnosis;
+    admission["mdtrtinfo"]["med_type"] = json!("21");
+    let refused = his.call("2203", admission).await;
+    assert_eq!(refused["infcode"], -1, "{refused}");
+    assert!(refused["err_msg"].as_str().is_some_and(|m| m.starts_with("医疗类别不符")));
     let fees = his
         .ok(
             "2204",
