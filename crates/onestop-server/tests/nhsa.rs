@@ -880,3 +880,36 @@ async fn a_fee_line_is_uploaded_once_and_withdrawn_by_its_batch() {
     let settled = his.ok("2207", json!({"data": {"psn_no": "P1", "mdtrt_id": visit}})).await;
     assert_eq!(fen(&settled["setlinfo"]["medfee_sumamt"]), Fen(300_000));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_input_is_answered_plain_whatever_its_enc_type_says() {
+    let service = start().await;
+    // A hospital in the plain mode that signs its input (keys set, `encrypted` false).
+    let his = service.setup("H11010500007", false).await;
+    let signed = his.ok("9001", json!({"signIn": {"opter_no": "001"}})).await;
+    let sign_no = signed["signinoutb"]["sign_no"].as_str().expect("sign_no").to_owned();
+    let public = crypto::sm2_public_key(HIS_KEY).expect("public key");
+    let keys = json!({"encrypted": false, "sm4_key": "H11010500007H110", "sm2_public_key": public});
+    let path = "/v1/institutions/H11010500007/nhsa-keys";
+    service.v1(reqwest::Method::PUT, path, &service.agency, Some(keys)).await;
+    let input = r#"{"data":{"mdtrt_cert_type":"02","mdtrt_cert_no":"110101198001011111"}}"#;
+    let cainfo = crypto::sm2_sign(HIS_KEY, "H11010500007", input.as_bytes()).expect("sign");
+    let body = format!(
+        r#"{{"infno":"1101","msgid":"H110105000072024061010000000001",
+            "fixmedins_code":"H11010500007","enc_type":"SM4","signtype":"SM2","sign_no":"{sign_no}",
+            "cainfo":"{cainfo}","input":{input}}}"#
+    );
+    let url = format!("{}/fsi/api/rsfComIfsService/callService", service.base);
+    let request = service.client.post(url).bearer_auth(&his.token);
+    let answer: Value = request
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("r")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(answer["infcode"], 0, "{answer}");
+    assert_eq!(answer["output"]["baseinfo"]["psn_no"], "P1", "a plain answer: {answer}");
+}
