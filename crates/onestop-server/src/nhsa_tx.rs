@@ -856,7 +856,8 @@ fn year_to_date(
     let year = person.ytd.year.as_ref().map_or_else(String::new, |y| y.as_str().to_owned());
     let mut cuminfo =
         vec![json!({ "year": year, "cum_type_code": "admissions", "cum_type_name": "住院次数",
-        "cum": person.ytd.admissions.as_ref().map_or("0", Scalar::as_str) })];
+        "cum": person.ytd.admissions.as_ref().and_then(|n| n.as_str().parse::<u64>().ok())
+            .unwrap_or(0) })];
     for (tier, pools) in &person.ytd.tiers {
         for (pool, counters) in pools {
             for (counter, value) in counters {

@@ -770,6 +770,11 @@ async fn the_code_may_be_the_last_path_segment_and_queries_answer() {
             .any(|c| c["cum_type_code"] == "basic.outpatient.paid"),
         "{ytd}"
     );
+    let admissions = &ytd["cuminfo"][0];
+    assert_eq!(
+        (&admissions["cum_type_code"], &admissions["cum"]),
+        (&json!("admissions"), &json!(0))
+    );
 }
 
 /// The settlement keys of a setlinfo that are not person fields.
