@@ -466,7 +466,15 @@ async fn settle(
         )
     })?;
     let request: SettleRequest = parse(&body)?;
-    let sha = request_sha256(&method, &uri, &body);
+    // The request as read, not its bytes: a retry that rebuilt its JSON (other whitespace or
+    // key order, or `{}` for an empty body) is the same request. An empty body's hash is the
+    // one stored before this was so (its bytes were empty too).
+    let canonical = if request == SettleRequest::default() {
+        Bytes::new()
+    } else {
+        Bytes::from(serde_json::to_vec(&request).expect("a settle request serializes"))
+    };
+    let sha = request_sha256(&method, &uri, &canonical);
     let response = write(&state, move |tx, env| {
         let idempotency = Idempotency { key: &key, request_sha256: &sha };
         ops::settle(tx, env, &actor, &visit_id, &request, &idempotency)

@@ -166,6 +166,21 @@ async fn a_hospital_settles_cancels_and_reconciles() {
     assert_eq!((status, &refused["code"]), (StatusCode::CONFLICT, &json!("visit_not_open")));
     assert_eq!(settled["personal_account"], "3000.00");
     assert_eq!(app.settle(&hospital, &visit_id, "k-1").await, (StatusCode::OK, settled.clone()));
+    // The same request written otherwise (`{}` for nothing) replays; another choice does not.
+    let keyed = |body: &'static str| {
+        let url = format!("{}/v1/visits/{visit_id}/settle", app.base);
+        let request = app.client.post(url).bearer_auth(&hospital).header("Idempotency-Key", "k-1");
+        async move {
+            let response = request.body(body).send().await.expect("response");
+            (response.status(), response.json::<Value>().await.expect("json"))
+        }
+    };
+    assert_eq!(keyed("{ }").await, (StatusCode::OK, settled.clone()));
+    let (status, other) = keyed(r#"{"use_personal_account": false}"#).await;
+    assert_eq!(
+        (status.as_u16(), other["code"].as_str()),
+        (422, Some("idempotency_key_reused_with_another_request"))
+    );
     let settlement_id = settled["settlement_id"].as_str().expect("id").to_owned();
     let (_, person) = app.call("GET", "/v1/persons/110000/P0001", Some(&hospital), None).await;
     assert_eq!(person["account_balance"], "0.00");
