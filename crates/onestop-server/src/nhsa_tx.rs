@@ -832,10 +832,33 @@ fn settlement_query(
         Ok(id) => id,
         Err(failure) => return Ok(Err(failure)),
     };
-    match ops::get_settlement(tx, actor, &setl_id)? {
-        Ok(record) => settlement_output(tx, env, actor, &record, ""),
-        Err(error) => Ok(Err(error.into())),
+    if let Err(failure) = same_person(node, &setl_id) {
+        return Ok(Err(failure));
     }
+    let record = match ops::get_settlement(tx, actor, &setl_id)? {
+        Ok(record) => record,
+        Err(error) => return Ok(Err(error.into())),
+    };
+    let msgid = settling_msgid(tx, actor, &record)?.unwrap_or_default();
+    settlement_output(tx, env, actor, &record, &msgid)
+}
+
+/// The msgid of the message that made a settlement or reversal (`medins_setl_id`), when it was
+/// made over this interface by the institution: its idempotency key is `nhsa:<msgid>` for a
+/// settle, `nhsa-cancel:<setl_id>` for a cancel (whose msgid is not kept: none then).
+fn settling_msgid(
+    tx: &mut dyn Tx,
+    actor: &Institution,
+    record: &SettlementRecordDto,
+) -> Result<Option<String>> {
+    let Some((_, key)) = parse_id(&record.settlement_id) else { return Ok(None) };
+    // A stored success names its settlement (`ops::SETTLEMENT_REFERENCE`).
+    let names = format!("{}{}", ops::SETTLEMENT_REFERENCE, record.settlement_id);
+    let answers = tx.idempotency_answers(&key, &actor.institution_id, "nhsa:")?;
+    Ok(answers
+        .into_iter()
+        .find(|(_, response)| *response == names)
+        .and_then(|(idempotency_key, _)| idempotency_key.strip_prefix("nhsa:").map(str::to_owned)))
 }
 
 fn year_to_date(

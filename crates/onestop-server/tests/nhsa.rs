@@ -761,6 +761,10 @@ async fn the_code_may_be_the_last_path_segment_and_queries_answer() {
         .expect("json");
     assert_eq!(answer["infcode"], 0, "{answer}");
     assert_eq!(answer["output"]["setlinfo"]["hifp_pay"], settled["setlinfo"]["hifp_pay"]);
+    // The institution's own settlement id is the msgid of the 2207 that made it.
+    let medins_setl_id = &answer["output"]["setlinfo"]["medins_setl_id"];
+    assert_eq!(medins_setl_id, &settled["setlinfo"]["medins_setl_id"], "{answer}");
+    assert!(medins_setl_id.as_str().is_some_and(|m| m.starts_with("H11010500009")), "{answer}");
     let ytd = his.ok("5206", json!({"data": {"psn_no": "P1"}})).await;
     assert!(
         ytd["cuminfo"]

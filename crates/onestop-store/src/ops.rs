@@ -131,7 +131,7 @@ fn replayed(
 /// A stored success names its settlement instead of repeating its record (which carries the
 /// whole explanation): the ledger row is the single copy, and the replay rebuilds the exact
 /// bytes first answered (serialisation is deterministic).
-const SETTLEMENT_REFERENCE: &str = "@settlement:";
+pub const SETTLEMENT_REFERENCE: &str = "@settlement:";
 
 /// Stores the answer under the idempotency key and returns it.
 fn remember(

@@ -636,6 +636,21 @@ impl Tx for PgTx<'_, '_> {
         }))
     }
 
+    fn idempotency_answers(
+        &mut self,
+        key: &PersonKey,
+        institution_id: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, String)>> {
+        let rows = self.query(
+            "SELECT idempotency_key, response FROM idempotency WHERE region = $1 AND \
+            person_id = $2 AND institution_id = $3 AND status = 200 AND \
+            substr(idempotency_key, 1, length($4)) = $4",
+            &[&key.region_text(), &key.person_id, &institution_id, &prefix],
+        )?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+    }
+
     fn insert_idempotency(
         &mut self,
         key: &PersonKey,

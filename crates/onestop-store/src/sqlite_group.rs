@@ -176,6 +176,12 @@ impl Tx for WriterTx<'_, '_> {
             institution_id: &str,
             idempotency_key: &str
         ) -> Result<Option<StoredResponse>>;
+        fn idempotency_answers(
+            &mut self,
+            key: &PersonKey,
+            institution_id: &str,
+            prefix: &str
+        ) -> Result<Vec<(String, String)>>;
         fn insert_idempotency(
             &mut self,
             key: &PersonKey,

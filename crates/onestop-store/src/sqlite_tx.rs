@@ -852,6 +852,24 @@ impl Tx for SqliteTx<'_> {
         }))
     }
 
+    fn idempotency_answers(
+        &mut self,
+        key: &PersonKey,
+        institution_id: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, String)>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT idempotency_key, response FROM idempotency WHERE region = ?1 AND \
+            person_id = ?2 AND institution_id = ?3 AND status = 200 AND \
+            substr(idempotency_key, 1, length(?4)) = ?4",
+        )?;
+        let rows = statement
+            .query_map(params![key.region_text(), key.person_id, institution_id, prefix], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+        Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+    }
+
     fn insert_idempotency(
         &mut self,
         key: &PersonKey,

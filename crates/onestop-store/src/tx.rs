@@ -156,6 +156,14 @@ pub trait Tx {
         institution_id: &str,
         idempotency_key: &str,
     ) -> Result<Option<StoredResponse>>;
+    /// The institution's answered (200) requests about the person whose idempotency key starts
+    /// with `prefix`: each key and its stored response.
+    fn idempotency_answers(
+        &mut self,
+        key: &PersonKey,
+        institution_id: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, String)>>;
     fn insert_idempotency(
         &mut self,
         key: &PersonKey,

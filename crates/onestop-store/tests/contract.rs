@@ -272,6 +272,17 @@ async fn settle_is_exactly_once_and_cancel_restores_the_accumulators() {
         );
         let again = world.settle(0, &visit.visit_id, "k2", "{}").await;
         assert_eq!((again.status, error(&again).code.as_str()), (409, "visit_not_open"));
+        // The institution's answered keys by prefix, each with what it stored (a settlement is
+        // named, not repeated); the failure under k2 is not among them.
+        let key = onestop_store::PersonKey::new(BEIJING, "P0001").expect("key");
+        let hospital = world.hospitals[0].institution_id.clone();
+        let answers = world
+            .store
+            .read(move |tx| tx.idempotency_answers(&key, &hospital, "k"))
+            .await
+            .expect("store");
+        let named = format!("{}{}", ops::SETTLEMENT_REFERENCE, settled.settlement_id);
+        assert_eq!(answers, vec![("k1".to_owned(), named)]);
         let ytd = world.ytd("P0001").await;
         assert_eq!(ytd.tiers["basic"]["inpatient"]["paid"].as_str(), "6786.00");
         assert_eq!(ytd.admissions.as_ref().map(Scalar::as_str), Some("1"));
