@@ -71,6 +71,11 @@ pub fn dispatch(
         "2405" => discharge(tx, actor, input, false),
         "2204" | "2301" => upload_fees(tx, env, actor, input),
         "2205" | "2302" => cancel_fees(tx, actor, data(input, "data")),
+        "2206" | "2207" | "2208" | "2303" | "2304" | "2305"
+            if let Some(failure) = misfits(tx, &request.infno, data(input, "data"))? =>
+        {
+            Ok(Err(failure))
+        }
         "2206" | "2303" => presettle(tx, env, actor, data(input, "data")),
         "2207" | "2304" => settle(tx, env, actor, request, data(input, "data")),
         "2208" | "2305" => cancel_settlement(tx, env, actor, request, data(input, "data")),
@@ -83,6 +88,38 @@ pub fn dispatch(
             "不支持的交易 infno `{other}` is not supported (see docs/national-interface.md)"
         )))),
     }
+}
+
+/// 2206-2208 settle outpatient visits and 2303-2305 admissions: a transaction of the other kind
+/// than its visit's is refused (long-term care is settled by either).
+fn misfits(tx: &mut dyn Tx, infno: &str, node: &Map<String, Value>) -> Result<Option<Failure>> {
+    let inpatient_code = matches!(infno, "2303" | "2304" | "2305");
+    let visit_type = if let Some(setl_id) = text(node, "setl_id") {
+        match parse_id(&setl_id) {
+            Some((_, key)) => tx.settlement(&key, &setl_id)?.map(|row| row.visit_type),
+            None => None,
+        }
+    } else if let Some(visit_id) = text(node, "mdtrt_id") {
+        match parse_id(&visit_id) {
+            Some((_, key)) => tx.visit(&key, &visit_id)?.map(|row| row.visit_type),
+            None => None,
+        }
+    } else {
+        None
+    };
+    let misfit = match visit_type {
+        Some(VisitType::Inpatient) => !inpatient_code,
+        Some(VisitType::GeneralOutpatient | VisitType::ChronicOutpatient) => inpatient_code,
+        _ => false,
+    };
+    Ok(misfit.then(|| {
+        let (kind, use_instead) = if inpatient_code {
+            ("门诊 an outpatient visit", "2206/2207/2208")
+        } else {
+            ("住院 an admission", "2303/2304/2305")
+        };
+        Failure(format!("交易与就诊类型不符 {infno} does not settle {kind}; use {use_instead}"))
+    }))
 }
 
 fn sign_in(

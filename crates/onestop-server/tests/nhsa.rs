@@ -362,6 +362,10 @@ async fn inpatient(his: &His<'_>, psn: &str, fees: &[(&str, &str, &str, &str)]) 
     let settlement = json!({"data": {
         "psn_no": psn, "mdtrt_id": visit, "mid_setl_flag": "0", "acct_used_flag": "1"
     }});
+    let outpatient_code = his.call("2207", settlement.clone()).await;
+    assert_eq!(outpatient_code["infcode"], -1, "{outpatient_code}");
+    let said = outpatient_code["err_msg"].as_str().unwrap_or_default();
+    assert!(said.starts_with("交易与就诊类型不符 2207"), "{outpatient_code}");
     let pre = his.ok("2303", settlement.clone()).await;
     identities_hold(&pre["setlinfo"], &pre["setldetail"]);
     let settled = his.ok("2304", settlement).await;
