@@ -918,6 +918,17 @@ fn year_to_date(
         vec![json!({ "year": year, "cum_type_code": "admissions", "cum_type_name": "住院次数",
         "cum": person.ytd.admissions.as_ref().and_then(|n| n.as_str().parse::<u64>().ok())
             .unwrap_or(0) })];
+    // Tiers and pools by their Chinese names where the person's policy gives them.
+    let policy = env.book.timeline(key.region).last().cloned();
+    let tier_zh = |tier: &str| {
+        let kind = policy.as_ref().and_then(|p| p.tiers.iter().find(|t| &*t.id == tier));
+        kind.map_or_else(|| tier.to_owned(), |t| t.kind.zh().to_owned())
+    };
+    let pool_zh = |pool: &str| match pool {
+        "outpatient" => "门诊".to_owned(),
+        "inpatient" => "住院".to_owned(),
+        other => other.to_owned(),
+    };
     for (tier, pools) in &person.ytd.tiers {
         for (pool, counters) in pools {
             for (counter, value) in counters {
@@ -926,7 +937,7 @@ fn year_to_date(
                 cuminfo.push(json!({
                     "year": year,
                     "cum_type_code": format!("{tier}.{pool}.{counter}"),
-                    "cum_type_name": format!("{tier} {pool} {zh}"),
+                    "cum_type_name": format!("{}{}{zh}", tier_zh(tier), pool_zh(pool)),
                     "cum": setl::amount(value.as_str()),
                 }));
             }

@@ -775,7 +775,8 @@ async fn the_code_may_be_the_last_path_segment_and_queries_answer() {
             .as_array()
             .expect("cuminfo")
             .iter()
-            .any(|c| c["cum_type_code"] == "basic.outpatient.paid"),
+            .any(|c| c["cum_type_code"] == "basic.outpatient.paid"
+                && c["cum_type_name"] == "基本医疗保险统筹基金门诊支付累计"),
         "{ytd}"
     );
     let admissions = &ytd["cuminfo"][0];
