@@ -17,6 +17,16 @@ use serde_json::{Value, json};
 
 const REGION: Region = Region(110_000);
 
+/// A count of synthetic people: 1 to `onestop_sim::PEOPLE_MAX`.
+pub fn people_count(text: &str) -> Result<usize, String> {
+    let count: usize = text.parse().map_err(|_| format!("`{text}` is not a count"))?;
+    if (1..=onestop_sim::PEOPLE_MAX).contains(&count) {
+        Ok(count)
+    } else {
+        Err(format!("from 1 to {} people", onestop_sim::PEOPLE_MAX))
+    }
+}
+
 #[derive(clap::Args)]
 pub struct DemoArgs {
     /// Directory of policy files.
@@ -25,8 +35,8 @@ pub struct DemoArgs {
     /// Address to serve on; if it is taken, any free port is used.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// People to enrol.
-    #[arg(long, default_value_t = 3000)]
+    /// People to enrol (at most 10,000).
+    #[arg(long, default_value_t = 3000, value_parser = people_count)]
     pub people: usize,
     /// Visits in the day.
     #[arg(long, default_value_t = 2000)]

@@ -33,8 +33,8 @@ pub struct LoadArgs {
     /// Concurrent hospital clients.
     #[arg(long, default_value_t = 256)]
     pub clients: usize,
-    /// People in the synthetic region.
-    #[arg(long, default_value_t = 2000)]
+    /// People in the synthetic region (at most 10,000).
+    #[arg(long, default_value_t = 2000, value_parser = crate::demo::people_count)]
     pub people: usize,
     /// Measure settlement across two nodes of a federation (a Langfang hospital settling a
     /// Beijing resident through its own node) beside settlement on one node, in the same run.

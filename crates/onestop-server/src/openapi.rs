@@ -289,7 +289,7 @@ fn schemas() -> Value {
         "RegisterPerson": { "type": "object", "required": ["person_id", "name", "id_number",
             "birth_date", "gender", "enrolments"], "properties": {
                 "person_id": { "type": "string" }, "name": { "type": "string" },
-                "id_number": { "type": "string", "pattern": "^[0-9]{14,17}[0-9X]$" },
+                "id_number": { "type": "string", "pattern": "^([0-9]{15}|[0-9]{17}[0-9X])$" },
                 "birth_date": { "type": "string", "format": "date" },
                 "gender": { "type": "string", "enum": ["0", "1", "2", "9"] },
                 "account_balance": { "type": "string" },

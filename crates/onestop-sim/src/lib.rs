@@ -81,19 +81,24 @@ fn assistance_of(rng: &mut StdRng, category: Category) -> Option<AssistanceCateg
 }
 
 /// An 18-character identity number with a valid-looking birth date (not a real person's).
+/// An 18-character identity number: region, birth date, and the serial's last four digits, so
+/// that no two of the first 10,000 people share one (an identity number names one person).
 fn id_number(region: Region, birth: Date, serial: usize) -> String {
     format!(
-        "{region}{:04}{:02}{:02}{:03}{}",
+        "{region}{:04}{:02}{:02}{:04}",
         birth.year(),
         birth.month(),
         birth.day(),
-        serial % 1000,
-        serial % 10
+        serial % 10_000
     )
 }
 
-/// The region's people, enrolled for `year`.
+/// The most people a synthetic region has: each has an identity number of their own.
+pub const PEOPLE_MAX: usize = 10_000;
+
+/// The region's people, enrolled for `year`; at most `PEOPLE_MAX`.
 pub fn people(region: Region, count: usize, year: i16, seed: u64) -> Vec<SimPerson> {
+    assert!(count <= PEOPLE_MAX, "at most {PEOPLE_MAX} people, so that identity numbers differ");
     let mut rng = StdRng::seed_from_u64(seed);
     (0..count)
         .map(|n| {
@@ -198,4 +203,18 @@ pub fn visits(people: &[SimPerson], institutions: usize, count: usize, seed: u64
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::{PEOPLE_MAX, people};
+
+    #[test]
+    fn no_two_people_share_an_identity_number() {
+        let all = people(onestop_core::Region(110_000), PEOPLE_MAX, 2024, 7);
+        let numbers: std::collections::HashSet<&str> =
+            all.iter().map(|p| p.request.id_number.as_str()).collect();
+        assert_eq!(numbers.len(), PEOPLE_MAX);
+        assert!(all.iter().all(|p| p.request.id_number.len() == 18));
+    }
 }

@@ -101,8 +101,13 @@ fn person_row(
     let key = PersonKey::new(actor.region, &request.person_id).ok_or_else(|| {
         invalid("person_id", format!("`{}` must be 1 to 30 letters and digits", request.person_id))
     })?;
-    let id_ok = (15..=18).contains(&request.id_number.len())
-        && request.id_number.bytes().all(|b| b.is_ascii_digit() || b == b'X');
+    let last = request.id_number.len().saturating_sub(1);
+    let id_ok = matches!(request.id_number.len(), 15 | 18)
+        && request
+            .id_number
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| b.is_ascii_digit() || (b == b'X' && i == last));
     if !id_ok {
         let message = "an identity number has 15 or 18 characters: digits, and X last";
         return Err(person_invalid("id_number", message.to_owned()));
