@@ -3,8 +3,6 @@
 
 use axum::Router;
 use axum::extract::State;
-
-use crate::extract::{Path, Query};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -16,6 +14,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::auth::Actor;
 use crate::error::{ApiError, error_response};
+use crate::extract::{Path, Query};
 use crate::routes::{Body, answer, parse, read, write};
 
 pub fn add(router: Router<AppState>) -> Router<AppState> {

@@ -13,8 +13,6 @@
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
-
-use crate::extract::Path;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use onestop_core::Region;
@@ -27,6 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::error::json_response;
+use crate::extract::Path;
 use crate::federation::Route;
 use crate::gateway::{self, Forwarded};
 use crate::nhsa_forward;

@@ -4,8 +4,6 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{FromRequest, Request, State};
-
-use crate::extract::{Path, Query};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -24,6 +22,7 @@ use tower::ServiceBuilder;
 
 use crate::auth::Actor;
 use crate::error::{ApiError, error_response, json_response};
+use crate::extract::{Path, Query};
 use crate::{AppState, BODY_BYTES_MAX, REQUESTS_IN_FLIGHT_MAX};
 
 /// Every route, for the OpenAPI document's test: (method, path).

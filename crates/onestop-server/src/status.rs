@@ -3,8 +3,6 @@
 
 use axum::Router;
 use axum::extract::State;
-
-use crate::extract::Path;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use onestop_api::service::{MaintenanceWindowRequest, RegionStatusDto, StatusDto};
@@ -15,6 +13,7 @@ use onestop_store::model::MaintenanceWindow;
 use crate::AppState;
 use crate::auth::Actor;
 use crate::error::ApiError;
+use crate::extract::Path;
 use crate::routes::{Body, answer, ok_json, parse, write};
 
 pub fn add(router: Router<AppState>) -> Router<AppState> {
