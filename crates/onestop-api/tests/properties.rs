@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use onestop_api::{SettlementDto, settlement_json};
 use onestop_core::accumulators::{AccumulatorKey, Accumulators, Counter};
+use onestop_core::policy::TierKind;
 use onestop_core::{
     AssistanceCategory, Bill, CatalogClass, Category, Claim, Date, Fen, HospitalLevel, Line,
-    Person, PolicyBook, Quantity, Region, Settlement, UnitPrice, VisitType,
+    Person, PolicyBook, Quantity, Region, Settlement, StepKind, StepScope, UnitPrice, VisitType,
 };
 use proptest::prelude::*;
 
@@ -141,6 +142,17 @@ fn conserves(claim: &Claim, settlement: &Settlement) {
     }
     assert!(settlement.personal_account <= claim.person.account_balance);
     assert!(settlement.cash >= Fen::ZERO);
+    // A coinsurance tier's bands, as the explanation shows them, add up to what it pays, to the
+    // fen, however it rounds (per band, or once for the tier). (A layer's bands are its base's
+    // shares before what limits the layer, each limit a step of its own.)
+    let coinsurance = |kind: TierKind| matches!(kind, TierKind::BasicPool | TierKind::LongTermCare);
+    for payment in settlement.payments.iter().filter(|p| coinsurance(p.kind)) {
+        let scope = StepScope::Tier(u16::try_from(payment.tier).expect("a tier index"));
+        let bands =
+            settlement.steps.iter().filter(|s| s.scope == scope && s.kind == StepKind::Band);
+        let shown: Fen = bands.map(|s| s.amount).sum();
+        assert_eq!(shown, payment.amount, "the bands of {} as shown", payment.id);
+    }
 }
 
 /// No tier's year-to-date payment exceeds the largest cap its rule allows.

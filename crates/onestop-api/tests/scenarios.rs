@@ -64,7 +64,16 @@ fn retirees_bear_sixty_percent_of_the_in_service_share() {
         [person]\ninsured_region = \"110000\"\ncategory = \"retired\"\nage = 66\n"
     );
     // 1 − 0.6 × (1 − 85 %) = 91 %; (10000 − 1300) × 91 % = 7917.
-    check(&book(), &claim, &[("tier.basic", "7917.00"), ("deductible", "1300.00")]);
+    let book = book();
+    let settlement = check(&book, &claim, &[("tier.basic", "7917.00"), ("deductible", "1300.00")]);
+    // The band paid at 91 % cites both its own ratio (85 %) and the factor that made it 91 %.
+    let band = settlement.steps.iter().find(|s| s.kind == StepKind::Band).expect("a band");
+    let date = onestop_core::Date::constant(2024, 5, 1);
+    let policy = book.at(onestop_core::Region(110_000), date).expect("policy");
+    let cited: Vec<&str> =
+        band.sources.iter().flatten().map(|id| policy.source(*id).path.as_str()).collect();
+    assert!(cited[0].ends_with(".ratio"), "{cited:?}");
+    assert!(cited[1].ends_with("personal_share_factor"), "{cited:?}");
 }
 
 #[test]

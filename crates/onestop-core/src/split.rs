@@ -237,6 +237,9 @@ fn split_line(
 struct Adjusted {
     points: i64,
     share_factor: Option<Ratio>,
+    /// The parameter that last changed the ratios (points or a share factor), cited beside each
+    /// band's own ratio so that a ratio paid is traced to what made it.
+    ratio_source: Option<SourceId>,
     threshold_factor: Ratio,
     threshold_factor_source: Option<SourceId>,
     cap: Option<Param<Fen>>,
@@ -376,20 +379,30 @@ impl<'a> Run<'a> {
         let mut adjusted = Adjusted {
             points: 0,
             share_factor: None,
+            ratio_source: None,
             threshold_factor: Ratio::ONE,
             threshold_factor_source: None,
             cap: None,
         };
         for adjustment in rule.adjustments.iter().filter(|a| a.when.matches(&self.facts)) {
-            self.out
-                .steps
-                .push(Step::new(scope, StepKind::Adjustment, Fen::ZERO).source(adjustment.source));
+            // The adjustment's step cites, beside its table, the parameter it changes.
+            let changes = (adjustment.personal_share_factor.map(|p| p.source))
+                .or(adjustment.ratio_points.map(|p| p.source))
+                .or(adjustment.threshold_factor.map(|p| p.source))
+                .or(adjustment.cap.map(|p| p.source));
+            self.out.steps.push(
+                Step::new(scope, StepKind::Adjustment, Fen::ZERO)
+                    .source(adjustment.source)
+                    .also(changes),
+            );
             if let Some(points) = adjustment.ratio_points {
                 adjusted.points += points.value;
+                adjusted.ratio_source = Some(points.source);
             }
             if let Some(factor) = adjustment.personal_share_factor {
                 let current = adjusted.share_factor.unwrap_or(Ratio::ONE);
                 adjusted.share_factor = Some(current.times(factor.value));
+                adjusted.ratio_source = Some(factor.source);
             }
             if let Some(factor) = adjustment.threshold_factor {
                 adjusted.threshold_factor = adjusted.threshold_factor.times(factor.value);
@@ -563,6 +576,10 @@ impl<'a> Run<'a> {
         };
         let cap_scaled = i128::from(cap_left.0) * scale;
         let mut paid_scaled: i128 = 0;
+        // What the bands shown so far add up to: each band shows the rounded total after it
+        // less this, so that the bands shown always add up to what the tier pays, to the fen,
+        // whether it rounds per band or once for the tier.
+        let mut shown_so_far = Fen::ZERO;
         let mut above_cap = Fen::ZERO;
         for part in parts.iter().flatten() {
             let full = contribution(part);
@@ -584,13 +601,16 @@ impl<'a> Run<'a> {
             if covered.is_zero() && !part.amount.is_zero() {
                 continue;
             }
-            let shown = Fen(narrow(div_round(pays, scale, self.rounding)));
+            let total_now = Fen(narrow(div_round(paid_scaled, scale, self.rounding)));
+            let shown = total_now - shown_so_far;
+            shown_so_far = total_now;
             self.out.steps.push(
                 Step::new(scope, StepKind::Band, shown)
                     .base(covered)
                     .ratio(part.ratio)
                     .positions(part.lower, part.lower + covered)
-                    .source(part.source),
+                    .source(part.source)
+                    .also(adjusted.ratio_source),
             );
         }
         if let Some(source) = cap_source {
