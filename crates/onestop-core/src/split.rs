@@ -576,9 +576,8 @@ impl<'a> Run<'a> {
         };
         let cap_scaled = i128::from(cap_left.0) * scale;
         let mut paid_scaled: i128 = 0;
-        // What the bands shown so far add up to: each band shows the rounded total after it
-        // less this, so that the bands shown always add up to what the tier pays, to the fen,
-        // whether it rounds per band or once for the tier.
+        // Each band shows the rounded total after it less this, so that the bands shown add up
+        // to what the tier pays, to the fen, whether it rounds per band or once for the tier.
         let mut shown_so_far = Fen::ZERO;
         let mut above_cap = Fen::ZERO;
         for part in parts.iter().flatten() {
