@@ -194,3 +194,18 @@ fn the_cut_lowers_only_the_basic_fund_and_not_at_home() {
         [person]\ninsured_region = \"131000\"\ncategory = \"in_service\"\nage = 40\n";
     check(&book, claim, &[("tier.basic", "76750.00"), ("tier.critical_illness", "3150.00")]);
 }
+
+#[test]
+fn the_cut_comes_off_the_ratio_the_person_has_at_home_retirees_too() {
+    // A Beijing retiree admitted at a level-3 hospital in Langfang, filed as another temporary
+    // visitor (Beijing cuts 10 points). At home the ratio is 1 − 0.6 × (1 − 85 %) = 91 %; in
+    // Langfang 91 % − 10 = 81 %, not 1 − 0.6 × (1 − 75 %) = 85 % (which would be a 6-point cut).
+    // (10000 − 1300) × 81 % = 7047.
+    let claim = "[bill]\ndate_of_service = \"2024-05-01\"\ntreatment_region = \"131000\"\n\
+        visit = \"inpatient\"\nlevel = \"3\"\nfiling = \"other_temporary\"\n\
+        lines = [{ class = \"a\", amount = \"10000\" }]\n\
+        [person]\ninsured_region = \"110000\"\ncategory = \"retired\"\nage = 66\n";
+    let settlement = check(&book(), claim, &[("tier.basic", "7047.00"), ("deductible", "1300.00")]);
+    let band = settlement.steps.iter().find(|s| s.kind == StepKind::Band).expect("a band");
+    assert_eq!(band.ratio.map(|r| r.millionths()), Some(810_000));
+}

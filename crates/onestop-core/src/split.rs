@@ -243,15 +243,21 @@ struct Adjusted {
     threshold_factor: Ratio,
     threshold_factor_source: Option<SourceId>,
     cap: Option<Param<Fen>>,
+    /// The cross-region cut, in millionths: taken off the ratio last.
+    cut_points: i64,
 }
 
 impl Adjusted {
+    /// A band's ratio for this person: the rule's, moved by the adjustments' points, then the
+    /// person's share scaled by a share factor, then the cross-region cut off what results (the
+    /// cut lowers the ratio the person would have had at home by its points, whatever made it).
     fn ratio(&self, ratio: Ratio) -> Ratio {
         let with_points = ratio.plus_points(self.points);
-        match self.share_factor {
+        let shared = match self.share_factor {
             None => with_points,
             Some(factor) => factor.times(with_points.complement()).min(Ratio::ONE).complement(),
-        }
+        };
+        shared.plus_points(-self.cut_points)
     }
 }
 
@@ -380,6 +386,7 @@ impl<'a> Run<'a> {
             points: 0,
             share_factor: None,
             ratio_source: None,
+            cut_points: 0,
             threshold_factor: Ratio::ONE,
             threshold_factor_source: None,
             cap: None,
@@ -422,7 +429,7 @@ impl<'a> Run<'a> {
         let mut adjusted = self.adjust(scope, rule);
         let basic = tier.kind == crate::policy::TierKind::BasicPool;
         if let Some(cut) = self.cross_region_cut.filter(|cut| basic && cut.value != 0) {
-            adjusted.points -= cut.value;
+            adjusted.cut_points += cut.value;
             self.out.steps.push(
                 Step::new(scope, StepKind::CrossRegionCut, Fen::ZERO)
                     .ratio(Ratio::from_millionths(u32::try_from(cut.value.abs()).unwrap_or(0)))
