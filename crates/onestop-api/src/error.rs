@@ -109,7 +109,8 @@ service_codes! {
          at the window's end (see GET /v1/status).";
     MaintenanceWindowInvalid = "maintenance_window_invalid", 422, "维护时段错误",
         "A window has RFC 3339 start and end times with an offset, ends after it starts and \
-         after now, lasts at most 7 days, and has a reason of at most 200 characters.";
+         after now, lasts at most 7 days, does not overlap another window of the region, and \
+         has a reason of at most 200 characters.";
     MaintenanceWindowNotFound = "maintenance_window_not_found", 404, "维护时段不存在",
         "The window must be one the agency's region announced and not already cancelled.";
     InstitutionIdTaken = "institution_id_taken", 409, "机构编码已被占用",

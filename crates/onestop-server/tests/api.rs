@@ -717,6 +717,12 @@ async fn a_maintenance_window_stops_settlement_for_the_regions_people_until_it_e
     assert_eq!(beijing["current_window"]["ends_at"], "2024-06-10T11:00:00+08:00");
 
     for (body, field) in [
+        // Overlapping the window in force: its end would no longer be when settlement resumes.
+        (
+            json!({"starts_at": "2024-06-10T10:30:00+08:00", "ends_at": "2024-06-10T12:00:00+08:00",
+                "reason": "x"}),
+            "starts_at",
+        ),
         (
             json!({"starts_at": "2024-06-10T12:00:00+08:00", "ends_at": "2024-06-10T11:00:00+08:00",
                 "reason": "x"}),

@@ -51,9 +51,23 @@ pub fn announce(
         Ok(window) => window,
         Err(error) => return Ok(Err(error)),
     };
-    let open = tx.windows()?.into_iter().filter(|w| w.region == actor.region && w.ends_at > now);
-    if open.count() >= WINDOWS_PER_REGION_MAX {
+    let open: Vec<MaintenanceWindow> =
+        tx.windows()?.into_iter().filter(|w| w.region == actor.region && w.ends_at > now).collect();
+    if open.len() >= WINDOWS_PER_REGION_MAX {
         let message = format!("a region has at most {WINDOWS_PER_REGION_MAX} windows to come");
+        return Ok(Err(invalid("starts_at", message)));
+    }
+    // Windows of one region never overlap, so that the end a refusal names is when settlement
+    // resumes (a longer window is announced from the end of the one before, or replaces it).
+    if let Some(other) =
+        open.iter().find(|w| w.starts_at < window.ends_at && window.starts_at < w.ends_at)
+    {
+        let other = dto(other);
+        let message = format!(
+            "the window overlaps {} ({} to {}); cancel it and announce the whole, or start this \
+             one at its end",
+            other.window_id, other.starts_at, other.ends_at
+        );
         return Ok(Err(invalid("starts_at", message)));
     }
     let window = MaintenanceWindow { created_at: env.now.clone(), ..window };
