@@ -476,9 +476,21 @@ async fn a_hospital_settles_a_visitor_through_its_node_and_faults_never_settle_t
     world.beijing.signal(Signal::SIGSTOP);
     let started = Instant::now();
     let (status, error) = world.settle(&fourth, "k-4").await;
+    let refused_in = started.elapsed();
+    // Beijing's node says nothing while stopped, inside the window it announced: Langfang's
+    // status shows the region in maintenance (as announced), not merely unreachable.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, state) = world.client.call("GET", url.clone(), "", None).await;
+    let beijing = state["regions"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["region"] == "110000"))
+        .cloned()
+        .unwrap_or_default();
     world.beijing.signal(Signal::SIGCONT);
+    assert_eq!(beijing["state"], "maintenance", "{state}");
+    assert_eq!(beijing["state_zh"], "维护中", "{state}");
     assert_eq!((status, error["code"].as_str()), (503, Some("region_in_maintenance")), "{error}");
-    assert!(started.elapsed() < Duration::from_millis(BOUND_MS), "refused without asking");
+    assert!(refused_in < Duration::from_millis(BOUND_MS), "refused without asking");
     assert_eq!(world.beijing_settlements().await, 4);
 }
 

@@ -72,6 +72,15 @@ async fn status(State(state): State<AppState>) -> Response {
                     state_zh: "无法连接".to_owned(),
                     ..region_status(*region, name(*region), &[], at)
                 });
+                // A peer that does not answer inside a window it announced is in maintenance,
+                // as it said it would be, not merely unreachable.
+                if entry.state == "unreachable"
+                    && let Some(window) = entry.windows.iter().find(|w| covers(w, at)).cloned()
+                {
+                    entry.state = "maintenance".to_owned();
+                    entry.state_zh = "维护中".to_owned();
+                    entry.current_window = Some(window);
+                }
                 entry.served_by = peer.name.clone();
                 regions.push(entry);
             }
@@ -104,4 +113,13 @@ async fn cancel(
         write(&state, move |tx, env| maintenance::cancel(tx, env, &actor, &window_id)).await?;
     state.windows_changed().await;
     Ok(answer(200, done))
+}
+
+/// Whether a window (times as RFC 3339 text) holds the instant `at`.
+fn covers(window: &onestop_api::service::MaintenanceWindowDto, at: jiff::Timestamp) -> bool {
+    let time = |text: &str| text.parse::<jiff::Timestamp>().ok();
+    match (time(&window.starts_at), time(&window.ends_at)) {
+        (Some(starts), Some(ends)) => starts <= at && at < ends,
+        _ => false,
+    }
 }
