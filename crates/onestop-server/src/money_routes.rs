@@ -42,7 +42,8 @@ async fn statement(
         Some("csv") => true,
         Some(other) => {
             let message = format!("format `{other}` is not one of: json, csv");
-            return Err(ApiError::code(ServiceCode::PeriodInvalid, message));
+            let error = ServiceError::new(ServiceCode::QueryInvalid, message).field("format");
+            return Err(ApiError::Service(error));
         }
     };
     let done = read(&state, move |tx, _| clearing::statement(tx, &actor, &month)).await?;

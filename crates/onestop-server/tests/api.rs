@@ -449,6 +449,7 @@ async fn errors_are_json_with_stable_codes() {
         ("/v1/reconciliation?day=2024-13-01", hospital.as_str(), "period_invalid", "day"),
         ("/v1/statistics?from=yesterday", app.agency.as_str(), "period_invalid", "from"),
         ("/v1/reconciliation", app.agency.as_str(), "query_invalid", "institution_id"),
+        ("/v1/clearing?month=2024-06&format=xml", app.agency.as_str(), "query_invalid", "format"),
     ];
     for (path, token, code, field) in dates {
         let (status, error) = app.call("GET", path, Some(token), None).await;
