@@ -16,6 +16,10 @@ pub struct ClearingArgs {
     /// Directory to write `clearing-<region>-<month>.csv` and `.json` into.
     #[arg(long, default_value = ".")]
     pub out: PathBuf,
+    /// On a node of a federation, its file (as given to `serve`): only the node's own regions'
+    /// statements are written, since only this node holds every settlement of their people.
+    #[arg(long)]
+    pub federation: Option<PathBuf>,
 }
 
 pub fn run(args: &ClearingArgs) -> Result<(), String> {
@@ -24,9 +28,24 @@ pub fn run(args: &ClearingArgs) -> Result<(), String> {
     })?;
     let store = crate::serve::open_store(&args.database)?;
     let runtime = crate::serve::runtime()?;
-    let statements = runtime
+    let own = match &args.federation {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the federation file {}: {e}", path.display()))?;
+            let regions = onestop_server::federation::node_regions(&text)
+                .map_err(|e| format!("federation file {}: {e}", path.display()))?;
+            Some(regions)
+        }
+        None => None,
+    };
+    let mut statements = runtime
         .block_on(store.read(move |tx| onestop_store::clearing::statements(tx, month)))
         .map_err(|e| format!("cannot read the ledger: {e}"))?;
+    if let Some(own) = &own {
+        // Another node's region appears here only through its people's care at this node's
+        // institutions: its statement is written by its own node.
+        statements.retain(|s| own.contains(&s.region));
+    }
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
     println!("清算 clearing {month}: {} regions", statements.len());

@@ -624,4 +624,29 @@ async fn sighup_reads_the_federation_file_again_unless_the_node_itself_would_cha
     let (status, settled) = world.settle(&visit, "k-moved").await;
     assert_eq!(status, 200, "{settled}");
     assert_eq!(world.beijing_settlements().await, 1);
+
+    // The month's clearing run on Langfang's node: its statement only, Beijing's being written
+    // by Beijing's node (which alone holds all its people's settlements).
+    let month = &today().to_string()[..7];
+    let clear = |federation: Option<&Path>, out: &Path| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_onestop"));
+        command.args(["clearing", "--database", &world.langfang.database, "--month", month]);
+        command.arg("--out").arg(out);
+        if let Some(file) = federation {
+            command.arg("--federation").arg(file);
+        }
+        let output = command.output().expect("onestop clearing runs");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let mut names: Vec<String> = std::fs::read_dir(out)
+            .expect("written")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let own = clear(Some(&world.langfang.config), &dir.path().join("own"));
+    let csv = format!("clearing-131000-{month}.csv");
+    assert_eq!(own, [csv.clone(), format!("clearing-131000-{month}.json")]);
+    let all = clear(None, &dir.path().join("all"));
+    assert!(all.contains(&format!("clearing-110000-{month}.csv")), "{all:?}");
 }

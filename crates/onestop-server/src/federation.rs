@@ -132,6 +132,13 @@ fn regions(names: &[String], whose: &str) -> Result<Vec<Region>, String> {
         .collect()
 }
 
+/// The regions a federation file says its node holds (`node.regions`), for tools that need no
+/// more of it (such as the monthly clearing run on that node).
+pub fn node_regions(text: &str) -> Result<Vec<Region>, String> {
+    let config: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+    regions(&config.node.regions, "node.regions")
+}
+
 impl Federation {
     /// Reads a federation file; `secret` is the shared secret (at least 16 characters), and a
     /// relative path in it (`ca`) is relative to `dir`, the file's own directory.
