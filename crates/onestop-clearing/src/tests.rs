@@ -133,11 +133,20 @@ fn a_statement_reads_as_csv_with_every_row_the_same_width() {
         .records()
         .collect::<Result<_, _>>()
         .expect("valid CSV");
-    assert_eq!(rows.len(), 6, "counterpart, local, total, three balance lines");
+    assert_eq!(rows.len(), 9, "counterpart, total, four local lines, three balance lines");
+    assert!(rows.iter().all(|row| row.len() == 19), "every row as wide as the header");
     assert_eq!(&rows[0][3], "110000");
-    assert_eq!((&rows[0][9], &rows[0][13]), ("850.00", "-850.00"));
-    assert_eq!(&rows[1][7], "80.00", "local care is shown, not cleared");
-    assert_eq!(&rows[4][13], "4150.00", "closing balance 5000 − 850");
+    // Payable: fund 800, account 50, cash 150 (not cleared); fund and account 850.
+    let payable = (&rows[0][7], &rows[0][8], &rows[0][9], &rows[0][10]);
+    assert_eq!(payable, ("800.00", "50.00", "150.00", "850.00"));
+    assert_eq!((&rows[0][17], &rows[0][18]), ("0.00", "-850.00"), "nothing receivable, net");
+    assert_eq!((&rows[1][10], &rows[1][17], &rows[1][18]), ("850.00", "0.00", "-850.00"));
+    // Local care is shown on lines of its own, in no column the counterparts fill.
+    let line =
+        |label: &str| rows.iter().find(|r| r[2].starts_with(label)).expect(label)[18].to_owned();
+    assert_eq!(line("本地基金支付"), "80.00", "local care is shown, not cleared");
+    assert_eq!(line("预付金期末余额"), "4150.00", "closing balance 5000 − 850");
+    assert!(rows[2..].iter().all(|r| r.iter().skip(4).take(14).all(str::is_empty)));
 }
 
 #[test]
