@@ -94,10 +94,52 @@ fn load_claim(args: &CalcArgs) -> Result<(Claim, onestop_core::Accumulators), Re
     document.parse()
 }
 
+/// Every year-to-date counter typed into a file names a tier of the insured region's policy and
+/// a pool one of its rules counts in: a misspelt one would be silently ignored, and the person
+/// charged a deductible already met.
+fn known_counters(
+    policy: &onestop_core::policy::Policy,
+    ytd: &onestop_core::Accumulators,
+) -> Result<(), Rejection> {
+    for (key, _) in ytd.entries() {
+        let tier = policy.tiers.iter().find(|t| t.id == key.tier);
+        let Some(tier) = tier else {
+            let known: Vec<&str> = policy.tiers.iter().map(|t| &*t.id).collect();
+            return Err(Rejection::new(
+                RejectionCode::AccumulatorInvalid,
+                format!(
+                    "`{}` is not a tier of the insured region's policy: {}",
+                    key.tier,
+                    known.join(", ")
+                ),
+            )
+            .field(format!("ytd.tiers.{}", key.tier)));
+        };
+        let mut pools: Vec<&str> =
+            tier.rules.iter().flat_map(|r| [&*r.pool, &*r.cap_pool]).collect();
+        pools.sort_unstable();
+        pools.dedup();
+        if !pools.contains(&&*key.pool) {
+            return Err(Rejection::new(
+                RejectionCode::AccumulatorInvalid,
+                format!(
+                    "`{}` is not a pool of tier `{}`: {}",
+                    key.pool,
+                    key.tier,
+                    pools.join(", ")
+                ),
+            )
+            .field(format!("ytd.tiers.{}.{}", key.tier, key.pool)));
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: &CalcArgs) -> Result<(), String> {
     let (book, _) = onestop_policy::load_dir(&args.policies).map_err(|error| error.to_string())?;
     let (claim, ytd) = load_claim(args).map_err(|rejection| rejection.to_string())?;
     let (settlement, insured, treatment) = book.split(&claim, &ytd).map_err(|r| r.to_string())?;
+    known_counters(insured, &ytd).map_err(|rejection| rejection.to_string())?;
     let dto = SettlementDto::from_core(&claim, insured, treatment, &ytd, &settlement);
     if args.json {
         let text = serde_json::to_string_pretty(&dto).map_err(|e| e.to_string())?;

@@ -261,3 +261,29 @@ fn a_token_is_issued_again_only_for_the_same_region_and_role() {
     assert!(!elsewhere.status.success());
     assert!(stderr(&elsewhere).contains("institution_id_taken"), "{}", stderr(&elsewhere));
 }
+
+#[test]
+fn a_misspelt_counter_in_a_ytd_file_is_refused_not_ignored() {
+    let dir = tempfile::tempdir().expect("dir");
+    let good = std::fs::read_to_string(repo().join("examples/ytd-resident.toml")).expect("ytd");
+    for (wrong, says) in [
+        ("[tiers.basic.inpatinet]", "`inpatinet` is not a pool of tier `basic`"),
+        ("[tiers.basci.inpatient]", "`basci` is not a tier of the insured region's policy"),
+    ] {
+        let path = dir.path().join("ytd.toml");
+        std::fs::write(&path, good.replace("[tiers.basic.inpatient]", wrong)).expect("written");
+        let ytd = path.to_str().expect("a path");
+        let output = onestop(&[
+            "calc",
+            "--bill",
+            "examples/bill-inpatient.toml",
+            "--person",
+            "examples/person-needy-resident.toml",
+            "--ytd",
+            ytd,
+        ]);
+        assert_eq!(output.status.code(), Some(2), "{wrong}: {}", stdout(&output));
+        let message = stderr(&output);
+        assert!(message.contains("accumulator_invalid") && message.contains(says), "{message}");
+    }
+}
