@@ -145,7 +145,7 @@ pub fn book(files: &[LoadedFile]) -> Result<PolicyBook, PolicyError> {
             return Err(PolicyError::new(
                 PolicyErrorCode::FilesOverlap,
                 &later.file,
-                1,
+                later.header.valid_from_line,
                 "policy.valid_from",
                 format!(
                     "region {} is already covered on {} by {}",
@@ -157,7 +157,7 @@ pub fn book(files: &[LoadedFile]) -> Result<PolicyBook, PolicyError> {
             return Err(PolicyError::new(
                 PolicyErrorCode::FilesGap,
                 &later.file,
-                1,
+                later.header.valid_from_line,
                 "policy.valid_from",
                 format!(
                     "region {} has no policy from {} to {}: {} ends {end} and this file starts {}",

@@ -33,6 +33,8 @@ pub struct Header {
     pub name: String,
     pub valid_from: Date,
     pub valid_to: Option<Date>,
+    /// The line `valid_from` is written on, for errors about the file's period.
+    pub valid_from_line: u32,
 }
 
 pub const TOP_KEYS: &[&str] = &["policy", "catalog", "personal_account", "cross_region", "tiers"];
@@ -72,6 +74,7 @@ pub fn header(reader: &Reader, root: &Node) -> Result<Header, PolicyError> {
     let name = reader.text(node, &path)?.to_owned();
     let (node, path) = table.require(reader, "valid_from", "the first day the file is in force")?;
     let valid_from = reader.date(node, &path)?;
+    let valid_from_line = node.line;
     let valid_to = match table.get("valid_to") {
         Some((node, path)) => {
             let to = reader.date(node, &path)?;
@@ -89,7 +92,7 @@ pub fn header(reader: &Reader, root: &Node) -> Result<Header, PolicyError> {
     for key in ["rounding", "needy_assistance", "source", "notes"] {
         table.get(key);
     }
-    Ok(Header { region, name, valid_from, valid_to })
+    Ok(Header { region, name, valid_from, valid_to, valid_from_line })
 }
 
 /// Reads one snapshot, valid from `from` to `to`, out of a resolved tree.
