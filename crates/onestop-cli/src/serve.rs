@@ -273,12 +273,15 @@ fn describe(federation: &Federation) -> String {
         })
         .collect();
     let ca = federation.ca().map(|path| format!(", peers verified by {}", path.display()));
+    let peers = if peers.is_empty() {
+        "no peers".to_owned()
+    } else {
+        format!("{} peers ({})", peers.len(), peers.join("; "))
+    };
     format!(
-        "node {}, regions [{}] here; {} peers ({}); {} ms bound{}",
+        "node {}, regions [{}] here; {peers}; {} ms bound{}",
         federation.node,
         federation.local.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
-        federation.peers.len(),
-        peers.join("; "),
         federation.timeout.as_millis(),
         ca.unwrap_or_default()
     )

@@ -145,7 +145,11 @@ impl Federation {
     pub fn from_toml(text: &str, secret: &str, dir: &Path) -> Result<Federation, String> {
         let config: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
         if secret.len() < 16 {
-            return Err("the federation secret has at least 16 characters".to_owned());
+            return Err(format!(
+                "the shared secret (ONESTOP_FEDERATION_SECRET) must have at least 16 characters; \
+                 it has {}",
+                secret.chars().count()
+            ));
         }
         let timeout_ms = config.node.timeout_ms.unwrap_or(3000);
         if !(50..=60_000).contains(&timeout_ms) {

@@ -461,6 +461,14 @@ async fn errors_are_json_with_stable_codes() {
     let (status, error) = app.call("POST", "/v1/filings", agency, Some(filing)).await;
     assert_eq!((status.as_u16(), error["code"].as_str()), (422, Some("filing_invalid")), "{error}");
     assert_eq!(error["field"], "start");
+    for (destination, start, field) in
+        [("999999", "2024-06-01", "destination"), ("131000", "1800-11-01", "start")]
+    {
+        let filing = json!({"person_id": "P0001", "kind": "referral", "destination": destination,
+            "start": start});
+        let (status, error) = app.call("POST", "/v1/filings", agency, Some(filing)).await;
+        assert_eq!((status.as_u16(), error["field"].as_str()), (422, Some(field)), "{error}");
+    }
 
     let huge = "x".repeat(onestop_server::BODY_BYTES_MAX + 1);
     let response = app

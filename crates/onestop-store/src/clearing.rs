@@ -119,7 +119,10 @@ pub fn statistics(
     if !(0..STATISTICS_DAYS_MAX).contains(&days) {
         return Ok(Err(ServiceError::new(
             ServiceCode::PeriodInvalid,
-            format!("a period runs forward from `from` for at most {STATISTICS_DAYS_MAX} days"),
+            format!(
+                "the period {from} to {to} must run forward (`to` not before `from`, which is \
+                 the first of this month unless given) for at most {STATISTICS_DAYS_MAX} days"
+            ),
         )
         .field("to")));
     }

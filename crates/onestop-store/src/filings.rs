@@ -105,6 +105,12 @@ fn parse_request(env: &Env<'_>, key: &PersonKey, request: &FilingRequest) -> Ans
         )
     })?;
     let destination = parse_region(request.destination.as_str(), "destination")?;
+    // Care there is settled with its catalog: a region this service has no policy for is no
+    // destination (a typo such as 999999 would file the person for nowhere).
+    if env.book.timeline(destination).is_empty() {
+        let message = format!("region {destination} has no policy here: no care there is settled");
+        return Err(invalid("destination", message));
+    }
     if destination == key.region {
         let message = format!("region {destination} is the insured region: no filing is needed");
         return Err(invalid("destination", message));
@@ -112,6 +118,11 @@ fn parse_request(env: &Env<'_>, key: &PersonKey, request: &FilingRequest) -> Ans
     let start = parse_date_as(&request.start, "start", ServiceCode::FilingInvalid)?;
     let end = request.end.as_deref();
     let end = end.map(|end| parse_date_as(end, "end", ServiceCode::FilingInvalid)).transpose()?;
+    let plausible = |date: Date| (1900..=2100).contains(&date.year());
+    if !plausible(start) || end.is_some_and(|end| !plausible(end)) {
+        let field = if plausible(start) { "end" } else { "start" };
+        return Err(invalid(field, "a filing's dates are in the years 1900 to 2100".to_owned()));
+    }
     if end.is_some_and(|end| end < start) {
         return Err(invalid("end", format!("the filing ends before it starts on {start}")));
     }
