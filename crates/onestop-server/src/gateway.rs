@@ -300,10 +300,15 @@ async fn forward(
         Err(error) => {
             tracing::warn!(peer = %peer.name, %error, "insured region did not answer in time");
             remember_unknown(state, actor, &call).await;
+            // A read changes nothing: it is simply asked again. A write's outcome is unknown.
+            let advice = if call.method == Method::GET {
+                "nothing was changed; retry"
+            } else {
+                "the outcome is unknown; retry with the same Idempotency-Key to learn it (it \
+                 never settles twice), then cancel it if it is not wanted"
+            };
             let message = format!(
-                "参保地 region {region} 的节点 {} 未在 {} ms 内应答 did not answer in time: the \
-                 outcome is unknown; retry with the same Idempotency-Key to learn it (it never \
-                 settles twice), then cancel it if it is not wanted",
+                "参保地 region {region} 的节点 {} 未在 {} ms 内应答 did not answer in time: {advice}",
                 peer.name,
                 federation.timeout.as_millis()
             );
