@@ -29,7 +29,9 @@ const HEADER: [&str; 19] = [
 
 /// The statement as CSV (UTF-8, with a byte-order mark so spreadsheets read the Chinese).
 pub fn statement_csv(statement: &Statement) -> String {
-    let mut writer = csv::Writer::from_writer(Vec::new());
+    // Lines end in CRLF, as RFC 4180 and the spreadsheets it is written for expect.
+    let mut writer =
+        csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new());
     write_rows(&mut writer, statement).expect("writing CSV to memory cannot fail");
     let bytes = writer.into_inner().expect("flushing to memory cannot fail");
     let text = String::from_utf8(bytes).expect("every field is UTF-8");

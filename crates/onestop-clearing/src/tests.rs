@@ -129,6 +129,7 @@ fn a_statement_reads_as_csv_with_every_row_the_same_width() {
     clearing.add(&entry(LANGFANG, LANGFANG, "2024-06-04", ["80", "0", "100"])).expect("June");
     let text = statement_csv(&clearing.statement(LANGFANG, Some(yuan("5000"))));
     let text = text.strip_prefix('\u{feff}').expect("a byte-order mark for spreadsheets");
+    assert!(text.lines().count() > 1 && text.split("\r\n").count() == text.lines().count() + 1);
     let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(text.as_bytes())
         .records()
         .collect::<Result<_, _>>()
