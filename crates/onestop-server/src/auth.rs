@@ -50,8 +50,9 @@ pub async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Insti
         return Ok(found);
     }
     let token = token.to_owned();
+    let generation = state.actors_generation();
     let found = state.store.read(move |tx| people::authenticate(tx, &token)).await?;
     let found = found.ok_or_else(unauthorized)?;
-    state.cache_actor(hash, found.clone());
+    state.cache_actor(hash, found.clone(), generation);
     Ok(found)
 }

@@ -144,7 +144,7 @@ impl Federation {
     /// relative path in it (`ca`) is relative to `dir`, the file's own directory.
     pub fn from_toml(text: &str, secret: &str, dir: &Path) -> Result<Federation, String> {
         let config: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
-        if secret.len() < 16 {
+        if secret.chars().count() < 16 {
             return Err(format!(
                 "the shared secret (ONESTOP_FEDERATION_SECRET) must have at least 16 characters; \
                  it has {}",

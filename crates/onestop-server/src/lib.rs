@@ -91,6 +91,9 @@ pub struct AppState {
     federation: Option<Arc<RwLock<Arc<federation::Federation>>>>,
     /// Resolved credentials by their token's SHA-256, and when each was read from the store.
     actors: Arc<RwLock<HashMap<String, (std::time::Instant, Institution)>>>,
+    /// Counts the times the credentials were forgotten: a credential read from the store before
+    /// the last time is not cached (it may be the one just replaced).
+    actors_generation: Arc<std::sync::atomic::AtomicU64>,
     windows: Arc<tokio::sync::RwLock<WindowCache>>,
 }
 
@@ -104,6 +107,7 @@ impl AppState {
             nhsa,
             federation: None,
             actors: Arc::default(),
+            actors_generation: Arc::default(),
             windows: Arc::default(),
         }
     }
@@ -178,8 +182,18 @@ impl AppState {
         (at.elapsed() < ACTORS_CACHED_FOR).then(|| actor.clone())
     }
 
-    fn cache_actor(&self, token_sha256: String, actor: Institution) {
+    /// The credentials' generation, read before a credential is read from the store.
+    fn actors_generation(&self) -> u64 {
+        self.actors_generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Caches a credential read from the store in `generation`, unless the credentials were
+    /// forgotten since (under the lock, so that a forget cannot fall between check and insert).
+    fn cache_actor(&self, token_sha256: String, actor: Institution, generation: u64) {
         if let Ok(mut actors) = self.actors.write() {
+            if self.actors_generation() != generation {
+                return;
+            }
             if actors.len() >= ACTORS_CACHED_MAX {
                 actors.retain(|_, (at, _)| at.elapsed() < ACTORS_CACHED_FOR);
                 if actors.len() >= ACTORS_CACHED_MAX {
@@ -192,9 +206,9 @@ impl AppState {
 
     /// Forgets every resolved credential (after one was replaced through this process).
     pub(crate) fn forget_actors(&self) {
-        if let Ok(mut actors) = self.actors.write() {
-            actors.clear();
-        }
+        let mut actors = self.actors.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.actors_generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        actors.clear();
     }
 }
 

@@ -213,8 +213,9 @@ async fn authenticate(
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_owned());
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().to_owned());
     let bearer = match token {
         Some(token) if !signed => {
             let actor = match state.cached_actor(&people::token_sha256(&token)) {
@@ -280,6 +281,15 @@ async fn answer(
                 let federation = federation.as_deref().expect("a peer route has a federation");
                 if let Some(window) = gateway::peer_window_now(state, federation, peer, region) {
                     return Err(Failure(gateway::maintenance_message(&window)));
+                }
+                // A 2601 answered here (it named no insured region) took this msgid: the
+                // message it reversed is refused here too, never forwarded to settle there.
+                let (id, msgid) = (institution.institution_id.clone(), request.msgid.clone());
+                let here = state.store.read(move |tx| tx.nhsa_message(&id, &msgid)).await;
+                if let Ok(Some(taken)) = here
+                    && taken.request_sha256.starts_with(REVERSED_BEFORE_ARRIVAL)
+                {
+                    return Err(Failure(taken.response));
                 }
                 let message = (&body[..], input.plain_text.as_str(), &input.value);
                 let envelope = nhsa_forward::forward(

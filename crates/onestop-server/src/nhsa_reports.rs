@@ -234,8 +234,8 @@ pub fn reconcile_details(
             Some(r)
                 if fen(row, "medfee_sumamt") != Some(r.total)
                     || fen(row, "fund_pay_sumamt") != Some(r.fund_total)
-                    || row
-                        .get("acct_pay")
+                    // Sent (not absent, `null` or empty): then compared.
+                    || text(row, "acct_pay")
                         .is_some_and(|_| fen(row, "acct_pay") != Some(r.personal_account)) =>
             {
                 Some(format!(

@@ -72,7 +72,7 @@ pub fn dispatch(
         "2204" | "2301" => upload_fees(tx, env, actor, input),
         "2205" | "2302" => cancel_fees(tx, actor, data(input, "data")),
         "2206" | "2207" | "2208" | "2303" | "2304" | "2305"
-            if let Some(failure) = misfits(tx, &request.infno, data(input, "data"))? =>
+            if let Some(failure) = misfits(tx, actor, &request.infno, data(input, "data"))? =>
         {
             Ok(Err(failure))
         }
@@ -92,16 +92,30 @@ pub fn dispatch(
 
 /// 2206-2208 settle outpatient visits and 2303-2305 admissions: a transaction of the other kind
 /// than its visit's is refused (long-term care is settled by either).
-fn misfits(tx: &mut dyn Tx, infno: &str, node: &Map<String, Value>) -> Result<Option<Failure>> {
+fn misfits(
+    tx: &mut dyn Tx,
+    actor: &Institution,
+    infno: &str,
+    node: &Map<String, Value>,
+) -> Result<Option<Failure>> {
     let inpatient_code = matches!(infno, "2303" | "2304" | "2305");
+    // Only the institution's own visits and settlements: of another's, nothing is told here
+    // (the operation itself refuses it).
+    let own = |institution_id: &str| institution_id == actor.institution_id;
     let visit_type = if let Some(setl_id) = text(node, "setl_id") {
         match parse_id(&setl_id) {
-            Some((_, key)) => tx.settlement(&key, &setl_id)?.map(|row| row.visit_type),
+            Some((_, key)) => tx
+                .settlement(&key, &setl_id)?
+                .filter(|row| own(&row.institution_id))
+                .map(|row| row.visit_type),
             None => None,
         }
     } else if let Some(visit_id) = text(node, "mdtrt_id") {
         match parse_id(&visit_id) {
-            Some((_, key)) => tx.visit(&key, &visit_id)?.map(|row| row.visit_type),
+            Some((_, key)) => tx
+                .visit(&key, &visit_id)?
+                .filter(|row| own(&row.institution_id))
+                .map(|row| row.visit_type),
             None => None,
         }
     } else {
@@ -534,6 +548,10 @@ fn upload_fees(
             }
         }
     }
+    // The visit must be the institution's and open before anything of its lines is told.
+    if let Err(error) = visits::open_visit_of(tx, actor, &visit_id)? {
+        return Ok(Err(error.into()));
+    }
     if let Some(failure) = serial_taken(tx, &visit_id, &lines)? {
         return Ok(Err(failure));
     }
@@ -726,7 +744,7 @@ fn settle(
         return Ok(Err(failure));
     }
     let key = format!("nhsa:{}", request.msgid);
-    let idempotency = Idempotency { key: &key, request_sha256: &request.msgid };
+    let idempotency = Idempotency { key: &key, request_sha256: &request.msgid, also: None };
     let settle_request = match use_account(node) {
         Ok(settle_request) => settle_request,
         Err(failure) => return Ok(Err(failure)),
@@ -756,6 +774,7 @@ fn cancel_settlement(
     if let (Some(visit_id), Some((IdKind::Settlement, key))) =
         (text(node, "mdtrt_id"), parse_id(&setl_id))
         && let Some(row) = tx.settlement(&key, &setl_id)?
+        && row.institution_id == actor.institution_id
         && row.visit_id != visit_id
     {
         return Ok(Err(Failure(format!(
@@ -783,7 +802,7 @@ fn cancel_by_id(
             ))));
         }
         let key = format!("nhsa-cancel:{setl_id}");
-        let idempotency = Idempotency { key: &key, request_sha256: "cancel" };
+        let idempotency = Idempotency { key: &key, request_sha256: "cancel", also: None };
         let response = ops::cancel(tx, env, actor, setl_id, &idempotency)?;
         return match stored_record(&response)? {
             Ok(record) => settlement_output(tx, env, actor, &record, msgid),
@@ -806,6 +825,11 @@ fn reverse(
         Ok(id) => id,
         Err(failure) => return Ok(Err(failure)),
     };
+    if omsgid == request.msgid {
+        return Ok(Err(Failure(format!(
+            "原报文ID无效 omsgid `{omsgid}` is this message's own msgid: name the message to reverse"
+        ))));
+    }
     if omsgid.len() > onestop_nhsa::envelope::MSGID_BYTES_MAX {
         return Ok(Err(Failure(format!(
             "原报文ID过长 omsgid has at most {} characters",

@@ -466,16 +466,18 @@ async fn settle(
     })?;
     let request: SettleRequest = parse(&body)?;
     // The request as read, not its bytes: a retry that rebuilt its JSON (other whitespace or
-    // key order, or `{}` for an empty body) is the same request. An empty body's hash is the
-    // one stored before this was so (its bytes were empty too).
+    // key order, or `{}` for an empty body) is the same request. A record stored by an earlier
+    // version under the hash of the bytes sent still replays (`also`).
     let canonical = if request == SettleRequest::default() {
         Bytes::new()
     } else {
         Bytes::from(serde_json::to_vec(&request).expect("a settle request serializes"))
     };
     let sha = request_sha256(&method, &uri, &canonical);
+    let as_sent = request_sha256(&method, &uri, &body);
     let response = write(&state, move |tx, env| {
-        let idempotency = Idempotency { key: &key, request_sha256: &sha };
+        let also = Some(as_sent.as_str());
+        let idempotency = Idempotency { key: &key, request_sha256: &sha, also };
         ops::settle(tx, env, &actor, &visit_id, &request, &idempotency)
     })
     .await?;
@@ -501,8 +503,10 @@ async fn cancel(
     // A cancel takes no fields: a body, if any, is `{}`, and it is no part of the request.
     let CancelRequest {} = parse(&body)?;
     let sha = request_sha256(&method, &uri, &Bytes::new());
+    let as_sent = request_sha256(&method, &uri, &body);
     let response = write(&state, move |tx, env| {
-        let idempotency = Idempotency { key: &key, request_sha256: &sha };
+        let also = Some(as_sent.as_str());
+        let idempotency = Idempotency { key: &key, request_sha256: &sha, also };
         ops::cancel(tx, env, &actor, &settlement_id, &idempotency)
     })
     .await?;

@@ -436,6 +436,7 @@ async fn errors_are_json_with_stable_codes() {
         (json!({"birth_date": "2099-01-01"}), "person_invalid", "birth_date"),
         (json!({"gender": "robot"}), "person_invalid", "gender"),
         (json!({"id_number": "110101196001011234"}), "person_invalid", "id_number"),
+        (json!({"id_number": "11010119600101X"}), "person_invalid", "id_number"),
         (json!({"name": null}), "missing_field", "name"),
     ] {
         let (status, error) = app.call("POST", "/v1/persons", agency, Some(person(change))).await;

@@ -527,6 +527,13 @@ async fn reversal_2601_cancels_a_settlement_whose_answer_was_lost() {
     let reversal = json!({"data": {"psn_no": "P1", "omsgid": unknown, "oinfno": "2207"}});
     let never = his.ok("2601", reversal).await;
     assert_eq!(never["reversed"], false);
+    let own = "H11010500009202406101000006666";
+    let itself = json!({"data": {"psn_no": "P1", "omsgid": own, "oinfno": "2207"}});
+    let refused = his.call_with("2601", itself, own).await;
+    assert!(
+        refused["err_msg"].as_str().is_some_and(|m| m.starts_with("原报文ID无效")),
+        "{refused}"
+    );
     // The original, arriving after its reversal, is refused and settles nothing.
     let late =
         his.call_with("2207", json!({"data": {"psn_no": "P1", "mdtrt_id": visit}}), unknown).await;
@@ -731,7 +738,7 @@ async fn reconciliation_3201_balances_a_mixed_day_and_reports_a_difference() {
         "stmt_begndate": "2024-06-10", "stmt_enddate": "2024-06-10",
         "details": [{
             "setl_id": s["setl_id"], "medfee_sumamt": s["medfee_sumamt"],
-            "fund_pay_sumamt": s["fund_pay_sumamt"]
+            "fund_pay_sumamt": s["fund_pay_sumamt"], "acct_pay": ""
         }]
     }});
     let details = his.ok("3202", ledger).await;

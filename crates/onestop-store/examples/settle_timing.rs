@@ -85,7 +85,7 @@ async fn main() {
                     &h,
                     &id,
                     &SettleRequest::default(),
-                    &Idempotency { key: &key, request_sha256: "x" },
+                    &Idempotency { key: &key, request_sha256: "x", also: None },
                 )
             })
             .await

@@ -32,7 +32,11 @@ pub struct Env<'a> {
 /// The idempotency key of a request and the hash of what it asked.
 pub struct Idempotency<'a> {
     pub key: &'a str,
+    /// The request's hash, as stored with its answer.
     pub request_sha256: &'a str,
+    /// Another hash the same request was stored under by an earlier version (of its body's
+    /// bytes as sent), so that a retry across an upgrade still replays.
+    pub also: Option<&'a str>,
 }
 
 pub(crate) fn json<T: serde::Serialize>(value: &T) -> String {
@@ -118,7 +122,9 @@ fn replayed(
     let Some(stored) = tx.idempotency(key, &actor.institution_id, idempotency.key)? else {
         return Ok(None);
     };
-    if stored.request_sha256 == idempotency.request_sha256 {
+    if stored.request_sha256 == idempotency.request_sha256
+        || idempotency.also == Some(stored.request_sha256.as_str())
+    {
         return Ok(Some(resolve(tx, key, stored)?));
     }
     let error = ServiceError::new(

@@ -101,15 +101,18 @@ fn person_row(
     let key = PersonKey::new(actor.region, &request.person_id).ok_or_else(|| {
         invalid("person_id", format!("`{}` must be 1 to 30 letters and digits", request.person_id))
     })?;
-    let last = request.id_number.len().saturating_sub(1);
-    let id_ok = matches!(request.id_number.len(), 15 | 18)
-        && request
-            .id_number
-            .bytes()
-            .enumerate()
-            .all(|(i, b)| b.is_ascii_digit() || (b == b'X' && i == last));
+    // 15 digits (the old numbers), or 17 digits and a check character, a digit or X.
+    let number = request.id_number.as_bytes();
+    let id_ok = match number.len() {
+        15 => number.iter().all(u8::is_ascii_digit),
+        18 => {
+            number[..17].iter().all(u8::is_ascii_digit)
+                && (number[17].is_ascii_digit() || number[17] == b'X')
+        }
+        _ => false,
+    };
     if !id_ok {
-        let message = "an identity number has 15 or 18 characters: digits, and X last";
+        let message = "an identity number is 15 digits, or 17 digits and a digit or X";
         return Err(person_invalid("id_number", message.to_owned()));
     }
     let birth_date = request.birth_date.parse::<onestop_core::Date>().ok();
@@ -195,7 +198,7 @@ pub fn register_person(
     // An identity number names one person of the region: the import of assistance lists and
     // the national interface (by `certno`) find people by it.
     let region = row.key.region_text();
-    tx.lock_id_number(&region, &row.id_number)?;
+    tx.lock_name(&format!("id_number:{region}:{}", row.id_number))?;
     let holders = tx.persons_by_id_number(&region, &row.id_number)?;
     if let Some(other) = holders.iter().find(|key| key.person_id != row.key.person_id) {
         let message = format!(
@@ -251,6 +254,9 @@ pub fn register(
     env: &Env<'_>,
     institution: &Institution,
 ) -> Result<Answer<CredentialDto>> {
+    // Two agencies registering one id at once (PostgreSQL: both could find it free, and the
+    // second's upsert replace the first's token) take turns.
+    tx.lock_name(&format!("institution:{}", institution.institution_id))?;
     if let Some(known) = tx.institution(&institution.institution_id)?
         && (known.region != institution.region || known.role != institution.role)
     {

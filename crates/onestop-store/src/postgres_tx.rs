@@ -203,9 +203,8 @@ impl Tx for PgTx<'_, '_> {
         rows.iter().map(|row| Ok(PersonKey { region, person_id: row.try_get(0)? })).collect()
     }
 
-    fn lock_id_number(&mut self, region: &str, id_number: &str) -> Result<()> {
-        let key = format!("id_number:{region}:{id_number}");
-        self.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&key])?;
+    fn lock_name(&mut self, name: &str) -> Result<()> {
+        self.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&name])?;
         Ok(())
     }
 

@@ -244,12 +244,12 @@ fn compare_lists(rows: &[Booked], list: &[ReconcileItem]) -> Answer<Vec<Settleme
     for (index, item) in list.iter().enumerate() {
         let item = canonical(item, index)?;
         // A settlement listed twice is counted twice in the hospital's totals: said as such.
-        if let Some(first) = yours.get(item.settlement_id.as_str()) {
+        if yours.contains_key(item.settlement_id.as_str()) {
             out.push(SettlementDifferenceDto {
                 settlement_id: item.settlement_id.clone(),
                 problem: "listed_twice_in_yours".to_owned(),
                 ours: None,
-                yours: Some(first.clone()),
+                yours: Some(item),
             });
             continue;
         }

@@ -59,10 +59,10 @@ pub trait Tx {
     /// The people of `region` with this identity number, in order of person id, at most two
     /// (one is the rule; two say it is broken).
     fn persons_by_id_number(&mut self, region: &str, id_number: &str) -> Result<Vec<PersonKey>>;
-    /// Serializes, to the end of the transaction, the transactions that register this identity
-    /// number in `region` (so that two registrations cannot both find it free). SQLite has one
-    /// writer already.
-    fn lock_id_number(&mut self, _region: &str, _id_number: &str) -> Result<()> {
+    /// Serializes, to the end of the transaction, the transactions that take the lock of this
+    /// name (such as an identity number of a region, or an institution id), so that two
+    /// registrations cannot both find it free and both take it. SQLite has one writer already.
+    fn lock_name(&mut self, _name: &str) -> Result<()> {
         Ok(())
     }
     fn upsert_person(&mut self, row: &PersonRow) -> Result<()>;

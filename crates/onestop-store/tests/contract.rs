@@ -155,7 +155,7 @@ impl World {
         let (visit_id, key, sha) = (visit_id.to_owned(), key.to_owned(), format!("sha-of-{body}"));
         self.store
             .write(move |tx| {
-                let idempotency = Idempotency { key: &key, request_sha256: &sha };
+                let idempotency = Idempotency { key: &key, request_sha256: &sha, also: None };
                 ops::settle(
                     tx,
                     &env(&book),
@@ -174,7 +174,7 @@ impl World {
         let (id, key) = (settlement_id.to_owned(), key.to_owned());
         self.store
             .write(move |tx| {
-                let idempotency = Idempotency { key: &key, request_sha256: "cancel" };
+                let idempotency = Idempotency { key: &key, request_sha256: "cancel", also: None };
                 ops::cancel(tx, &env(&book), &actor, &id, &idempotency)
             })
             .await
@@ -302,6 +302,27 @@ async fn settle_is_exactly_once_and_cancel_restores_the_accumulators() {
         // The visit is open again and settles on the restored totals, to the same amounts.
         let resettled = record(&world.settle(0, &visit.visit_id, "k3", "{}").await);
         assert_eq!(resettled.settlement.tiers, settled.settlement.tiers);
+        // A record stored under another hash of the same request (an earlier version's) still
+        // replays when the retry names that hash as `also`; without it, it is another request.
+        let retry = |also: Option<&'static str>| {
+            let (book, actor) = (Arc::clone(&world.book), world.hospitals[0].clone());
+            let visit_id = visit.visit_id.clone();
+            world.store.write(move |tx| {
+                let idempotency = Idempotency { key: "k3", request_sha256: "canonical", also };
+                ops::settle(
+                    tx,
+                    &env(&book),
+                    &actor,
+                    &visit_id,
+                    &SettleRequest::default(),
+                    &idempotency,
+                )
+            })
+        };
+        let stored_as = Some("sha-of-{}");
+        assert_eq!(record(&retry(stored_as).await.expect("store")), resettled);
+        let refused = retry(None).await.expect("store");
+        assert_eq!(error(&refused).code, "idempotency_key_reused_with_another_request");
         assert_eq!(world.violations().await, Vec::<String>::new());
     }
 }
@@ -445,7 +466,13 @@ async fn clearing_statements_add_up_to_the_ledger_month_by_month() {
                     now: "2024-07-02T09:00:00+08:00".into(),
                     today: Date::constant(2024, 7, 2),
                 };
-                ops::cancel(tx, &env, &actor, &id, &Idempotency { key: "c", request_sha256: "c" })
+                ops::cancel(
+                    tx,
+                    &env,
+                    &actor,
+                    &id,
+                    &Idempotency { key: "c", request_sha256: "c", also: None },
+                )
             })
             .await
             .expect("store");
