@@ -292,9 +292,6 @@ impl Federation {
             }
             let url = format!("{}/v1/status", peer.url.trim_end_matches('/'));
             let bound = self.timeout.min(Duration::from_secs(1));
-            // Refreshes may overlap (the background task, a status request): the answer to the
-            // latest question wins, not the latest answer (a slow one can carry an old window).
-            let asked = Instant::now();
             let answer = self.client().get(url).timeout(bound).send().await;
             let status = match answer {
                 Ok(response) if response.status().is_success() => {
@@ -303,11 +300,8 @@ impl Federation {
                 _ => None,
             };
             if let Ok(mut statuses) = self.statuses.write() {
-                let entry = statuses.entry(peer.name.clone()).or_insert((asked, None));
-                if entry.0 > asked {
-                    continue;
-                }
-                entry.0 = asked;
+                let entry = statuses.entry(peer.name.clone()).or_insert((Instant::now(), None));
+                entry.0 = Instant::now();
                 match status {
                     Some(status) => entry.1 = Some(status),
                     None => {
