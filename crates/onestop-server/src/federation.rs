@@ -290,7 +290,9 @@ impl Federation {
             if fresh == Some(true) {
                 continue;
             }
-            let url = format!("{}/v1/status", peer.url.trim_end_matches('/'));
+            // The peer answers with what it knows of its own peers, asking none of them (a peer
+            // that asked back would ask this node again, and so on until the bound).
+            let url = format!("{}/v1/status?peers=cached", peer.url.trim_end_matches('/'));
             let bound = self.timeout.min(Duration::from_secs(1));
             let answer = self.client().get(url).timeout(bound).send().await;
             let status = match answer {

@@ -13,7 +13,7 @@ use onestop_store::model::MaintenanceWindow;
 use crate::AppState;
 use crate::auth::Actor;
 use crate::error::ApiError;
-use crate::extract::Path;
+use crate::extract::{Path, Query};
 use crate::routes::{Body, answer, ok_json, parse, write};
 
 pub fn add(router: Router<AppState>) -> Router<AppState> {
@@ -47,7 +47,15 @@ fn region_status(
     }
 }
 
-async fn status(State(state): State<AppState>) -> Response {
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusQuery {
+    /// `cached`: peers' regions as last known, without asking them again (what a peer's own
+    /// refresh asks for, so that two nodes asking for each other's status never recurse).
+    peers: Option<String>,
+}
+
+async fn status(State(state): State<AppState>, Query(query): Query<StatusQuery>) -> Response {
     let (now, _) = state.now();
     let at = (state.clock)().timestamp();
     let windows = state.windows().await;
@@ -60,7 +68,9 @@ async fn status(State(state): State<AppState>) -> Response {
     let mut regions: Vec<RegionStatusDto> =
         local.iter().map(|r| region_status(*r, name(*r), &windows, at)).collect();
     if let Some(federation) = &federation {
-        federation.refresh_statuses().await;
+        if query.peers.as_deref() != Some("cached") {
+            federation.refresh_statuses().await;
+        }
         for peer in &federation.peers {
             let known = federation.peer_status(&peer.name);
             for region in &peer.regions {
