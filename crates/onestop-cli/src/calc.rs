@@ -98,13 +98,17 @@ fn load_claim(args: &CalcArgs) -> Result<(Claim, onestop_core::Accumulators), Re
 /// a pool one of its rules counts in: a misspelt one would be silently ignored, and the person
 /// charged a deductible already met.
 fn known_counters(
-    policy: &onestop_core::policy::Policy,
+    timeline: &[std::sync::Arc<onestop_core::policy::Policy>],
     ytd: &onestop_core::Accumulators,
 ) -> Result<(), Rejection> {
+    // Any of the region's policies: a tier renamed mid-year leaves counters of its old name.
+    let tiers: Vec<&onestop_core::policy::Tier> = timeline.iter().flat_map(|p| &p.tiers).collect();
     for (key, _) in ytd.entries() {
-        let tier = policy.tiers.iter().find(|t| t.id == key.tier);
+        let tier = tiers.iter().find(|t| t.id == key.tier);
         let Some(tier) = tier else {
-            let known: Vec<&str> = policy.tiers.iter().map(|t| &*t.id).collect();
+            let mut known: Vec<&str> = tiers.iter().map(|t| &*t.id).collect();
+            known.sort_unstable();
+            known.dedup();
             return Err(Rejection::new(
                 RejectionCode::AccumulatorInvalid,
                 format!(
@@ -115,8 +119,9 @@ fn known_counters(
             )
             .field(format!("ytd.tiers.{}", key.tier)));
         };
+        let same_id = tiers.iter().filter(|t| t.id == tier.id);
         let mut pools: Vec<&str> =
-            tier.rules.iter().flat_map(|r| [&*r.pool, &*r.cap_pool]).collect();
+            same_id.flat_map(|t| &t.rules).flat_map(|r| [&*r.pool, &*r.cap_pool]).collect();
         pools.sort_unstable();
         pools.dedup();
         if !pools.contains(&&*key.pool) {
@@ -139,7 +144,8 @@ pub fn run(args: &CalcArgs) -> Result<(), String> {
     let (book, _) = onestop_policy::load_dir(&args.policies).map_err(|error| error.to_string())?;
     let (claim, ytd) = load_claim(args).map_err(|rejection| rejection.to_string())?;
     let (settlement, insured, treatment) = book.split(&claim, &ytd).map_err(|r| r.to_string())?;
-    known_counters(insured, &ytd).map_err(|rejection| rejection.to_string())?;
+    let region = claim.person.insured_region;
+    known_counters(book.timeline(region), &ytd).map_err(|rejection| rejection.to_string())?;
     let dto = SettlementDto::from_core(&claim, insured, treatment, &ytd, &settlement);
     if args.json {
         let text = serde_json::to_string_pretty(&dto).map_err(|e| e.to_string())?;

@@ -6,6 +6,8 @@
 use onestop_api::service::{OpenVisitRequest, PersonViewDto, SettleRequest, SettlementRecordDto};
 use onestop_api::wire::Scalar;
 use onestop_api::{LineDto, ServiceError};
+use std::ops::Not;
+
 use onestop_core::{Category, Region, VisitType};
 use onestop_nhsa::envelope::{Request, text, text_any};
 use onestop_nhsa::{codes, setl};
@@ -213,7 +215,7 @@ fn person_info(
     };
     // A name sent must be the registered one (the name is not shown: the caller may be wrong).
     if let Some(name) = text(node, "psn_name").filter(|name| !name.trim().is_empty())
-        && tx.person(&key, false)?.is_some_and(|person| person.name != name.trim())
+        && tx.person(&key, false)?.is_some_and(|person| same_name(&person.name, &name).not())
     {
         return Ok(Err(Failure(
             "姓名与证件不符 psn_name is not the name registered with this credential".into(),
@@ -328,6 +330,16 @@ fn cancel_visit(
         Err(failure) => return Ok(Err(failure)),
     };
     Ok(visits::cancel_visit(tx, actor, &visit_id)?.map(|()| json!({})).map_err(Failure::from))
+}
+
+/// Two writings of one name: spaces aside, the middle dots of minority and foreign names
+/// (·, •, ・, ‧, .) alike, and a name cut where registration cut it (50 characters).
+fn same_name(registered: &str, sent: &str) -> bool {
+    let normal = |name: &str| -> String {
+        let kept = name.chars().filter(|c| !c.is_whitespace()).take(50);
+        kept.map(|c| if matches!(c, '•' | '・' | '‧' | '.' | '･') { '·' } else { c }).collect()
+    };
+    normal(registered) == normal(sent)
 }
 
 fn visit_info(tx: &mut dyn Tx, actor: &Institution, input: &Value) -> Result<Outcome> {
@@ -972,7 +984,17 @@ fn year_to_date(
 
 #[cfg(test)]
 mod tests {
-    use super::fen_of_product;
+    use super::{fen_of_product, same_name};
+
+    #[test]
+    fn a_name_is_the_same_whatever_its_middle_dot_and_spaces() {
+        assert!(same_name("阿依古丽·买买提", "阿依古丽•买买提"));
+        assert!(same_name("阿依古丽·买买提", " 阿依古丽・买买提 "));
+        assert!(same_name("王五", "王 五"));
+        assert!(!same_name("王五", "王六"));
+        let long = "名".repeat(60);
+        assert!(same_name(&long.chars().take(50).collect::<String>(), &long));
+    }
 
     #[test]
     fn a_count_times_a_price_is_rounded_half_up_to_the_fen() {
