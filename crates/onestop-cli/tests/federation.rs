@@ -303,6 +303,15 @@ impl World {
         }
     }
 
+    /// Langfang's `GET /v1/status`, and its entry for Beijing's region (110000).
+    async fn langfang_sees_beijing(&self) -> (Value, Value) {
+        let url = format!("{}/v1/status", self.langfang.url());
+        let (_, state) = self.client.call("GET", url, "", None).await;
+        let regions = state["regions"].as_array().cloned().unwrap_or_default();
+        let beijing = regions.into_iter().find(|r| r["region"] == "110000").unwrap_or_default();
+        (state, beijing)
+    }
+
     /// The settlements the Beijing node booked for the person (its reversals are counted apart).
     async fn beijing_settlements(&self) -> u64 {
         let url = format!("{}/v1/clearing?month={}", self.beijing.url(), &today().to_string()[..7]);
@@ -457,15 +466,9 @@ async fn a_hospital_settles_a_visitor_through_its_node_and_faults_never_settle_t
     assert_eq!(status, 201, "{body}");
     let (status, error) = world.settle(&fourth, "k-4").await;
     assert_eq!((status, error["code"].as_str()), (503, Some("region_in_maintenance")));
-    let url = format!("{}/v1/status", world.langfang.url());
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let (_, state) = world.client.call("GET", url.clone(), "", None).await;
-        let beijing = state["regions"]
-            .as_array()
-            .and_then(|r| r.iter().find(|r| r["region"] == "110000"))
-            .cloned()
-            .unwrap_or_default();
+        let (state, beijing) = world.langfang_sees_beijing().await;
         if beijing["state"] == "maintenance" {
             assert_eq!(beijing["served_by"], "beijing");
             break;
@@ -480,12 +483,7 @@ async fn a_hospital_settles_a_visitor_through_its_node_and_faults_never_settle_t
     // Beijing's node says nothing while stopped, inside the window it announced: Langfang's
     // status shows the region in maintenance (as announced), not merely unreachable.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (_, state) = world.client.call("GET", url.clone(), "", None).await;
-    let beijing = state["regions"]
-        .as_array()
-        .and_then(|r| r.iter().find(|r| r["region"] == "110000"))
-        .cloned()
-        .unwrap_or_default();
+    let (state, beijing) = world.langfang_sees_beijing().await;
     world.beijing.signal(Signal::SIGCONT);
     assert_eq!(beijing["state"], "maintenance", "{state}");
     assert_eq!(beijing["state_zh"], "维护中", "{state}");
