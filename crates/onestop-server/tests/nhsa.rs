@@ -15,6 +15,8 @@ use reqwest::Client;
 use serde_json::{Value, json};
 
 const SERVICE_KEY: &str = "1f3a8e2b7c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7";
+/// The national interface's path for every message.
+const CALL_SERVICE: &str = "/fsi/api/rsfComIfsService/callService";
 const HIS_KEY: &str = "3945208f7b2144b13f36e38ac6d39f95889393692860b51a42fb81ef4df7c5b8";
 
 struct Service {
@@ -185,7 +187,12 @@ impl His<'_> {
             "fixmedins_code": self.code, "sign_no": self.sign_no, "enc_type": "", "input": input,
         });
         let body = serde_json::to_string_pretty(&envelope).expect("json");
-        let url = format!("{}/fsi/api/rsfComIfsService/callService", self.service.base);
+        self.post_raw(CALL_SERVICE, body).await
+    }
+
+    /// Posts an envelope written by hand to `path` of the service, with the bearer token.
+    async fn post_raw(&self, path: &str, body: String) -> Value {
+        let url = format!("{}{path}", self.service.base);
         let request = self.service.client.post(url).bearer_auth(&self.token);
         let response = request.header("content-type", "application/json").body(body).send();
         response.await.expect("response").json().await.expect("json")
@@ -752,24 +759,13 @@ async fn the_code_may_be_the_last_path_segment_and_queries_answer() {
     let service = start().await;
     let (his, visit) = ready_visit(&service).await;
     let settled = his.ok("2207", json!({"data": {"psn_no": "P1", "mdtrt_id": visit}})).await;
-    let url = format!("{}/fsi/api/rsfComIfsService/callService/5203", service.base);
     let setl_id = &settled["setlinfo"]["setl_id"];
     let input = json!({"data": {"psn_no": "P1", "setl_id": setl_id, "mdtrt_id": visit}});
     let envelope = json!({
         "msgid": "H11010500009202406101000005203", "fixmedins_code": "H11010500009",
         "sign_no": his.sign_no, "infcode": 0, "input": input
     });
-    let answer: Value = service
-        .client
-        .post(&url)
-        .bearer_auth(&his.token)
-        .json(&envelope)
-        .send()
-        .await
-        .expect("r")
-        .json()
-        .await
-        .expect("json");
+    let answer = his.post_raw(&format!("{CALL_SERVICE}/5203"), envelope.to_string()).await;
     assert_eq!(answer["infcode"], 0, "{answer}");
     assert_eq!(answer["output"]["setlinfo"]["hifp_pay"], settled["setlinfo"]["hifp_pay"]);
     // The institution's own settlement id is the msgid of the 2207 that made it.
@@ -920,17 +916,22 @@ async fn a_plain_input_is_answered_plain_whatever_its_enc_type_says() {
             "fixmedins_code":"H11010500007","enc_type":"SM4","signtype":"SM2","sign_no":"{sign_no}",
             "cainfo":"{cainfo}","input":{input}}}"#
     );
-    let url = format!("{}/fsi/api/rsfComIfsService/callService", service.base);
-    let request = service.client.post(url).bearer_auth(&his.token);
-    let answer: Value = request
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("r")
-        .json()
-        .await
-        .expect("json");
+    let answer = his.post_raw(CALL_SERVICE, body).await;
     assert_eq!(answer["infcode"], 0, "{answer}");
     assert_eq!(answer["output"]["baseinfo"]["psn_no"], "P1", "a plain answer: {answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_institutions_visit_is_refused_without_telling_its_kind() {
+    let service = start().await;
+    // H11010500009's outpatient visit, asked about by another hospital with an inpatient code:
+    // refused as not its own, never as "the wrong kind of visit" (which would tell the kind).
+    let (_, visit) = ready_visit(&service).await;
+    let mut other = service.setup("H11010500006", false).await;
+    let signed = other.ok("9001", json!({"signIn": {"opter_no": "001"}})).await;
+    other.sign_no = signed["signinoutb"]["sign_no"].as_str().expect("sign_no").to_owned();
+    let refused = other.call("2304", json!({"data": {"psn_no": "P1", "mdtrt_id": visit}})).await;
+    assert_eq!(refused["infcode"], -1, "{refused}");
+    let said = refused["err_msg"].as_str().unwrap_or_default();
+    assert!(!said.contains("交易与就诊类型不符") && said.contains("[forbidden]"), "{refused}");
 }

@@ -151,11 +151,25 @@ impl World {
         key: &str,
         body: &str,
     ) -> StoredResponse {
+        self.settle_hashed(actor, visit_id, key, &format!("sha-of-{body}"), None).await
+    }
+
+    /// A settle whose request hashes to `sha` (and, as stored by an earlier version, `also`).
+    async fn settle_hashed(
+        &self,
+        actor: &Institution,
+        visit_id: &str,
+        key: &str,
+        sha: &str,
+        also: Option<&str>,
+    ) -> StoredResponse {
         let (book, actor) = (Arc::clone(&self.book), actor.clone());
-        let (visit_id, key, sha) = (visit_id.to_owned(), key.to_owned(), format!("sha-of-{body}"));
+        let (visit_id, key, sha) = (visit_id.to_owned(), key.to_owned(), sha.to_owned());
+        let also = also.map(str::to_owned);
         self.store
             .write(move |tx| {
-                let idempotency = Idempotency { key: &key, request_sha256: &sha, also: None };
+                let (request_sha256, also) = (sha.as_str(), also.as_deref());
+                let idempotency = Idempotency { key: &key, request_sha256, also };
                 ops::settle(
                     tx,
                     &env(&book),
@@ -304,24 +318,11 @@ async fn settle_is_exactly_once_and_cancel_restores_the_accumulators() {
         assert_eq!(resettled.settlement.tiers, settled.settlement.tiers);
         // A record stored under another hash of the same request (an earlier version's) still
         // replays when the retry names that hash as `also`; without it, it is another request.
-        let retry = |also: Option<&'static str>| {
-            let (book, actor) = (Arc::clone(&world.book), world.hospitals[0].clone());
-            let visit_id = visit.visit_id.clone();
-            world.store.write(move |tx| {
-                let idempotency = Idempotency { key: "k3", request_sha256: "canonical", also };
-                ops::settle(
-                    tx,
-                    &env(&book),
-                    &actor,
-                    &visit_id,
-                    &SettleRequest::default(),
-                    &idempotency,
-                )
-            })
+        let retry = |also| {
+            world.settle_hashed(&world.hospitals[0], &visit.visit_id, "k3", "canonical", also)
         };
-        let stored_as = Some("sha-of-{}");
-        assert_eq!(record(&retry(stored_as).await.expect("store")), resettled);
-        let refused = retry(None).await.expect("store");
+        assert_eq!(record(&retry(Some("sha-of-{}")).await), resettled);
+        let refused = retry(None).await;
         assert_eq!(error(&refused).code, "idempotency_key_reused_with_another_request");
         assert_eq!(world.violations().await, Vec::<String>::new());
     }
