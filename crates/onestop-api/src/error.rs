@@ -81,7 +81,7 @@ service_codes! {
         "The service is at its limit of connections or requests in flight; retry (with the same \
          idempotency key).";
     BodyMalformed = "body_malformed", 400, "请求体格式错误",
-        "A request body is UTF-8 JSON (or, for assistance lists, CSV or XLSX).";
+        "A request body is UTF-8 JSON (or, for assistance lists, CSV or a spreadsheet).";
     AssistanceListInvalid = "assistance_list_invalid", 422, "救助名单格式错误",
         "Every row of an assistance-recipient list parses and names a registered person; \
          otherwise nothing of the file is imported.";

@@ -98,7 +98,7 @@ const OPERATIONS: &[Operation] = &[
     (
         "post",
         "/v1/assistance-lists",
-        "import an assistance-recipient list, CSV or XLSX (agency)",
+        "import an assistance list: CSV (UTF-8, GB18030, UTF-16), XLSX, XLS or ODS (agency)",
         None,
         "import summary",
         &[("file_name", "query")],

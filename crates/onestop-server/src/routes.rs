@@ -354,9 +354,12 @@ async fn import_list(
 ) -> Result<Response, ApiError> {
     let file_name = query.file_name.unwrap_or_else(|| "list".to_owned());
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let is_xlsx = body.starts_with(b"PK")
+    let lower = file_name.to_ascii_lowercase();
+    let is_xlsx = import::is_spreadsheet(&body)
         || content_type.contains("spreadsheetml")
-        || file_name.to_ascii_lowercase().ends_with(".xlsx");
+        || content_type.contains("ms-excel")
+        || content_type.contains("opendocument.spreadsheet")
+        || [".xlsx", ".xls", ".ods"].iter().any(|ext| lower.ends_with(ext));
     let cells = if is_xlsx { import::xlsx_cells(&body) } else { import::csv_cells(&body) }?;
     let rows = import::parse_rows(&cells)?;
     let done =

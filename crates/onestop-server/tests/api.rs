@@ -494,7 +494,7 @@ async fn assistance_lists_import_whole_or_not_at_all() {
             .post(format!("{}/v1/assistance-lists?file_name=list.csv", app.base))
             .bearer_auth(&app.agency)
             .header("content-type", "text/csv")
-            .body(csv)
+            .body(csv.as_bytes().to_vec())
             .send()
     };
     let bad = post(
@@ -511,8 +511,16 @@ async fn assistance_lists_import_whole_or_not_at_all() {
     );
     let (_, person) = app.call("GET", "/v1/persons/110000/P0001", Some(&app.agency), None).await;
     assert_eq!(person["assistance"], Value::Null, "nothing of the bad file was imported");
-    let good =
-        post("身份证号,姓名,救助类别,生效日期\n110101196001011234,李四,低保对象,2024-01-01\n");
+    // Saved by Excel on a Chinese Windows: GB18030 (GBK), not UTF-8.
+    let good = "身份证号,姓名,救助类别,生效日期\n110101196001011234,李四,低保对象,2024-01-01\n";
+    let (good, _, _) = encoding_rs::GB18030.encode(good);
+    let good = app
+        .client
+        .post(format!("{}/v1/assistance-lists?file_name=民政救助名单.csv", app.base))
+        .bearer_auth(&app.agency)
+        .header("content-type", "text/csv; charset=gbk")
+        .body(good.into_owned())
+        .send();
     assert_eq!(good.await.expect("response").status(), 200);
     let visit_id = app.visit_with_lines(&hospital).await;
     let (_, settled) = app.settle(&hospital, &visit_id, "k").await;

@@ -1,6 +1,8 @@
-//! Assistance-recipient lists as civil affairs send them: CSV (UTF-8, with or without BOM) or
-//! XLSX, a header row naming the columns in English or Chinese, one recipient per row. Parsing
-//! is all or nothing: the first bad row is reported with its row number, and nothing is kept.
+//! Assistance-recipient lists as civil affairs send them: CSV (UTF-8 with or without BOM,
+//! GB18030/GBK as Excel saves it on a Chinese Windows, or UTF-16 with its BOM; commas or tabs)
+//! or a spreadsheet (XLSX, XLS, ODS), a header row naming the columns in English or Chinese,
+//! one recipient per row. Parsing is all or nothing: the first bad row is reported with its
+//! row number, and nothing is kept.
 
 use onestop_api::{ServiceCode, ServiceError};
 use onestop_core::{AssistanceCategory, Date};
@@ -118,10 +120,12 @@ pub fn parse_rows(cells: &[Vec<String>]) -> Result<Vec<ListRow>, ServiceError> {
             continue;
         }
         let id_number = cell(index[0]).to_ascii_uppercase();
-        if !(15..=18).contains(&id_number.len())
-            || !id_number.bytes().all(|b| b.is_ascii_digit() || b == b'X')
-        {
-            return Err(list_error(number, format!("`{id_number}` is not an identity number")));
+        if !crate::model::is_identity_number(&id_number) {
+            let message = format!(
+                "`{}` is not an identity number (15 digits, or 17 digits and a digit or X)",
+                cell(index[0])
+            );
+            return Err(list_error(number, message));
         }
         let category = category(cell(index[1])).ok_or_else(|| {
             let message = format!(
@@ -150,9 +154,46 @@ pub fn parse_rows(cells: &[Vec<String>]) -> Result<Vec<ListRow>, ServiceError> {
     Ok(rows)
 }
 
-/// Reads a CSV file into cells.
+/// The text of a CSV file: by its byte-order mark if it has one, else UTF-8 if it is valid
+/// UTF-8, else GB18030 (a superset of GBK and GB2312), the encoding Excel and WPS write on a
+/// Chinese Windows. Bytes that are none of these are refused, never read with replacement
+/// characters (an identity number must not be guessed).
+pub fn csv_text(bytes: &[u8]) -> Result<String, ServiceError> {
+    if let Some((encoding, bom)) = encoding_rs::Encoding::for_bom(bytes) {
+        return encoding
+            .decode_without_bom_handling_and_without_replacement(&bytes[bom..])
+            .map(std::borrow::Cow::into_owned)
+            .ok_or_else(|| {
+                list_error(1, format!("the file starts with a {} mark but is not", encoding.name()))
+            });
+    }
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return Ok(text.to_owned());
+    }
+    let mut decoder = encoding_rs::GB18030.new_decoder_without_bom_handling();
+    let capacity = decoder.max_utf8_buffer_length_without_replacement(bytes.len());
+    let mut text = String::with_capacity(capacity.unwrap_or(bytes.len().saturating_mul(2)));
+    let (result, read) = decoder.decode_to_string_without_replacement(bytes, &mut text, true);
+    match result {
+        encoding_rs::DecoderResult::InputEmpty => Ok(text),
+        _ => {
+            let row = 1 + bytes[..read].iter().filter(|&&b| b == b'\n').count();
+            Err(list_error(row, "the text is neither UTF-8 nor GB18030 (GBK)".into()))
+        }
+    }
+}
+
+/// Reads a CSV file into cells: comma-separated, or tab-separated when the header row has tabs
+/// and no commas (Excel's "Unicode text").
 pub fn csv_cells(bytes: &[u8]) -> Result<Vec<Vec<String>>, ServiceError> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes);
+    let text = csv_text(bytes)?;
+    let header = text.lines().next().unwrap_or("");
+    let delimiter = if header.contains('\t') && !header.contains(',') { b'\t' } else { b',' };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .from_reader(text.as_bytes());
     let mut cells = Vec::new();
     for (index, record) in reader.records().enumerate() {
         let record = record.map_err(|e| list_error(index + 1, format!("not CSV: {e}")))?;
@@ -161,12 +202,18 @@ pub fn csv_cells(bytes: &[u8]) -> Result<Vec<Vec<String>>, ServiceError> {
     Ok(cells)
 }
 
-/// Reads the first sheet of an XLSX workbook into cells.
+/// Whether a file is a spreadsheet rather than text: a ZIP (XLSX, ODS) or an OLE compound
+/// file (XLS).
+pub fn is_spreadsheet(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0])
+}
+
+/// Reads the first sheet of a workbook (XLSX, XLS or ODS) into cells.
 pub fn xlsx_cells(bytes: &[u8]) -> Result<Vec<Vec<String>>, ServiceError> {
     use calamine::Reader;
     let cursor = std::io::Cursor::new(bytes);
-    let mut workbook =
-        calamine::Xlsx::new(cursor).map_err(|e| list_error(1, format!("not XLSX: {e}")))?;
+    let mut workbook = calamine::open_workbook_auto_from_rs(cursor)
+        .map_err(|e| list_error(1, format!("not a spreadsheet (XLSX, XLS or ODS): {e}")))?;
     let range = workbook
         .worksheet_range_at(0)
         .ok_or_else(|| list_error(1, "the workbook has no sheet".into()))?
@@ -186,14 +233,126 @@ fn cell_text(cell: &calamine::Data) -> String {
                 .map(|d| d.to_string())
                 .unwrap_or_default()
         }
+        // Excel keeps 15 significant digits of a number: an 18-digit identity number typed
+        // into a number cell has already lost its last digits, so it must not be read as one.
+        calamine::Data::Float(value) if value.abs() >= 1e15 => {
+            format!("{value:.0} (a number cell keeps 15 digits; store identity numbers as text)")
+        }
         calamine::Data::Float(value) if value.fract() == 0.0 => format!("{value:.0}"),
+        calamine::Data::Int(value) if value.unsigned_abs() >= 1_000_000_000_000_000 => {
+            format!("{value} (a number cell keeps 15 digits; store identity numbers as text)")
+        }
         other => other.to_string(),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{AssistanceCategory as C, category};
+    use super::{AssistanceCategory as C, category, csv_cells, parse_rows, xlsx_cells};
+    use onestop_core::Date;
+
+    const LIST: &str = "身份证号,姓名,救助类别,生效日期,截止日期\r\n\
+        110101196001011234,李四,低保对象,2024-01-01,\r\n\
+        11010119700202567x,王五·阿里木,特困,2024/3/5,20241231\r\n";
+
+    fn expected() -> Vec<(String, C, Date, Option<Date>)> {
+        vec![
+            (
+                "110101196001011234".into(),
+                C::SubsistenceAllowance,
+                Date::constant(2024, 1, 1),
+                None,
+            ),
+            (
+                "11010119700202567X".into(),
+                C::ExtremePoverty,
+                Date::constant(2024, 3, 5),
+                Some(Date::constant(2024, 12, 31)),
+            ),
+        ]
+    }
+
+    fn read(cells: &[Vec<String>]) -> Vec<(String, C, Date, Option<Date>)> {
+        let rows = parse_rows(cells).expect("rows");
+        rows.into_iter()
+            .map(|r| (r.id_number, r.category, r.effective_from, r.effective_to))
+            .collect()
+    }
+
+    #[test]
+    fn a_csv_list_is_read_in_the_encodings_chinese_offices_save_it_in() {
+        let (gb18030, _, lossy) = encoding_rs::GB18030.encode(LIST);
+        assert!(!lossy);
+        let mut utf8_bom = b"\xEF\xBB\xBF".to_vec();
+        utf8_bom.extend_from_slice(LIST.as_bytes());
+        let tabbed = LIST.replace(',', "\t");
+        let mut utf16le = vec![0xFF, 0xFE];
+        utf16le.extend(tabbed.encode_utf16().flat_map(u16::to_le_bytes));
+        for (name, bytes) in [
+            ("UTF-8", LIST.as_bytes().to_vec()),
+            ("UTF-8 with BOM", utf8_bom),
+            ("GB18030", gb18030.into_owned()),
+            ("UTF-16LE, tabs", utf16le),
+        ] {
+            let cells = csv_cells(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(cells[2][1], "王五·阿里木", "{name}");
+            assert_eq!(read(&cells), expected(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_csv_list_in_no_known_encoding_is_refused_at_its_row() {
+        let (gb18030, _, _) = encoding_rs::GB18030.encode(LIST);
+        let mut bytes = gb18030.into_owned();
+        // A lone lead byte with nothing after it is neither GB18030 nor UTF-8.
+        bytes.extend_from_slice(b"110101196001011234,\x81");
+        let error = csv_cells(&bytes).expect_err("refused");
+        assert_eq!(error.body.field.as_deref(), Some("rows[4]"), "{error}");
+        assert!(error.body.message.contains("GB18030"), "{error}");
+    }
+
+    #[test]
+    fn an_xlsx_list_is_read_with_date_cells_and_ids_as_text() {
+        let mut book = rust_xlsxwriter::Workbook::new();
+        let sheet = book.add_worksheet();
+        let date = rust_xlsxwriter::Format::new().set_num_format("yyyy-mm-dd");
+        for (col, title) in
+            ["身份证号", "姓名", "救助类别", "生效日期", "截止日期"].iter().enumerate()
+        {
+            sheet.write_string(0, u16::try_from(col).expect("column"), *title).expect("header");
+        }
+        let rows = [("110101196001011234", "低保对象", (2024, 1, 1), None)];
+        let rows = rows
+            .iter()
+            .chain([("11010119700202567x", "特困", (2024, 3, 5), Some((2024, 12, 31)))].iter());
+        for (row, (id, category, from, to)) in rows.enumerate() {
+            let row = u32::try_from(row + 1).expect("row");
+            sheet.write_string(row, 0, *id).expect("id");
+            sheet.write_string(row, 2, *category).expect("category");
+            let from =
+                rust_xlsxwriter::ExcelDateTime::from_ymd(from.0, from.1, from.2).expect("date");
+            sheet.write_datetime_with_format(row, 3, &from, &date).expect("from");
+            if let Some(to) = to {
+                let to = rust_xlsxwriter::ExcelDateTime::from_ymd(to.0, to.1, to.2).expect("date");
+                sheet.write_datetime_with_format(row, 4, &to, &date).expect("to");
+            }
+        }
+        let bytes = book.save_to_buffer().expect("xlsx");
+        assert!(super::is_spreadsheet(&bytes));
+        assert_eq!(read(&xlsx_cells(&bytes).expect("cells")), expected());
+
+        // The same id typed into a number cell has lost its last digits: refused, not guessed.
+        sheet_with_number_id(&mut book);
+        let bytes = book.save_to_buffer().expect("xlsx");
+        let error = parse_rows(&xlsx_cells(&bytes).expect("cells")).expect_err("refused");
+        assert_eq!(error.body.field.as_deref(), Some("rows[2]"), "{error}");
+        assert!(error.body.message.contains("store identity numbers as text"), "{error}");
+    }
+
+    fn sheet_with_number_id(book: &mut rust_xlsxwriter::Workbook) {
+        let sheet = book.worksheet_from_index(0).expect("sheet");
+        sheet.write_number(1, 0, 110_101_196_001_011_234_f64).expect("number id");
+    }
 
     #[test]
     fn a_category_is_read_by_code_chinese_name_or_short_name() {

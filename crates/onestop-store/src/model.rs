@@ -138,6 +138,20 @@ impl PersonRow {
     }
 }
 
+/// Whether `number` is written as an identity number: 15 digits (the old numbers), or 17
+/// digits and a check character, a digit or X. The check character itself is not verified.
+pub fn is_identity_number(number: &str) -> bool {
+    let number = number.as_bytes();
+    match number.len() {
+        15 => number.iter().all(u8::is_ascii_digit),
+        18 => {
+            number[..17].iter().all(u8::is_ascii_digit)
+                && (number[17].is_ascii_digit() || number[17] == b'X')
+        }
+        _ => false,
+    }
+}
+
 /// Masks an identity number for logs: the first six and last four characters stay.
 pub fn mask_id_number(id_number: &str) -> String {
     let chars: Vec<char> = id_number.chars().collect();

@@ -101,16 +101,7 @@ fn person_row(
     let key = PersonKey::new(actor.region, &request.person_id).ok_or_else(|| {
         invalid("person_id", format!("`{}` must be 1 to 30 letters and digits", request.person_id))
     })?;
-    // 15 digits (the old numbers), or 17 digits and a check character, a digit or X.
-    let number = request.id_number.as_bytes();
-    let id_ok = match number.len() {
-        15 => number.iter().all(u8::is_ascii_digit),
-        18 => {
-            number[..17].iter().all(u8::is_ascii_digit)
-                && (number[17].is_ascii_digit() || number[17] == b'X')
-        }
-        _ => false,
-    };
+    let id_ok = crate::model::is_identity_number(&request.id_number);
     if !id_ok {
         let message = "an identity number is 15 digits, or 17 digits and a digit or X";
         return Err(person_invalid("id_number", message.to_owned()));
