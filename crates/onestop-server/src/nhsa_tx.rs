@@ -643,8 +643,23 @@ fn total_differs(
 }
 
 /// `acct_used_flag`: `1` pays the person's share from the personal account, `0` does not;
-/// absent, the policy's default.
+/// absent, the policy's default. `mid_setl_flag` `1`, an interim settlement (中途结算) of a
+/// stay that goes on, is refused rather than read as a discharge: the stay is settled whole,
+/// and a settlement closes its visit.
 fn use_account(node: &Map<String, Value>) -> std::result::Result<SettleRequest, Failure> {
+    match text(node, "mid_setl_flag").as_deref() {
+        None | Some("0") => {}
+        Some("1") => {
+            return Err(Failure(
+                "中途结算暂不支持 mid_setl_flag 1 (an interim settlement) is not supported: \
+                 settle the stay at discharge with mid_setl_flag 0"
+                    .to_owned(),
+            ));
+        }
+        Some(other) => {
+            return Err(Failure(format!("中途结算标志无效 mid_setl_flag `{other}` is 0 or 1")));
+        }
+    }
     let use_personal_account = match text(node, "acct_used_flag").as_deref() {
         None => None,
         Some("1") => Some(true),

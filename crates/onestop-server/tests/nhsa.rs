@@ -373,6 +373,14 @@ async fn inpatient(his: &His<'_>, psn: &str, fees: &[(&str, &str, &str, &str)]) 
     assert_eq!(outpatient_code["infcode"], -1, "{outpatient_code}");
     let said = outpatient_code["err_msg"].as_str().unwrap_or_default();
     assert!(said.starts_with("交易与就诊类型不符 2207"), "{outpatient_code}");
+    // An interim settlement (中途结算) is refused, not taken for a discharge.
+    let mut interim = settlement.clone();
+    interim["data"]["mid_setl_flag"] = json!("1");
+    for infno in ["2303", "2304"] {
+        let refused = his.call(infno, interim.clone()).await;
+        let said = refused["err_msg"].as_str().unwrap_or_default();
+        assert!(said.starts_with("中途结算暂不支持"), "{infno}: {refused}");
+    }
     let pre = his.ok("2303", settlement.clone()).await;
     identities_hold(&pre["setlinfo"], &pre["setldetail"]);
     let settled = his.ok("2304", settlement).await;
