@@ -969,10 +969,17 @@ fn year_to_date(
         vec![json!({ "year": year, "cum_type_code": "admissions", "cum_type_name": "住院次数",
         "cum": person.ytd.admissions.as_ref().and_then(|n| n.as_str().parse::<u64>().ok())
             .unwrap_or(0) })];
-    // Tiers and pools by their Chinese names where the person's policy gives them.
-    let policy = env.book.timeline(key.region).last().cloned();
+    // Tiers and pools by their Chinese names, from the latest policy of the counters' year
+    // that has the tier (a tier may be renamed or added from one year to the next).
+    let in_year: Option<i16> = year.parse().ok();
+    let timeline = env.book.timeline(key.region);
     let tier_zh = |tier: &str| {
-        let kind = policy.as_ref().and_then(|p| p.tiers.iter().find(|t| &*t.id == tier));
+        let of_year = |p: &&std::sync::Arc<onestop_core::policy::Policy>| {
+            in_year.is_none_or(|y| p.valid_from.year() <= y)
+        };
+        let kind = (timeline.iter().rev().filter(of_year))
+            .chain(timeline.iter())
+            .find_map(|p| p.tiers.iter().find(|t| &*t.id == tier));
         kind.map_or_else(|| tier.to_owned(), |t| t.kind.zh().to_owned())
     };
     let pool_zh = |pool: &str| match pool {
