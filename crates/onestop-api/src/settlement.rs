@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use onestop_core::policy::{Component, Policy, SourceId};
+use onestop_core::policy::{BandBasis, Component, Policy, SourceId};
 use onestop_core::{
     Claim, Fen, LineSplit, Ratio, Settlement, Step, StepKind, StepScope, TierPayment, Totals,
 };
@@ -396,16 +396,36 @@ fn tier_text(f: &mut fmt::Formatter<'_>, insured: &Policy, index: u16, step: &St
         }
         StepKind::Threshold => write!(f, "起付标准 threshold {amount}"),
         StepKind::Band => {
-            let position = if kind.is_coinsurance() {
-                "政策范围内累计 in-scope"
-            } else {
-                "基数累计 base"
+            // The rule whose band this is says what its positions count.
+            let rule = tier
+                .rules
+                .iter()
+                .find(|r| r.bands.iter().any(|b| Some(b.ratio.source) == step.sources[0]));
+            let above = rule.is_some_and(|r| r.band_basis.value == BandBasis::AboveThreshold);
+            let position = match (kind.is_coinsurance(), above) {
+                (true, false) => "政策范围内累计 in-scope",
+                (true, true) => "起付线以上累计 above the deductible",
+                (false, false) => "基数累计 base",
+                (false, true) => "起付标准以上累计 base above the threshold",
             };
             let (lower, upper) = (step.lower, step.upper);
             write!(f, "分段 band {position} {lower}–{upper}: {ratio} × {base} = {amount}")
         }
         StepKind::CapReached => {
-            write!(f, "封顶线 annual cap: {base} was left under the cap, {amount} not paid")
+            let rule = tier.rules.iter().find(|r| {
+                [r.pool_cap, r.cap_per_visit]
+                    .iter()
+                    .flatten()
+                    .any(|c| Some(c.source) == step.sources[0])
+            });
+            let cap = match rule {
+                Some(r) if r.cap_per_visit.is_some_and(|c| Some(c.source) == step.sources[0]) => {
+                    "每次最高支付 cap on one visit".to_owned()
+                }
+                Some(r) => format!("单项年度限额 annual cap of pool `{}`", r.pool),
+                None => "封顶线 annual cap".to_owned(),
+            };
+            write!(f, "{cap}: {base} was left under the cap, {amount} not paid")
         }
         StepKind::LimitedToRemaining => write!(
             f,

@@ -165,12 +165,27 @@ fn within_caps(which: usize, claim: &Claim, ytd: &Accumulators, settlement: &Set
         let Some(rule_source) = payment.rule else { continue };
         let tier = &policy.tiers[payment.tier];
         let rule = tier.rules.iter().find(|r| r.source == rule_source).expect("rule");
+        if let Some(cap) = rule.cap_per_visit {
+            assert!(
+                payment.amount <= cap.value,
+                "{} paid {} on one visit",
+                tier.id,
+                payment.amount
+            );
+        }
+        let after = settlement.accumulators_after(ytd);
+        if let Some(cap) = rule.pool_cap {
+            let before = ytd.get(&tier.id, &rule.pool, Counter::Paid);
+            let now = after.get(&tier.id, &rule.pool, Counter::Paid);
+            assert_eq!(now - before, payment.amount, "counted in the rule's pool too");
+            assert!(now <= cap.value.max(before), "{} paid {now} in its pool", tier.id);
+        }
         let caps = rule.cap.iter().chain(rule.adjustments.iter().filter_map(|a| a.cap.as_ref()));
         let Some(cap) = caps.map(|c| c.value).max() else { continue };
         let before = ytd.get(&tier.id, &rule.cap_pool, Counter::Paid);
-        let after = settlement.accumulators_after(ytd).get(&tier.id, &rule.cap_pool, Counter::Paid);
-        assert_eq!(after - before, payment.amount);
-        assert!(after <= cap.max(before), "{} paid {after} with a cap of {cap}", tier.id);
+        let now = after.get(&tier.id, &rule.cap_pool, Counter::Paid);
+        assert_eq!(now - before, payment.amount);
+        assert!(now <= cap.max(before), "{} paid {now} with a cap of {cap}", tier.id);
     }
 }
 

@@ -209,3 +209,61 @@ fn the_cut_comes_off_the_ratio_the_person_has_at_home_retirees_too() {
     let band = settlement.steps.iter().find(|s| s.kind == StepKind::Band).expect("a band");
     assert_eq!(band.ratio.map(|r| r.millionths()), Some(810_000));
 }
+
+/// The synthetic region of the property tests, whose small caps bind.
+fn capped_book() -> PolicyBook {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/capped");
+    onestop_policy::load_dir(&dir).expect("fixture policy").0
+}
+
+fn capped_claim(visit: &str, category: &str, amount: &str, ytd: &str) -> String {
+    format!(
+        "[bill]\ndate_of_service = \"2024-05-01\"\ntreatment_region = \"990100\"\n\
+         visit = \"{visit}\"\nlevel = \"2\"\nuse_personal_account = false\n\
+         lines = [{{ class = \"a\", amount = \"{amount}\" }}]\n\
+         [person]\ninsured_region = \"990100\"\ncategory = \"{category}\"\nage = 40\n\
+         [ytd]\nyear = 2024\n{ytd}"
+    )
+}
+
+#[test]
+fn a_cap_per_visit_limits_one_bill_and_cites_itself() {
+    // Resident outpatient: 50 a visit, then 50 %, at most 300 a visit (and 2000 a year).
+    // (800 − 50) × 50 % = 375, limited to 300.
+    let claim = capped_claim("general_outpatient", "working_age", "800", "");
+    let settlement = check(&capped_book(), &claim, &[("tier.basic", "300.00")]);
+    let cap = settlement.steps.iter().find(|s| s.kind == StepKind::CapReached).expect("cap");
+    assert_eq!((cap.base, cap.amount), (Fen(30_000), Fen(7_500)));
+    // The annual cap binds first when less of it is left: 2000 − 1900 = 100.
+    let ytd = "[ytd.tiers.basic.outpatient]\npaid = \"1900\"\n";
+    check(
+        &capped_book(),
+        &capped_claim("general_outpatient", "working_age", "800", ytd),
+        &[("tier.basic", "100.00")],
+    );
+    // Long-term care billed by the month: 70 % of 5000 = 3500, the month's limit 3000.
+    let claim = capped_claim("ltc_institutional", "working_age", "5000", "");
+    check(&capped_book(), &claim, &[("tier.basic", "3000.00")]);
+}
+
+#[test]
+fn a_pool_cap_limits_its_pool_inside_a_cap_shared_with_another() {
+    // Employee outpatient: 1500 a year, then 10000 at 50 % and the rest at 60 % above it:
+    // 20000 → 10000 × 50 % + 8500 × 60 % = 10100; outpatient at most 8000 a year, inside the
+    // 60000 it shares with inpatient care.
+    let fresh = capped_claim("general_outpatient", "in_service", "20000", "");
+    let settlement = check(&capped_book(), &fresh, &[("tier.basic", "8000.00")]);
+    let deltas = &settlement.deltas;
+    let after = settlement.accumulators_after(&onestop_core::Accumulators::new(2024));
+    let paid = |pool| after.get("basic", pool, onestop_core::accumulators::Counter::Paid);
+    assert_eq!((paid("outpatient"), paid("inpatient")), (Fen(800_000), Fen(800_000)), "{deltas:?}");
+    // 55000 of the shared 60000 already paid for admissions: 5000 left, under the 8000.
+    let ytd = "[ytd.tiers.basic.inpatient]\npaid = \"55000\"\n";
+    let shared = capped_claim("general_outpatient", "in_service", "20000", ytd);
+    check(&capped_book(), &shared, &[("tier.basic", "5000.00")]);
+    // 7500 of the outpatient 8000 already paid: 500 left.
+    let ytd = "[ytd.tiers.basic.inpatient]\npaid = \"7500\"\n\
+               [ytd.tiers.basic.outpatient]\npaid = \"7500\"\ndeductible_met = \"1500\"\n";
+    let own = capped_claim("general_outpatient", "in_service", "20000", ytd);
+    check(&capped_book(), &own, &[("tier.basic", "500.00"), ("deductible", "0.00")]);
+}

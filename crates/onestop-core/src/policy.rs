@@ -404,6 +404,13 @@ pub struct Rule {
     pub round_at: Param<RoundAt>,
     /// The annual cap on what this tier pays in `cap_pool` (封顶线/最高支付限额).
     pub cap: Option<Param<Fen>>,
+    /// A second annual cap, on what this tier pays in the rule's own `pool`, inside the shared
+    /// `cap` of `cap_pool` (门慢年度限额 within the year's 最高支付限额). Only where the
+    /// two pools differ.
+    pub pool_cap: Option<Param<Fen>>,
+    /// The most this tier pays on one bill (每次/每人次最高支付限额; for long-term care billed
+    /// by the month, the month's limit).
+    pub cap_per_visit: Option<Param<Fen>>,
     /// Adjustments that apply on top of the rule to the claims their selectors match.
     pub adjustments: Vec<Adjustment>,
 }

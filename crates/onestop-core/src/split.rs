@@ -483,7 +483,7 @@ impl<'a> Run<'a> {
         deltas.push(&tier.id, &rule.pool, Counter::DeductibleMet, below);
         deltas.push(&tier.id, &rule.pool, Counter::InScope, in_scope);
         deltas.push(&tier.id, &rule.pool, Counter::Eligible, eligible);
-        deltas.push(&tier.id, &rule.cap_pool, Counter::Paid, outcome.paid);
+        self.count_paid(tier, rule, outcome.paid);
         (outcome.paid, in_scope)
     }
 
@@ -540,20 +540,40 @@ impl<'a> Run<'a> {
         assert!(left.is_zero(), "a layer's payment is attributed to its components in full");
         let deltas = &mut self.out.deltas;
         deltas.push(&tier.id, &rule.pool, Counter::Base, base);
-        deltas.push(&tier.id, &rule.cap_pool, Counter::Paid, paid);
+        self.count_paid(tier, rule, paid);
         (paid, base)
     }
 
-    /// What the annual cap still allows, with the cap's parameter.
+    /// What the caps still allow, with the parameter of the one that allows least: the annual
+    /// cap in `cap_pool`, the rule's own pool's cap, the cap on one bill.
     fn cap_remaining(
         &self,
         tier: &Tier,
         rule: &Rule,
         adjusted: &Adjusted,
     ) -> Option<(Fen, SourceId)> {
-        let cap = adjusted.cap.or(rule.cap)?;
-        let paid = self.ytd.get(&tier.id, &rule.cap_pool, Counter::Paid);
-        Some((cap.value.saturating_excess(paid), cap.source))
+        let annual = adjusted.cap.or(rule.cap).map(|cap| {
+            let paid = self.ytd.get(&tier.id, &rule.cap_pool, Counter::Paid);
+            (cap.value.saturating_excess(paid), cap.source)
+        });
+        let pool = rule.pool_cap.map(|cap| {
+            let paid = self.ytd.get(&tier.id, &rule.pool, Counter::Paid);
+            (cap.value.saturating_excess(paid), cap.source)
+        });
+        let visit = rule.cap_per_visit.map(|cap| (cap.value, cap.source));
+        // The first of equals wins, so that a binding annual cap is the one cited.
+        [annual, pool, visit].into_iter().flatten().reduce(|a, b| if b.0 < a.0 { b } else { a })
+    }
+
+    /// Counts what a tier paid in its cap's pool, and in the rule's own pool too where a cap
+    /// of its own counts there.
+    fn count_paid(&mut self, tier: &Tier, rule: &Rule, paid: Fen) {
+        let deltas = &mut self.out.deltas;
+        deltas.push(&tier.id, &rule.cap_pool, Counter::Paid, paid);
+        if rule.pool_cap.is_some() {
+            assert!(rule.pool != rule.cap_pool, "the loader refuses a pool cap in the cap's pool");
+            deltas.push(&tier.id, &rule.pool, Counter::Paid, paid);
+        }
     }
 
     /// Pays each band's ratio on the part of `range` that falls in it, bands shifted up by

@@ -642,6 +642,8 @@ const RULE_KEYS: &[&str] = &[
     "ratio",
     "round_at",
     "cap",
+    "pool_cap",
+    "cap_per_visit",
     "adjust",
     "notes",
 ];
@@ -676,6 +678,26 @@ fn rule(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<
         Some((node, path)) => Some(reader.money(node, &path)?),
         None => None,
     };
+    let pool_cap = match table.get("pool_cap") {
+        Some((node, path)) if pool == cap_pool => {
+            return Err(reader.error(
+                PolicyErrorCode::ValueInvalid,
+                node,
+                &path,
+                format!(
+                    "`pool_cap` caps what the rule pays in its pool `{pool}`, inside the `cap` \
+                     of a `cap_pool` shared with other rules; this rule's `cap_pool` is its \
+                     pool, so write `cap` alone"
+                ),
+            ));
+        }
+        Some((node, path)) => Some(reader.money(node, &path)?),
+        None => None,
+    };
+    let cap_per_visit = match table.get("cap_per_visit") {
+        Some((node, path)) => Some(reader.money(node, &path)?),
+        None => None,
+    };
     let adjustments = match table.get("adjust") {
         Some((node, path)) => adjustments(reader, node, &path, kind)?,
         None => Vec::new(),
@@ -691,6 +713,8 @@ fn rule(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<
         bands,
         round_at,
         cap,
+        pool_cap,
+        cap_per_visit,
         adjustments,
     })
 }
