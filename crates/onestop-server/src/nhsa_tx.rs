@@ -247,9 +247,9 @@ fn person_info(
             })
         })
         .collect();
-    let idetinfo: Vec<Value> = tx
-        .assistance(&key)?
-        .iter()
+    // The rows that stand today: one a later list ended or replaced is not shown.
+    let entries = tx.assistance(&key)?;
+    let idetinfo: Vec<Value> = onestop_store::model::assistance_standing(&entries, env.today)
         .map(|entry| {
             json!({
                 "psn_idet_type": codes::idet_type(entry.category),

@@ -535,6 +535,13 @@ async fn assistance_lists_import_whole_or_not_at_all() {
         assistance["amount"], "0.00",
         "the recipient's assistance is paid at the window: {settled}"
     );
+    // An exit list (退出名单) restates the row with an end date: the entitlement ends.
+    let exit = post(
+        "身份证号,救助类别,生效日期,截止日期\n110101196001011234,低保,2024-01-01,2024-05-31\n",
+    );
+    assert_eq!(exit.await.expect("response").status(), 200);
+    let (_, person) = app.call("GET", "/v1/persons/110000/P0001", Some(&app.agency), None).await;
+    assert_eq!(person["assistance"], Value::Null, "ended by the later list: {person}");
 }
 
 #[tokio::test]

@@ -184,6 +184,42 @@ pub struct AssistanceEntry {
     pub effective_to: Option<Date>,
 }
 
+impl AssistanceEntry {
+    /// The import that brought the entry: its id without the row number.
+    fn import(&self) -> &str {
+        self.entry_id.rsplit_once('-').map_or(&self.entry_id, |(import, _)| import)
+    }
+}
+
+/// The entries of a person's list rows that still stand on `date`. A later list speaks for a
+/// category from its row's start date on: an entry is set aside by a row of a later import, of
+/// the same category, that has started by `date` and does not end before the entry begins. So
+/// a row that ends an entitlement (an exit list, 退出名单, or an end date brought forward) ends
+/// it, though the earlier row is kept; a correction of an earlier period does not end a later
+/// one.
+pub fn assistance_standing(
+    entries: &[AssistanceEntry],
+    date: Date,
+) -> impl Iterator<Item = &AssistanceEntry> {
+    entries.iter().filter(move |e| {
+        !entries.iter().any(|later| {
+            later.category == e.category
+                && later.import() > e.import()
+                && later.effective_from <= date
+                && later.effective_to.is_none_or(|to| e.effective_from <= to)
+        })
+    })
+}
+
+/// The assistance category a person has on `date`: of the standing entries that cover it
+/// ([`assistance_standing`]), the latest start wins, then the latest import.
+pub fn assistance_on(entries: &[AssistanceEntry], date: Date) -> Option<AssistanceCategory> {
+    assistance_standing(entries, date)
+        .filter(|e| e.effective_from <= date && e.effective_to.is_none_or(|to| date <= to))
+        .max_by(|a, b| (a.effective_from, &a.entry_id).cmp(&(b.effective_from, &b.entry_id)))
+        .map(|e| e.category)
+}
+
 /// Whether a visit can still take lines and be settled.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum VisitStatus {
@@ -466,7 +502,52 @@ pub(crate) fn postings_from_json(
 
 #[cfg(test)]
 mod tests {
-    use super::postings_from_json;
+    use super::{
+        AssistanceCategory as C, AssistanceEntry, Date, assistance_on, postings_from_json,
+    };
+
+    /// A list row: its import (in the order imported), category, start and end (`None` open).
+    fn row(import: u8, category: C, from: &str, to: Option<&str>) -> AssistanceEntry {
+        AssistanceEntry {
+            entry_id: format!("110000-2026010100000000{import}-abcdefgh-000002"),
+            category,
+            effective_from: from.parse().expect("date"),
+            effective_to: to.map(|d| d.parse().expect("date")),
+        }
+    }
+
+    fn on(entries: &[AssistanceEntry], date: &str) -> Option<C> {
+        assistance_on(entries, date.parse::<Date>().expect("date"))
+    }
+
+    #[test]
+    fn a_later_list_ends_or_replaces_an_entitlement_of_its_category() {
+        let allowance = row(1, C::SubsistenceAllowance, "2026-01-01", None);
+        // The exit list (退出名单) restates the row with an end date.
+        let exit = row(2, C::SubsistenceAllowance, "2026-01-01", Some("2026-06-30"));
+        let entries = [allowance.clone(), exit];
+        assert_eq!(on(&entries, "2026-03-01"), Some(C::SubsistenceAllowance));
+        assert_eq!(on(&entries, "2026-11-01"), None, "ended by the later list");
+        // A later list's new period replaces the old from its start; before it, the old holds.
+        let renewed = row(2, C::SubsistenceAllowance, "2026-03-01", Some("2026-12-31"));
+        let entries = [allowance.clone(), renewed];
+        assert_eq!(on(&entries, "2026-02-01"), Some(C::SubsistenceAllowance));
+        assert_eq!(on(&entries, "2027-01-05"), None, "the renewed period ended");
+        // A correction of last year's period does not end this year's entitlement.
+        let last_year = row(2, C::SubsistenceAllowance, "2025-06-01", Some("2025-12-31"));
+        assert_eq!(
+            on(&[allowance.clone(), last_year], "2026-04-01"),
+            Some(C::SubsistenceAllowance)
+        );
+        // Another category's list is another statement: both stand, the later start wins.
+        let illness = row(2, C::ImpoverishedByIllness, "2026-03-01", Some("2026-05-31"));
+        let entries = [allowance.clone(), illness];
+        assert_eq!(on(&entries, "2026-04-01"), Some(C::ImpoverishedByIllness));
+        assert_eq!(on(&entries, "2026-07-01"), Some(C::SubsistenceAllowance));
+        // The same row imported twice is one entitlement; an earlier import never ends a later.
+        let again = row(0, C::SubsistenceAllowance, "2026-01-01", Some("2026-01-31"));
+        assert_eq!(on(&[again, allowance], "2026-09-01"), Some(C::SubsistenceAllowance));
+    }
 
     #[test]
     fn a_stored_journal_reads_back_or_is_reported_damaged_with_its_settlement() {

@@ -229,11 +229,7 @@ pub(crate) fn claim_of(
     };
     let Some(level) = actor.level else { return Ok(Err(forbidden(actor))) };
     let assistance = tx.assistance(&person.key)?;
-    let on_list = assistance
-        .iter()
-        .filter(|e| e.effective_from <= date && e.effective_to.is_none_or(|to| date <= to))
-        .max_by(|a, b| (a.effective_from, &a.entry_id).cmp(&(b.effective_from, &b.entry_id)))
-        .map(|e| e.category);
+    let on_list = crate::model::assistance_on(&assistance, date);
     let filing = crate::filings::filing_for(tx, book, &person.key, actor.region, date)?;
     let claim = Claim {
         bill: onestop_core::Bill {

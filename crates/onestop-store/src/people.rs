@@ -58,12 +58,8 @@ pub fn person_view(
         needy: e.needy,
     });
     let today = env.today;
-    let assistance = tx
-        .assistance(key)?
-        .into_iter()
-        .filter(|e| e.effective_from <= today && e.effective_to.is_none_or(|to| today <= to))
-        .max_by(|a, b| (a.effective_from, &a.entry_id).cmp(&(b.effective_from, &b.entry_id)))
-        .map(|e| e.category.code().to_owned());
+    let assistance = crate::model::assistance_on(&tx.assistance(key)?, today)
+        .map(|category| category.code().to_owned());
     let ytd = YtdDto::from_core(&tx.accumulators(key, year)?);
     let detail = format!("year {year}, id number {}", mask_id_number(&person.id_number));
     tx.audit(key, &actor.institution_id, "read_person", &detail, &env.now)?;
@@ -310,9 +306,18 @@ pub fn import_assistance(
             }
         }
     }
-    // Import ids sort in the order of import, so the later list wins a tie of start dates.
+    // Import ids sort in the order of import: a later list sets aside an earlier one's rows
+    // (`model::assistance_standing`), and wins a tie of start dates. Imports of a region take
+    // turns, and one in the same instant as the last (or after the clock went back) sorts
+    // after it all the same.
+    tx.lock_name(&format!("assistance-import:{region}"))?;
     let stamp: String = env.now.chars().filter(char::is_ascii_digit).take(17).collect();
-    let import_id = format!("{region}-{stamp}-{}", new_token().get(..8).unwrap_or_default());
+    let mut import_id = format!("{region}-{stamp}-{}", new_token().get(..8).unwrap_or_default());
+    if let Some(last) = tx.last_assistance_import(&region)?
+        && import_id <= last
+    {
+        import_id = format!("{last}.1");
+    }
     for (row, key) in rows.iter().zip(&keys) {
         let entry = AssistanceEntry {
             entry_id: format!("{import_id}-{:06}", row.row),

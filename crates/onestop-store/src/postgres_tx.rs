@@ -324,6 +324,14 @@ impl Tx for PgTx<'_, '_> {
         Ok(())
     }
 
+    fn last_assistance_import(&mut self, region_text: &str) -> Result<Option<String>> {
+        let rows = self.query(
+            "SELECT max(import_id COLLATE \"C\") FROM assistance_imports WHERE region = $1",
+            &[&region_text],
+        )?;
+        Ok(rows.first().map(|row| row.try_get(0)).transpose()?.flatten())
+    }
+
     fn insert_assistance_import(
         &mut self,
         import_id: &str,

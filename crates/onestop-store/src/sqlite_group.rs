@@ -216,6 +216,7 @@ impl Tx for WriterTx<'_, '_> {
         fn next_seq(&mut self, key: &PersonKey) -> Result<i64>;
         fn upsert_enrolment(&mut self, key: &PersonKey, enrolment: &Enrolment) -> Result<()>;
         fn insert_assistance(&mut self, row: &NewAssistance<'_>) -> Result<()>;
+        fn last_assistance_import(&mut self, region: &str) -> Result<Option<String>>;
         fn insert_assistance_import(
             &mut self,
             import_id: &str,

@@ -497,6 +497,13 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn last_assistance_import(&mut self, region_text: &str) -> Result<Option<String>> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT max(import_id) FROM assistance_imports WHERE region = ?1")?;
+        Ok(statement.query_row(params![region_text], |r| r.get(0))?)
+    }
+
     fn insert_assistance_import(
         &mut self,
         import_id: &str,

@@ -76,6 +76,8 @@ pub trait Tx {
     fn upsert_enrolment(&mut self, key: &PersonKey, enrolment: &Enrolment) -> Result<()>;
     fn assistance(&mut self, key: &PersonKey) -> Result<Vec<AssistanceEntry>>;
     fn insert_assistance(&mut self, row: &NewAssistance<'_>) -> Result<()>;
+    /// The greatest import id of the region's assistance lists (in byte order), if any.
+    fn last_assistance_import(&mut self, region: &str) -> Result<Option<String>>;
     fn insert_assistance_import(
         &mut self,
         import_id: &str,

@@ -518,3 +518,43 @@ async fn clearing_statements_add_up_to_the_ledger_month_by_month() {
         assert_eq!(beijing.local.settlements, 1, "the settlement at home is not cleared");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_assistance_list_ends_an_entitlement_even_in_the_same_instant() {
+    use onestop_core::AssistanceCategory;
+    use onestop_store::import::ListRow;
+    for store in stores().await {
+        let world = World::new(store).await;
+        let row = |to: Option<Date>| ListRow {
+            row: 2,
+            id_number: "110101197001011234".into(),
+            category: AssistanceCategory::SubsistenceAllowance,
+            effective_from: Date::constant(2024, 1, 1),
+            effective_to: to,
+        };
+        // The monthly list, then the exit list (退出名单), both under the same fixed clock.
+        for (file, to) in [("list.csv", None), ("exit.csv", Some(Date::constant(2024, 5, 31)))] {
+            let (agency, book, rows) = (world.agency.clone(), Arc::clone(&world.book), [row(to)]);
+            world
+                .store
+                .write(move |tx| people::import_assistance(tx, &env(&book), &agency, file, &rows))
+                .await
+                .expect("store")
+                .expect("imported");
+        }
+        let (agency, book) = (world.agency.clone(), Arc::clone(&world.book));
+        let key = onestop_store::PersonKey::new(BEIJING, "P0001").expect("key");
+        let person = world
+            .store
+            .write(move |tx| people::person_view(tx, &env(&book), &agency, &key, 2024))
+            .await
+            .expect("store")
+            .expect("found");
+        assert_eq!(person.assistance, None, "ended on 2024-05-31, before today 2024-06-10");
+        // A settlement on a visit of today pays no assistance.
+        let visit = world.visit(0, "P0001", "30000").await;
+        let settled = record(&world.settle(0, &visit.visit_id, "k1", "{}").await);
+        let assistance = settled.settlement.tiers.iter().find(|t| t.id == "medical_assistance");
+        assert!(assistance.is_none_or(|t| t.amount == "0.00"), "{:?}", settled.settlement.tiers);
+    }
+}
