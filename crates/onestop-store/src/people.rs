@@ -266,6 +266,20 @@ pub fn register(
 
 /// Imports an assistance-recipient list: every row must name a registered person of the
 /// agency's region, or nothing is imported.
+/// A new import's id. Import ids sort in the order of import: a later list sets aside an
+/// earlier one's rows (`model::assistance_standing`) and wins a tie of start dates. Imports of a
+/// region take turns, and one in the same instant as the last (or after the clock went back)
+/// sorts after it all the same.
+fn next_import_id(tx: &mut dyn Tx, env: &Env<'_>, region: &str) -> Result<String> {
+    tx.lock_name(&format!("assistance-import:{region}"))?;
+    let stamp: String = env.now.chars().filter(char::is_ascii_digit).take(17).collect();
+    let import_id = format!("{region}-{stamp}-{}", new_token().get(..8).unwrap_or_default());
+    Ok(match tx.last_assistance_import(region)? {
+        Some(last) if import_id <= last => format!("{last}.1"),
+        _ => import_id,
+    })
+}
+
 pub fn import_assistance(
     tx: &mut dyn Tx,
     env: &Env<'_>,
@@ -306,18 +320,7 @@ pub fn import_assistance(
             }
         }
     }
-    // Import ids sort in the order of import: a later list sets aside an earlier one's rows
-    // (`model::assistance_standing`), and wins a tie of start dates. Imports of a region take
-    // turns, and one in the same instant as the last (or after the clock went back) sorts
-    // after it all the same.
-    tx.lock_name(&format!("assistance-import:{region}"))?;
-    let stamp: String = env.now.chars().filter(char::is_ascii_digit).take(17).collect();
-    let mut import_id = format!("{region}-{stamp}-{}", new_token().get(..8).unwrap_or_default());
-    if let Some(last) = tx.last_assistance_import(&region)?
-        && import_id <= last
-    {
-        import_id = format!("{last}.1");
-    }
+    let import_id = next_import_id(tx, env, &region)?;
     for (row, key) in rows.iter().zip(&keys) {
         let entry = AssistanceEntry {
             entry_id: format!("{import_id}-{:06}", row.row),
