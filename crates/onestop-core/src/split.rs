@@ -683,7 +683,12 @@ impl<'a> Run<'a> {
         assert_eq!(settled, self.out.totals.total, "tiers, account and cash add up to the bill");
         if self.claim.bill.visit == VisitType::Inpatient {
             self.out.admission_number = Some(self.facts.admission);
-            self.out.deltas.admissions = self.facts.admission.saturating_sub(self.ytd.admissions);
+            // An admission counts once, and brings the count up to its number: the n-th
+            // admission of a year with fewer counted (some elsewhere) counts up to n. One
+            // whose number is already counted (settled again after a cancel, when a later
+            // admission was settled meanwhile) still counts itself.
+            let catch_up = self.facts.admission.saturating_sub(self.ytd.admissions);
+            self.out.deltas.admissions = catch_up.max(1);
         }
     }
 }

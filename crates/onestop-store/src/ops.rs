@@ -168,7 +168,9 @@ fn remember(
     Ok(response)
 }
 
-/// The response as first answered, rebuilt from its settlement if it names one.
+/// The response as first answered, rebuilt from its settlement if it names one; a settlement
+/// cancelled since is answered as it stands (`cancelled`, with `reversed_by`), so that a key
+/// reused for the settlement after a refund is not taken for a new settlement.
 fn resolve(tx: &mut dyn Tx, key: &PersonKey, stored: StoredResponse) -> Result<StoredResponse> {
     let Some(id) = stored.body.get()?.strip_prefix(SETTLEMENT_REFERENCE) else { return Ok(stored) };
     let row = tx.settlement(key, id)?.ok_or_else(|| {
@@ -176,7 +178,11 @@ fn resolve(tx: &mut dyn Tx, key: &PersonKey, stored: StoredResponse) -> Result<S
             "idempotency record names a missing settlement {id}"
         ))
     })?;
-    let body = record_json(&row, None, &row.result.get()?.text)?.body;
+    let reversed_by = match row.reverses {
+        Some(_) => None,
+        None => tx.reversal_of(key, id)?.map(|reversal| reversal.settlement_id),
+    };
+    let body = record_json(&row, reversed_by, &row.result.get()?.text)?.body;
     Ok(StoredResponse { body, ..stored })
 }
 
@@ -353,6 +359,7 @@ fn settle_visit(
     let settlement_id = make_id(IdKind::Settlement, key, tx.next_seq_with_balance(key, balance)?);
     let postings = onestop_ledger::postings(&settlement);
     let (year, deltas) = (ytd.year, settlement.deltas.clone());
+    let admission_number = settlement.admission_number;
     let mut row = SettlementRow {
         key: key.clone(),
         settlement_id: settlement_id.clone(),
@@ -382,7 +389,7 @@ fn settle_visit(
     let journal = Journal { postings: &postings, year, deltas: &deltas, sign: 1 };
     tx.insert_settlement(&row, &journal)?;
     tx.add_to_accumulators(key, &journal)?;
-    tx.set_visit_status(key, visit_id, VisitStatus::Settled)?;
+    tx.set_visit_settled(key, visit_id, admission_number)?;
     Ok(Ok(RecordJson { settlement_id, body: explained.body }))
 }
 

@@ -436,6 +436,26 @@ impl Tx for PgTx<'_, '_> {
         Ok(())
     }
 
+    fn set_visit_settled(
+        &mut self,
+        key: &PersonKey,
+        visit_id: &str,
+        admission_number: Option<u16>,
+    ) -> Result<()> {
+        self.execute(
+            "UPDATE visits SET status = $4, admission_number = coalesce(admission_number, $5) \
+            WHERE region = $1 AND person_id = $2 AND visit_id = $3",
+            &[
+                &key.region_text(),
+                &key.person_id,
+                &visit_id,
+                &VisitStatus::Settled.code(),
+                &admission_number.map(i32::from),
+            ],
+        )?;
+        Ok(())
+    }
+
     fn set_visit_status(
         &mut self,
         key: &PersonKey,

@@ -163,6 +163,12 @@ impl Tx for WriterTx<'_, '_> {
             visit_id: &str,
             status: VisitStatus
         ) -> Result<()>;
+        fn set_visit_settled(
+            &mut self,
+            key: &PersonKey,
+            visit_id: &str,
+            admission_number: Option<u16>
+        ) -> Result<()>;
         fn lines(&mut self, key: &PersonKey, visit_id: &str) -> Result<Vec<(i64, Line)>>;
         fn lines_with_origin(
             &mut self,

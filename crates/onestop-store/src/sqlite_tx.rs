@@ -633,6 +633,27 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn set_visit_settled(
+        &mut self,
+        key: &PersonKey,
+        visit_id: &str,
+        admission_number: Option<u16>,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE visits SET status = ?4, admission_number = coalesce(admission_number, ?5) \
+                WHERE region = ?1 AND person_id = ?2 AND visit_id = ?3",
+            )?
+            .execute(params![
+                key.region_text(),
+                key.person_id,
+                visit_id,
+                VisitStatus::Settled.code(),
+                admission_number
+            ])?;
+        Ok(())
+    }
+
     fn set_visit_status(
         &mut self,
         key: &PersonKey,

@@ -101,6 +101,14 @@ pub trait Tx {
         visit_id: &str,
         status: VisitStatus,
     ) -> Result<()>;
+    /// Marks a visit settled, and keeps `admission_number` as its number unless it has one, so
+    /// that settling it again after a cancel (a refund, 退费重结) is the same admission.
+    fn set_visit_settled(
+        &mut self,
+        key: &PersonKey,
+        visit_id: &str,
+        admission_number: Option<u16>,
+    ) -> Result<()>;
     fn lines(&mut self, key: &PersonKey, visit_id: &str) -> Result<Vec<(i64, Line)>>;
     /// The lines with their origin in the hospital's system.
     fn lines_with_origin(

@@ -304,6 +304,13 @@ async fn settle_is_exactly_once_and_cancel_restores_the_accumulators() {
         let cancelled = world.cancel(0, &settled.settlement_id, "c1").await;
         let reversal = record(&cancelled);
         assert_eq!((reversal.status.as_str(), reversal.total.as_str()), ("reversal", "-10000.00"));
+        // The settle's key now replays the settlement as it stands: cancelled.
+        let replay = record(&world.settle(0, &visit.visit_id, "k1", "{}").await);
+        assert_eq!(
+            (replay.status.as_str(), replay.reversed_by.as_deref()),
+            ("cancelled", Some(reversal.settlement_id.as_str()))
+        );
+        assert_eq!(replay.settlement, settled.settlement);
         let twice = record(&world.cancel(0, &settled.settlement_id, "c2").await);
         assert_eq!(
             twice.settlement_id, reversal.settlement_id,
@@ -556,5 +563,33 @@ async fn a_later_assistance_list_ends_an_entitlement_even_in_the_same_instant() 
         let settled = record(&world.settle(0, &visit.visit_id, "k1", "{}").await);
         let assistance = settled.settlement.tiers.iter().find(|t| t.id == "medical_assistance");
         assert!(assistance.is_none_or(|t| t.amount == "0.00"), "{:?}", settled.settlement.tiers);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admission_settled_again_after_a_refund_keeps_its_number_and_deductible() {
+    for store in stores().await {
+        let world = World::new(store).await;
+        let first = world.visit(0, "P0001", "12000").await;
+        let settled_first = record(&world.settle(0, &first.visit_id, "k1", "{}").await);
+        let second = world.visit(0, "P0001", "12000").await;
+        let settled_second = record(&world.settle(0, &second.visit_id, "k2", "{}").await);
+        assert_eq!(
+            (settled_first.settlement.admission_number, settled_second.settlement.admission_number),
+            (Some(1), Some(2))
+        );
+        // 退费重结: the first admission is cancelled and settled again, after the second.
+        record(&world.cancel(0, &settled_first.settlement_id, "c1").await);
+        let again = record(&world.settle(0, &first.visit_id, "k3", "{}").await);
+        assert_eq!(again.settlement.admission_number, Some(1), "still the first admission");
+        assert_eq!(again.settlement.deductible, settled_first.settlement.deductible);
+        assert_eq!(again.settlement.tiers, settled_first.settlement.tiers);
+        let ytd = world.ytd("P0001").await;
+        assert_eq!(ytd.admissions.as_ref().map(Scalar::as_str), Some("2"), "two admissions");
+        // Cancelling it again takes back exactly what it counted.
+        record(&world.cancel(0, &again.settlement_id, "c2").await);
+        let ytd = world.ytd("P0001").await;
+        assert_eq!(ytd.admissions.as_ref().map(Scalar::as_str), Some("1"));
+        assert_eq!(world.violations().await, Vec::<String>::new());
     }
 }
