@@ -117,7 +117,7 @@ service_codes! {
         "An institution id names one institution, agency or auditor of one region: registering \
          it again from another region, or with another role, is refused. An agency registering \
          one of its own institutions again replaces its name, level and token (the old token \
-         stops working at once).";
+         stops working at once, and within a minute on other processes).";
     PersonInvalid = "person_invalid", 400, "人员信息错误",
         "A person registered has an identity number of 15 or 18 characters (digits, a final X) \
          that no other person of the region has, a birth date not after today, a gender code \

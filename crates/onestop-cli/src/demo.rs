@@ -395,6 +395,7 @@ async fn demo(args: &DemoArgs, book: Arc<onestop_core::PolicyBook>) -> Result<()
     let dir =
         tempfile::Builder::new().prefix("onestop-demo-").tempdir().map_err(|e| e.to_string())?;
     let database = format!("sqlite:{}", dir.path().join("demo.sqlite").display());
+    crate::serve::log_to_stderr();
     let store = crate::serve::open_store(&database)?;
     let agency = Institution {
         institution_id: "A110000".into(),
@@ -436,13 +437,17 @@ async fn demo(args: &DemoArgs, book: Arc<onestop_core::PolicyBook>) -> Result<()
         "  账实核对 ledger and accumulators: {}",
         if check["violations"] == json!([]) { "consistent" } else { "VIOLATED" }
     );
-    println!("\nThe service keeps answering at http://{address}/v1 (OpenAPI: /v1/openapi.json)");
-    println!("  agency token 经办机构令牌: {agency_token}");
-    println!(
-        "  try: curl -H 'Authorization: Bearer {agency_token}' \\\n       \
-         http://{address}/v1/persons/110000/P0000001"
-    );
-    if !args.no_wait {
+    if args.no_wait {
+        println!("\nThe service stops now (--no-wait), and its temporary database is removed.");
+    } else {
+        println!(
+            "\nThe service keeps answering at http://{address}/v1 (OpenAPI: /v1/openapi.json)"
+        );
+        println!("  agency token 经办机构令牌: {agency_token}");
+        println!(
+            "  try: curl -H 'Authorization: Bearer {agency_token}' \\\n       \
+             http://{address}/v1/persons/110000/P0000001"
+        );
         println!("Ctrl-C stops it.");
         let _ = tokio::signal::ctrl_c().await;
     }

@@ -54,8 +54,26 @@ pub const EXIT_BAD_INPUT: u8 = 2;
 /// Exit status for a bug: an invariant failed.
 pub const EXIT_BUG: u8 = 70;
 
+/// Whether a panic is the standard library's on writing to a closed standard output (`onestop
+/// calc --json | head`): a reader that stopped early, not a bug.
+fn closed_stdout(payload: &(dyn std::any::Any + Send)) -> bool {
+    let text = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("");
+    text.starts_with("failed printing to stdout")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A reader that stopped early ends the command quietly, as other command-line tools do.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !closed_stdout(info.payload()) {
+            report(info);
+        }
+    }));
     let outcome = std::panic::catch_unwind(|| match cli.command {
         Command::Calc(args) => calc::run(&args),
         Command::Demo(args) => demo::run(&args),
@@ -71,6 +89,8 @@ fn main() -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::from(EXIT_BAD_INPUT)
         }
+        // 141: killed by SIGPIPE, as a shell reports a tool whose reader went away.
+        Err(payload) if closed_stdout(payload.as_ref()) => ExitCode::from(141),
         Err(_) => {
             eprintln!(
                 "error: internal error: an invariant failed; this is a bug, \

@@ -86,6 +86,34 @@ pub fn open_store(url: &str) -> Result<Arc<Store>, String> {
         .map_err(|e| format!("cannot open the database {}: {e}", without_password(url)))
 }
 
+/// As [`open_store`], with the database as an operator needs to see it: a SQLite file by its
+/// full path, and whether it was created just now (a service started in another directory
+/// than meant makes a new, empty database, which should not go unnoticed).
+pub fn open_store_described(url: &str) -> Result<(Arc<Store>, String), String> {
+    let file = url.strip_prefix("sqlite:").map(PathBuf::from);
+    let existed = file.as_ref().is_some_and(|path| path.exists());
+    let store = open_store(url)?;
+    let described = match file {
+        Some(path) => {
+            let full = std::fs::canonicalize(&path).unwrap_or(path);
+            let new = if existed { "" } else { " (新建 a new, empty database)" };
+            format!("sqlite:{}{new}", full.display())
+        }
+        None => without_password(url),
+    };
+    Ok((store, described))
+}
+
+/// Logs of the service (store failures, unreachable peers, ...) to standard error: warnings
+/// and errors unless `ONESTOP_LOG` says otherwise (`info`, `debug`, `onestop_server=debug`).
+pub fn log_to_stderr() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ONESTOP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // A second call (the demo's server in the same process) keeps the first.
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
 /// A connection string as it may be shown in an error or a log: its password replaced by `***`
 /// (`postgres://user:***@host/db`, `password=***`).
 fn without_password(url: &str) -> String {
@@ -154,7 +182,10 @@ pub fn token(args: &TokenArgs) -> Result<(), String> {
     let name = if args.name.is_empty() { args.id.clone() } else { args.name.clone() };
     let who = Institution { institution_id: args.id.clone(), region, name, level, role };
     let runtime = runtime()?;
-    let store = open_store(&args.database)?;
+    let (store, described) = open_store_described(&args.database)?;
+    if described.contains("新建") {
+        eprintln!("onestop token: {described}");
+    }
     let book = Arc::new(PolicyBook::default());
     let token = runtime.block_on(issue(&store, book, who))?;
     println!("{token}");
@@ -171,16 +202,16 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
     let tls = certificate.clone().map(ServerCertificate::server_config).transpose()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let runtime = runtime()?;
+    log_to_stderr();
     runtime.block_on(async {
-        let store = open_store(&args.database)?;
+        let (store, described) = open_store_described(&args.database)?;
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         eprintln!(
-            "onestop serving {scheme}://{address}/v1 on {} ({} policy regions); Ctrl-C or \
-             SIGTERM stops{}",
-            store.kind(),
+            "onestop serving {scheme}://{address}/v1 on {described} ({} policy regions); Ctrl-C \
+             or SIGTERM stops{}",
             book.regions().count(),
             if certificate.is_some() { ", SIGHUP reads the certificate again" } else { "" }
         );

@@ -65,8 +65,11 @@ impl IntoResponse for ApiError {
                 tracing::error!(%error, "store failure");
                 error_response(&ServiceError::new(
                     ServiceCode::InternalError,
-                    "the store failed: retry with the same idempotency key, which settles \
-                     once whether or not the failed attempt was written",
+                    format!(
+                        "the store failed ({}): retry with the same idempotency key, which \
+                         settles once whether or not the failed attempt was written",
+                        error.kind()
+                    ),
                 ))
             }
         }

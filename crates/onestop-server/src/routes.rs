@@ -169,7 +169,10 @@ where
     let write = move |tx: &mut dyn onestop_store::Tx| {
         work(tx, &Env { book: &book, now: now.clone(), today })
     };
-    Ok(state.store.write(write).await?)
+    state.store.write(write).await.map_err(|error| {
+        state.note_store_failure(&error);
+        ApiError::Store(error)
+    })
 }
 
 pub(crate) async fn read<T, F>(state: &AppState, work: F) -> Result<T, ApiError>
@@ -181,11 +184,29 @@ where
 {
     let (now, today) = state.now();
     let book = state.book.clone();
-    Ok(state.store.read(move |tx| work(tx, &Env { book: &book, now, today })).await?)
+    let done = state.store.read(move |tx| work(tx, &Env { book: &book, now, today })).await;
+    done.map_err(|error| {
+        state.note_store_failure(&error);
+        ApiError::Store(error)
+    })
 }
 
+/// `ok`, or `degraded` (503) for a minute after the store failed, with its error: what a
+/// load balancer or a monitor checks.
 async fn health(State(state): State<AppState>) -> Response {
-    ok_json(200, &serde_json::json!({ "status": "ok", "store": state.store.kind() }))
+    match state.recent_store_failure() {
+        None => ok_json(200, &serde_json::json!({ "status": "ok", "store": state.store.kind() })),
+        Some((ago, error)) => ok_json(
+            503,
+            &serde_json::json!({
+                "status": "degraded",
+                "status_zh": "存储故障",
+                "store": state.store.kind(),
+                "last_store_error": error,
+                "seconds_ago": ago.as_secs(),
+            }),
+        ),
+    }
 }
 
 async fn openapi() -> Response {

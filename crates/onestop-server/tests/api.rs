@@ -14,6 +14,7 @@ struct App {
     agency: String,
     /// Langfang's agency (131000), of another region than the hospitals'.
     other_agency: String,
+    state: AppState,
 }
 
 async fn spawn_app() -> App {
@@ -41,12 +42,13 @@ async fn spawn_app() -> App {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let state = AppState::new(store, book, support::clock());
-    tokio::spawn(onestop_server::serve(listener, state, std::future::pending()));
+    tokio::spawn(onestop_server::serve(listener, state.clone(), std::future::pending()));
     App {
         base,
         client: onestop_server::tls::client_builder(None).build().expect("client"),
         agency: token,
         other_agency,
+        state,
     }
 }
 
@@ -184,6 +186,23 @@ async fn a_hospital_settles_cancels_and_reconciles() {
     let settlement_id = settled["settlement_id"].as_str().expect("id").to_owned();
     let (_, person) = app.call("GET", "/v1/persons/110000/P0001", Some(&hospital), None).await;
     assert_eq!(person["account_balance"], "0.00");
+    // An update that sends another balance is refused, not ignored; without one it updates.
+    let update = |balance: Option<&str>| {
+        let mut body = json!({
+            "person_id": "P0001", "name": "李四", "id_number": "110101196001011234",
+            "birth_date": "1960-01-01", "gender": "1",
+            "enrolments": [{"year": 2024, "category": "retired"}]
+        });
+        if let Some(balance) = balance {
+            body["account_balance"] = json!(balance);
+        }
+        app.call("POST", "/v1/persons", Some(&app.agency), Some(body))
+    };
+    let (status, refused) = update(Some("3000")).await;
+    assert_eq!((status.as_u16(), refused["code"].as_str()), (400, Some("account_balance_invalid")));
+    assert!(refused["message"].as_str().expect("message").contains("balance of 0.00"), "{refused}");
+    assert_eq!(update(None).await.0, 200);
+    assert_eq!(update(Some("0")).await.0, 200);
     let (status, reversal) = app
         .call("POST", &format!("/v1/settlements/{settlement_id}/cancel"), Some(&hospital), None)
         .await;
@@ -779,4 +798,27 @@ async fn a_maintenance_window_stops_settlement_for_the_regions_people_until_it_e
     assert_eq!(status, 200);
     let (status, settled) = app.settle(&hospital, &visit_id, "m-1").await;
     assert_eq!(status, 200, "{settled}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_says_the_store_failed_for_a_minute_after_it_did() {
+    let app = spawn_app().await;
+    let (status, health) = app.call("GET", "/v1/health", None, None).await;
+    assert_eq!((status.as_u16(), health["status"].as_str()), (200, Some("ok")));
+    // A full disk, as SQLite reports it.
+    let full = rusqlite_disk_full();
+    app.state.note_store_failure(&full);
+    let (status, health) = app.call("GET", "/v1/health", None, None).await;
+    assert_eq!((status.as_u16(), health["status"].as_str()), (503, Some("degraded")), "{health}");
+    assert_eq!(full.kind(), "磁盘已满 the disk is full");
+    assert!(health["last_store_error"].as_str().expect("error").contains("full"), "{health}");
+    // Load is not a failure.
+    let fresh = spawn_app().await;
+    fresh.state.note_store_failure(&onestop_store::tx::StoreError::Busy);
+    assert_eq!(fresh.call("GET", "/v1/health", None, None).await.0, 200);
+}
+
+fn rusqlite_disk_full() -> onestop_store::tx::StoreError {
+    let code = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL);
+    onestop_store::tx::StoreError::Sqlite(rusqlite::Error::SqliteFailure(code, None))
 }

@@ -195,11 +195,41 @@ pub fn register_person(
         );
         return Ok(Err(person_invalid("id_number", message)));
     }
+    if let Some(error) = balance_changed(tx, &row, request)? {
+        return Ok(Err(error));
+    }
     tx.upsert_person(&row)?;
     for enrolment in &enrolments {
         tx.upsert_enrolment(&row.key, enrolment)?;
     }
     person_view(tx, env, actor, &row.key, env.today.year())
+}
+
+/// A registration of a known person that sends another account balance than theirs: refused,
+/// not ignored. The balance is the ledger's (settlements and cancellations move it).
+fn balance_changed(
+    tx: &mut dyn Tx,
+    row: &PersonRow,
+    request: &RegisterPersonRequest,
+) -> Result<Option<ServiceError>> {
+    if request.account_balance.is_none() {
+        return Ok(None);
+    }
+    let Some(known) = tx.person(&row.key, false)? else { return Ok(None) };
+    if known.account_balance == row.account_balance {
+        return Ok(None);
+    }
+    let rejection = onestop_core::Rejection::new(
+        onestop_core::RejectionCode::AccountBalanceInvalid,
+        format!(
+            "person {} is registered, with a personal-account balance of {}: it is set at \
+             registration only and then moves with settlements and cancellations. Leave \
+             `account_balance` out (or send {}) to update the person; a yearly credit to the \
+             account (个人账户划入) is not taken through this API",
+            row.key.person_id, known.account_balance, known.account_balance
+        ),
+    );
+    Ok(Some(ServiceError::from(rejection.field("account_balance"))))
 }
 
 /// Registers an institution of the agency's region; the token is returned once.

@@ -33,6 +33,33 @@ pub enum StoreError {
     Config(String),
 }
 
+impl StoreError {
+    /// What failed, in words an operator can act on, without the details (which are logged):
+    /// a full disk, a read-only or locked file, a lost connection.
+    pub fn kind(&self) -> &'static str {
+        use rusqlite::ffi::ErrorCode as C;
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => match e.code {
+                C::DiskFull => "磁盘已满 the disk is full",
+                C::ReadOnly => "数据库只读 the database is read-only",
+                C::DatabaseBusy | C::DatabaseLocked => "数据库被占用 the database is locked",
+                C::SystemIoFailure => "磁盘读写错误 an I/O error",
+                C::DatabaseCorrupt | C::NotADatabase => "数据库损坏 the database file is damaged",
+                _ => "数据库错误 a database error",
+            },
+            StoreError::Sqlite(_) => "数据库错误 a database error",
+            StoreError::Postgres(e) if e.is_closed() => "数据库连接中断 the connection was lost",
+            StoreError::Postgres(_) => "数据库错误 a database error",
+            StoreError::Pool(_) => "无法连接数据库 no connection to the database",
+            StoreError::Corrupt(_) => "数据损坏 stored data is damaged",
+            StoreError::Closed => "服务正在停止 the store is shutting down",
+            StoreError::Busy => "请求过多 too many waiting requests",
+            StoreError::OutOfRange(_) => "数值超出范围 a value does not fit its column",
+            StoreError::Config(_) => "存储配置错误 the store's configuration",
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// A stored assistance row with its key, for imports.
