@@ -437,18 +437,16 @@ async fn demo(args: &DemoArgs, book: Arc<onestop_core::PolicyBook>) -> Result<()
         "  账实核对 ledger and accumulators: {}",
         if check["violations"] == json!([]) { "consistent" } else { "VIOLATED" }
     );
+    println!("\nThe service answers at http://{address}/v1 (OpenAPI: /v1/openapi.json)");
     if args.no_wait {
-        println!("\nThe service stops now (--no-wait), and its temporary database is removed.");
+        println!("  and stops now (--no-wait); its temporary database is removed.");
     } else {
-        println!(
-            "\nThe service keeps answering at http://{address}/v1 (OpenAPI: /v1/openapi.json)"
-        );
         println!("  agency token 经办机构令牌: {agency_token}");
         println!(
             "  try: curl -H 'Authorization: Bearer {agency_token}' \\\n       \
              http://{address}/v1/persons/110000/P0000001"
         );
-        println!("Ctrl-C stops it.");
+        println!("It keeps answering; Ctrl-C stops it.");
         let _ = tokio::signal::ctrl_c().await;
     }
     let _ = stop.send(());

@@ -189,7 +189,8 @@ fn the_demo_settles_a_day_and_stays_consistent() {
         "failed 0",
         "基金支付比例 payout ratio",
         "ledger and accumulators: consistent",
-        "The service keeps answering at http://127.0.0.1:",
+        "The service answers at http://127.0.0.1:",
+        "and stops now (--no-wait)",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
