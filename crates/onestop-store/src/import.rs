@@ -23,7 +23,7 @@ pub struct ListRow {
 /// The columns, by the names accepted in the header row.
 const COLUMNS: [(&str, &[&str]); 4] = [
     ("id_number", &["id_number", "身份证号", "身份证号码", "证件号码"]),
-    ("category", &["category", "救助类别", "人员类别", "类别"]),
+    ("category", &["category", "救助类别", "救助类型", "人员类别", "类别"]),
     ("effective_from", &["effective_from", "生效日期", "起始日期", "开始日期"]),
     ("effective_to", &["effective_to", "截止日期", "终止日期", "结束日期"]),
 ];
@@ -76,44 +76,73 @@ fn categories_accepted() -> String {
     format!("{}; or {}", names.join(", "), aliases.join(", "))
 }
 
-/// Dates as `2024-03-01`, `2024/3/1` or `20240301`.
+/// Dates as `2024-03-01`, `2024/3/1`, `2024.3.1`, `20240301` or `2024年3月1日`.
 fn date(text: &str) -> Option<Date> {
     let text = text.trim();
+    if let Some(rest) = text.strip_suffix('日') {
+        let (year, rest) = rest.split_once('年')?;
+        let (month, day) = rest.split_once('月')?;
+        let (year, month, day) = (year.trim(), month.trim(), day.trim());
+        return Date::new(year.parse().ok()?, month.parse().ok()?, day.parse().ok()?).ok();
+    }
     let digits: String = text.chars().filter(char::is_ascii_digit).collect();
     if digits.len() == 8 && !text.contains(['/', '-']) {
         let (y, m, d) =
             (digits[..4].parse().ok()?, digits[4..6].parse().ok()?, digits[6..].parse().ok()?);
         return Date::new(y, m, d).ok();
     }
-    let parts: Vec<&str> = text.split(['-', '/']).collect();
+    let parts: Vec<&str> = text.split(['-', '/', '.']).collect();
     match parts.as_slice() {
         [y, m, d] => Date::new(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?).ok(),
         _ => None,
     }
 }
 
+/// What lists write for an entitlement with no end date.
+const OPEN_ENDED: [&str; 4] = ["长期", "长期有效", "无", "-"];
+
+/// Rows above the header that exports put there (a title, 2025年1月低保名单, a date of export).
+const TITLE_ROWS_MAX: usize = 5;
+
+/// The header row: the first of the first rows that names the id column, so that a title or
+/// two above it are skipped; its 0-based index.
+pub fn header_row(cells: &[Vec<String>]) -> usize {
+    let names = COLUMNS[0].1;
+    cells
+        .iter()
+        .take(TITLE_ROWS_MAX + 1)
+        .position(|row| {
+            row.iter().any(|h| names.contains(&h.trim().trim_start_matches('\u{feff}')))
+        })
+        .unwrap_or(0)
+}
+
 /// Parses rows of cells (the header first) into list rows.
 pub fn parse_rows(cells: &[Vec<String>]) -> Result<Vec<ListRow>, ServiceError> {
-    let Some(header) = cells.first() else { return Err(list_error(1, "the file is empty".into())) };
+    let at = header_row(cells);
+    let Some(header) = cells.get(at) else {
+        return Err(list_error(1, "the file is empty".into()));
+    };
     let mut index = [None; 4];
     for (slot, (name, names)) in index.iter_mut().zip(COLUMNS) {
         *slot =
             header.iter().position(|h| names.contains(&h.trim().trim_start_matches('\u{feff}')));
         if slot.is_none() && name != "effective_to" {
-            return Err(list_error(
-                1,
-                format!("no `{name}` column (accepted: {})", names.join(", ")),
-            ));
+            let message = format!(
+                "no `{name}` column in the header row (looked for it in the first {} rows; \
+                 accepted: {})",
+                TITLE_ROWS_MAX + 1,
+                names.join(", ")
+            );
+            return Err(list_error(at + 1, message));
         }
     }
-    if cells.len() - 1 > LIST_ROWS_MAX {
-        return Err(list_error(
-            cells.len(),
-            format!("{} rows; at most {LIST_ROWS_MAX}", cells.len() - 1),
-        ));
+    let data_rows = cells.len() - 1 - at;
+    if data_rows > LIST_ROWS_MAX {
+        return Err(list_error(cells.len(), format!("{data_rows} rows; at most {LIST_ROWS_MAX}")));
     }
-    let mut rows = Vec::with_capacity(cells.len() - 1);
-    for (offset, row) in cells.iter().enumerate().skip(1) {
+    let mut rows = Vec::with_capacity(data_rows);
+    for (offset, row) in cells.iter().enumerate().skip(at + 1) {
         let number = offset + 1;
         let cell = |column: Option<usize>| column.and_then(|i| row.get(i)).map_or("", |c| c.trim());
         if row.iter().all(|c| c.trim().is_empty()) {
@@ -138,7 +167,8 @@ pub fn parse_rows(cells: &[Vec<String>]) -> Result<Vec<ListRow>, ServiceError> {
         let effective_from = date(cell(index[2]))
             .ok_or_else(|| list_error(number, format!("`{}` is not a date", cell(index[2]))))?;
         let to_text = cell(index[3]);
-        let effective_to = if to_text.is_empty() {
+        // 长期 (lasting) is how lists write an entitlement with no end date.
+        let effective_to = if to_text.is_empty() || OPEN_ENDED.contains(&to_text) {
             None
         } else {
             Some(
@@ -150,6 +180,9 @@ pub fn parse_rows(cells: &[Vec<String>]) -> Result<Vec<ListRow>, ServiceError> {
             return Err(list_error(number, "the end date is before the start date".into()));
         }
         rows.push(ListRow { row: number, id_number, category, effective_from, effective_to });
+    }
+    if rows.is_empty() {
+        return Err(list_error(at + 1, "the list has a header but no rows".into()));
     }
     Ok(rows)
 }
@@ -208,17 +241,26 @@ pub fn is_spreadsheet(bytes: &[u8]) -> bool {
     bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0])
 }
 
-/// Reads the first sheet of a workbook (XLSX, XLS or ODS) into cells.
+/// Reads a workbook (XLSX, XLS or ODS) into cells: its first sheet with an id column in its
+/// first rows (a sheet of instructions, 说明, before the list is passed over), else its first.
 pub fn xlsx_cells(bytes: &[u8]) -> Result<Vec<Vec<String>>, ServiceError> {
     use calamine::Reader;
     let cursor = std::io::Cursor::new(bytes);
     let mut workbook = calamine::open_workbook_auto_from_rs(cursor)
         .map_err(|e| list_error(1, format!("not a spreadsheet (XLSX, XLS or ODS): {e}")))?;
-    let range = workbook
-        .worksheet_range_at(0)
-        .ok_or_else(|| list_error(1, "the workbook has no sheet".into()))?
-        .map_err(|e| list_error(1, format!("unreadable sheet: {e}")))?;
-    Ok(range.rows().map(|row| row.iter().map(cell_text).collect()).collect())
+    let mut first = None;
+    for (name, range) in workbook.worksheets() {
+        let cells: Vec<Vec<String>> =
+            range.rows().map(|row| row.iter().map(cell_text).collect()).collect();
+        let names = COLUMNS[0].1;
+        let at = header_row(&cells);
+        if cells.get(at).is_some_and(|row| row.iter().any(|h| names.contains(&h.trim()))) {
+            return Ok(cells);
+        }
+        tracing::debug!(sheet = %name, "no id column");
+        first.get_or_insert(cells);
+    }
+    first.ok_or_else(|| list_error(1, "the workbook has no sheet".into()))
 }
 
 #[allow(clippy::float_arithmetic, clippy::cast_possible_truncation)]
@@ -301,6 +343,24 @@ mod tests {
     }
 
     #[test]
+    fn a_list_is_read_below_its_title_with_the_ways_offices_write_dates() {
+        let list = "2024年3月低保名单,,,\n导出日期 2024-03-31,,,\n\
+            身份证号,救助类型,生效日期,截止日期\n\
+            110101196001011234,低保对象,2024年1月1日,长期\n\
+            11010119700202567x,特困,2024.3.5,2024年12月31日\n";
+        let cells = csv_cells(list.as_bytes()).expect("cells");
+        assert_eq!(read(&cells), expected());
+        let rows = parse_rows(&cells).expect("rows");
+        assert_eq!(rows[0].row, 4, "rows keep their numbers in the file");
+        let header_only = csv_cells("身份证号,救助类别,生效日期\n,,\n".as_bytes()).expect("cells");
+        let error = parse_rows(&header_only).expect_err("nothing to import");
+        assert!(error.body.message.contains("no rows"), "{error}");
+        let no_ids = csv_cells("姓名,类别,日期\n李四,低保,2024-01-01\n".as_bytes()).expect("cells");
+        let error = parse_rows(&no_ids).expect_err("no id column");
+        assert!(error.body.message.contains("in the header row"), "{error}");
+    }
+
+    #[test]
     fn a_csv_list_in_no_known_encoding_is_refused_at_its_row() {
         let (gb18030, _, _) = encoding_rs::GB18030.encode(LIST);
         let mut bytes = gb18030.into_owned();
@@ -314,6 +374,9 @@ mod tests {
     #[test]
     fn an_xlsx_list_is_read_with_date_cells_and_ids_as_text() {
         let mut book = rust_xlsxwriter::Workbook::new();
+        // A sheet of instructions first, as some exports have: passed over.
+        let notes = book.add_worksheet().set_name("说明").expect("name");
+        notes.write_string(0, 0, "本表为2024年救助对象名单").expect("note");
         let sheet = book.add_worksheet();
         let date = rust_xlsxwriter::Format::new().set_num_format("yyyy-mm-dd");
         for (col, title) in
@@ -350,7 +413,7 @@ mod tests {
     }
 
     fn sheet_with_number_id(book: &mut rust_xlsxwriter::Workbook) {
-        let sheet = book.worksheet_from_index(0).expect("sheet");
+        let sheet = book.worksheet_from_index(1).expect("sheet");
         sheet.write_number(1, 0, 110_101_196_001_011_234_f64).expect("number id");
     }
 

@@ -97,7 +97,9 @@ fn person_row(
     let key = PersonKey::new(actor.region, &request.person_id).ok_or_else(|| {
         invalid("person_id", format!("`{}` must be 1 to 30 letters and digits", request.person_id))
     })?;
-    let id_ok = crate::model::is_identity_number(&request.id_number);
+    // A check character written as a lowercase x is the same number.
+    let id_number = request.id_number.to_ascii_uppercase();
+    let id_ok = crate::model::is_identity_number(&id_number);
     if !id_ok {
         let message = "an identity number is 15 digits, or 17 digits and a digit or X";
         return Err(person_invalid("id_number", message.to_owned()));
@@ -134,7 +136,7 @@ fn person_row(
     Ok(PersonRow {
         key,
         name: request.name.chars().take(50).collect(),
-        id_number: request.id_number.clone(),
+        id_number,
         birth_date,
         gender: request.gender.clone(),
         account_balance,
