@@ -944,9 +944,19 @@ fn band_lower(
                 "band starts at {from} but should start at {expected}, where the previous band \
                  ends"
             )),
+            None if !from.is_zero() && from != first_lower && first_lower.is_zero() => {
+                Some(format!(
+                    "the first band starts at {from} but should start at 0: with \
+                     `band_basis = \"above_threshold\"` (or no deductible or threshold) \
+                     bands count from the deductible or threshold, so \"from the deductible \
+                     800 up to 20000\" is `{{ to = \"19200\" }}` on that basis, or \
+                     `{{ from = \"800\", to = \"20000\" }}` with `band_basis = \"cumulative\"`"
+                ))
+            }
             None if !from.is_zero() && from != first_lower => Some(format!(
                 "the first band starts at {from} but should start at 0 or at the \
-                 deductible or threshold ({first_lower})"
+                 deductible or threshold ({first_lower}): on the cumulative basis bands count \
+                 the year's amount from zero, the deductible included"
             )),
             _ => None,
         };
