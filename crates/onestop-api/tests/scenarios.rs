@@ -267,3 +267,41 @@ fn a_pool_cap_limits_its_pool_inside_a_cap_shared_with_another() {
     let own = capped_claim("general_outpatient", "in_service", "20000", ytd);
     check(&capped_book(), &own, &[("tier.basic", "500.00"), ("deductible", "0.00")]);
 }
+
+#[test]
+fn a_rule_can_select_care_outside_the_insured_region() {
+    // 异地转诊: a referral elsewhere pays the deductible of the insured region's level-3
+    // hospitals (1000) at whatever level it is treated; at home a level-2 admission pays 600.
+    let insured = "[policy]\nregion = \"990300\"\nname = \"t\"\nvalid_from = \"2024-01-01\"\n\
+        [[tiers]]\nid = \"basic\"\nkind = \"basic_pool\"\n\
+        [[tiers.rules]]\nwhen = { visit = \"inpatient\", level = \"2\", elsewhere = false }\n\
+        deductible = { amount = \"600\" }\nratio = \"80%\"\n\
+        [[tiers.rules]]\nwhen = { visit = \"inpatient\", level = \"3\", elsewhere = false }\n\
+        deductible = { amount = \"1000\" }\nratio = \"80%\"\n\
+        [[tiers.rules]]\nwhen = { visit = \"inpatient\", elsewhere = true }\n\
+        deductible = { amount = \"1000\" }\nratio = \"80%\"\n";
+    let treatment = "[policy]\nregion = \"990400\"\nname = \"t\"\nvalid_from = \"2024-01-01\"\n\
+        [[tiers]]\nid = \"basic\"\nkind = \"basic_pool\"\n\
+        [[tiers.rules]]\nwhen = { visit = \"inpatient\" }\ndeductible = { amount = \"0\" }\n\
+        ratio = \"90%\"\n";
+    let snapshots = [("insured.toml", insured), ("treatment.toml", treatment)]
+        .into_iter()
+        .flat_map(|(name, text)| onestop_policy::load_str(name, text).expect(name).snapshots)
+        .collect();
+    let book = PolicyBook::new(snapshots);
+    let claim = |region: &str| {
+        format!(
+            "[bill]\ndate_of_service = \"2024-05-01\"\ntreatment_region = \"{region}\"\n\
+             visit = \"inpatient\"\nlevel = \"2\"\nuse_personal_account = false\n\
+             lines = [{{ class = \"a\", amount = \"10000\" }}]\n\
+             [person]\ninsured_region = \"990300\"\ncategory = \"in_service\"\nage = 40\n"
+        )
+    };
+    // At home: (10000 − 600) × 80 % = 7520. Elsewhere: (10000 − 1000) × 80 % = 7200.
+    check(&book, &claim("990300"), &[("deductible", "600.00"), ("tier.basic", "7520.00")]);
+    check(&book, &claim("990400"), &[("deductible", "1000.00"), ("tier.basic", "7200.00")]);
+    // A rule that names no place overlaps both: the loader says so.
+    let overlapping = insured.replace("level = \"2\", elsewhere = false", "level = \"2\"");
+    let error = onestop_policy::load_str("o.toml", &overlapping).expect_err("overlap");
+    assert_eq!(error.code, onestop_policy::PolicyErrorCode::RulesOverlap, "{error}");
+}

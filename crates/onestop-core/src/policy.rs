@@ -301,6 +301,8 @@ pub struct Selector {
     pub needy: Option<bool>,
     pub civil_servant: Option<bool>,
     pub enterprise_supplementary: Option<bool>,
+    /// Care outside the insured pooling region (异地就医), or at home; `None` matches both.
+    pub elsewhere: Option<bool>,
     /// Inclusive age range.
     pub age: (u8, u8),
     /// Inclusive range of the admission number within the year.
@@ -323,6 +325,7 @@ impl Selector {
             needy: None,
             civil_servant: None,
             enterprise_supplementary: None,
+            elsewhere: None,
             age: (0, u8::MAX),
             admission: (0, u16::MAX),
         }
@@ -337,6 +340,7 @@ impl Selector {
             && flag(self.needy, facts.needy)
             && flag(self.civil_servant, facts.civil_servant)
             && flag(self.enterprise_supplementary, facts.enterprise_supplementary)
+            && flag(self.elsewhere, facts.elsewhere)
             && (self.age.0..=self.age.1).contains(&facts.age)
             && (self.admission.0..=self.admission.1).contains(&facts.admission)
     }
@@ -352,6 +356,7 @@ impl Selector {
             && flags(self.needy, other.needy)
             && flags(self.civil_servant, other.civil_servant)
             && flags(self.enterprise_supplementary, other.enterprise_supplementary)
+            && flags(self.elsewhere, other.elsewhere)
             && ranges(
                 (u16::from(self.age.0), u16::from(self.age.1)),
                 (u16::from(other.age.0), u16::from(other.age.1)),
@@ -370,6 +375,8 @@ pub struct Facts {
     pub needy: bool,
     pub civil_servant: bool,
     pub enterprise_supplementary: bool,
+    /// Treated outside the insured pooling region.
+    pub elsewhere: bool,
     pub age: u8,
     /// The admission number within the year; 1 for visits that are not admissions.
     pub admission: u16,

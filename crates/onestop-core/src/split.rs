@@ -318,6 +318,7 @@ impl<'a> Run<'a> {
             needy: person.needy || needy_by_list,
             civil_servant: person.civil_servant,
             enterprise_supplementary: person.enterprise_supplementary,
+            elsewhere: claim.bill.treatment_region != person.insured_region,
             age: person.age,
             admission,
         };

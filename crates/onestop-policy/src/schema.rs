@@ -1208,6 +1208,7 @@ const SELECTOR_KEYS: &[&str] = &[
     "needy",
     "civil_servant",
     "enterprise_supplementary",
+    "elsewhere",
     "age_min",
     "age_max",
     "admission_min",
@@ -1280,6 +1281,7 @@ fn selector_flags(
     selector.needy = flag(table, "needy")?;
     selector.civil_servant = flag(table, "civil_servant")?;
     selector.enterprise_supplementary = flag(table, "enterprise_supplementary")?;
+    selector.elsewhere = flag(table, "elsewhere")?;
     Ok(())
 }
 
