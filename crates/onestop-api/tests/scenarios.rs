@@ -273,14 +273,16 @@ fn a_rule_can_select_care_outside_the_insured_region() {
     // 异地转诊: a referral elsewhere pays the deductible of the insured region's level-3
     // hospitals (1000) at whatever level it is treated; at home a level-2 admission pays 600.
     let insured = "[policy]\nregion = \"990300\"\nname = \"t\"\nvalid_from = \"2024-01-01\"\n\
+        [catalog]\nclass_b_first_self_pay = \"0%\"\n\
         [[tiers]]\nid = \"basic\"\nkind = \"basic_pool\"\n\
         [[tiers.rules]]\nwhen = { visit = \"inpatient\", level = \"2\", elsewhere = false }\n\
-        deductible = { amount = \"600\" }\nratio = \"80%\"\n\
+        deductible = { per = \"admission\", amount = \"600\" }\nratio = \"80%\"\n\
         [[tiers.rules]]\nwhen = { visit = \"inpatient\", level = \"3\", elsewhere = false }\n\
-        deductible = { amount = \"1000\" }\nratio = \"80%\"\n\
+        deductible = { per = \"admission\", amount = \"1000\" }\nratio = \"80%\"\n\
         [[tiers.rules]]\nwhen = { visit = \"inpatient\", elsewhere = true }\n\
-        deductible = { amount = \"1000\" }\nratio = \"80%\"\n";
+        deductible = { per = \"admission\", amount = \"1000\" }\nratio = \"80%\"\n";
     let treatment = "[policy]\nregion = \"990400\"\nname = \"t\"\nvalid_from = \"2024-01-01\"\n\
+        [catalog]\nclass_b_first_self_pay = \"0%\"\n\
         [[tiers]]\nid = \"basic\"\nkind = \"basic_pool\"\n\
         [[tiers.rules]]\nwhen = { visit = \"inpatient\" }\ndeductible = { amount = \"0\" }\n\
         ratio = \"90%\"\n";
