@@ -89,19 +89,19 @@ pub fn open_store(url: &str) -> Result<Arc<Store>, String> {
 /// As [`open_store`], with the database as an operator needs to see it: a SQLite file by its
 /// full path, and whether it was created just now (a service started in another directory
 /// than meant makes a new, empty database, which should not go unnoticed).
-pub fn open_store_described(url: &str) -> Result<(Arc<Store>, String), String> {
+pub fn open_store_described(url: &str) -> Result<(Arc<Store>, String, bool), String> {
     let file = url.strip_prefix("sqlite:").map(PathBuf::from);
-    let existed = file.as_ref().is_some_and(|path| path.exists());
+    let created = file.as_ref().is_some_and(|path| !path.exists());
     let store = open_store(url)?;
     let described = match file {
         Some(path) => {
             let full = std::fs::canonicalize(&path).unwrap_or(path);
-            let new = if existed { "" } else { " (新建 a new, empty database)" };
+            let new = if created { " (新建 a new, empty database)" } else { "" };
             format!("sqlite:{}{new}", full.display())
         }
         None => without_password(url),
     };
-    Ok((store, described))
+    Ok((store, described, created))
 }
 
 /// Logs of the service (store failures, unreachable peers, ...) to standard error: warnings
@@ -182,8 +182,8 @@ pub fn token(args: &TokenArgs) -> Result<(), String> {
     let name = if args.name.is_empty() { args.id.clone() } else { args.name.clone() };
     let who = Institution { institution_id: args.id.clone(), region, name, level, role };
     let runtime = runtime()?;
-    let (store, described) = open_store_described(&args.database)?;
-    if described.contains("新建") {
+    let (store, described, created) = open_store_described(&args.database)?;
+    if created {
         eprintln!("onestop token: {described}");
     }
     let book = Arc::new(PolicyBook::default());
@@ -204,7 +204,7 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
     let runtime = runtime()?;
     log_to_stderr();
     runtime.block_on(async {
-        let (store, described) = open_store_described(&args.database)?;
+        let (store, described, _) = open_store_described(&args.database)?;
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;

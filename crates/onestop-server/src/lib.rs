@@ -95,9 +95,6 @@ pub struct AppState {
     /// the last time is not cached (it may be the one just replaced).
     actors_generation: Arc<std::sync::atomic::AtomicU64>,
     windows: Arc<tokio::sync::RwLock<WindowCache>>,
-    /// The last failure of the store (I/O, a full disk, a lost connection) and when it came:
-    /// `/v1/health` reports the store degraded for a minute after one.
-    store_failure: Arc<std::sync::Mutex<Option<(std::time::Instant, String)>>>,
 }
 
 /// How long after a failure of the store `/v1/health` reports it degraded.
@@ -115,26 +112,7 @@ impl AppState {
             actors: Arc::default(),
             actors_generation: Arc::default(),
             windows: Arc::default(),
-            store_failure: Arc::default(),
         }
-    }
-
-    /// Notes a failure of the store for `/v1/health` (the answer logs it). A store at its
-    /// limit of waiting requests is load, not a failure.
-    pub fn note_store_failure(&self, error: &onestop_store::tx::StoreError) {
-        if matches!(error, onestop_store::tx::StoreError::Busy) {
-            return;
-        }
-        let mut slot = self.store_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *slot = Some((std::time::Instant::now(), error.to_string()));
-    }
-
-    /// The store's last failure within [`STORE_FAILURE_SHOWN`], and how long ago it was.
-    pub fn recent_store_failure(&self) -> Option<(std::time::Duration, String)> {
-        let slot = self.store_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (at, message) = slot.as_ref()?;
-        let ago = at.elapsed();
-        (ago < STORE_FAILURE_SHOWN).then(|| (ago, message.clone()))
     }
 
     /// The same state as one node of a federation.

@@ -169,10 +169,7 @@ where
     let write = move |tx: &mut dyn onestop_store::Tx| {
         work(tx, &Env { book: &book, now: now.clone(), today })
     };
-    state.store.write(write).await.map_err(|error| {
-        state.note_store_failure(&error);
-        ApiError::Store(error)
-    })
+    Ok(state.store.write(write).await?)
 }
 
 pub(crate) async fn read<T, F>(state: &AppState, work: F) -> Result<T, ApiError>
@@ -184,17 +181,13 @@ where
 {
     let (now, today) = state.now();
     let book = state.book.clone();
-    let done = state.store.read(move |tx| work(tx, &Env { book: &book, now, today })).await;
-    done.map_err(|error| {
-        state.note_store_failure(&error);
-        ApiError::Store(error)
-    })
+    Ok(state.store.read(move |tx| work(tx, &Env { book: &book, now, today })).await?)
 }
 
 /// `ok`, or `degraded` (503) for a minute after the store failed, with its error: what a
 /// load balancer or a monitor checks.
 async fn health(State(state): State<AppState>) -> Response {
-    match state.recent_store_failure() {
+    match state.store.recent_failure(crate::STORE_FAILURE_SHOWN) {
         None => ok_json(200, &serde_json::json!({ "status": "ok", "store": state.store.kind() })),
         Some((ago, error)) => ok_json(
             503,

@@ -807,14 +807,14 @@ async fn health_says_the_store_failed_for_a_minute_after_it_did() {
     assert_eq!((status.as_u16(), health["status"].as_str()), (200, Some("ok")));
     // A full disk, as SQLite reports it.
     let full = rusqlite_disk_full();
-    app.state.note_store_failure(&full);
+    app.state.store.note_failure(&full);
     let (status, health) = app.call("GET", "/v1/health", None, None).await;
     assert_eq!((status.as_u16(), health["status"].as_str()), (503, Some("degraded")), "{health}");
     assert_eq!(full.kind(), "磁盘已满 the disk is full");
     assert!(health["last_store_error"].as_str().expect("error").contains("full"), "{health}");
     // Load is not a failure.
     let fresh = spawn_app().await;
-    fresh.state.note_store_failure(&onestop_store::tx::StoreError::Busy);
+    fresh.state.store.note_failure(&onestop_store::tx::StoreError::Busy);
     assert_eq!(fresh.call("GET", "/v1/health", None, None).await.0, 200);
 }
 

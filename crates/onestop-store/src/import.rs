@@ -105,21 +105,17 @@ const OPEN_ENDED: [&str; 4] = ["长期", "长期有效", "无", "-"];
 const TITLE_ROWS_MAX: usize = 5;
 
 /// The header row: the first of the first rows that names the id column, so that a title or
-/// two above it are skipped; its 0-based index.
-pub fn header_row(cells: &[Vec<String>]) -> usize {
+/// two above it are skipped; its 0-based index, if there is one.
+fn header_row(cells: &[Vec<String>]) -> Option<usize> {
     let names = COLUMNS[0].1;
-    cells
-        .iter()
-        .take(TITLE_ROWS_MAX + 1)
-        .position(|row| {
-            row.iter().any(|h| names.contains(&h.trim().trim_start_matches('\u{feff}')))
-        })
-        .unwrap_or(0)
+    cells.iter().take(TITLE_ROWS_MAX + 1).position(|row| {
+        row.iter().any(|h| names.contains(&h.trim().trim_start_matches('\u{feff}')))
+    })
 }
 
 /// Parses rows of cells (the header first) into list rows.
 pub fn parse_rows(cells: &[Vec<String>]) -> Result<Vec<ListRow>, ServiceError> {
-    let at = header_row(cells);
+    let at = header_row(cells).unwrap_or(0);
     let Some(header) = cells.get(at) else {
         return Err(list_error(1, "the file is empty".into()));
     };
@@ -249,15 +245,12 @@ pub fn xlsx_cells(bytes: &[u8]) -> Result<Vec<Vec<String>>, ServiceError> {
     let mut workbook = calamine::open_workbook_auto_from_rs(cursor)
         .map_err(|e| list_error(1, format!("not a spreadsheet (XLSX, XLS or ODS): {e}")))?;
     let mut first = None;
-    for (name, range) in workbook.worksheets() {
+    for (_, range) in workbook.worksheets() {
         let cells: Vec<Vec<String>> =
             range.rows().map(|row| row.iter().map(cell_text).collect()).collect();
-        let names = COLUMNS[0].1;
-        let at = header_row(&cells);
-        if cells.get(at).is_some_and(|row| row.iter().any(|h| names.contains(&h.trim()))) {
+        if header_row(&cells).is_some() {
             return Ok(cells);
         }
-        tracing::debug!(sheet = %name, "no id column");
         first.get_or_insert(cells);
     }
     first.ok_or_else(|| list_error(1, "the workbook has no sheet".into()))

@@ -31,8 +31,13 @@ pub use model::{Institution, PersonKey, Role};
 pub use ops::{Answer, Env, Idempotency};
 pub use tx::{StoreError, Tx};
 
-/// A store of either kind.
-pub enum Store {
+/// A store of either kind, and its last failure (for health checks).
+pub struct Store {
+    backend: Backend,
+    failure: std::sync::Mutex<Option<(std::time::Instant, String)>>,
+}
+
+enum Backend {
     Sqlite(sqlite::SqliteStore),
     Postgres(postgres::PgStore),
 }
@@ -40,8 +45,13 @@ pub enum Store {
 impl Store {
     /// Opens `sqlite:PATH` (or a bare path) or `postgres://...`.
     pub fn open(url: &str) -> tx::Result<Store> {
+        let backend = Store::open_backend(url)?;
+        Ok(Store { backend, failure: std::sync::Mutex::default() })
+    }
+
+    fn open_backend(url: &str) -> tx::Result<Backend> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(Store::Postgres(postgres::PgStore::open(url)?));
+            return Ok(Backend::Postgres(postgres::PgStore::open(url)?));
         }
         // A bare path or another scheme is refused rather than taken as a new SQLite file.
         let path =
@@ -51,7 +61,36 @@ impl Store {
                  postgres://user@host/db"
                 ))
             })?;
-        Ok(Store::Sqlite(sqlite::SqliteStore::open(&PathBuf::from(path))?))
+        Ok(Backend::Sqlite(sqlite::SqliteStore::open(&PathBuf::from(path))?))
+    }
+
+    /// Notes a failure of the store (I/O, a full disk, a lost connection), for
+    /// [`Store::recent_failure`]. A store at its limit of waiting requests, or shutting down,
+    /// has not failed.
+    pub fn note_failure(&self, error: &StoreError) {
+        if matches!(error, StoreError::Busy | StoreError::Closed) {
+            return;
+        }
+        let mut slot = self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *slot = Some((std::time::Instant::now(), error.to_string()));
+    }
+
+    /// The store's last failure if it came within `within`, and how long ago it was.
+    pub fn recent_failure(
+        &self,
+        within: std::time::Duration,
+    ) -> Option<(std::time::Duration, String)> {
+        let slot = self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (at, message) = slot.as_ref()?;
+        let ago = at.elapsed();
+        (ago < within).then(|| (ago, message.clone()))
+    }
+
+    fn noted<T>(&self, done: tx::Result<T>) -> tx::Result<T> {
+        if let Err(error) = &done {
+            self.note_failure(error);
+        }
+        done
     }
 
     /// Runs `work` in one write transaction; answers after it is durable. `work` may run more
@@ -62,10 +101,11 @@ impl Store {
         T: Send + 'static,
         F: FnMut(&mut dyn Tx) -> tx::Result<T> + Send + 'static,
     {
-        match self {
-            Store::Sqlite(store) => store.write(work).await,
-            Store::Postgres(store) => store.write(work).await,
-        }
+        let done = match &self.backend {
+            Backend::Sqlite(store) => store.write(work).await,
+            Backend::Postgres(store) => store.write(work).await,
+        };
+        self.noted(done)
     }
 
     /// Runs `work` on a consistent read-only snapshot.
@@ -74,17 +114,18 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> tx::Result<T> + Send + 'static,
     {
-        match self {
-            Store::Sqlite(store) => store.read(work).await,
-            Store::Postgres(store) => store.read(work).await,
-        }
+        let done = match &self.backend {
+            Backend::Sqlite(store) => store.read(work).await,
+            Backend::Postgres(store) => store.read(work).await,
+        };
+        self.noted(done)
     }
 
     /// What kind of store this is, for logs and benchmarks.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Store::Sqlite(_) => "sqlite",
-            Store::Postgres(_) => "postgres",
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
         }
     }
 }
