@@ -228,6 +228,36 @@ pub struct FilingDto {
     pub filed_on: String,
 }
 
+/// `GET /v1/audit-log`: a page of the audit log (审计日志) of a region, in time order.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct AuditLogDto {
+    /// The insured region whose people the rows are about.
+    pub region: String,
+    pub entries: Vec<AuditEntryDto>,
+    /// Pass as `after` to read the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// One audited request about a person.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct AuditEntryDto {
+    /// When, RFC 3339 with milliseconds.
+    pub at: String,
+    /// The institution, agency or auditor whose credential made the request.
+    pub actor: String,
+    /// `read_person`, `register_person`, `read_filings`, `file`, `approve_filing`,
+    /// `withdraw_filing`, `read_visit`, `read_settlement` or `read_audit_log`.
+    pub action: String,
+    /// The action's Chinese name, such as 查询结算信息.
+    pub action_zh: String,
+    pub person_id: String,
+    pub insured_region: String,
+    /// What was read or changed: a visit, settlement or filing id, a year; identity numbers
+    /// masked.
+    pub detail: String,
+}
+
 /// `POST /v1/reconciliation`: a hospital's own totals for a day (对账), and, when they do not
 /// match, its list of settlements. Amounts are net of reversals.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]

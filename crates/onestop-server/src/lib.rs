@@ -5,6 +5,7 @@
 //! enforced here (body size, requests in flight, connections), a panic in a request answers
 //! 500 without writing anything, and logs never carry an identity number.
 
+mod audit_routes;
 mod auth;
 mod error;
 pub mod extract;

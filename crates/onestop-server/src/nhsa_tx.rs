@@ -923,7 +923,7 @@ fn settlement_query(
     if let Err(failure) = same_person(node, &setl_id) {
         return Ok(Err(failure));
     }
-    let record = match ops::get_settlement(tx, actor, &setl_id)? {
+    let record = match ops::get_settlement(tx, env, actor, &setl_id)? {
         Ok(record) => record,
         Err(error) => return Ok(Err(error.into())),
     };

@@ -136,7 +136,7 @@ const OPERATIONS: &[Operation] = &[
         &[("region", "path"), ("person_id", "path")],
     ),
     ("post", "/v1/visits", "register a visit or admission", Some("OpenVisit"), "the visit", &[]),
-    ("get", "/v1/visits/{visit_id}", "a visit and its lines", None, "the visit", VISIT),
+    ("get", "/v1/visits/{visit_id}", "a visit and its lines (audited)", None, "the visit", VISIT),
     (
         "post",
         "/v1/visits/{visit_id}/lines",
@@ -172,7 +172,7 @@ const OPERATIONS: &[Operation] = &[
     (
         "get",
         "/v1/settlements/{settlement_id}",
-        "a settlement with its explanation",
+        "a settlement with its explanation (audited)",
         None,
         "the settlement record",
         SETTLEMENT,
@@ -248,6 +248,23 @@ const OPERATIONS: &[Operation] = &[
         None,
         "violations, empty when sound",
         &[],
+    ),
+    (
+        "get",
+        "/v1/audit-log",
+        "who read or changed the region's people's data, in time order (审计日志, agency, \
+        auditor; audited)",
+        None,
+        "a page of entries, and the cursor of the next page",
+        &[
+            ("region", "query"),
+            ("person_id", "query"),
+            ("actor", "query"),
+            ("from", "query"),
+            ("to", "query"),
+            ("after", "query"),
+            ("limit", "query"),
+        ],
     ),
 ];
 

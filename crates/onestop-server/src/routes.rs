@@ -47,6 +47,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/settlements/{settlement_id}"),
     ("post", "/v1/settlements/{settlement_id}/cancel"),
     ("get", "/v1/invariants"),
+    ("get", "/v1/audit-log"),
     ("get", "/v1/reconciliation"),
     ("post", "/v1/reconciliation"),
     ("get", "/v1/clearing"),
@@ -70,7 +71,7 @@ pub fn router(state: AppState) -> Router {
         .load_shed()
         .concurrency_limit(REQUESTS_IN_FLIGHT_MAX);
     let gateway = axum::middleware::from_fn_with_state(state.clone(), crate::gateway::gateway);
-    crate::status::add(crate::money_routes::add(Router::new()))
+    crate::status::add(crate::money_routes::add(crate::audit_routes::add(Router::new())))
         .route("/v1/health", get(health))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/institutions", post(register_institution))
@@ -397,7 +398,8 @@ async fn get_visit(
     Actor(actor): Actor,
     Path(visit_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let done = read(&state, move |tx, env| visits::get_visit(tx, env, &actor, &visit_id)).await?;
+    // Reads of a person's data are audited, so they go through the writer.
+    let done = write(&state, move |tx, env| visits::get_visit(tx, env, &actor, &visit_id)).await?;
     Ok(answer(200, done))
 }
 
@@ -535,7 +537,8 @@ async fn get_settlement(
     Actor(actor): Actor,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let done = read(&state, move |tx, _| ops::get_settlement(tx, &actor, &id)).await?;
+    // Reads of a person's data are audited, so they go through the writer.
+    let done = write(&state, move |tx, env| ops::get_settlement(tx, env, &actor, &id)).await?;
     Ok(answer(200, done))
 }
 

@@ -822,3 +822,77 @@ fn rusqlite_disk_full() -> onestop_store::tx::StoreError {
     let code = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL);
     onestop_store::tx::StoreError::Sqlite(rusqlite::Error::SqliteFailure(code, None))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_shows_who_read_a_persons_visits_and_settlements() {
+    let app = spawn_app().await;
+    let hospital = app.setup().await;
+    let visit_id = app.visit_with_lines(&hospital).await;
+    let (status, settled) = app.settle(&hospital, &visit_id, "k-audit").await;
+    assert_eq!(status, 200, "{settled}");
+    let settlement_id = settled["settlement_id"].as_str().expect("id");
+    for path in [format!("/v1/visits/{visit_id}"), format!("/v1/settlements/{settlement_id}")] {
+        let (status, body) = app.call("GET", &path, Some(&hospital), None).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let agency = Some(app.agency.as_str());
+    let (status, page) =
+        app.call("GET", "/v1/audit-log?person_id=P0001&actor=H11010500001", agency, None).await;
+    assert_eq!(status, 200, "{page}");
+    let entries = page["entries"].as_array().expect("entries");
+    let seen: Vec<(&str, &str, &str)> = entries
+        .iter()
+        .map(|e| {
+            let text = |field: &str| e[field].as_str().unwrap_or_default();
+            (text("action"), text("action_zh"), text("detail"))
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("read_visit", "查询就诊信息", &*visit_id),
+            ("read_settlement", "查询结算信息", settlement_id)
+        ],
+        "{page}"
+    );
+    assert_eq!(page["next"], Value::Null, "one page: {page}");
+    // The agency's read is itself in the log, under its own name.
+    let (_, page) = app.call("GET", "/v1/audit-log?actor=A110000&limit=1000", agency, None).await;
+    let actions: Vec<&str> = page["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"register_person") && actions.contains(&"read_audit_log"), "{page}");
+    // Pages follow the cursor.
+    let (_, first) = app.call("GET", "/v1/audit-log?limit=1", agency, None).await;
+    let next = first["next"].as_str().expect("a next page");
+    let (status, second) =
+        app.call("GET", &format!("/v1/audit-log?limit=1&after={next}"), agency, None).await;
+    assert_eq!(status, 200, "{second}");
+    assert_ne!(first["entries"][0], second["entries"][0]);
+    // Refused: a hospital, another region's agency, and queries that do not parse.
+    for (token, path, status, code, field) in [
+        (hospital.as_str(), "/v1/audit-log", 403, "forbidden", None),
+        (app.other_agency.as_str(), "/v1/audit-log?region=110000", 403, "forbidden", None),
+        (app.agency.as_str(), "/v1/audit-log?limit=0", 400, "query_invalid", Some("limit")),
+        (app.agency.as_str(), "/v1/audit-log?limit=1001", 400, "query_invalid", Some("limit")),
+        (app.agency.as_str(), "/v1/audit-log?person=P0001", 400, "query_invalid", None),
+        (app.agency.as_str(), "/v1/audit-log?from=2024-13-01", 400, "query_invalid", Some("from")),
+        (
+            app.agency.as_str(),
+            "/v1/audit-log?from=2024-06-02&to=2024-06-01",
+            400,
+            "query_invalid",
+            Some("to"),
+        ),
+        (app.agency.as_str(), "/v1/audit-log?after=nonsense", 400, "query_invalid", Some("after")),
+    ] {
+        let (got, error) = app.call("GET", path, Some(token), None).await;
+        assert_eq!((got.as_u16(), error["code"].as_str()), (status, Some(code)), "{path}: {error}");
+        if let Some(field) = field {
+            assert_eq!(error["field"], field, "{path}: {error}");
+        }
+    }
+}

@@ -173,7 +173,8 @@ CREATE TABLE IF NOT EXISTS idempotency (
     PRIMARY KEY (region, person_id, institution_id, idempotency_key)
 );
 
--- Every read of a person's data, by whom and why.
+-- Every read of a person's data, and every change to their registration and filings: by whom,
+-- when, and what (审计日志). Rows are only inserted.
 CREATE TABLE IF NOT EXISTS audit_log (
     region TEXT NOT NULL,
     person_id TEXT NOT NULL,
@@ -184,6 +185,9 @@ CREATE TABLE IF NOT EXISTS audit_log (
     detail TEXT NOT NULL,
     PRIMARY KEY (region, person_id, audit_id)
 );
+-- The audit log read by actor (who read what) and by time (what was read on a day).
+CREATE INDEX IF NOT EXISTS audit_log_by_actor ON audit_log (region, actor, at);
+CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (region, at);
 
 -- The opening prepayment fund (预付金) balance of a region for a month, as its agency recorded it
 -- for clearing (清算). Reference data: replaced, not journaled.

@@ -2,6 +2,7 @@
 //! a settlement there finds the person's valid filing and the insured region's policy says
 //! what it changes (a cut of the basic fund's ratios) or whether unfiled care is refused.
 
+use crate::audit::AuditAction;
 use onestop_api::claim::{parse_date_as, parse_region};
 use onestop_api::service::{FilingDto, FilingRequest};
 use onestop_api::{ServiceCode, ServiceError};
@@ -92,7 +93,7 @@ pub fn file(
     filing.filing_id = make_id(IdKind::Filing, &key, tx.next_seq(&key)?);
     tx.insert_filing(&filing)?;
     let detail = format!("{} {} to {}", filing.filing_id, filing.kind.code(), filing.destination);
-    tx.audit(&key, &actor.institution_id, "file", &detail, &env.now)?;
+    tx.audit(&key, &actor.institution_id, AuditAction::File, &detail, &env.now)?;
     Ok(Ok(dto(&filing)))
 }
 
@@ -179,7 +180,11 @@ pub fn set_status(
     }
     tx.set_filing_status(&filing.key, &filing.filing_id, to)?;
     filing.status = to;
-    tx.audit(&filing.key, &actor.institution_id, to.code(), filing_id, &env.now)?;
+    let action = match to {
+        FilingStatus::Withdrawn => AuditAction::WithdrawFiling,
+        FilingStatus::Approved | FilingStatus::Pending => AuditAction::ApproveFiling,
+    };
+    tx.audit(&filing.key, &actor.institution_id, action, filing_id, &env.now)?;
     Ok(Ok(dto(&filing)))
 }
 
@@ -214,7 +219,8 @@ pub fn list(
     let mut filings = tx.filings(key)?;
     filings.retain(|f| home || f.destination == actor.region);
     filings.sort_by_key(|f| parse_seq(&f.filing_id));
-    tx.audit(key, &actor.institution_id, "read_filings", &filings.len().to_string(), &env.now)?;
+    let detail = format!("{} filings", filings.len());
+    tx.audit(key, &actor.institution_id, AuditAction::ReadFilings, &detail, &env.now)?;
     Ok(Ok(filings.iter().map(dto).collect()))
 }
 

@@ -597,9 +597,11 @@ fn deltas_of(dto: &SettlementDto) -> Result<(i16, Deltas)> {
     Ok((year, Deltas { admissions, entries }))
 }
 
-/// A stored settlement or reversal, for its owner or the region's agency and auditors.
+/// A stored settlement or reversal, for its owner or the region's agency and auditors. The read
+/// is audited.
 pub fn get_settlement(
     tx: &mut dyn Tx,
+    env: &Env<'_>,
     actor: &Institution,
     settlement_id: &str,
 ) -> Result<Answer<SettlementRecordDto>> {
@@ -619,6 +621,8 @@ pub fn get_settlement(
         None => tx.reversal_of(&key, settlement_id)?.map(|r| r.settlement_id),
     };
     let dto = stored_dto(&row)?;
+    let action = crate::audit::AuditAction::ReadSettlement;
+    tx.audit(&key, &actor.institution_id, action, settlement_id, &env.now)?;
     Ok(Ok(record(&row, reversed_by, dto)))
 }
 

@@ -1,5 +1,6 @@
 //! People, institutions and assistance lists: what agencies maintain and institutions look up.
 
+use crate::audit::AuditAction;
 use onestop_api::claim::parse_region;
 use onestop_api::service::{
     AssistanceImportDto, CredentialDto, EnrolmentDto, PersonViewDto, RegisterInstitutionRequest,
@@ -40,6 +41,18 @@ pub fn person_view(
     key: &PersonKey,
     year: i16,
 ) -> Result<Answer<PersonViewDto>> {
+    person_view_as(tx, env, actor, key, year, AuditAction::ReadPerson)
+}
+
+/// A person as [`person_view`] shows them, audited as `action`.
+fn person_view_as(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    key: &PersonKey,
+    year: i16,
+    action: AuditAction,
+) -> Result<Answer<PersonViewDto>> {
     if actor.role != Role::Institution && actor.region != key.region {
         return Ok(Err(forbidden(actor)));
     }
@@ -62,7 +75,7 @@ pub fn person_view(
         .map(|category| category.code().to_owned());
     let ytd = YtdDto::from_core(&tx.accumulators(key, year)?);
     let detail = format!("year {year}, id number {}", mask_id_number(&person.id_number));
-    tx.audit(key, &actor.institution_id, "read_person", &detail, &env.now)?;
+    tx.audit(key, &actor.institution_id, action, &detail, &env.now)?;
     Ok(Ok(PersonViewDto {
         person_id: key.person_id.clone(),
         insured_region: key.region_text(),
@@ -204,7 +217,7 @@ pub fn register_person(
     for enrolment in &enrolments {
         tx.upsert_enrolment(&row.key, enrolment)?;
     }
-    person_view(tx, env, actor, &row.key, env.today.year())
+    person_view_as(tx, env, actor, &row.key, env.today.year(), AuditAction::RegisterPerson)
 }
 
 /// A registration of a known person that sends another account balance than theirs: refused,

@@ -708,17 +708,47 @@ impl Tx for PgTx<'_, '_> {
         &mut self,
         key: &PersonKey,
         actor: &str,
-        action: &str,
+        action: crate::audit::AuditAction,
         detail: &str,
         now: &str,
     ) -> Result<()> {
-        let audit_id = hex::encode(rand::random::<[u8; 12]>());
+        let audit_id = crate::audit::new_audit_id();
         self.execute(
             "INSERT INTO audit_log (region, person_id, audit_id, at, actor, action, detail) \
             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[&key.region_text(), &key.person_id, &audit_id, &now, &actor, &action, &detail],
+            &[&key.region_text(), &key.person_id, &audit_id, &now, &actor, &action.code(), &detail],
         )?;
         Ok(())
+    }
+
+    fn audit_rows(
+        &mut self,
+        query: &crate::audit::AuditQuery,
+    ) -> Result<Vec<crate::audit::AuditRow>> {
+        // The limit is an argument too: one statement per shape of the clause, at most 32.
+        let (clause, args) = query.clause(|n| format!("${n}"));
+        let sql = format!(
+            "SELECT region, person_id, audit_id, at, actor, action, detail FROM audit_log \
+            WHERE {clause} ORDER BY at, audit_id LIMIT ${}",
+            args.len() + 1
+        );
+        let limit = i64::from(query.limit);
+        let mut params: Vec<&(dyn ::postgres::types::ToSql + Sync)> =
+            args.iter().map(|a| a as &(dyn ::postgres::types::ToSql + Sync)).collect();
+        params.push(&limit);
+        let rows = self.query(&sql, &params)?;
+        Ok(rows
+            .iter()
+            .map(|row| crate::audit::AuditRow {
+                region: row.get(0),
+                person_id: row.get(1),
+                audit_id: row.get(2),
+                at: row.get(3),
+                actor: row.get(4),
+                action: row.get(5),
+                detail: row.get(6),
+            })
+            .collect())
     }
 
     fn settlements_booked(

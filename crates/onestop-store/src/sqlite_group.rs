@@ -200,10 +200,14 @@ impl Tx for WriterTx<'_, '_> {
             &mut self,
             key: &PersonKey,
             actor: &str,
-            action: &str,
+            action: crate::audit::AuditAction,
             detail: &str,
             now: &str
         ) -> Result<()>;
+        fn audit_rows(
+            &mut self,
+            query: &crate::audit::AuditQuery
+        ) -> Result<Vec<crate::audit::AuditRow>>;
     }
 
     after_flush! {

@@ -929,11 +929,11 @@ impl Tx for SqliteTx<'_> {
         &mut self,
         key: &PersonKey,
         actor: &str,
-        action: &str,
+        action: crate::audit::AuditAction,
         detail: &str,
         now: &str,
     ) -> Result<()> {
-        let audit_id = hex::encode(rand::random::<[u8; 12]>());
+        let audit_id = crate::audit::new_audit_id();
         self.conn
             .prepare_cached(
                 "INSERT INTO audit_log (region, person_id, audit_id, at, actor, action, detail) \
@@ -945,10 +945,39 @@ impl Tx for SqliteTx<'_> {
                 audit_id,
                 now,
                 actor,
-                action,
+                action.code(),
                 detail
             ])?;
         Ok(())
+    }
+
+    fn audit_rows(
+        &mut self,
+        query: &crate::audit::AuditQuery,
+    ) -> Result<Vec<crate::audit::AuditRow>> {
+        // The limit is an argument too: one statement per shape of the clause, at most 32.
+        let (clause, args) = query.clause(|n| format!("?{n}"));
+        let sql = format!(
+            "SELECT region, person_id, audit_id, at, actor, action, detail FROM audit_log \
+            WHERE {clause} ORDER BY at, audit_id LIMIT ?{}",
+            args.len() + 1
+        );
+        let mut values: Vec<rusqlite::types::Value> =
+            args.into_iter().map(|a| rusqlite::types::Value::Text(a.to_owned())).collect();
+        values.push(rusqlite::types::Value::Integer(i64::from(query.limit)));
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let rows = statement.query_map(rusqlite::params_from_iter(values), |row| {
+            Ok(crate::audit::AuditRow {
+                region: row.get(0)?,
+                person_id: row.get(1)?,
+                audit_id: row.get(2)?,
+                at: row.get(3)?,
+                actor: row.get(4)?,
+                action: row.get(5)?,
+                detail: row.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     fn settlements_booked(

@@ -210,14 +210,20 @@ pub trait Tx {
         now: &str,
     ) -> Result<()>;
 
+    /// Writes an audit row about the person.
     fn audit(
         &mut self,
         key: &PersonKey,
         actor: &str,
-        action: &str,
+        action: crate::audit::AuditAction,
         detail: &str,
         now: &str,
     ) -> Result<()>;
+    /// Audit rows in time order (`at`, then `audit_id`), at most `query.limit` of them.
+    fn audit_rows(
+        &mut self,
+        query: &crate::audit::AuditQuery,
+    ) -> Result<Vec<crate::audit::AuditRow>>;
 
     /// Settlements and reversals an institution booked on a day.
     fn settlements_booked(&mut self, institution_id: &str, day: Date)

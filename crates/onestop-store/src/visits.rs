@@ -237,17 +237,20 @@ pub fn delete_line(
     view(tx, env, &visit).map(Ok)
 }
 
-/// A visit with its lines.
+/// A visit with its lines. The read is audited.
 pub fn get_visit(
     tx: &mut dyn Tx,
     env: &Env<'_>,
     actor: &Institution,
     visit_id: &str,
 ) -> Result<Answer<VisitDto>> {
-    match owned_visit(tx, actor, visit_id, false)? {
-        Ok(visit) => view(tx, env, &visit).map(Ok),
-        Err(error) => Ok(Err(error)),
-    }
+    let visit = match owned_visit(tx, actor, visit_id, false)? {
+        Ok(visit) => visit,
+        Err(error) => return Ok(Err(error)),
+    };
+    let action = crate::audit::AuditAction::ReadVisit;
+    tx.audit(&visit.key, &actor.institution_id, action, visit_id, &env.now)?;
+    view(tx, env, &visit).map(Ok)
 }
 
 /// The wire form of a visit. Lines carry the catalog's split when the place of treatment has a

@@ -266,9 +266,10 @@ async fn settle_is_exactly_once_and_cancel_restores_the_accumulators() {
         // The answer splices the stored settlement JSON in; it is byte for byte the record as
         // serialized from its parts.
         let (actor, id) = (world.hospitals[0].clone(), settled.settlement_id.clone());
+        let book = Arc::clone(&world.book);
         let fetched = world
             .store
-            .read(move |tx| ops::get_settlement(tx, &actor, &id))
+            .write(move |tx| ops::get_settlement(tx, &env(&book), &actor, &id))
             .await
             .expect("store")
             .expect("found");
@@ -591,5 +592,110 @@ async fn an_admission_settled_again_after_a_refund_keeps_its_number_and_deductib
         let ytd = world.ytd("P0001").await;
         assert_eq!(ytd.admissions.as_ref().map(Scalar::as_str), Some("1"));
         assert_eq!(world.violations().await, Vec::<String>::new());
+    }
+}
+
+/// Every page of the audit log that `actor` reads for `query`, following the cursor.
+async fn audit_pages(
+    world: &World,
+    actor: &Institution,
+    query: onestop_store::audit::AuditQuery,
+) -> Result<Vec<onestop_api::service::AuditEntryDto>, ErrorBody> {
+    let mut entries = Vec::new();
+    let mut query = query;
+    for _ in 0..100 {
+        let (book, actor, this) = (Arc::clone(&world.book), actor.clone(), query.clone());
+        let page = world
+            .store
+            .write(move |tx| onestop_store::audit::list(tx, &env(&book), &actor, &this))
+            .await
+            .expect("store")
+            .map_err(|e| e.body)?;
+        assert!(page.entries.len() <= query.limit as usize);
+        entries.extend(page.entries);
+        let Some(next) = page.next else { return Ok(entries) };
+        query.after = Some(onestop_store::audit::parse_cursor(&next).expect("a cursor"));
+    }
+    panic!("the audit log did not end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_read_of_a_persons_data_is_audited_and_only_the_region_reads_the_log() {
+    use onestop_store::audit::AuditQuery;
+    for store in stores().await {
+        let world = World::new(store).await;
+        let hospital = world.hospitals[0].clone();
+        let visit = world.visit(0, "P0001", "30000").await;
+        let settled = record(&world.settle(0, &visit.visit_id, "k1", "{}").await);
+        let (book, reader, visit_id) =
+            (Arc::clone(&world.book), hospital.clone(), visit.visit_id.clone());
+        let settlement_id = settled.settlement_id.clone();
+        world
+            .store
+            .write(move |tx| {
+                let env = env(&book);
+                visits::get_visit(tx, &env, &reader, &visit_id)?.expect("the hospital's visit");
+                ops::get_settlement(tx, &env, &reader, &settlement_id)?.expect("its settlement");
+                Ok(())
+            })
+            .await
+            .expect("store");
+        // The other hospital may not read them, and its refused reads are not rows of the log.
+        let (book, other, visit_id) =
+            (Arc::clone(&world.book), world.hospitals[1].clone(), visit.visit_id.clone());
+        let refused = world
+            .store
+            .write(move |tx| visits::get_visit(tx, &env(&book), &other, &visit_id))
+            .await
+            .expect("store");
+        assert!(refused.is_err());
+        world.ytd("P0001").await;
+        let region = |person_id: Option<&str>| AuditQuery {
+            region: BEIJING.to_string(),
+            person_id: person_id.map(str::to_owned),
+            limit: 2,
+            ..AuditQuery::default()
+        };
+        let auditor = institution("U110000", Role::Auditor, None);
+        let entries = audit_pages(&world, &auditor, region(Some("P0001"))).await.expect("read");
+        let mut actions: Vec<(&str, &str)> = entries
+            .iter()
+            .filter(|e| e.action != "read_audit_log")
+            .map(|e| (e.action.as_str(), e.actor.as_str()))
+            .collect();
+        actions.sort_unstable();
+        assert_eq!(
+            actions,
+            [
+                ("read_person", "A110000"),
+                ("read_settlement", "H11000000001"),
+                ("read_visit", "H11000000001"),
+                ("register_person", "A110000"),
+            ]
+        );
+        let read = entries.iter().find(|e| e.action == "read_settlement").expect("read");
+        assert_eq!(
+            (read.action_zh.as_str(), read.detail.as_str()),
+            ("查询结算信息", &*settled.settlement_id)
+        );
+        assert!(entries.iter().all(|e| e.person_id == "P0001" && e.insured_region == "110000"));
+        // Each page read is itself a row; those of the pages read before show on the next read.
+        let again = audit_pages(&world, &auditor, region(None)).await.expect("read");
+        assert!(again.iter().any(|e| e.action == "read_audit_log" && e.actor == "U110000"));
+        // By actor, and by days: `until` is the day after the last one read.
+        let by_hospital =
+            AuditQuery { actor: Some(hospital.institution_id.clone()), ..region(None) };
+        let read = audit_pages(&world, &world.agency, by_hospital).await.expect("read");
+        assert_eq!(read.len(), 2, "{read:?}");
+        let before = AuditQuery { until: Some("2024-06-10".into()), ..region(None) };
+        assert_eq!(audit_pages(&world, &auditor, before).await.expect("read"), []);
+        let on_the_day = AuditQuery { from: Some("2024-06-10".into()), ..region(None) };
+        assert!(audit_pages(&world, &auditor, on_the_day).await.expect("read").len() > 4);
+        // A hospital, and another region's agency, may not read the log.
+        let langfang = Institution { region: LANGFANG, ..world.agency.clone() };
+        for actor in [&hospital, &langfang] {
+            let refused = audit_pages(&world, actor, region(None)).await.expect_err("refused");
+            assert_eq!(refused.code, "forbidden");
+        }
     }
 }

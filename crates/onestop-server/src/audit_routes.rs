@@ -1,0 +1,98 @@
+//! `GET /v1/audit-log`: who read or changed a person's data, for the agency and auditors of the
+//! person's insured region (审计日志).
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use onestop_api::{ServiceCode, ServiceError};
+use onestop_store::audit::{self, AuditQuery};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::auth::Actor;
+use crate::error::ApiError;
+use crate::extract::Query;
+use crate::routes::{answer, write};
+
+pub fn add(router: Router<AppState>) -> Router<AppState> {
+    router.route("/v1/audit-log", get(audit_log))
+}
+
+/// The query; a parameter not named here is refused, so that a misspelt filter does not read
+/// the whole region.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditLogQuery {
+    region: Option<String>,
+    person_id: Option<String>,
+    actor: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+fn invalid(field: &str, message: String) -> ApiError {
+    ApiError::Service(ServiceError::new(ServiceCode::QueryInvalid, message).field(field))
+}
+
+fn day(text: &str, field: &str) -> Result<onestop_core::Date, ApiError> {
+    onestop_api::claim::parse_date_as(text, field, ServiceCode::QueryInvalid).map_err(Into::into)
+}
+
+/// The store's query from the request's: days checked, `to` made the day after, the cursor
+/// split, the page bounded.
+fn store_query(query: AuditLogQuery, home: onestop_core::Region) -> Result<AuditQuery, ApiError> {
+    let region = match query.region {
+        Some(text) => onestop_store::people::region_of(&text)?,
+        None => home,
+    };
+    let limit = query.limit.unwrap_or(audit::PAGE_DEFAULT);
+    if !(1..=audit::PAGE_MAX).contains(&limit) {
+        let message =
+            format!("limit {limit} is not between 1 and {} (查询参数错误)", audit::PAGE_MAX);
+        return Err(invalid("limit", message));
+    }
+    let from = query.from.as_deref().map(|text| day(text, "from")).transpose()?;
+    let to = query.to.as_deref().map(|text| day(text, "to")).transpose()?;
+    if let (Some(from), Some(to)) = (from, to)
+        && to < from
+    {
+        return Err(invalid("to", format!("the period ends ({to}) before it starts ({from})")));
+    }
+    let until = to.map(|to| to.tomorrow().map_err(|_| invalid("to", format!("{to} is too late"))));
+    let after = match query.after {
+        None => None,
+        Some(cursor) => match audit::parse_cursor(&cursor) {
+            Some(after) => Some(after),
+            None => {
+                let message = format!(
+                    "`{cursor}` is not a cursor: pass `after` as the `next` of the page before"
+                );
+                return Err(invalid("after", message));
+            }
+        },
+    };
+    let nonempty = |value: Option<String>| value.filter(|v| !v.is_empty());
+    Ok(AuditQuery {
+        region: region.to_string(),
+        person_id: nonempty(query.person_id),
+        actor: nonempty(query.actor),
+        from: from.map(|d| d.to_string()),
+        until: until.transpose()?.map(|d| d.to_string()),
+        after,
+        limit,
+    })
+}
+
+async fn audit_log(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Query(query): Query<AuditLogQuery>,
+) -> Result<Response, ApiError> {
+    let query = store_query(query, actor.region)?;
+    // A read of the log is itself audited, so it goes through the writer.
+    let done = write(&state, move |tx, env| audit::list(tx, env, &actor, &query)).await?;
+    Ok(answer(200, done))
+}
