@@ -39,6 +39,9 @@ pub struct BillDto {
     pub use_personal_account: Option<bool>,
     /// For care outside the insured region: the kind of the person's valid filing (备案).
     pub filing: Option<Scalar>,
+    /// The disease treated (病种编码), for policies whose rules differ by disease group
+    /// (门诊慢特病).
+    pub disease: Option<Scalar>,
     pub lines: Option<Vec<LineDto>>,
 }
 
@@ -196,6 +199,7 @@ impl BillDto {
                 Rejection::new(RejectionCode::FilingKindUnknown, message).field("filing")
             })?),
         };
+        let disease = parse_disease(self.disease.as_ref())?;
         let lines = parse_lines(self.lines.as_deref().unwrap_or_default())?;
         Ok(Bill {
             date_of_service,
@@ -205,9 +209,26 @@ impl BillDto {
             admission_number,
             use_personal_account: self.use_personal_account.unwrap_or(true),
             filing,
+            disease,
             lines,
         })
     }
+}
+
+/// A disease code, trimmed; empty means none.
+pub fn parse_disease(text: Option<&Scalar>) -> Result<Option<String>, Rejection> {
+    let Some(text) = text.map(|t| t.as_str().trim()).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    if onestop_core::claim::is_disease_code(text) {
+        return Ok(Some(text.to_owned()));
+    }
+    let shown: String = text.chars().take(40).collect();
+    let message = format!(
+        "`{shown}` is not a disease code (病种编码): 1 to {} letters, digits, `.`, `-` and `_`",
+        onestop_core::claim::DISEASE_CODE_MAX
+    );
+    Err(Rejection::new(RejectionCode::DiseaseInvalid, message).field("disease"))
 }
 
 fn parse_admission(text: &Scalar) -> Result<u16, Rejection> {

@@ -19,6 +19,9 @@ pub struct OpenVisitRequest {
     pub visit: Option<Scalar>,
     pub date_of_service: Option<Scalar>,
     pub admission_number: Option<Scalar>,
+    /// The disease treated (病种编码), for policies whose rules differ by disease group
+    /// (门诊慢特病).
+    pub disease: Option<Scalar>,
 }
 
 /// A fee line as stored on a visit, with the catalog's split of it (as 2204 answers).
@@ -48,6 +51,9 @@ pub struct VisitDto {
     pub visit: String,
     pub date_of_service: String,
     pub admission_number: Option<u16>,
+    /// The disease treated (病种编码), if the visit names one.
+    #[serde(default)]
+    pub disease: Option<String>,
     /// `open` or `settled`.
     pub status: String,
     /// The settlement in force when settled: what to cancel, or what an unknown outcome was.

@@ -98,6 +98,10 @@ pub struct SettlementDto {
     pub visit: String,
     pub level: String,
     pub admission_number: Option<u16>,
+    /// The disease the bill treats (病种编码), and the insured region's disease group (病种分组)
+    /// it belongs to, which rules may select by.
+    pub disease: Option<String>,
+    pub disease_group: Option<String>,
     /// The person's scheme and category on the date of service.
     pub scheme: String,
     pub category: String,
@@ -194,6 +198,10 @@ impl SettlementDto {
             visit: bill.visit.code().to_owned(),
             level: bill.level.code().to_owned(),
             admission_number: settlement.admission_number,
+            disease: bill.disease.clone(),
+            disease_group: insured
+                .disease_group(bill.disease.as_deref())
+                .map(|(_, group)| group.id.to_string()),
             scheme: claim.person.scheme().code().to_owned(),
             category: claim.person.category.code().to_owned(),
             insured_policy: PolicyRefDto::from_core(insured),

@@ -72,6 +72,7 @@ fn claim_strategy() -> impl Strategy<Value = (Claim, usize)> {
             let region = books()[which].1;
             let bill = Bill {
                 filing: None,
+                disease: None,
                 date_of_service: Date::constant(2024, 7, 1),
                 treatment_region: region,
                 visit,

@@ -110,6 +110,7 @@ fn bill_cases() -> Vec<(RejectionCode, String, Option<&'static str>)> {
             Some("bill.admission_number"),
         ),
         (C::FilingKindUnknown, set(base(), "/bill/filing", json!("tourist")), Some("bill.filing")),
+        (C::DiseaseInvalid, set(base(), "/bill/disease", json!("高血压")), Some("bill.disease")),
     ]
 }
 

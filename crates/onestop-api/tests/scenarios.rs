@@ -307,3 +307,95 @@ fn a_rule_can_select_care_outside_the_insured_region() {
     let error = onestop_policy::load_str("o.toml", &overlapping).expect_err("overlap");
     assert_eq!(error.code, onestop_policy::PolicyErrorCode::RulesOverlap, "{error}");
 }
+
+/// A region whose chronic outpatient care (门诊慢特病) differs by disease group.
+const BY_DISEASE: &str = "[policy]\nregion = \"990500\"\nname = \"t\"\n\
+    valid_from = \"2024-01-01\"\n[catalog]\nclass_b_first_self_pay = \"0%\"\n\
+    [[diseases]]\nid = \"hypertension\"\nname = \"高血压\"\ncodes = [\"M03900\", \"I10.x00\"]\n\
+    [[diseases]]\nid = \"cancer\"\nname = \"恶性肿瘤门诊放化疗\"\ncodes = [\"M00500\"]\n\
+    [[tiers]]\nid = \"basic\"\nkind = \"basic_pool\"\n\
+    [[tiers.rules]]\nwhen = { visit = \"chronic_outpatient\", disease = \"hypertension\" }\n\
+    pool = \"hypertension\"\ndeductible = { amount = \"0\" }\nratio = \"60%\"\ncap = \"600\"\n\
+    [[tiers.rules]]\nwhen = { visit = \"chronic_outpatient\", disease = \"cancer\" }\n\
+    pool = \"cancer\"\ndeductible = { per = \"year\", amount = \"800\" }\nratio = \"80%\"\n\
+    cap = \"100000\"\n";
+
+fn disease_claim(disease: Option<&str>, amount: &str, ytd: &str) -> String {
+    let disease = disease.map_or(String::new(), |code| format!("disease = \"{code}\"\n"));
+    format!(
+        "[bill]\ndate_of_service = \"2024-05-01\"\ntreatment_region = \"990500\"\n\
+         visit = \"chronic_outpatient\"\nlevel = \"2\"\nuse_personal_account = false\n{disease}\
+         lines = [{{ class = \"a\", amount = \"{amount}\" }}]\n\
+         [person]\ninsured_region = \"990500\"\ncategory = \"in_service\"\nage = 50\n\
+         [ytd]\nyear = 2024\n{ytd}"
+    )
+}
+
+#[test]
+fn rules_select_by_disease_group_each_with_its_own_pool_and_limit() {
+    let book =
+        PolicyBook::new(onestop_policy::load_str("d.toml", BY_DISEASE).expect("d").snapshots);
+    // 高血压: 500 × 60 % = 300, counted in its own pool.
+    let settlement =
+        check(&book, &disease_claim(Some("M03900"), "500", ""), &[("tier.basic", "300.00")]);
+    let after = settlement.accumulators_after(&onestop_core::Accumulators::new(2024));
+    let paid = |pool| after.get("basic", pool, onestop_core::accumulators::Counter::Paid);
+    assert_eq!((paid("hypertension"), paid("cancer")), (Fen(30_000), Fen::ZERO));
+    // The other code of the group, with 500 of its 600 a year paid: 1500 × 60 % = 900 → 100.
+    let ytd = "[ytd.tiers.basic.hypertension]\npaid = \"500\"\n";
+    check(&book, &disease_claim(Some("I10.x00"), "1500", ytd), &[("tier.basic", "100.00")]);
+    // 恶性肿瘤: its own deductible and ratio, and the hypertension limit does not touch it:
+    // (10000 − 800) × 80 % = 7360.
+    let claim = disease_claim(Some("M00500"), "10000", ytd);
+    check(&book, &claim, &[("tier.basic", "7360.00"), ("deductible", "800.00")]);
+    // A disease of no group, or none named: no rule applies and the fund pays nothing.
+    for disease in [Some("E11.900"), None] {
+        check(&book, &disease_claim(disease, "500", ""), &[("tier.basic", "0.00")]);
+    }
+    // The settlement names the disease and its group.
+    let dto: ClaimDto = read_document(&disease_claim(Some("M03900"), "500", ""), Format::Toml)
+        .expect("claim parses");
+    let (claim, ytd) = dto.parse().expect("valid");
+    let (settlement, insured, treatment) = book.split(&claim, &ytd).expect("settles");
+    let shown =
+        onestop_api::SettlementDto::from_core(&claim, insured, treatment, &ytd, &settlement);
+    assert_eq!(
+        (shown.disease.as_deref(), shown.disease_group.as_deref()),
+        (Some("M03900"), Some("hypertension"))
+    );
+}
+
+#[test]
+fn disease_groups_are_checked_when_the_policy_is_loaded() {
+    use onestop_policy::PolicyErrorCode as E;
+    let cases = [
+        // A group the file does not define.
+        (
+            BY_DISEASE.replace("disease = \"cancer\"", "disease = \"diabetes\""),
+            E::ValueInvalid,
+            "diabetes",
+        ),
+        // One code in two groups would let two rules apply to one bill.
+        (BY_DISEASE.replace("[\"M00500\"]", "[\"M00500\", \"M03900\"]"), E::ValueInvalid, "M03900"),
+        (BY_DISEASE.replace("[\"M00500\"]", "[\"M 005\"]"), E::ValueInvalid, "disease code"),
+        (
+            BY_DISEASE.replace("id = \"cancer\"", "id = \"hypertension\""),
+            E::ValueInvalid,
+            "another group",
+        ),
+        // A rule for every chronic disease overlaps the cancer rule.
+        (
+            BY_DISEASE.replace(
+                "disease = \"hypertension\"",
+                "disease = [\"hypertension\", \"none\", \"cancer\"]",
+            ),
+            E::RulesOverlap,
+            "",
+        ),
+    ];
+    for (text, code, says) in cases {
+        let error = onestop_policy::load_str("d.toml", &text).expect_err("refused");
+        assert_eq!(error.code, code, "{error}");
+        assert!(error.to_string().contains(says), "{error}");
+    }
+}

@@ -96,6 +96,10 @@ fn header(out: &mut String, s: &SettlementDto) {
     };
     let _ = writeln!(out, "参保地 insured:   {}", policy(&s.insured_policy));
     let _ = writeln!(out, "就医地 treatment: {}", policy(&s.treatment_policy));
+    if let Some(disease) = &s.disease {
+        let group = s.disease_group.as_deref().unwrap_or("无分组 no group");
+        let _ = writeln!(out, "病种 disease:     {disease} ({group})");
+    }
 }
 
 fn lines_table(s: &SettlementDto) -> String {

@@ -38,6 +38,7 @@ fn lines(count: usize) -> Vec<Line> {
 fn outpatient() -> (Claim, Accumulators) {
     let bill = Bill {
         filing: None,
+        disease: None,
         date_of_service: Date::constant(2024, 5, 20),
         treatment_region: BEIJING,
         visit: VisitType::GeneralOutpatient,
@@ -70,6 +71,7 @@ fn outpatient() -> (Claim, Accumulators) {
 fn inpatient() -> (Claim, Accumulators) {
     let bill = Bill {
         filing: None,
+        disease: None,
         date_of_service: Date::constant(2024, 9, 2),
         treatment_region: BEIJING,
         visit: VisitType::Inpatient,

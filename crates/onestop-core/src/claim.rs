@@ -181,6 +181,9 @@ pub struct Bill {
     /// For care outside the insured region: the kind of the person's valid filing for the
     /// region of treatment, if they have one (`None` when unfiled or treated at home).
     pub filing: Option<FilingKind>,
+    /// The disease the bill treats (病种编码), for rules that select by disease group: chronic
+    /// and special outpatient diseases (门诊慢特病) above all.
+    pub disease: Option<String>,
     pub lines: Vec<Line>,
 }
 
@@ -226,3 +229,13 @@ pub const LINE_AMOUNT_MAX: Fen = Fen(1_000_000_000);
 pub const BILL_AMOUNT_MAX: Fen = Fen(10_000_000_000);
 /// The oldest age accepted.
 pub const AGE_MAX: u8 = 150;
+/// At most this many characters in a disease code.
+pub const DISEASE_CODE_MAX: usize = 30;
+
+/// Whether `code` may be a disease code (病种编码): 1 to [`DISEASE_CODE_MAX`] of letters, digits,
+/// `.`, `-` and `_` (national 门慢特病 codes such as `M03900`, ICD-10 codes such as `I10.x00`).
+pub fn is_disease_code(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= DISEASE_CODE_MAX
+        && code.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}

@@ -66,6 +66,9 @@ pub struct Policy {
     /// How this region's people are settled when treated elsewhere (异地就医); `None`: as at
     /// home, no filing needed.
     pub cross_region: Option<CrossRegion>,
+    /// Groups of diseases (病种) that rules select by `when.disease`; at most
+    /// [`DISEASE_GROUPS_MAX`], no code in two groups.
+    pub diseases: Vec<DiseaseGroup>,
     /// Provenance of every parameter; indexed by [`SourceId`].
     pub sources: Vec<Source>,
 }
@@ -78,6 +81,37 @@ impl Policy {
     pub fn covers(&self, date: Date) -> bool {
         date >= self.valid_from && self.valid_to.is_none_or(|to| date <= to)
     }
+
+    /// The bit of the disease group a bill's disease code belongs to, or
+    /// [`Selector::NO_DISEASE`] for a bill naming no disease or one of no group.
+    pub fn disease_bit(&self, code: Option<&str>) -> u64 {
+        self.disease_group(code).map_or(Selector::NO_DISEASE, |(index, _)| 1 << index)
+    }
+
+    /// The disease group a bill's disease code belongs to, with its index.
+    pub fn disease_group(&self, code: Option<&str>) -> Option<(usize, &DiseaseGroup)> {
+        let code = code?;
+        let has = |g: &&DiseaseGroup| g.codes.binary_search_by(|c| (**c).cmp(code)).is_ok();
+        self.diseases.iter().enumerate().find(|(_, g)| has(g))
+    }
+}
+
+/// At most this many disease groups in a policy (a selector holds them as bits).
+pub const DISEASE_GROUPS_MAX: usize = 63;
+/// At most this many disease codes in a policy, over all its groups.
+pub const DISEASE_CODES_MAX: usize = 100_000;
+
+/// A group of diseases (病种) treated alike, such as 门诊慢性病 高血压 or 门诊特殊病 恶性肿瘤
+/// 放化疗: rules select it by `when.disease`, and a rule of its own pool gives it its own
+/// deductible, ratio and annual limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiseaseGroup {
+    pub id: Arc<str>,
+    pub name: String,
+    /// The disease codes of the group (病种编码, such as the national 门慢特病 codes or ICD-10),
+    /// sorted.
+    pub codes: Vec<Arc<str>>,
+    pub source: SourceId,
 }
 
 /// Catalog rules of the place of treatment.
@@ -303,6 +337,9 @@ pub struct Selector {
     pub enterprise_supplementary: Option<bool>,
     /// Care outside the insured pooling region (异地就医), or at home; `None` matches both.
     pub elsewhere: Option<bool>,
+    /// Disease groups (bit `i` is the policy's group `i`), plus [`Selector::NO_DISEASE`] for
+    /// bills of no group.
+    pub diseases: u64,
     /// Inclusive age range.
     pub age: (u8, u8),
     /// Inclusive range of the admission number within the year.
@@ -311,6 +348,7 @@ pub struct Selector {
 
 impl Selector {
     pub const NO_ASSISTANCE: u32 = 1 << 31;
+    pub const NO_DISEASE: u64 = 1 << 63;
 
     /// The selector that matches everything.
     pub fn any() -> Selector {
@@ -326,6 +364,7 @@ impl Selector {
             civil_servant: None,
             enterprise_supplementary: None,
             elsewhere: None,
+            diseases: u64::MAX,
             age: (0, u8::MAX),
             admission: (0, u16::MAX),
         }
@@ -341,6 +380,7 @@ impl Selector {
             && flag(self.civil_servant, facts.civil_servant)
             && flag(self.enterprise_supplementary, facts.enterprise_supplementary)
             && flag(self.elsewhere, facts.elsewhere)
+            && self.diseases & facts.disease != 0
             && (self.age.0..=self.age.1).contains(&facts.age)
             && (self.admission.0..=self.admission.1).contains(&facts.admission)
     }
@@ -357,6 +397,7 @@ impl Selector {
             && flags(self.civil_servant, other.civil_servant)
             && flags(self.enterprise_supplementary, other.enterprise_supplementary)
             && flags(self.elsewhere, other.elsewhere)
+            && self.diseases & other.diseases != 0
             && ranges(
                 (u16::from(self.age.0), u16::from(self.age.1)),
                 (u16::from(other.age.0), u16::from(other.age.1)),
@@ -377,6 +418,8 @@ pub struct Facts {
     pub enterprise_supplementary: bool,
     /// Treated outside the insured pooling region.
     pub elsewhere: bool,
+    /// The bill's disease group, as [`Policy::disease_bit`] gives it.
+    pub disease: u64,
     pub age: u8,
     /// The admission number within the year; 1 for visits that are not admissions.
     pub admission: u16,

@@ -60,6 +60,9 @@ rejection_codes! {
     FilingKindUnknown = "filing_kind_unknown", "备案类型未知",
         "A filing kind must be long_term_resident, resettled_retiree, referral, emergency or \
          other_temporary.";
+    DiseaseInvalid = "disease_invalid", "病种编码无效",
+        "A disease code (病种编码) is 1 to 30 letters, digits, `.`, `-` and `_`, such as M03900 \
+         or I10.x00.";
     BillMustHaveLines = "bill_must_have_lines", "费用明细为空",
         "A bill must have at least one fee line.";
     LinesCountExceedsMax = "lines_count_exceeds_max", "费用明细条数超限",

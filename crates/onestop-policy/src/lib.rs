@@ -6,6 +6,7 @@
 //! bad values, gaps and overlaps (between periods of a parameter, between files of a region)
 //! and overlapping rules are errors that name the file, the line and the key path.
 
+mod diseases;
 mod error;
 mod read;
 mod schema;

@@ -17,11 +17,13 @@ pub struct Reader {
     /// The file's first day, the effective date of values that are not dated.
     pub valid_from: Date,
     pub sources: Vec<Source>,
+    /// The ids of the snapshot's disease groups (`[[diseases]]`), by bit, for `when.disease`.
+    pub diseases: Vec<Arc<str>>,
 }
 
 impl Reader {
     pub fn new(file: &str, valid_from: Date) -> Reader {
-        Reader { file: Arc::from(file), valid_from, sources: Vec::new() }
+        Reader { file: Arc::from(file), valid_from, sources: Vec::new(), diseases: Vec::new() }
     }
 
     pub fn error(

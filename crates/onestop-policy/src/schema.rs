@@ -37,7 +37,8 @@ pub struct Header {
     pub valid_from_line: u32,
 }
 
-pub const TOP_KEYS: &[&str] = &["policy", "catalog", "personal_account", "cross_region", "tiers"];
+pub const TOP_KEYS: &[&str] =
+    &["policy", "catalog", "personal_account", "cross_region", "diseases", "tiers"];
 const HEADER_KEYS: &[&str] = &[
     "region",
     "name",
@@ -105,36 +106,7 @@ pub fn snapshot(
 ) -> Result<Policy, PolicyError> {
     let mut top = Table::open(reader, root, "", TOP_KEYS)?;
     let (policy_node, policy_path) = top.require(reader, "policy", "the [policy] header")?;
-    let mut head = Table::open(reader, policy_node, &policy_path, HEADER_KEYS)?;
-    let rounding = match head.get("rounding") {
-        Some((node, path)) => {
-            let value = reader.name(
-                node,
-                &path,
-                |t| Rounding::ALL.into_iter().find(|r| r.name() == t),
-                "half_up, half_even, down, up",
-            )?;
-            Param::new(value, reader.source(node, &path))
-        }
-        None => Param::new(Rounding::HalfUp, reader.source(policy_node, &policy_path)),
-    };
-    let needy_assistance = match head.get("needy_assistance") {
-        Some((node, path)) => {
-            let mut bits = 0;
-            for (item, item_path) in reader.one_or_many(node, &path) {
-                bits |= reader
-                    .name(
-                        item,
-                        &item_path,
-                        AssistanceCategory::parse,
-                        &AssistanceCategory::codes(),
-                    )?
-                    .bit();
-            }
-            Param::new(bits, reader.source(node, &path))
-        }
-        None => Param::new(0, reader.source(policy_node, &policy_path)),
-    };
+    let (rounding, needy_assistance) = dated_header(reader, policy_node, &policy_path)?;
     let catalog = match top.get("catalog") {
         Some((node, path)) => Some(catalog(reader, node, &path)?),
         None => None,
@@ -146,6 +118,12 @@ pub fn snapshot(
     let cross_region = match top.get("cross_region") {
         Some((node, path)) => Some(cross_region(reader, node, &path)?),
         None => None,
+    };
+    // The groups first: the tiers' selectors name them.
+    reader.diseases.clear();
+    let diseases = match top.get("diseases") {
+        Some((node, path)) => crate::diseases::diseases(reader, node, &path)?,
+        None => Vec::new(),
     };
     let tiers = match top.get("tiers") {
         Some((node, path)) => tiers(reader, node, &path)?,
@@ -162,8 +140,48 @@ pub fn snapshot(
         tiers,
         account,
         needy_assistance,
+        diseases,
         sources: std::mem::take(&mut reader.sources),
     })
+}
+
+/// The header's parameters that may be dated: the rounding and the needy assistance lists.
+fn dated_header(
+    reader: &mut Reader,
+    policy_node: &Node,
+    policy_path: &str,
+) -> Result<(Param<Rounding>, Param<u32>), PolicyError> {
+    let mut head = Table::open(reader, policy_node, policy_path, HEADER_KEYS)?;
+    let rounding = match head.get("rounding") {
+        Some((node, path)) => {
+            let value = reader.name(
+                node,
+                &path,
+                |t| Rounding::ALL.into_iter().find(|r| r.name() == t),
+                "half_up, half_even, down, up",
+            )?;
+            Param::new(value, reader.source(node, &path))
+        }
+        None => Param::new(Rounding::HalfUp, reader.source(policy_node, policy_path)),
+    };
+    let needy_assistance = match head.get("needy_assistance") {
+        Some((node, path)) => {
+            let mut bits = 0;
+            for (item, item_path) in reader.one_or_many(node, &path) {
+                bits |= reader
+                    .name(
+                        item,
+                        &item_path,
+                        AssistanceCategory::parse,
+                        &AssistanceCategory::codes(),
+                    )?
+                    .bit();
+            }
+            Param::new(bits, reader.source(node, &path))
+        }
+        None => Param::new(0, reader.source(policy_node, policy_path)),
+    };
+    Ok((rounding, needy_assistance))
 }
 
 /// The largest cut the national rules allow, in points, by filing kind (医保发〔2022〕22号: at
@@ -845,7 +863,7 @@ fn round_at(
     Ok(round_at)
 }
 
-fn pool_name(reader: &Reader, node: &Node, path: &str) -> Result<String, PolicyError> {
+pub(crate) fn pool_name(reader: &Reader, node: &Node, path: &str) -> Result<String, PolicyError> {
     let name = reader.text(node, path)?;
     let ok = !name.is_empty()
         && name.len() <= 32
@@ -1209,6 +1227,7 @@ const SELECTOR_KEYS: &[&str] = &[
     "civil_servant",
     "enterprise_supplementary",
     "elsewhere",
+    "disease",
     "age_min",
     "age_max",
     "admission_min",
@@ -1260,6 +1279,9 @@ pub fn selector(reader: &Reader, node: &Node, path: &str) -> Result<Selector, Po
         };
         let expected = format!("none, {}", AssistanceCategory::codes());
         selector.assistance = bits(reader, node, &path, parse, &expected, to_bit)?;
+    }
+    if let Some((node, path)) = table.get("disease") {
+        selector.diseases = crate::diseases::disease_bits(reader, node, &path)?;
     }
     selector_flags(reader, &mut table, &mut selector)?;
     selector_bounds(reader, &mut table, &mut selector)?;

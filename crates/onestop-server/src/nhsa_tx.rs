@@ -289,6 +289,8 @@ fn register(
         visit: Some(Scalar(visit.code().to_owned())),
         date_of_service: date.map(Scalar),
         admission_number: None,
+        // 病种编码: what rules of the insured region's policy may select by (门诊慢特病).
+        disease: text(node, "dise_codg").map(Scalar),
     };
     let visit = match visits::open_visit(tx, env, actor, &open)? {
         Ok(visit) => visit,
@@ -374,6 +376,15 @@ fn visit_info(tx: &mut dyn Tx, actor: &Institution, input: &Value) -> Result<Out
             ))));
         }
         tx.set_visit_type(&visit.key, &visit_id, visit_type)?;
+    }
+    if let Some(code) = text(node, "dise_codg") {
+        let disease = match onestop_api::claim::parse_disease(Some(&Scalar(code))) {
+            Ok(disease) => disease,
+            Err(rejection) => {
+                return Ok(Err(Failure(format!("病种编码无效 {}", rejection.message))));
+            }
+        };
+        tx.set_visit_disease(&visit.key, &visit_id, disease.as_deref())?;
     }
     Ok(Ok(json!({})))
 }

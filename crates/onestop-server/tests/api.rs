@@ -131,10 +131,11 @@ impl App {
                 "/v1/visits",
                 Some(hospital),
                 Some(json!({"person_id": "P0001", "visit": "inpatient",
-                "date_of_service": "2024-06-08"})),
+                "date_of_service": "2024-06-08", "disease": "C34.900"})),
             )
             .await;
         assert_eq!(status, 201, "{visit}");
+        assert_eq!(visit["disease"], "C34.900", "{visit}");
         let visit_id = visit["visit_id"].as_str().expect("id").to_owned();
         let lines_path = format!("/v1/visits/{visit_id}/lines");
         let (status, visit) = self.call("POST", &lines_path, Some(hospital),
@@ -167,6 +168,9 @@ async fn a_hospital_settles_cancels_and_reconciles() {
         app.call("POST", &format!("/v1/visits/{visit_id}/pre-settle"), Some(&hospital), None).await;
     assert_eq!((status, &refused["code"]), (StatusCode::CONFLICT, &json!("visit_not_open")));
     assert_eq!(settled["personal_account"], "3000.00");
+    // The visit's disease is the bill's (no group of Beijing's policy has it).
+    let disease = (&settled["settlement"]["disease"], &settled["settlement"]["disease_group"]);
+    assert_eq!(disease, (&json!("C34.900"), &Value::Null));
     assert_eq!(app.settle(&hospital, &visit_id, "k-1").await, (StatusCode::OK, settled.clone()));
     // The same request written otherwise (`{}` for nothing) replays; another choice does not.
     let keyed = |body: &'static str| {
@@ -347,6 +351,14 @@ async fn errors_are_json_with_stable_codes() {
             Some(json!({"person_id": "P0001", "visit": "clinic"})),
             400,
             "visit_type_unknown",
+        ),
+        (
+            "POST",
+            "/v1/visits".into(),
+            Some(&hospital),
+            Some(json!({"person_id": "P0001", "visit": "chronic_outpatient", "disease": "高血压"})),
+            400,
+            "disease_invalid",
         ),
         (
             "POST",

@@ -306,6 +306,16 @@ async fn outpatient(his: &His<'_>, psn: &str, certno: &str) {
         }]
     });
     his.ok("2203", diagnosis.clone()).await;
+    // The disease (病种编码) is kept when it is a code, refused when it is not.
+    let mut disease = diagnosis.clone();
+    disease["mdtrtinfo"]["dise_codg"] = json!("上呼吸道感染");
+    let refused = his.call("2203", disease.clone()).await;
+    assert!(
+        refused["err_msg"].as_str().is_some_and(|m| m.starts_with("病种编码无效")),
+        "{refused}"
+    );
+    disease["mdtrtinfo"]["dise_codg"] = json!("J06.900");
+    his.ok("2203", disease).await;
     // An outpatient visit does not become an admission (住院 21) by a change of type.
     let mut admission = diagnosis;
     admission["mdtrtinfo"]["med_type"] = json!("21");

@@ -76,6 +76,8 @@ CREATE TABLE IF NOT EXISTS visits (
     status TEXT NOT NULL,
     opened_at TEXT NOT NULL,
     discharged_at TEXT,
+    -- The disease treated (病种编码), for rules that select by disease group. Version 4.
+    disease TEXT,
     PRIMARY KEY (region, person_id, visit_id)
 );
 
@@ -296,4 +298,4 @@ CREATE TABLE IF NOT EXISTS nhsa_keys (
 );
 
 -- The schema's version, written once; a later version migrates from it (postgres_migrate_v*.sql).
-INSERT INTO schema_version (version) SELECT 3 WHERE NOT EXISTS (SELECT 1 FROM schema_version);
+INSERT INTO schema_version (version) SELECT 4 WHERE NOT EXISTS (SELECT 1 FROM schema_version);

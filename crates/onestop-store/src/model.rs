@@ -263,6 +263,8 @@ pub struct VisitRow {
     pub opened_at: String,
     /// When the person was discharged (出院), for admissions.
     pub discharged_at: Option<String>,
+    /// The disease treated (病种编码), for rules that select by disease group.
+    pub disease: Option<String>,
 }
 
 /// Where a filing stands.

@@ -246,6 +246,7 @@ pub(crate) fn claim_of(
             level,
             admission_number: visit.admission_number,
             use_personal_account,
+            disease: visit.disease.clone(),
             lines,
         },
         person: Person {

@@ -390,7 +390,7 @@ impl Tx for PgTx<'_, '_> {
     fn visit(&mut self, key: &PersonKey, visit_id: &str) -> Result<Option<VisitRow>> {
         let row = self.query_opt(
             "SELECT institution_id, visit_type, date_of_service, admission_number, status, \
-            opened_at, discharged_at, treatment_region FROM visits \
+            opened_at, discharged_at, treatment_region, disease FROM visits \
             WHERE region = $1 AND person_id = $2 AND visit_id = $3",
             &[&key.region_text(), &key.person_id, &visit_id],
         )?;
@@ -412,14 +412,15 @@ impl Tx for PgTx<'_, '_> {
             status: VisitStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
             opened_at: row.try_get(5)?,
             discharged_at: row.try_get(6)?,
+            disease: row.try_get(8)?,
         }))
     }
 
     fn insert_visit(&mut self, row: &VisitRow) -> Result<()> {
         self.execute(
             "INSERT INTO visits (region, person_id, visit_id, institution_id, visit_type, \
-            date_of_service, admission_number, status, opened_at, treatment_region) \
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            date_of_service, admission_number, status, opened_at, treatment_region, disease) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             &[
                 &row.key.region_text(),
                 &row.key.person_id,
@@ -431,6 +432,7 @@ impl Tx for PgTx<'_, '_> {
                 &row.status.code(),
                 &row.opened_at,
                 &row.treatment_region.to_string(),
+                &row.disease,
             ],
         )?;
         Ok(())
@@ -538,6 +540,19 @@ impl Tx for PgTx<'_, '_> {
             "UPDATE visits SET visit_type = $4 \
             WHERE region = $1 AND person_id = $2 AND visit_id = $3",
             &[&key.region_text(), &key.person_id, &visit_id, &visit.code()],
+        )?;
+        Ok(())
+    }
+
+    fn set_visit_disease(
+        &mut self,
+        key: &PersonKey,
+        visit_id: &str,
+        disease: Option<&str>,
+    ) -> Result<()> {
+        self.execute(
+            "UPDATE visits SET disease = $4 WHERE region = $1 AND person_id = $2 AND visit_id = $3",
+            &[&key.region_text(), &key.person_id, &visit_id, &disease],
         )?;
         Ok(())
     }

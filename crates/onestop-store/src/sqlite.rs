@@ -33,6 +33,7 @@ const HELPERS: usize = 2;
 pub(crate) const SCHEMA: &str = include_str!("../schema/sqlite.sql");
 const MIGRATE_V1: &str = include_str!("../schema/sqlite_migrate_v1.sql");
 const MIGRATE_V2: &str = include_str!("../schema/sqlite_migrate_v2.sql");
+const MIGRATE_V3: &str = include_str!("../schema/sqlite_migrate_v3.sql");
 
 /// A request for the writer: run inside the group's transaction (again, if the group has to
 /// run again without a request that failed after its savepoint), then told how the commit went.
@@ -247,7 +248,13 @@ fn apply_schema(conn: &Connection) -> Result<()> {
         if conn.query_row(v2, [], |row| row.get::<_, bool>(0))? {
             conn.execute_batch(MIGRATE_V2)?;
         }
-        conn.execute_batch("UPDATE schema_version SET version = 3 WHERE version < 3")
+        // Versions up to 3 are the only ones whose visits have no `disease`.
+        let v3 = "SELECT NOT EXISTS (SELECT 1 FROM pragma_table_info('visits') WHERE name = \
+            'disease')";
+        if conn.query_row(v3, [], |row| row.get::<_, bool>(0))? {
+            conn.execute_batch(MIGRATE_V3)?;
+        }
+        conn.execute_batch("UPDATE schema_version SET version = 4 WHERE version < 4")
     })();
     match applied {
         Ok(()) => Ok(conn.execute_batch("COMMIT")?),

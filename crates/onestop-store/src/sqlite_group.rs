@@ -257,6 +257,12 @@ impl Tx for WriterTx<'_, '_> {
             visit_id: &str,
             visit: onestop_core::VisitType
         ) -> Result<()>;
+        fn set_visit_disease(
+            &mut self,
+            key: &PersonKey,
+            visit_id: &str,
+            disease: Option<&str>
+        ) -> Result<()>;
         fn set_discharged(
             &mut self,
             key: &PersonKey,

@@ -570,8 +570,8 @@ impl Tx for SqliteTx<'_> {
     fn visit(&mut self, key: &PersonKey, visit_id: &str) -> Result<Option<VisitRow>> {
         let mut statement = self.conn.prepare_cached(
             "SELECT institution_id, visit_type, date_of_service, admission_number, status, \
-            opened_at, discharged_at, treatment_region FROM visits WHERE region = ?1 AND \
-            person_id = ?2 AND visit_id = ?3",
+            opened_at, discharged_at, treatment_region, disease FROM visits WHERE region = ?1 \
+            AND person_id = ?2 AND visit_id = ?3",
         )?;
         let row = statement
             .query_row(params![key.region_text(), key.person_id, visit_id], |r| {
@@ -580,7 +580,7 @@ impl Tx for SqliteTx<'_> {
                     r.get::<_, Option<i64>>(3)?,
                     (r.get::<_, String>(4)?, r.get::<_, String>(7)?),
                     r.get::<_, String>(5)?,
-                    r.get::<_, Option<String>>(6)?,
+                    (r.get::<_, Option<String>>(6)?, r.get::<_, Option<String>>(8)?),
                 ))
             })
             .optional()?;
@@ -590,7 +590,7 @@ impl Tx for SqliteTx<'_> {
                 admission,
                 (status, treatment),
                 opened_at,
-                discharged_at,
+                (discharged_at, disease),
             )| {
                 Ok(VisitRow {
                     key: key.clone(),
@@ -605,6 +605,7 @@ impl Tx for SqliteTx<'_> {
                         .ok_or_else(|| corrupt("status", &status))?,
                     opened_at,
                     discharged_at,
+                    disease,
                 })
             },
         )
@@ -615,8 +616,8 @@ impl Tx for SqliteTx<'_> {
         self.conn
             .prepare_cached(
                 "INSERT INTO visits (region, person_id, visit_id, institution_id, visit_type, \
-                date_of_service, admission_number, status, opened_at, treatment_region) VALUES \
-                (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                date_of_service, admission_number, status, opened_at, treatment_region, disease) \
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
                 row.key.region_text(),
@@ -628,7 +629,8 @@ impl Tx for SqliteTx<'_> {
                 row.admission_number,
                 row.status.code(),
                 row.opened_at,
-                row.treatment_region.to_string()
+                row.treatment_region.to_string(),
+                row.disease
             ])?;
         Ok(())
     }
@@ -779,6 +781,21 @@ impl Tx for SqliteTx<'_> {
                 visit_id = ?3",
             )?
             .execute(params![key.region_text(), key.person_id, visit_id, visit.code()])?;
+        Ok(())
+    }
+
+    fn set_visit_disease(
+        &mut self,
+        key: &PersonKey,
+        visit_id: &str,
+        disease: Option<&str>,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE visits SET disease = ?4 WHERE region = ?1 AND person_id = ?2 AND \
+                visit_id = ?3",
+            )?
+            .execute(params![key.region_text(), key.person_id, visit_id, disease])?;
         Ok(())
     }
 

@@ -165,6 +165,12 @@ pub trait Tx {
         visit: onestop_core::VisitType,
     ) -> Result<()>;
     fn set_discharged(&mut self, key: &PersonKey, visit_id: &str, at: Option<&str>) -> Result<()>;
+    fn set_visit_disease(
+        &mut self,
+        key: &PersonKey,
+        visit_id: &str,
+        disease: Option<&str>,
+    ) -> Result<()>;
     fn delete_line(&mut self, key: &PersonKey, visit_id: &str, line_no: i64) -> Result<bool>;
 
     fn settlement(&mut self, key: &PersonKey, settlement_id: &str)

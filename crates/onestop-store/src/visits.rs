@@ -28,10 +28,10 @@ fn person_key(actor: &Institution, request: &OpenVisitRequest) -> Answer<PersonK
     })
 }
 
-fn visit_fields(
-    env: &Env<'_>,
-    request: &OpenVisitRequest,
-) -> Answer<(VisitType, onestop_core::Date, Option<u16>)> {
+/// The visit type, date of service, admission number and disease a request opens.
+type VisitFields = (VisitType, onestop_core::Date, Option<u16>, Option<String>);
+
+fn visit_fields(env: &Env<'_>, request: &OpenVisitRequest) -> Answer<VisitFields> {
     let visit_text = request.visit.as_ref().map(|v| v.as_str()).unwrap_or_default();
     let visit = VisitType::parse(visit_text).ok_or_else(|| {
         Rejection::new(
@@ -69,7 +69,8 @@ fn visit_fields(
                 )
             }
         };
-    Ok((visit, date, admission))
+    let disease = onestop_api::claim::parse_disease(request.disease.as_ref())?;
+    Ok((visit, date, admission, disease))
 }
 
 /// Registers a visit for a person enrolled in the year of the date of service.
@@ -82,7 +83,7 @@ pub fn open_visit(
     if actor.role != Role::Institution {
         return Ok(Err(forbidden(actor)));
     }
-    let (key, (visit_type, date, admission_number)) =
+    let (key, (visit_type, date, admission_number, disease)) =
         match person_key(actor, request).and_then(|key| Ok((key, visit_fields(env, request)?))) {
             Ok(found) => found,
             Err(error) => return Ok(Err(error)),
@@ -110,6 +111,7 @@ pub fn open_visit(
         status: VisitStatus::Open,
         opened_at: env.now.clone(),
         discharged_at: None,
+        disease,
     };
     tx.insert_visit(&row)?;
     view(tx, env, &row).map(Ok)
@@ -271,6 +273,7 @@ pub fn view(tx: &mut dyn Tx, env: &Env<'_>, visit: &VisitRow) -> Result<VisitDto
         visit: visit.visit_type.code().to_owned(),
         date_of_service: visit.date_of_service.to_string(),
         admission_number: visit.admission_number,
+        disease: visit.disease.clone(),
         status: visit.status.code().to_owned(),
         settlement_id: match visit.status {
             VisitStatus::Settled => tx.visit_settlement(&visit.key, &visit.visit_id)?,

@@ -151,6 +151,7 @@ async fn open_visit(store: &Store, hospital: &Institution) -> String {
             status: VisitStatus::Open,
             opened_at: "now".into(),
             discharged_at: None,
+            disease: None,
         })?;
         Ok(visit_id)
     });

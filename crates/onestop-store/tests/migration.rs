@@ -1,7 +1,8 @@
-//! A version 1 database (the journal in two tables of its own) opens as version 3 (the journal
+//! A version 1 database (the journal in two tables of its own) opens as version 4 (the journal
 //! inside the settlement rows) with every posting and counter where it was, on both stores; a
-//! version 2 database (visitor settlements without their scheme) opens as version 3 with its
-//! visitor settlements kept.
+//! version 2 database (visitor settlements without their scheme) opens as version 4 with its
+//! visitor settlements kept; a version 3 database (visits without their disease) opens as
+//! version 4 with its visits kept.
 
 mod support;
 
@@ -53,7 +54,7 @@ async fn check_migrated(store: &Store) {
         })
         .await
         .expect("read the migrated store");
-    assert_eq!(version, ["3"], "{}", store.kind());
+    assert_eq!(version, ["4"], "{}", store.kind());
     assert_eq!(
         ledger,
         [
@@ -105,7 +106,7 @@ async fn a_version_1_sqlite_file_opens_with_its_journal_moved_into_the_settlemen
     let store = Store::open(&url).expect("migrate");
     check_migrated(&store).await;
     drop(store);
-    // Opening again finds version 3 and changes nothing.
+    // Opening again finds version 4 and changes nothing.
     let store = Store::open(&url).expect("reopen");
     check_migrated(&store).await;
 }
@@ -169,7 +170,7 @@ async fn check_v2_migrated(store: &Store) {
         })
         .await
         .expect("read the migrated store");
-    assert_eq!(version, ["3"], "{}", store.kind());
+    assert_eq!(version, ["4"], "{}", store.kind());
     assert_eq!(visitors.len(), 1, "{}", store.kind());
     assert_eq!(visitors[0].scheme, None, "{}", store.kind());
     assert_eq!(visitors[0].fund_total, onestop_core::Fen(700), "{}", store.kind());
@@ -186,12 +187,12 @@ async fn check_v2_migrated(store: &Store) {
 }
 
 #[tokio::test]
-async fn a_version_2_sqlite_file_opens_as_version_3_with_its_visitor_settlements() {
+async fn a_version_2_sqlite_file_opens_as_version_4_with_its_visitor_settlements() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("v2.sqlite");
     let url = format!("sqlite:{}", path.display());
     drop(Store::open(&url).expect("create"));
-    // Version 2 is version 3 without the visitors' scheme.
+    // Version 2 is the current version without the visitors' scheme.
     let conn = rusqlite::Connection::open(&path).expect("open");
     conn.execute_batch("ALTER TABLE visitor_settlements DROP COLUMN scheme").expect("drop");
     conn.execute_batch(V2_VISITOR).expect("version 2 rows");
@@ -200,7 +201,7 @@ async fn a_version_2_sqlite_file_opens_as_version_3_with_its_visitor_settlements
 }
 
 #[tokio::test]
-async fn a_version_2_postgres_database_opens_as_version_3_with_its_visitor_settlements() {
+async fn a_version_2_postgres_database_opens_as_version_4_with_its_visitor_settlements() {
     let Some(server) = support::postgres_server() else { return };
     let url = tokio::task::spawn_blocking(move || support::fresh_database(&server))
         .await
@@ -215,4 +216,58 @@ async fn a_version_2_postgres_database_opens_as_version_3_with_its_visitor_settl
     .await
     .expect("prepare version 2");
     check_v2_migrated(&Store::open(&url).expect("migrate")).await;
+}
+
+/// A visit as version 3 recorded it (no disease).
+const V3_VISIT: &str = "
+INSERT INTO visits (region, person_id, visit_id, institution_id, treatment_region, visit_type,
+    date_of_service, admission_number, status, opened_at) VALUES
+    ('110000', 'P1', 'V-110000-P1-1', 'H1', '110000', 'chronic_outpatient', '2024-06-10', NULL,
+     'open', '2024-06-10T09:00:00.000+08:00');
+UPDATE schema_version SET version = 3;";
+
+async fn check_v3_migrated(store: &Store) {
+    let key = onestop_store::PersonKey::new(onestop_core::Region(110_000), "P1").expect("key");
+    let (version, visit) = store
+        .read(move |tx| {
+            let version = tx.query_strings("SELECT CAST(version AS TEXT) FROM schema_version")?;
+            Ok((version, tx.visit(&key, "V-110000-P1-1")?))
+        })
+        .await
+        .expect("read the migrated store");
+    assert_eq!(version, ["4"], "{}", store.kind());
+    let visit = visit.expect("the visit is kept");
+    assert_eq!((visit.visit_type.code(), visit.disease), ("chronic_outpatient", None));
+}
+
+#[tokio::test]
+async fn a_version_3_sqlite_file_opens_as_version_4_with_its_visits() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("v3.sqlite");
+    let url = format!("sqlite:{}", path.display());
+    drop(Store::open(&url).expect("create"));
+    // Version 3 is version 4 without the visits' disease.
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    conn.execute_batch("ALTER TABLE visits DROP COLUMN disease").expect("drop");
+    conn.execute_batch(V3_VISIT).expect("version 3 rows");
+    drop(conn);
+    check_v3_migrated(&Store::open(&url).expect("migrate")).await;
+}
+
+#[tokio::test]
+async fn a_version_3_postgres_database_opens_as_version_4_with_its_visits() {
+    let Some(server) = support::postgres_server() else { return };
+    let url = tokio::task::spawn_blocking(move || support::fresh_database(&server))
+        .await
+        .expect("a database");
+    drop(Store::open(&url).expect("create"));
+    let url3 = url.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut client = postgres::Client::connect(&url3, postgres::NoTls).expect("connect");
+        client.batch_execute("ALTER TABLE visits DROP COLUMN disease").expect("drop");
+        client.batch_execute(V3_VISIT).expect("version 3 rows");
+    })
+    .await
+    .expect("prepare version 3");
+    check_v3_migrated(&Store::open(&url).expect("migrate")).await;
 }
