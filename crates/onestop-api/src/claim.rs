@@ -515,7 +515,63 @@ impl ClaimDto {
         let bill = self.bill.parse().map_err(within("bill"))?;
         let person = self.person.parse().map_err(within("person"))?;
         let year = bill.date_of_service.year();
-        let ytd = self.ytd.clone().unwrap_or_default().parse(year)?;
+        let mut ytd = self.ytd.clone().unwrap_or_default().parse(year)?;
+        completed(&mut ytd)?;
         Ok((Claim { bill, person }, ytd))
     }
+}
+
+/// Checks and completes a coinsurance pool's three counters written by hand: the in-scope
+/// amount of the year is what fell under the deductible plus what was above it, so `in_scope =
+/// deductible_met + eligible`. A counter left out is derived from the other two (a lone
+/// `deductible_met` or `eligible` gives `in_scope`); three that disagree are refused.
+fn completed(ytd: &mut Accumulators) -> Result<(), Rejection> {
+    let mut pools: Vec<(Arc<str>, Arc<str>)> = ytd
+        .entries()
+        .iter()
+        .filter(|(key, _)| {
+            matches!(key.counter, Counter::InScope | Counter::DeductibleMet | Counter::Eligible)
+        })
+        .map(|(key, _)| (Arc::clone(&key.tier), Arc::clone(&key.pool)))
+        .collect();
+    pools.sort();
+    pools.dedup();
+    for (tier, pool) in pools {
+        let given = |counter: Counter| {
+            ytd.entries()
+                .iter()
+                .any(|(k, _)| k.tier == tier && k.pool == pool && k.counter == counter)
+        };
+        let (has_in_scope, has_eligible) = (given(Counter::InScope), given(Counter::Eligible));
+        let has_met = given(Counter::DeductibleMet);
+        let in_scope = ytd.get(&tier, &pool, Counter::InScope);
+        let met = ytd.get(&tier, &pool, Counter::DeductibleMet);
+        let eligible = ytd.get(&tier, &pool, Counter::Eligible);
+        let field = |counter: Counter| format!("ytd.tiers.{tier}.{pool}.{}", counter.code());
+        let key =
+            |counter| AccumulatorKey { tier: Arc::clone(&tier), pool: Arc::clone(&pool), counter };
+        if !has_in_scope {
+            ytd.add(&key(Counter::InScope), met + eligible);
+        } else if !has_met && eligible <= in_scope {
+            ytd.add(&key(Counter::DeductibleMet), in_scope - eligible);
+        } else if met > in_scope {
+            let message = format!(
+                "deductible_met {met} is more than in_scope {in_scope}: the deductible is met \
+                 out of the in-scope amount (起付线累计不能超过政策范围内累计)"
+            );
+            return Err(Rejection::new(RejectionCode::AccumulatorInvalid, message)
+                .field(field(Counter::DeductibleMet)));
+        } else if !has_eligible {
+            ytd.add(&key(Counter::Eligible), in_scope - met);
+        } else if met + eligible != in_scope {
+            let message = format!(
+                "deductible_met {met} + eligible {eligible} is not in_scope {in_scope}: the year's \
+                 in-scope amount is what fell under the deductible plus what was above it (政策范围内\
+                 累计 = 起付线累计 + 起付线以上累计); leave `eligible` out to have it derived"
+            );
+            return Err(Rejection::new(RejectionCode::AccumulatorInvalid, message)
+                .field(field(Counter::Eligible)));
+        }
+    }
+    Ok(())
 }

@@ -399,3 +399,37 @@ fn disease_groups_are_checked_when_the_policy_is_loaded() {
         assert!(error.to_string().contains(says), "{error}");
     }
 }
+
+#[test]
+fn year_to_date_counters_written_by_hand_are_completed_or_refused_when_they_disagree() {
+    // Employee outpatient: 1500 a year, then 10000 at 50 % and the rest at 60 % above it. With
+    // 6500 in scope and the 1500 met, 5000 was above the deductible (derived): the bill's 10000
+    // sits from 5000 to 15000: 5000 × 50 % + 5000 × 60 % = 5500.
+    let derived = "[ytd.tiers.basic.outpatient]\nin_scope = \"6500\"\ndeductible_met = \"1500\"\n";
+    let claim = capped_claim("general_outpatient", "in_service", "10000", derived);
+    check(&capped_book(), &claim, &[("tier.basic", "5500.00"), ("deductible", "0.00")]);
+    // The same written out in full.
+    let full = format!("{derived}eligible = \"5000\"\n");
+    let claim = capped_claim("general_outpatient", "in_service", "10000", &full);
+    check(&capped_book(), &claim, &[("tier.basic", "5500.00")]);
+    // Or as in scope and above the deductible (the 1500 met is derived).
+    let above = "[ytd.tiers.basic.outpatient]\nin_scope = \"6500\"\neligible = \"5000\"\n";
+    let claim = capped_claim("general_outpatient", "in_service", "10000", above);
+    check(&capped_book(), &claim, &[("tier.basic", "5500.00"), ("deductible", "0.00")]);
+    // Counters that disagree are refused, naming the counter.
+    for (ytd, field) in [
+        (format!("{derived}eligible = \"100\"\n"), "eligible"),
+        (
+            "[ytd.tiers.basic.outpatient]\nin_scope = \"1000\"\ndeductible_met = \"1500\"\n"
+                .to_owned(),
+            "deductible_met",
+        ),
+    ] {
+        let claim = capped_claim("general_outpatient", "in_service", "10000", &ytd);
+        let dto: ClaimDto = read_document(&claim, Format::Toml).expect("claim parses");
+        let rejection = dto.parse().expect_err("refused");
+        assert_eq!(rejection.code, onestop_core::RejectionCode::AccumulatorInvalid);
+        let expected = format!("ytd.tiers.basic.outpatient.{field}");
+        assert_eq!(rejection.field.as_deref(), Some(expected.as_str()), "{}", rejection.message);
+    }
+}

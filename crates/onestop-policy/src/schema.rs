@@ -1127,6 +1127,13 @@ fn deductible_per(
                 },
                 "admission, year, visit",
             )?;
+            if per == DeductiblePer::Year && !matches!(amount, DeductibleAmount::Fixed(_)) {
+                // Met once a year, it could not fall with each admission.
+                let message = "a deductible that changes with the admission is met per \
+                    admission: write `per = \"admission\"`, or a fixed `amount` for a yearly one"
+                    .to_owned();
+                return Err(reader.invalid(node, &path, message));
+            }
             Param::new(per, reader.source(node, &path))
         }
         None if amount.nominal().is_zero() && matches!(amount, DeductibleAmount::Fixed(_)) => {
