@@ -433,3 +433,31 @@ fn year_to_date_counters_written_by_hand_are_completed_or_refused_when_they_disa
         assert_eq!(rejection.field.as_deref(), Some(expected.as_str()), "{}", rejection.message);
     }
 }
+
+#[test]
+fn an_adjustment_can_lift_a_rules_cap() {
+    // Assistance pays 70 % up to 10000 a year; for people in extreme poverty (特困人员) no limit.
+    let policy = "[policy]\nregion = \"990600\"\nname = \"t\"\nvalid_from = \"2024-01-01\"\n\
+        [catalog]\nclass_b_first_self_pay = \"0%\"\n\
+        [[tiers]]\nid = \"assistance\"\nkind = \"medical_assistance\"\n\
+        base = { components = \"in_scope\" }\n\
+        [[tiers.rules]]\nthreshold = \"0\"\nratio = \"70%\"\ncap = \"10000\"\n\
+        [[tiers.rules.adjust]]\nwhen = { assistance = \"extreme_poverty\" }\ncap = \"none\"\n";
+    let book = PolicyBook::new(onestop_policy::load_str("a.toml", policy).expect("a").snapshots);
+    let claim = |assistance: &str| {
+        format!(
+            "[bill]\ndate_of_service = \"2024-05-01\"\ntreatment_region = \"990600\"\n\
+             visit = \"inpatient\"\nlevel = \"2\"\nuse_personal_account = false\n\
+             lines = [{{ class = \"a\", amount = \"100000\" }}]\n\
+             [person]\ninsured_region = \"990600\"\ncategory = \"working_age\"\nage = 40\n\
+             {assistance}"
+        )
+    };
+    // 100000 × 70 % = 70000: capped at 10000, or not at all.
+    check(
+        &book,
+        &claim("assistance = \"subsistence_allowance\"\n"),
+        &[("tier.assistance", "10000.00")],
+    );
+    check(&book, &claim("assistance = \"extreme_poverty\"\n"), &[("tier.assistance", "70000.00")]);
+}

@@ -1202,6 +1202,10 @@ fn adjustment(
         None => None,
     };
     let cap = match table.get("cap") {
+        // `"none"` lifts the rule's cap for the people the adjustment selects.
+        Some((node, path)) if matches!(&node.kind, Kind::Str(text) if text == "none") => {
+            Some(Param::new(onestop_core::money::FEN_MAX, reader.source(node, &path)))
+        }
         Some((node, path)) => Some(reader.money(node, &path)?),
         None => None,
     };
