@@ -160,6 +160,18 @@ impl AuditQuery {
         }
         (clause, conditions.into_iter().map(|(_, value)| value).collect())
     }
+
+    /// The whole statement, its limit the argument after the clause's: one statement per shape
+    /// of the clause (at most 32), so that prepared statements are reused.
+    pub(crate) fn select(&self, mark: impl Fn(usize) -> String) -> (String, Vec<&str>) {
+        let (clause, args) = self.clause(&mark);
+        let sql = format!(
+            "SELECT region, person_id, audit_id, at, actor, action, detail FROM audit_log \
+            WHERE {clause} ORDER BY at, audit_id LIMIT {}",
+            mark(args.len() + 1)
+        );
+        (sql, args)
+    }
 }
 
 /// At most this many rows in one page of the audit log.

@@ -740,13 +740,7 @@ impl Tx for PgTx<'_, '_> {
         &mut self,
         query: &crate::audit::AuditQuery,
     ) -> Result<Vec<crate::audit::AuditRow>> {
-        // The limit is an argument too: one statement per shape of the clause, at most 32.
-        let (clause, args) = query.clause(|n| format!("${n}"));
-        let sql = format!(
-            "SELECT region, person_id, audit_id, at, actor, action, detail FROM audit_log \
-            WHERE {clause} ORDER BY at, audit_id LIMIT ${}",
-            args.len() + 1
-        );
+        let (sql, args) = query.select(|n| format!("${n}"));
         let limit = i64::from(query.limit);
         let mut params: Vec<&(dyn ::postgres::types::ToSql + Sync)> =
             args.iter().map(|a| a as &(dyn ::postgres::types::ToSql + Sync)).collect();

@@ -972,13 +972,7 @@ impl Tx for SqliteTx<'_> {
         &mut self,
         query: &crate::audit::AuditQuery,
     ) -> Result<Vec<crate::audit::AuditRow>> {
-        // The limit is an argument too: one statement per shape of the clause, at most 32.
-        let (clause, args) = query.clause(|n| format!("?{n}"));
-        let sql = format!(
-            "SELECT region, person_id, audit_id, at, actor, action, detail FROM audit_log \
-            WHERE {clause} ORDER BY at, audit_id LIMIT ?{}",
-            args.len() + 1
-        );
+        let (sql, args) = query.select(|n| format!("?{n}"));
         let mut values: Vec<rusqlite::types::Value> =
             args.into_iter().map(|a| rusqlite::types::Value::Text(a.to_owned())).collect();
         values.push(rusqlite::types::Value::Integer(i64::from(query.limit)));
