@@ -225,7 +225,8 @@ pub fn parse_disease(text: Option<&Scalar>) -> Result<Option<String>, Rejection>
     }
     let shown: String = text.chars().take(40).collect();
     let message = format!(
-        "`{shown}` is not a disease code (病种编码): 1 to {} letters, digits, `.`, `-` and `_`",
+        "{} `{shown}` is not a disease code: 1 to {} letters, digits, `.`, `-` and `_`",
+        RejectionCode::DiseaseInvalid.zh(),
         onestop_core::claim::DISEASE_CODE_MAX
     );
     Err(Rejection::new(RejectionCode::DiseaseInvalid, message).field("disease"))

@@ -240,7 +240,10 @@ pub struct AuditLogDto {
     /// The insured region whose people the rows are about.
     pub region: String,
     pub entries: Vec<AuditEntryDto>,
-    /// Pass as `after` to read the next page; absent on the last page.
+    /// Whether more rows follow now: read on with `after = next`.
+    pub more: bool,
+    /// The cursor after the last row (or the one given, for an empty page): pass it as `after`
+    /// to read on, now or later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
 }

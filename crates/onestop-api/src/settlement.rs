@@ -102,6 +102,8 @@ pub struct SettlementDto {
     /// it belongs to, which rules may select by.
     pub disease: Option<String>,
     pub disease_group: Option<String>,
+    /// The group's name, such as 高血压.
+    pub disease_group_name: Option<String>,
     /// The person's scheme and category on the date of service.
     pub scheme: String,
     pub category: String,
@@ -202,6 +204,9 @@ impl SettlementDto {
             disease_group: insured
                 .disease_group(bill.disease.as_deref())
                 .map(|(_, group)| group.id.to_string()),
+            disease_group_name: insured
+                .disease_group(bill.disease.as_deref())
+                .map(|(_, group)| group.name.clone()),
             scheme: claim.person.scheme().code().to_owned(),
             category: claim.person.category.code().to_owned(),
             insured_policy: PolicyRefDto::from_core(insured),

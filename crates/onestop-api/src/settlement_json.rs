@@ -79,7 +79,7 @@ impl Serialize for SettlementView<'_> {
             steps.map(|step| StepView { claim, insured, treatment, settlement, step })
         };
 
-        let mut out = serializer.serialize_struct("SettlementDto", 27)?;
+        let mut out = serializer.serialize_struct("SettlementDto", 28)?;
         out.serialize_field("date_of_service", &Text(bill.date_of_service))?;
         out.serialize_field("insured_region", &Text(person.insured_region))?;
         out.serialize_field("treatment_region", &Text(bill.treatment_region))?;
@@ -87,8 +87,9 @@ impl Serialize for SettlementView<'_> {
         out.serialize_field("level", bill.level.code())?;
         out.serialize_field("admission_number", &settlement.admission_number)?;
         out.serialize_field("disease", &bill.disease)?;
-        let group = insured.disease_group(bill.disease.as_deref()).map(|(_, g)| &*g.id);
-        out.serialize_field("disease_group", &group)?;
+        let group = insured.disease_group(bill.disease.as_deref()).map(|(_, g)| g);
+        out.serialize_field("disease_group", &group.map(|g| &*g.id))?;
+        out.serialize_field("disease_group_name", &group.map(|g| &g.name))?;
         out.serialize_field("scheme", person.scheme().code())?;
         out.serialize_field("category", person.category.code())?;
         out.serialize_field("insured_policy", &PolicyRefView(insured))?;

@@ -348,6 +348,8 @@ fn rules_select_by_disease_group_each_with_its_own_pool_and_limit() {
     // (10000 − 800) × 80 % = 7360.
     let claim = disease_claim(Some("M00500"), "10000", ytd);
     check(&book, &claim, &[("tier.basic", "7360.00"), ("deductible", "800.00")]);
+    // Codes are compared without regard to letter case.
+    check(&book, &disease_claim(Some("i10.X00"), "1500", ytd), &[("tier.basic", "100.00")]);
     // A disease of no group, or none named: no rule applies and the fund pays nothing.
     for disease in [Some("E11.900"), None] {
         check(&book, &disease_claim(disease, "500", ""), &[("tier.basic", "0.00")]);
@@ -359,10 +361,9 @@ fn rules_select_by_disease_group_each_with_its_own_pool_and_limit() {
     let (settlement, insured, treatment) = book.split(&claim, &ytd).expect("settles");
     let shown =
         onestop_api::SettlementDto::from_core(&claim, insured, treatment, &ytd, &settlement);
-    assert_eq!(
-        (shown.disease.as_deref(), shown.disease_group.as_deref()),
-        (Some("M03900"), Some("hypertension"))
-    );
+    let group = (shown.disease_group.as_deref(), shown.disease_group_name.as_deref());
+    assert_eq!(shown.disease.as_deref(), Some("M03900"));
+    assert_eq!(group, (Some("hypertension"), Some("高血压")));
 }
 
 #[test]
@@ -382,6 +383,17 @@ fn disease_groups_are_checked_when_the_policy_is_loaded() {
             BY_DISEASE.replace("id = \"cancer\"", "id = \"hypertension\""),
             E::ValueInvalid,
             "another group",
+        ),
+        (BY_DISEASE.replace("id = \"cancer\"", "id = \"none\""), E::ValueInvalid, "no group"),
+        (
+            BY_DISEASE.replace("id = \"cancer\"", "id = \"Cancer\""),
+            E::ValueInvalid,
+            "disease group id",
+        ),
+        (
+            BY_DISEASE.replace("[\"M00500\"]", "[\"M00500\", \"m00500\"]"),
+            E::ValueInvalid,
+            "listed twice in this group",
         ),
         // A rule for every chronic disease overlaps the cancer rule.
         (

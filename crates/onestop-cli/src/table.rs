@@ -97,7 +97,10 @@ fn header(out: &mut String, s: &SettlementDto) {
     let _ = writeln!(out, "参保地 insured:   {}", policy(&s.insured_policy));
     let _ = writeln!(out, "就医地 treatment: {}", policy(&s.treatment_policy));
     if let Some(disease) = &s.disease {
-        let group = s.disease_group.as_deref().unwrap_or("无分组 no group");
+        let group = match (&s.disease_group, &s.disease_group_name) {
+            (Some(id), Some(name)) => format!("{name} {id}"),
+            _ => "无分组 no group".to_owned(),
+        };
         let _ = writeln!(out, "病种 disease:     {disease} ({group})");
     }
 }

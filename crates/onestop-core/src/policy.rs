@@ -90,8 +90,8 @@ impl Policy {
 
     /// The disease group a bill's disease code belongs to, with its index.
     pub fn disease_group(&self, code: Option<&str>) -> Option<(usize, &DiseaseGroup)> {
-        let code = code?;
-        let has = |g: &&DiseaseGroup| g.codes.binary_search_by(|c| (**c).cmp(code)).is_ok();
+        let code = code?.to_ascii_uppercase();
+        let has = |g: &&DiseaseGroup| g.codes.binary_search_by(|c| (**c).cmp(&code)).is_ok();
         self.diseases.iter().enumerate().find(|(_, g)| has(g))
     }
 }
@@ -109,7 +109,7 @@ pub struct DiseaseGroup {
     pub id: Arc<str>,
     pub name: String,
     /// The disease codes of the group (病种编码, such as the national 门慢特病 codes or ICD-10),
-    /// sorted.
+    /// in upper case (codes are compared without regard to case), sorted.
     pub codes: Vec<Arc<str>>,
     pub source: SourceId,
 }

@@ -29,11 +29,9 @@ pub fn diseases(
         let mut table = Table::open(reader, entry, &entry_path, GROUP_KEYS)?;
         table.get("notes");
         let (id_node, id_path) = table.require(reader, "id", "the group's id")?;
-        let id: Arc<str> = Arc::from(crate::schema::pool_name(reader, id_node, &id_path)?);
-        if id.as_ref() == "none" || groups.iter().any(|g| g.id == id) {
-            let message = format!(
-                "`{id}` names another group already (or is `none`, which selects bills of no group)"
-            );
+        let id: Arc<str> = Arc::from(group_id(reader, id_node, &id_path)?);
+        if groups.iter().any(|g| g.id == id) {
+            let message = format!("`{id}` names another group already");
             return Err(reader.invalid(id_node, &id_path, message));
         }
         let name = match table.get("name") {
@@ -44,18 +42,14 @@ pub fn diseases(
             table.require(reader, "codes", "the group's disease codes")?;
         let mut codes = Vec::new();
         for (item, item_path) in reader.one_or_many(codes_node, &codes_path) {
-            let code = reader.text(item, &item_path)?;
-            if !is_disease_code(code) {
-                let message = format!(
-                    "`{code}` is not a disease code: 1 to {DISEASE_CODE_MAX} of letters, digits, \
-                     `.`, `-` and `_`"
-                );
-                return Err(reader.invalid(item, &item_path, message));
-            }
-            let code: Arc<str> = Arc::from(code);
+            let code = disease_code(reader, item, &item_path)?;
             if let Some(other) = seen.insert(Arc::clone(&code), Arc::clone(&id)) {
                 // A code in two groups would let two rules of a tier apply to one bill.
-                let message = format!("disease `{code}` is in group `{other}` already");
+                let message = if other == id {
+                    format!("disease `{code}` is listed twice in this group")
+                } else {
+                    format!("disease `{code}` is in group `{other}` already")
+                };
                 return Err(reader.invalid(item, &item_path, message));
             }
             codes.push(code);
@@ -79,6 +73,39 @@ pub fn diseases(
     }
     reader.diseases = groups.iter().map(|g| Arc::clone(&g.id)).collect();
     Ok(groups)
+}
+
+/// A disease code, in upper case: codes are compared without regard to letter case (`I10.x00`
+/// is `I10.X00`).
+fn disease_code(reader: &Reader, node: &Node, path: &str) -> Result<Arc<str>, PolicyError> {
+    let code = reader.text(node, path)?;
+    if !is_disease_code(code) {
+        let message = format!(
+            "`{code}` is not a disease code: 1 to {DISEASE_CODE_MAX} of letters, digits, `.`, `-` \
+             and `_`"
+        );
+        return Err(reader.invalid(node, path, message));
+    }
+    Ok(Arc::from(code.to_ascii_uppercase()))
+}
+
+/// A group's id: as a pool's, and not `none`.
+fn group_id(reader: &Reader, node: &Node, path: &str) -> Result<String, PolicyError> {
+    let id = reader.text(node, path)?;
+    let ok = !id.is_empty()
+        && id.len() <= 32
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !ok {
+        let message = format!("a disease group id `{id}` must be 1 to 32 of a-z, 0-9 and _");
+        return Err(reader.invalid(node, path, message));
+    }
+    if id == "none" {
+        let message = "`none` selects bills of no group in `when.disease`: name the group \
+            otherwise"
+            .to_owned();
+        return Err(reader.invalid(node, path, message));
+    }
+    Ok(id.to_owned())
 }
 
 /// `when.disease`: group ids, or `none` for bills of no group.

@@ -863,7 +863,7 @@ fn round_at(
     Ok(round_at)
 }
 
-pub(crate) fn pool_name(reader: &Reader, node: &Node, path: &str) -> Result<String, PolicyError> {
+fn pool_name(reader: &Reader, node: &Node, path: &str) -> Result<String, PolicyError> {
     let name = reader.text(node, path)?;
     let ok = !name.is_empty()
         && name.len() <= 32

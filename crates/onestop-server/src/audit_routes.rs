@@ -30,6 +30,7 @@ struct AuditLogQuery {
     from: Option<String>,
     to: Option<String>,
     after: Option<String>,
+    action: Option<String>,
     limit: Option<u32>,
 }
 
@@ -50,8 +51,7 @@ fn store_query(query: AuditLogQuery, home: onestop_core::Region) -> Result<Audit
     };
     let limit = query.limit.unwrap_or(audit::PAGE_DEFAULT);
     if !(1..=audit::PAGE_MAX).contains(&limit) {
-        let message =
-            format!("limit {limit} is not between 1 and {} (查询参数错误)", audit::PAGE_MAX);
+        let message = format!("limit {limit} is not between 1 and {}", audit::PAGE_MAX);
         return Err(invalid("limit", message));
     }
     let from = query.from.as_deref().map(|text| day(text, "from")).transpose()?;
@@ -61,7 +61,10 @@ fn store_query(query: AuditLogQuery, home: onestop_core::Region) -> Result<Audit
     {
         return Err(invalid("to", format!("the period ends ({to}) before it starts ({from})")));
     }
-    let until = to.map(|to| to.tomorrow().map_err(|_| invalid("to", format!("{to} is too late"))));
+    let until = to.map(|to| {
+        let message = format!("{to} is too late: the last day is 9999-12-30");
+        to.tomorrow().map_err(|_| invalid("to", message))
+    });
     let after = match query.after {
         None => None,
         Some(cursor) => match audit::parse_cursor(&cursor) {
@@ -74,16 +77,35 @@ fn store_query(query: AuditLogQuery, home: onestop_core::Region) -> Result<Audit
             }
         },
     };
-    let nonempty = |value: Option<String>| value.filter(|v| !v.is_empty());
+    let action = match query.action.as_deref() {
+        None => None,
+        Some(code) => Some(audit::AuditAction::parse(code).ok_or_else(|| {
+            let codes: Vec<&str> = audit::AuditAction::ALL.iter().map(|a| a.code()).collect();
+            let message =
+                format!("`{code}` is not an action; expected one of: {}", codes.join(", "));
+            invalid("action", message)
+        })?),
+    };
     Ok(AuditQuery {
         region: region.to_string(),
-        person_id: nonempty(query.person_id),
-        actor: nonempty(query.actor),
+        person_id: filter(query.person_id, "person_id")?,
+        actor: filter(query.actor, "actor")?,
+        action,
         from: from.map(|d| d.to_string()),
         until: until.transpose()?.map(|d| d.to_string()),
         after,
         limit,
     })
+}
+
+/// A filter as given; an empty one is refused, so that it never reads the whole region.
+fn filter(value: Option<String>, field: &str) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(value) if value.trim().is_empty() => {
+            Err(invalid(field, format!("`{field}` is empty: leave it out to read every one")))
+        }
+        other => Ok(other),
+    }
 }
 
 async fn audit_log(

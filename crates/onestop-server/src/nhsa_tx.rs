@@ -380,9 +380,7 @@ fn visit_info(tx: &mut dyn Tx, actor: &Institution, input: &Value) -> Result<Out
     if let Some(code) = text(node, "dise_codg") {
         let disease = match onestop_api::claim::parse_disease(Some(&Scalar(code))) {
             Ok(disease) => disease,
-            Err(rejection) => {
-                return Ok(Err(Failure(format!("病种编码无效 {}", rejection.message))));
-            }
+            Err(rejection) => return Ok(Err(ServiceError::from(rejection).into())),
         };
         tx.set_visit_disease(&visit.key, &visit_id, disease.as_deref())?;
     }

@@ -129,6 +129,9 @@ pub struct AuditQuery {
     pub until: Option<String>,
     /// The `(at, audit_id)` of the last row already read.
     pub after: Option<(String, String)>,
+    /// Only rows of this action; `None` is every action but [`AuditAction::ReadAuditLog`], so
+    /// that reading the log does not grow what is read.
+    pub action: Option<AuditAction>,
     /// At most this many rows.
     pub limit: u32,
 }
@@ -148,6 +151,10 @@ impl AuditQuery {
             if let Some(value) = value {
                 conditions.push((condition, value));
             }
+        }
+        match self.action {
+            Some(action) => conditions.push((" AND action = #", action.code())),
+            None => conditions.push((" AND action <> #", AuditAction::ReadAuditLog.code())),
         }
         if let Some((at, audit_id)) = &self.after {
             conditions.push((" AND (at > #", at));
@@ -191,8 +198,8 @@ pub fn list(
         let error = ServiceError::new(
             ServiceCode::Forbidden,
             format!(
-                "only the agency and auditors of region {} read its audit log (无权限); `{}` is \
-                 {} of region {}",
+                "only the agency and auditors of region {} read its audit log; `{}` is an {} of \
+                 region {}",
                 query.region,
                 actor.institution_id,
                 actor.role.code(),
@@ -202,11 +209,15 @@ pub fn list(
         return Ok(Err(error));
     }
     assert!((1..=PAGE_MAX).contains(&query.limit));
-    // One more row than asked says whether there is a next page.
+    // One more row than asked says whether more follow.
     let mut rows = tx.audit_rows(&AuditQuery { limit: query.limit + 1, ..query.clone() })?;
     let more = rows.len() > query.limit as usize;
     rows.truncate(query.limit as usize);
-    let next = more.then(|| rows.last().map(|r| cursor(&r.at, &r.audit_id))).flatten();
+    // The cursor after the last row, to read on now or later; the one given for an empty page.
+    let next = match rows.last() {
+        Some(row) => Some(cursor(&row.at, &row.audit_id)),
+        None => query.after.as_ref().map(|(at, audit_id)| cursor(at, audit_id)),
+    };
     let mut read: Vec<&str> = rows.iter().map(|r| r.person_id.as_str()).collect();
     read.sort_unstable();
     read.dedup();
@@ -217,7 +228,7 @@ pub fn list(
         tx.audit(&key, &actor.institution_id, AuditAction::ReadAuditLog, &detail, &env.now)?;
     }
     let entries = rows.into_iter().map(entry).collect();
-    Ok(Ok(AuditLogDto { region: query.region.clone(), entries, next }))
+    Ok(Ok(AuditLogDto { region: query.region.clone(), entries, more, next }))
 }
 
 /// The cursor of the page after the row `(at, audit_id)`: opaque, and safe in a URL as it is
@@ -236,7 +247,7 @@ pub fn parse_cursor(text: &str) -> Option<(String, String)> {
 
 /// What an audit-log read asked for, for its own audit row.
 fn audit_detail(query: &AuditQuery) -> String {
-    let mut detail = String::from("audit log");
+    let mut detail = format!("audit log of region {}", query.region);
     if let Some(person_id) = &query.person_id {
         detail.push_str(&format!(" of person {person_id}"));
     }
@@ -249,6 +260,13 @@ fn audit_detail(query: &AuditQuery) -> String {
     if let Some(until) = &query.until {
         detail.push_str(&format!(" before {until}"));
     }
+    if let Some(action) = query.action {
+        detail.push_str(&format!(", action {}", action.code()));
+    }
+    if let Some((at, _)) = &query.after {
+        detail.push_str(&format!(", after {at}"));
+    }
+    detail.push_str(&format!(", limit {}", query.limit));
     detail
 }
 
@@ -311,7 +329,8 @@ mod tests {
         let (clause, args) = query.clause(|n| format!("${n}"));
         assert_eq!(
             clause,
-            "region = $1 AND actor = $2 AND at < $3 AND (at > $4 OR (at = $5 AND audit_id > $6))"
+            "region = $1 AND actor = $2 AND at < $3 AND action <> $4 AND (at > $5 OR (at = $6 AND \
+             audit_id > $7))"
         );
         assert_eq!(
             args,
@@ -319,6 +338,7 @@ mod tests {
                 "110000",
                 "H1",
                 "2026-01-02",
+                "read_audit_log",
                 "2026-01-01T09:00:00.000+08:00",
                 "2026-01-01T09:00:00.000+08:00",
                 "ab"

@@ -158,9 +158,12 @@ pub fn mask_id_number(id_number: &str) -> String {
     if chars.len() <= 10 {
         return "*".repeat(chars.len());
     }
-    let middle = "*".repeat(chars.len() - 10);
+    // The last four of an 18-digit number (sequence and check digit) or the last three of a
+    // 15-digit one (sequence): never a digit of the birth date.
+    let kept = if chars.len() == 15 { 3 } else { 4 };
+    let middle = "*".repeat(chars.len() - 6 - kept);
     let head: String = chars[..6].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
+    let tail: String = chars[chars.len() - kept..].iter().collect();
     format!("{head}{middle}{tail}")
 }
 
@@ -505,8 +508,17 @@ pub(crate) fn postings_from_json(
 #[cfg(test)]
 mod tests {
     use super::{
-        AssistanceCategory as C, AssistanceEntry, Date, assistance_on, postings_from_json,
+        AssistanceCategory as C, AssistanceEntry, Date, assistance_on, mask_id_number,
+        postings_from_json,
     };
+
+    #[test]
+    fn masked_identity_numbers_show_no_digit_of_the_birth_date() {
+        assert_eq!(mask_id_number("110101197001011234"), "110101********1234");
+        assert_eq!(mask_id_number("11010119700101123X"), "110101********123X");
+        assert_eq!(mask_id_number("110105491231002"), "110105******002");
+        assert_eq!(mask_id_number("1234567890"), "**********");
+    }
 
     /// A list row: its import (in the order imported), category, start and end (`None` open).
     fn row(import: u8, category: C, from: &str, to: Option<&str>) -> AssistanceEntry {

@@ -41,17 +41,17 @@ pub fn person_view(
     key: &PersonKey,
     year: i16,
 ) -> Result<Answer<PersonViewDto>> {
-    person_view_as(tx, env, actor, key, year, AuditAction::ReadPerson)
+    person_view_as(tx, env, actor, key, year, (AuditAction::ReadPerson, format!("year {year}")))
 }
 
-/// A person as [`person_view`] shows them, audited as `action`.
+/// A person as [`person_view`] shows them, audited as `action` with what it did.
 fn person_view_as(
     tx: &mut dyn Tx,
     env: &Env<'_>,
     actor: &Institution,
     key: &PersonKey,
     year: i16,
-    action: AuditAction,
+    (action, what): (AuditAction, String),
 ) -> Result<Answer<PersonViewDto>> {
     if actor.role != Role::Institution && actor.region != key.region {
         return Ok(Err(forbidden(actor)));
@@ -74,7 +74,7 @@ fn person_view_as(
     let assistance = crate::model::assistance_on(&tx.assistance(key)?, today)
         .map(|category| category.code().to_owned());
     let ytd = YtdDto::from_core(&tx.accumulators(key, year)?);
-    let detail = format!("year {year}, id number {}", mask_id_number(&person.id_number));
+    let detail = format!("{what}, id number {}", mask_id_number(&person.id_number));
     tx.audit(key, &actor.institution_id, action, &detail, &env.now)?;
     Ok(Ok(PersonViewDto {
         person_id: key.person_id.clone(),
@@ -217,7 +217,14 @@ pub fn register_person(
     for enrolment in &enrolments {
         tx.upsert_enrolment(&row.key, enrolment)?;
     }
-    person_view_as(tx, env, actor, &row.key, env.today.year(), AuditAction::RegisterPerson)
+    let years: Vec<String> = enrolments.iter().map(|e| e.year.to_string()).collect();
+    let what = if years.is_empty() {
+        "registered".to_owned()
+    } else {
+        format!("registered, enrolled {}", years.join(", "))
+    };
+    let audited = (AuditAction::RegisterPerson, what);
+    person_view_as(tx, env, actor, &row.key, env.today.year(), audited)
 }
 
 /// A registration of a known person that sends another account balance than theirs: refused,
