@@ -169,7 +169,7 @@ impl AuditQuery {
     }
 
     /// The whole statement, its limit the argument after the clause's: one statement per shape
-    /// of the clause (at most 32), so that prepared statements are reused.
+    /// of the clause (at most 64), so that prepared statements are reused.
     pub(crate) fn select(&self, mark: impl Fn(usize) -> String) -> (String, Vec<&str>) {
         let (clause, args) = self.clause(&mark);
         let sql = format!(
