@@ -193,6 +193,7 @@ impl SettlementDto {
         let by_component = Component::ALL.iter().map(|c| {
             (c.code().to_owned(), settlement.personal_by_component[c.index()].to_string())
         });
+        let group = insured.disease_group(bill.disease.as_deref()).map(|(_, g)| g);
         SettlementDto {
             date_of_service: bill.date_of_service.to_string(),
             insured_region: claim.person.insured_region.to_string(),
@@ -201,12 +202,8 @@ impl SettlementDto {
             level: bill.level.code().to_owned(),
             admission_number: settlement.admission_number,
             disease: bill.disease.clone(),
-            disease_group: insured
-                .disease_group(bill.disease.as_deref())
-                .map(|(_, group)| group.id.to_string()),
-            disease_group_name: insured
-                .disease_group(bill.disease.as_deref())
-                .map(|(_, group)| group.name.clone()),
+            disease_group: group.map(|g| g.id.to_string()),
+            disease_group_name: group.map(|g| g.name.clone()),
             scheme: claim.person.scheme().code().to_owned(),
             category: claim.person.category.code().to_owned(),
             insured_policy: PolicyRefDto::from_core(insured),
