@@ -265,6 +265,21 @@ pub struct AuditEntryDto {
     /// What was read or changed: a visit, settlement or filing id, a year; identity numbers
     /// masked.
     pub detail: String,
+    /// The interface the request came by (渠道): `v1` (this API), `nhsa` (the national
+    /// interface, directly or forwarded by another node) or `local` (a command run on the
+    /// server). Absent for rows written before channels were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// The national interface's transaction number (`infno`), for `nhsa`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub infno: Option<String>,
+    /// The national interface's message id (`msgid`), for `nhsa`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msgid: Option<String>,
+    /// True when a repeated `msgid` was answered with the first answer (重发应答): the data was
+    /// sent again, so the read is recorded again.
+    #[serde(default)]
+    pub replayed: bool,
 }
 
 /// `POST /v1/reconciliation`: a hospital's own totals for a day (对账), and, when they do not

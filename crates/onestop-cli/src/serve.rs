@@ -159,7 +159,10 @@ pub async fn issue(
 ) -> Result<String, String> {
     let (now, today) = onestop_server::timestamp(&onestop_server::system_clock());
     let credential = store
-        .write(move |tx| people::register(tx, &Env { book: &book, now: now.clone(), today }, &who))
+        .write(move |tx| {
+            let channel = onestop_store::audit::Channel::Local;
+            people::register(tx, &Env { book: &book, now: now.clone(), today, channel }, &who)
+        })
         .await
         .map_err(|e| e.to_string())?
         .map_err(|refused| format!("{} ({})", refused.body.message, refused.body.code))?;

@@ -18,8 +18,9 @@ use axum::response::Response;
 use onestop_core::Region;
 use onestop_nhsa::envelope::Request;
 use onestop_nhsa::{crypto, envelope};
+use onestop_store::audit::Channel;
 use onestop_store::model::{NhsaKeys, NhsaMessage};
-use onestop_store::{Institution, Role, people};
+use onestop_store::{Env, Institution, Role, people};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -358,7 +359,8 @@ async fn answer_forwarded(
 }
 
 /// Answers the message in one transaction with the record of its `msgid`: a repeated `msgid`
-/// replays the first answer.
+/// replays the first answer. A replayed read of a person's data is audited again (its read is
+/// run again for its audit rows, and its answer dropped): the data was sent again.
 async fn transact(
     state: &AppState,
     institution: Institution,
@@ -370,12 +372,27 @@ async fn transact(
     let (state2, received2) = (state.clone(), received.to_owned());
     let region = request2.mdtrtarea_admvs.clone();
     crate::routes::write(state, move |tx, env| {
+        let (infno, msgid) = (request2.infno.clone(), request2.msgid.clone());
+        let channel = Channel::Nhsa { infno, msgid, replayed: false };
+        let mut env = Env { channel, ..env.clone() };
         if let Some(message) = tx.nhsa_message(&institution.institution_id, &request2.msgid)? {
             return Ok(match replay(&message, &sha) {
-                Ok(first) => first,
+                Ok(first) => {
+                    let answered = first["infcode"].as_i64() == Some(0);
+                    if answered && AUDITED_READS.contains(&request2.infno.as_str()) {
+                        if let Channel::Nhsa { replayed, .. } = &mut env.channel {
+                            *replayed = true;
+                        }
+                        // Its answer is dropped: the first one is sent.
+                        let _again =
+                            crate::nhsa_tx::dispatch(tx, &env, &institution, &request2, &value)?;
+                    }
+                    first
+                }
                 Err(refused) => envelope_json(&state2, &received2, region.as_deref(), Err(refused)),
             });
         }
+        let env = &env;
         let outcome = crate::nhsa_tx::dispatch(tx, env, &institution, &request2, &value)?;
         let envelope = envelope_json(&state2, &received2, region.as_deref(), outcome);
         tx.insert_nhsa_message(&NhsaMessage {
@@ -396,6 +413,9 @@ async fn transact(
         }
     })
 }
+
+/// The transactions that read a person's data and write nothing but their audit rows.
+const AUDITED_READS: [&str; 3] = ["1101", "5203", "5206"];
 
 /// What a message reversed by 2601 before it arrived is recorded with, in place of its
 /// request's hash (followed by the reversing msgid).

@@ -260,6 +260,7 @@ const OPERATIONS: &[Operation] = &[
             ("region", "query"),
             ("person_id", "query"),
             ("actor", "query"),
+            ("action", "query"),
             ("from", "query"),
             ("to", "query"),
             ("after", "query"),

@@ -12,6 +12,7 @@ use onestop_api::service::{
     RegisterPersonRequest, SettleRequest,
 };
 use onestop_api::{Format, ServiceCode, ServiceError, read_document};
+use onestop_store::audit::Channel;
 use onestop_store::model::FilingStatus;
 use onestop_store::model::StoredResponse;
 use onestop_store::{Env, Idempotency, PersonKey, filings, import, ops, people, reports, visits};
@@ -159,7 +160,8 @@ fn stored(response: StoredResponse) -> Result<Response, ApiError> {
     Ok(json_response(response.status, response.body.into_inner()?))
 }
 
-/// Runs `work` in one write transaction with the request's environment.
+/// Runs `work` in one write transaction with the request's environment (a request of the JSON
+/// API: the national interface names its own channel).
 pub(crate) async fn write<T, F>(state: &AppState, mut work: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
@@ -168,7 +170,7 @@ where
     let (now, today) = state.now();
     let book = state.book.clone();
     let write = move |tx: &mut dyn onestop_store::Tx| {
-        work(tx, &Env { book: &book, now: now.clone(), today })
+        work(tx, &Env { book: &book, now: now.clone(), today, channel: Channel::Api })
     };
     Ok(state.store.write(write).await?)
 }
@@ -182,7 +184,10 @@ where
 {
     let (now, today) = state.now();
     let book = state.book.clone();
-    Ok(state.store.read(move |tx| work(tx, &Env { book: &book, now, today })).await?)
+    let read = move |tx: &mut dyn onestop_store::Tx| {
+        work(tx, &Env { book: &book, now, today, channel: Channel::Api })
+    };
+    Ok(state.store.read(read).await?)
 }
 
 /// `ok`, or `degraded` (503) for a minute after the store failed, with its error: what a

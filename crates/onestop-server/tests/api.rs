@@ -34,7 +34,12 @@ async fn spawn_app() -> App {
             ("2024-06-10T09:00:00+08:00".into(), onestop_core::Date::constant(2024, 6, 10));
         onestop_store::people::register(
             tx,
-            &onestop_store::Env { book: &env_book, now, today },
+            &onestop_store::Env {
+                book: &env_book,
+                now,
+                today,
+                channel: onestop_store::audit::Channel::Local,
+            },
             &langfang,
         )
     });
@@ -852,18 +857,18 @@ async fn the_audit_log_shows_who_read_a_persons_visits_and_settlements() {
         app.call("GET", "/v1/audit-log?person_id=P0001&actor=H11010500001", agency, None).await;
     assert_eq!(status, 200, "{page}");
     let entries = page["entries"].as_array().expect("entries");
-    let seen: Vec<(&str, &str, &str)> = entries
+    let seen: Vec<(&str, &str, &str, &str)> = entries
         .iter()
         .map(|e| {
             let text = |field: &str| e[field].as_str().unwrap_or_default();
-            (text("action"), text("action_zh"), text("detail"))
+            (text("action"), text("action_zh"), text("detail"), text("channel"))
         })
         .collect();
     assert_eq!(
         seen,
         [
-            ("read_visit", "查询就诊信息", &*visit_id),
-            ("read_settlement", "查询结算信息", settlement_id)
+            ("read_visit", "查询就诊信息", &*visit_id, "v1"),
+            ("read_settlement", "查询结算信息", settlement_id, "v1")
         ],
         "{page}"
     );

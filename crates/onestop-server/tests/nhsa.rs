@@ -511,6 +511,63 @@ async fn a_repeated_msgid_replays_the_first_answer_and_never_settles_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_read_is_audited_again_naming_its_message() {
+    let service = start().await;
+    let (his, visit) = ready_visit(&service).await;
+    let settled = his.ok("2207", json!({"data": {"psn_no": "P1", "mdtrt_id": visit}})).await;
+    let setl_id = settled["setlinfo"]["setl_id"].clone();
+    let reads = [
+        ("1101", json!({"data": {"certno": "110101198001011111"}}), "M-1101"),
+        (
+            "5203",
+            json!({"data": {"psn_no": "P1", "setl_id": setl_id, "mdtrt_id": visit}}),
+            "M-5203",
+        ),
+        ("5206", json!({"data": {"psn_no": "P1"}}), "M-5206"),
+    ];
+    for (infno, input, msgid) in &reads {
+        let first = his.call_with(infno, input.clone(), msgid).await;
+        assert_eq!(first["infcode"], 0, "{first}");
+        let again = his.call_with(infno, input.clone(), msgid).await;
+        assert_eq!(again, first, "{infno}: the first answer, byte for byte");
+    }
+    // A refused read sends no data: its replay is not audited either.
+    let unknown = json!({"data": {"certno": "110101198001019999"}});
+    for _ in 0..2 {
+        assert_eq!(his.call_with("1101", unknown.clone(), "M-404").await["infcode"], -1);
+    }
+    let path = "/v1/audit-log?actor=H11010500009&limit=1000";
+    let log = service.v1(reqwest::Method::GET, path, &service.agency, None).await;
+    let seen: Vec<(String, String, String, bool)> = log["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["channel"] == "nhsa" && e["infno"] != "2207")
+        .map(|e| {
+            let text = |field: &str| e[field].as_str().unwrap_or_default().to_owned();
+            (text("action"), text("infno"), text("msgid"), e["replayed"] == true)
+        })
+        .collect();
+    // 5203 reads the settlement and the person it names.
+    let expected: Vec<(String, String, String, bool)> = reads
+        .iter()
+        .flat_map(|(infno, _, msgid)| {
+            let actions: &[&str] = match *infno {
+                "5203" => &["read_settlement", "read_person"],
+                _ => &["read_person"],
+            };
+            [false, true].into_iter().flat_map(move |replayed| {
+                actions.iter().map(move |action| {
+                    ((*action).to_owned(), (*infno).to_owned(), (*msgid).to_owned(), replayed)
+                })
+            })
+        })
+        .collect();
+    assert_eq!(seen, expected, "{log}");
+    assert!(!log.to_string().contains("M-404"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_maintenance_window_stops_the_regions_messages_but_not_the_institutions_own() {
     let service = start().await;
     let (his, visit) = ready_visit(&service).await;

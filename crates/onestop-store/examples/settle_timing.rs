@@ -9,7 +9,12 @@ use onestop_core::{Date, HospitalLevel, Region};
 use onestop_store::{Env, Idempotency, Institution, Role, Store, ops, people, visits};
 
 fn env(book: &onestop_core::PolicyBook) -> Env<'_> {
-    Env { book, now: "2024-06-10T09:00:00+08:00".into(), today: Date::constant(2024, 6, 10) }
+    Env {
+        book,
+        now: "2024-06-10T09:00:00+08:00".into(),
+        today: Date::constant(2024, 6, 10),
+        channel: onestop_store::audit::Channel::Local,
+    }
 }
 
 #[tokio::main]

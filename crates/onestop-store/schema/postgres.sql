@@ -185,6 +185,9 @@ CREATE TABLE IF NOT EXISTS audit_log (
     actor TEXT NOT NULL,
     action TEXT NOT NULL,
     detail TEXT NOT NULL,
+    -- The interface the request came by: `v1`, `nhsa:INFNO:MSGID` (`nhsa-replay:...` when a
+    -- repeated msgid was answered with the first answer), `local`; empty before version 5.
+    channel TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (region, person_id, audit_id)
 );
 -- The audit log read by actor (who read what) and by time (what was read on a day).
@@ -298,4 +301,4 @@ CREATE TABLE IF NOT EXISTS nhsa_keys (
 );
 
 -- The schema's version, written once; a later version migrates from it (postgres_migrate_v*.sql).
-INSERT INTO schema_version (version) SELECT 4 WHERE NOT EXISTS (SELECT 1 FROM schema_version);
+INSERT INTO schema_version (version) SELECT 5 WHERE NOT EXISTS (SELECT 1 FROM schema_version);

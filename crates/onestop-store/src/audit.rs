@@ -83,6 +83,84 @@ impl AuditAction {
             _ => AuditAction::ALL.into_iter().find(|a| a.code() == code),
         }
     }
+
+    /// The code this action was written with before the actions had codes of their own.
+    fn legacy_code(self) -> Option<&'static str> {
+        match self {
+            AuditAction::ApproveFiling => Some("approved"),
+            AuditAction::WithdrawFiling => Some("withdrawn"),
+            _ => None,
+        }
+    }
+}
+
+/// The interface a request came by (渠道), as its audit rows name it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Channel {
+    /// The JSON API (`/v1`).
+    Api,
+    /// The national interface (`/fsi`, or forwarded by another node): the transaction's number
+    /// and the message's id; `replayed` when a repeated `msgid` was answered with the first
+    /// answer.
+    Nhsa { infno: String, msgid: String, replayed: bool },
+    /// A command run on the server itself (`onestop serve --register`, a test).
+    Local,
+}
+
+impl Channel {
+    /// The text stored in the audit row's `channel` column.
+    pub fn stored(&self) -> String {
+        match self {
+            Channel::Api => "v1".into(),
+            Channel::Local => "local".into(),
+            Channel::Nhsa { infno, msgid, replayed: false } => format!("nhsa:{infno}:{msgid}"),
+            Channel::Nhsa { infno, msgid, replayed: true } => {
+                format!("nhsa-replay:{infno}:{msgid}")
+            }
+        }
+    }
+
+    /// The channel a stored text names; `None` for rows written before channels were kept
+    /// (stored as the empty text).
+    pub fn parse(stored: &str) -> Option<Channel> {
+        match stored {
+            "v1" => Some(Channel::Api),
+            "local" => Some(Channel::Local),
+            _ => {
+                let mut parts = stored.splitn(3, ':');
+                let replayed = match parts.next()? {
+                    "nhsa" => false,
+                    "nhsa-replay" => true,
+                    _ => return None,
+                };
+                let infno = parts.next()?.to_owned();
+                let msgid = parts.next()?.to_owned();
+                Some(Channel::Nhsa { infno, msgid, replayed })
+            }
+        }
+    }
+}
+
+/// Writes an audit row about the person: `actor` did `action` (`detail` says to what) now, by
+/// the request's channel.
+pub fn record(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    key: &PersonKey,
+    actor: &str,
+    action: AuditAction,
+    detail: &str,
+) -> Result<()> {
+    tx.insert_audit(&AuditRow {
+        region: key.region_text(),
+        person_id: key.person_id.clone(),
+        audit_id: new_audit_id(),
+        at: env.now.clone(),
+        actor: actor.to_owned(),
+        action: action.code().to_owned(),
+        detail: detail.to_owned(),
+        channel: env.channel.stored(),
+    })
 }
 
 /// The last audit id's clock reading, in microseconds since 1970.
@@ -114,6 +192,8 @@ pub struct AuditRow {
     pub actor: String,
     pub action: String,
     pub detail: String,
+    /// [`Channel::stored`]; empty for rows written before channels were kept.
+    pub channel: String,
 }
 
 /// Which audit rows to read: those of one insured region, narrowed by person, actor and days,
@@ -153,7 +233,13 @@ impl AuditQuery {
             }
         }
         match self.action {
-            Some(action) => conditions.push((" AND action = #", action.code())),
+            Some(action) => match action.legacy_code() {
+                Some(legacy) => {
+                    conditions.push((" AND (action = #", action.code()));
+                    conditions.push((" OR action = #)", legacy));
+                }
+                None => conditions.push((" AND action = #", action.code())),
+            },
             None => conditions.push((" AND action <> #", AuditAction::ReadAuditLog.code())),
         }
         if let Some((at, audit_id)) = &self.after {
@@ -169,11 +255,12 @@ impl AuditQuery {
     }
 
     /// The whole statement, its limit the argument after the clause's: one statement per shape
-    /// of the clause (at most 64), so that prepared statements are reused.
+    /// of the clause (at most 96), so that prepared statements are reused.
     pub(crate) fn select(&self, mark: impl Fn(usize) -> String) -> (String, Vec<&str>) {
         let (clause, args) = self.clause(&mark);
         let sql = format!(
-            "SELECT region, person_id, audit_id, at, actor, action, detail FROM audit_log \
+            "SELECT region, person_id, audit_id, at, actor, action, detail, channel FROM \
+            audit_log \
             WHERE {clause} ORDER BY at, audit_id LIMIT {}",
             mark(args.len() + 1)
         );
@@ -225,7 +312,7 @@ pub fn list(
         let key = PersonKey::new(actor.region, person_id)
             .ok_or_else(|| crate::tx::StoreError::Corrupt(format!("person id `{person_id}`")))?;
         let detail = audit_detail(query);
-        tx.audit(&key, &actor.institution_id, AuditAction::ReadAuditLog, &detail, &env.now)?;
+        record(tx, env, &key, &actor.institution_id, AuditAction::ReadAuditLog, &detail)?;
     }
     let entries = rows.into_iter().map(entry).collect();
     Ok(Ok(AuditLogDto { region: query.region.clone(), entries, more, next }))
@@ -272,6 +359,7 @@ fn audit_detail(query: &AuditQuery) -> String {
 
 fn entry(row: AuditRow) -> AuditEntryDto {
     let action = AuditAction::parse(&row.action);
+    let channel = Channel::parse(&row.channel);
     AuditEntryDto {
         at: row.at,
         actor: row.actor,
@@ -280,6 +368,20 @@ fn entry(row: AuditRow) -> AuditEntryDto {
         person_id: row.person_id,
         insured_region: row.region,
         detail: row.detail,
+        channel: channel.as_ref().map(|c| match c {
+            Channel::Api => "v1".to_owned(),
+            Channel::Nhsa { .. } => "nhsa".to_owned(),
+            Channel::Local => "local".to_owned(),
+        }),
+        infno: match &channel {
+            Some(Channel::Nhsa { infno, .. }) => Some(infno.clone()),
+            _ => None,
+        },
+        msgid: match &channel {
+            Some(Channel::Nhsa { msgid, .. }) => Some(msgid.clone()),
+            _ => None,
+        },
+        replayed: matches!(channel, Some(Channel::Nhsa { replayed: true, .. })),
     }
 }
 
@@ -344,5 +446,34 @@ mod tests {
                 "ab"
             ]
         );
+    }
+
+    #[test]
+    fn a_filing_action_also_reads_the_rows_written_under_its_old_code() {
+        let query = AuditQuery {
+            region: "110000".into(),
+            action: Some(AuditAction::ApproveFiling),
+            limit: 10,
+            ..AuditQuery::default()
+        };
+        let (clause, args) = query.clause(|n| format!("?{n}"));
+        assert_eq!(clause, "region = ?1 AND (action = ?2 OR action = ?3)");
+        assert_eq!(args, ["110000", "approve_filing", "approved"]);
+    }
+
+    #[test]
+    fn every_channel_reads_back_from_what_is_stored() {
+        let channels = [
+            Channel::Api,
+            Channel::Local,
+            Channel::Nhsa { infno: "1101".into(), msgid: "H1:2026:01".into(), replayed: false },
+            Channel::Nhsa { infno: "5203".into(), msgid: "M-1".into(), replayed: true },
+        ];
+        for channel in channels {
+            assert_eq!(Channel::parse(&channel.stored()), Some(channel.clone()), "{channel:?}");
+        }
+        for unknown in ["", "v2", "nhsa", "nhsa:1101", "fax:1:2"] {
+            assert_eq!(Channel::parse(unknown), None, "{unknown}");
+        }
     }
 }

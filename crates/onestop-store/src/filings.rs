@@ -93,7 +93,7 @@ pub fn file(
     filing.filing_id = make_id(IdKind::Filing, &key, tx.next_seq(&key)?);
     tx.insert_filing(&filing)?;
     let detail = format!("{} {} to {}", filing.filing_id, filing.kind.code(), filing.destination);
-    tx.audit(&key, &actor.institution_id, AuditAction::File, &detail, &env.now)?;
+    crate::audit::record(tx, env, &key, &actor.institution_id, AuditAction::File, &detail)?;
     Ok(Ok(dto(&filing)))
 }
 
@@ -184,7 +184,7 @@ pub fn set_status(
         FilingStatus::Withdrawn => AuditAction::WithdrawFiling,
         FilingStatus::Approved | FilingStatus::Pending => AuditAction::ApproveFiling,
     };
-    tx.audit(&filing.key, &actor.institution_id, action, filing_id, &env.now)?;
+    crate::audit::record(tx, env, &filing.key, &actor.institution_id, action, filing_id)?;
     Ok(Ok(dto(&filing)))
 }
 
@@ -220,7 +220,7 @@ pub fn list(
     filings.retain(|f| home || f.destination == actor.region);
     filings.sort_by_key(|f| parse_seq(&f.filing_id));
     let detail = format!("{} filings", filings.len());
-    tx.audit(key, &actor.institution_id, AuditAction::ReadFilings, &detail, &env.now)?;
+    crate::audit::record(tx, env, key, &actor.institution_id, AuditAction::ReadFilings, &detail)?;
     Ok(Ok(filings.iter().map(dto).collect()))
 }
 

@@ -20,13 +20,17 @@ use crate::tx::{Result, Tx};
 /// A business answer: the value, or the error to send.
 pub type Answer<T> = std::result::Result<T, ServiceError>;
 
-/// What every operation may need besides the transaction: the policies and the time.
+/// What every operation may need besides the transaction: the policies, the time and the
+/// request's channel.
+#[derive(Clone)]
 pub struct Env<'a> {
     pub book: &'a PolicyBook,
     /// Now, as an RFC 3339 timestamp (booking time, audit).
     pub now: String,
     /// Today in the service's time zone (booking day, reconciliation).
     pub today: Date,
+    /// The interface the request came by, for its audit rows.
+    pub channel: crate::audit::Channel,
 }
 
 /// The idempotency key of a request and the hash of what it asked.
@@ -623,7 +627,7 @@ pub fn get_settlement(
     };
     let dto = stored_dto(&row)?;
     let action = crate::audit::AuditAction::ReadSettlement;
-    tx.audit(&key, &actor.institution_id, action, settlement_id, &env.now)?;
+    crate::audit::record(tx, env, &key, &actor.institution_id, action, settlement_id)?;
     Ok(Ok(record(&row, reversed_by, dto)))
 }
 

@@ -75,7 +75,7 @@ fn person_view_as(
         .map(|category| category.code().to_owned());
     let ytd = YtdDto::from_core(&tx.accumulators(key, year)?);
     let detail = format!("{what}, id number {}", mask_id_number(&person.id_number));
-    tx.audit(key, &actor.institution_id, action, &detail, &env.now)?;
+    crate::audit::record(tx, env, key, &actor.institution_id, action, &detail)?;
     Ok(Ok(PersonViewDto {
         person_id: key.person_id.clone(),
         insured_region: key.region_text(),

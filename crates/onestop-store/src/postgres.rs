@@ -31,6 +31,7 @@ const SCHEMA: &str = include_str!("../schema/postgres.sql");
 const MIGRATE_V1: &str = include_str!("../schema/postgres_migrate_v1.sql");
 const MIGRATE_V2: &str = include_str!("../schema/postgres_migrate_v2.sql");
 const MIGRATE_V3: &str = include_str!("../schema/postgres_migrate_v3.sql");
+const MIGRATE_V4: &str = include_str!("../schema/postgres_migrate_v4.sql");
 const CITUS: &str = include_str!("../schema/citus.sql");
 /// Serializes the schema setup of stores opening at once (`pg_advisory_xact_lock`); an
 /// arbitrary key, the ASCII of "onestop".
@@ -234,6 +235,7 @@ fn apply_schema(client: &mut ::postgres::Client) -> Result<()> {
     transaction.batch_execute(SCHEMA)?;
     transaction.batch_execute(MIGRATE_V2)?;
     transaction.batch_execute(MIGRATE_V3)?;
+    transaction.batch_execute(MIGRATE_V4)?;
     transaction.commit()?;
 
     let mut transaction = client.transaction()?;

@@ -719,19 +719,20 @@ impl Tx for PgTx<'_, '_> {
         Ok(())
     }
 
-    fn audit(
-        &mut self,
-        key: &PersonKey,
-        actor: &str,
-        action: crate::audit::AuditAction,
-        detail: &str,
-        now: &str,
-    ) -> Result<()> {
-        let audit_id = crate::audit::new_audit_id();
+    fn insert_audit(&mut self, row: &crate::audit::AuditRow) -> Result<()> {
         self.execute(
-            "INSERT INTO audit_log (region, person_id, audit_id, at, actor, action, detail) \
-            VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[&key.region_text(), &key.person_id, &audit_id, &now, &actor, &action.code(), &detail],
+            "INSERT INTO audit_log (region, person_id, audit_id, at, actor, action, detail, \
+            channel) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &row.region,
+                &row.person_id,
+                &row.audit_id,
+                &row.at,
+                &row.actor,
+                &row.action,
+                &row.detail,
+                &row.channel,
+            ],
         )?;
         Ok(())
     }
@@ -756,6 +757,7 @@ impl Tx for PgTx<'_, '_> {
                 actor: row.get(4),
                 action: row.get(5),
                 detail: row.get(6),
+                channel: row.get(7),
             })
             .collect())
     }

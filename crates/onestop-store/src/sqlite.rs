@@ -34,6 +34,7 @@ pub(crate) const SCHEMA: &str = include_str!("../schema/sqlite.sql");
 const MIGRATE_V1: &str = include_str!("../schema/sqlite_migrate_v1.sql");
 const MIGRATE_V2: &str = include_str!("../schema/sqlite_migrate_v2.sql");
 const MIGRATE_V3: &str = include_str!("../schema/sqlite_migrate_v3.sql");
+const MIGRATE_V4: &str = include_str!("../schema/sqlite_migrate_v4.sql");
 
 /// A request for the writer: run inside the group's transaction (again, if the group has to
 /// run again without a request that failed after its savepoint), then told how the commit went.
@@ -254,7 +255,13 @@ fn apply_schema(conn: &Connection) -> Result<()> {
         if conn.query_row(v3, [], |row| row.get::<_, bool>(0))? {
             conn.execute_batch(MIGRATE_V3)?;
         }
-        conn.execute_batch("UPDATE schema_version SET version = 4 WHERE version < 4")
+        // Versions up to 4 are the only ones whose audit rows have no `channel`.
+        let v4 = "SELECT NOT EXISTS (SELECT 1 FROM pragma_table_info('audit_log') WHERE name = \
+            'channel')";
+        if conn.query_row(v4, [], |row| row.get::<_, bool>(0))? {
+            conn.execute_batch(MIGRATE_V4)?;
+        }
+        conn.execute_batch("UPDATE schema_version SET version = 5 WHERE version < 5")
     })();
     match applied {
         Ok(()) => Ok(conn.execute_batch("COMMIT")?),

@@ -196,14 +196,7 @@ impl Tx for WriterTx<'_, '_> {
             response: &StoredResponse,
             now: &str
         ) -> Result<()>;
-        fn audit(
-            &mut self,
-            key: &PersonKey,
-            actor: &str,
-            action: crate::audit::AuditAction,
-            detail: &str,
-            now: &str
-        ) -> Result<()>;
+        fn insert_audit(&mut self, row: &crate::audit::AuditRow) -> Result<()>;
         fn audit_rows(
             &mut self,
             query: &crate::audit::AuditQuery

@@ -216,15 +216,8 @@ pub trait Tx {
         now: &str,
     ) -> Result<()>;
 
-    /// Writes an audit row about the person.
-    fn audit(
-        &mut self,
-        key: &PersonKey,
-        actor: &str,
-        action: crate::audit::AuditAction,
-        detail: &str,
-        now: &str,
-    ) -> Result<()>;
+    /// Writes an audit row (see [`crate::audit::record`]).
+    fn insert_audit(&mut self, row: &crate::audit::AuditRow) -> Result<()>;
     /// Audit rows in time order (`at`, then `audit_id`), at most `query.limit` of them.
     fn audit_rows(
         &mut self,

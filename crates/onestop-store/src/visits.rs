@@ -251,7 +251,7 @@ pub fn get_visit(
         Err(error) => return Ok(Err(error)),
     };
     let action = crate::audit::AuditAction::ReadVisit;
-    tx.audit(&visit.key, &actor.institution_id, action, visit_id, &env.now)?;
+    crate::audit::record(tx, env, &visit.key, &actor.institution_id, action, visit_id)?;
     view(tx, env, &visit).map(Ok)
 }
 

@@ -202,8 +202,12 @@ async fn adding_lines_waits_for_a_settlement_of_the_person() {
         let (book, actor) = (Arc::clone(&book), hospital.clone());
         let added = store
             .write(move |tx| {
-                let env =
-                    Env { book: &book, now: "now".into(), today: Date::constant(2024, 6, 10) };
+                let env = Env {
+                    book: &book,
+                    now: "now".into(),
+                    today: Date::constant(2024, 6, 10),
+                    channel: onestop_store::audit::Channel::Local,
+                };
                 visits::add_lines(tx, &env, &actor, &visit_id, &request)
             })
             .await

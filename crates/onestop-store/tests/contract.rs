@@ -12,6 +12,7 @@ use onestop_api::service::{
 use onestop_api::wire::Scalar;
 use onestop_api::{ErrorBody, LineDto};
 use onestop_core::{Date, Fen, HospitalLevel, PolicyBook, Region};
+use onestop_store::audit::Channel;
 use onestop_store::model::{FilingStatus, StoredResponse};
 use onestop_store::{
     Env, Idempotency, Institution, Role, Store, clearing, filings, ops, people, visits,
@@ -37,7 +38,12 @@ fn book() -> Arc<PolicyBook> {
 }
 
 fn env(book: &PolicyBook) -> Env<'_> {
-    Env { book, now: "2024-06-10T09:00:00+08:00".into(), today: Date::constant(2024, 6, 10) }
+    Env {
+        book,
+        now: "2024-06-10T09:00:00+08:00".into(),
+        today: Date::constant(2024, 6, 10),
+        channel: Channel::Api,
+    }
 }
 
 fn institution(id: &str, role: Role, level: Option<HospitalLevel>) -> Institution {
@@ -474,6 +480,7 @@ async fn clearing_statements_add_up_to_the_ledger_month_by_month() {
                     book: &book,
                     now: "2024-07-02T09:00:00+08:00".into(),
                     today: Date::constant(2024, 7, 2),
+                    channel: Channel::Api,
                 };
                 ops::cancel(
                     tx,

@@ -1,8 +1,8 @@
-//! A version 1 database (the journal in two tables of its own) opens as version 4 (the journal
-//! inside the settlement rows) with every posting and counter where it was, on both stores; a
-//! version 2 database (visitor settlements without their scheme) opens as version 4 with its
-//! visitor settlements kept; a version 3 database (visits without their disease) opens as
-//! version 4 with its visits kept.
+//! Each older version opens as version 5, on both stores, with what it kept where it was:
+//! version 1 (the journal in two tables of its own) with every posting and counter moved inside
+//! the settlement rows; version 2 (visitor settlements without their scheme) with its visitor
+//! settlements; version 3 (visits without their disease) with its visits; version 4 (audit rows
+//! without their channel) with its audit rows.
 
 mod support;
 
@@ -54,7 +54,7 @@ async fn check_migrated(store: &Store) {
         })
         .await
         .expect("read the migrated store");
-    assert_eq!(version, ["4"], "{}", store.kind());
+    assert_eq!(version, ["5"], "{}", store.kind());
     assert_eq!(
         ledger,
         [
@@ -106,7 +106,7 @@ async fn a_version_1_sqlite_file_opens_with_its_journal_moved_into_the_settlemen
     let store = Store::open(&url).expect("migrate");
     check_migrated(&store).await;
     drop(store);
-    // Opening again finds version 4 and changes nothing.
+    // Opening again finds version 5 and changes nothing.
     let store = Store::open(&url).expect("reopen");
     check_migrated(&store).await;
 }
@@ -170,7 +170,7 @@ async fn check_v2_migrated(store: &Store) {
         })
         .await
         .expect("read the migrated store");
-    assert_eq!(version, ["4"], "{}", store.kind());
+    assert_eq!(version, ["5"], "{}", store.kind());
     assert_eq!(visitors.len(), 1, "{}", store.kind());
     assert_eq!(visitors[0].scheme, None, "{}", store.kind());
     assert_eq!(visitors[0].fund_total, onestop_core::Fen(700), "{}", store.kind());
@@ -187,12 +187,12 @@ async fn check_v2_migrated(store: &Store) {
 }
 
 #[tokio::test]
-async fn a_version_2_sqlite_file_opens_as_version_4_with_its_visitor_settlements() {
+async fn a_version_2_sqlite_file_opens_as_version_5_with_its_visitor_settlements() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("v2.sqlite");
     let url = format!("sqlite:{}", path.display());
     drop(Store::open(&url).expect("create"));
-    // Version 2 is the current version without the visitors' scheme.
+    // Version 2 is (for this test) the current version without the visitors' scheme.
     let conn = rusqlite::Connection::open(&path).expect("open");
     conn.execute_batch("ALTER TABLE visitor_settlements DROP COLUMN scheme").expect("drop");
     conn.execute_batch(V2_VISITOR).expect("version 2 rows");
@@ -201,7 +201,7 @@ async fn a_version_2_sqlite_file_opens_as_version_4_with_its_visitor_settlements
 }
 
 #[tokio::test]
-async fn a_version_2_postgres_database_opens_as_version_4_with_its_visitor_settlements() {
+async fn a_version_2_postgres_database_opens_as_version_5_with_its_visitor_settlements() {
     let Some(server) = support::postgres_server() else { return };
     let url = tokio::task::spawn_blocking(move || support::fresh_database(&server))
         .await
@@ -235,18 +235,18 @@ async fn check_v3_migrated(store: &Store) {
         })
         .await
         .expect("read the migrated store");
-    assert_eq!(version, ["4"], "{}", store.kind());
+    assert_eq!(version, ["5"], "{}", store.kind());
     let visit = visit.expect("the visit is kept");
     assert_eq!((visit.visit_type.code(), visit.disease), ("chronic_outpatient", None));
 }
 
 #[tokio::test]
-async fn a_version_3_sqlite_file_opens_as_version_4_with_its_visits() {
+async fn a_version_3_sqlite_file_opens_as_version_5_with_its_visits() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("v3.sqlite");
     let url = format!("sqlite:{}", path.display());
     drop(Store::open(&url).expect("create"));
-    // Version 3 is version 4 without the visits' disease.
+    // Version 3 is (for this test) the current version without the visits' disease.
     let conn = rusqlite::Connection::open(&path).expect("open");
     conn.execute_batch("ALTER TABLE visits DROP COLUMN disease").expect("drop");
     conn.execute_batch(V3_VISIT).expect("version 3 rows");
@@ -255,7 +255,7 @@ async fn a_version_3_sqlite_file_opens_as_version_4_with_its_visits() {
 }
 
 #[tokio::test]
-async fn a_version_3_postgres_database_opens_as_version_4_with_its_visits() {
+async fn a_version_3_postgres_database_opens_as_version_5_with_its_visits() {
     let Some(server) = support::postgres_server() else { return };
     let url = tokio::task::spawn_blocking(move || support::fresh_database(&server))
         .await
@@ -270,4 +270,60 @@ async fn a_version_3_postgres_database_opens_as_version_4_with_its_visits() {
     .await
     .expect("prepare version 3");
     check_v3_migrated(&Store::open(&url).expect("migrate")).await;
+}
+
+/// An audit row as version 4 recorded it (no channel).
+const V4_AUDIT: &str = "
+INSERT INTO audit_log (region, person_id, audit_id, at, actor, action, detail) VALUES
+    ('110000', 'P1', '0001', '2024-06-10T09:00:00.000+08:00', 'H1', 'read_person', 'year 2024');
+UPDATE schema_version SET version = 4;";
+
+async fn check_v4_migrated(store: &Store) {
+    let query = onestop_store::audit::AuditQuery {
+        region: "110000".into(),
+        limit: 10,
+        ..Default::default()
+    };
+    let (version, rows) = store
+        .read(move |tx| {
+            let version = tx.query_strings("SELECT CAST(version AS TEXT) FROM schema_version")?;
+            Ok((version, tx.audit_rows(&query)?))
+        })
+        .await
+        .expect("read the migrated store");
+    assert_eq!(version, ["5"], "{}", store.kind());
+    let kept: Vec<_> = rows.iter().map(|r| (r.audit_id.as_str(), r.channel.as_str())).collect();
+    assert_eq!(kept, [("0001", "")], "{}", store.kind());
+}
+
+#[tokio::test]
+async fn a_version_4_sqlite_file_opens_as_version_5_with_its_audit_rows() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("v4.sqlite");
+    let url = format!("sqlite:{}", path.display());
+    drop(Store::open(&url).expect("create"));
+    // Version 4 is (for this test) the current version without the audit rows' channel.
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    conn.execute_batch("ALTER TABLE audit_log DROP COLUMN channel").expect("drop");
+    conn.execute_batch(V4_AUDIT).expect("version 4 rows");
+    drop(conn);
+    check_v4_migrated(&Store::open(&url).expect("migrate")).await;
+}
+
+#[tokio::test]
+async fn a_version_4_postgres_database_opens_as_version_5_with_its_audit_rows() {
+    let Some(server) = support::postgres_server() else { return };
+    let url = tokio::task::spawn_blocking(move || support::fresh_database(&server))
+        .await
+        .expect("a database");
+    drop(Store::open(&url).expect("create"));
+    let url4 = url.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut client = postgres::Client::connect(&url4, postgres::NoTls).expect("connect");
+        client.batch_execute("ALTER TABLE audit_log DROP COLUMN channel").expect("drop");
+        client.batch_execute(V4_AUDIT).expect("version 4 rows");
+    })
+    .await
+    .expect("prepare version 4");
+    check_v4_migrated(&Store::open(&url).expect("migrate")).await;
 }

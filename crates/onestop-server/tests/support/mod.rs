@@ -36,6 +36,7 @@ pub async fn store_with_agency(
                 book: &env_book,
                 now: "2024-06-10T09:00:00+08:00".into(),
                 today: Date::constant(2024, 6, 10),
+                channel: onestop_store::audit::Channel::Local,
             };
             people::register(tx, &env, &agency)
         })
