@@ -11,7 +11,7 @@ use std::ops::Not;
 use onestop_core::{Category, Region, VisitType};
 use onestop_nhsa::envelope::{Request, text, text_any};
 use onestop_nhsa::{codes, setl};
-use onestop_store::model::{IdKind, LineOrigin, parse_id};
+use onestop_store::model::{IdKind, LineOrigin, id_check_matches, parse_id};
 use onestop_store::tx::Result;
 use onestop_store::{Env, Idempotency, Institution, PersonKey, Tx, ops, people, visits};
 use serde_json::{Map, Value, json};
@@ -174,7 +174,7 @@ fn find_person(
 ) -> Result<std::result::Result<PersonKey, Failure>> {
     let region = request.insuplc_admdvs.as_deref().and_then(Region::parse).unwrap_or(actor.region);
     let number = text(node, "certno").or_else(|| text(node, "mdtrt_cert_no")).unwrap_or_default();
-    let found = tx.persons_by_id_number(&region.to_string(), &number.to_ascii_uppercase())?;
+    let found = people::persons_by_id_number(tx, &region.to_string(), &number)?;
     if let [key] = found.as_slice() {
         return Ok(Ok(key.clone()));
     }
@@ -186,6 +186,13 @@ fn find_person(
     }
     match PersonKey::new(region, &number) {
         Some(key) if tx.person(&key, false)?.is_some() => Ok(Ok(key)),
+        _ if number.len() == 18 && !id_check_matches(&number.to_ascii_uppercase()) => {
+            Ok(Err(Failure(format!(
+                "未查询到参保人，证件号码校验码不符 no person with this credential in region \
+                 {region}, and its check character does not match its other 17 digits (GB \
+                 11643): a digit may be mistyped"
+            ))))
+        }
         _ => Ok(Err(Failure(format!(
             "未查询到参保人 no person with this credential in region {region}"
         )))),

@@ -511,6 +511,31 @@ async fn a_repeated_msgid_replays_the_first_answer_and_never_settles_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_15_digit_certno_finds_the_person_and_a_bad_check_character_is_named() {
+    let service = start().await;
+    let (his, _) = ready_visit(&service).await;
+    let body = json!({
+        "person_id": "P15", "name": "参保人", "id_number": "11010519491231002X",
+        "birth_date": "1949-12-31", "gender": "1", "account_balance": "0",
+        "enrolments": [{"year": 2024, "category": "retired"}]
+    });
+    service.v1(reqwest::Method::POST, "/v1/persons", &service.agency, Some(body)).await;
+    let found = his.ok("1101", json!({"data": {"certno": "110105491231002"}})).await;
+    assert_eq!(found["baseinfo"]["psn_no"], "P15", "{found}");
+    // One digit mistyped: the check character tells.
+    let mistyped = his.call("1101", json!({"data": {"certno": "110105194912310024"}})).await;
+    assert_eq!(mistyped["infcode"], -1, "{mistyped}");
+    let message = mistyped["err_msg"].as_str().unwrap_or_default();
+    assert!(message.starts_with("未查询到参保人，证件号码校验码不符"), "{message}");
+    // A number whose check character matches is only not found.
+    let unknown = his.call("1101", json!({"data": {"certno": "110105194912310046"}})).await;
+    assert_eq!(
+        unknown["err_msg"],
+        "未查询到参保人 no person with this credential in region 110000"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_read_is_audited_again_naming_its_message() {
     let service = start().await;
     let (his, visit) = ready_visit(&service).await;

@@ -139,7 +139,8 @@ impl PersonRow {
 }
 
 /// Whether `number` is written as an identity number: 15 digits (the old numbers), or 17
-/// digits and a check character, a digit or X. The check character itself is not verified.
+/// digits and a check character, a digit or X. The check character itself is not verified
+/// here (see [`id_check_matches`]).
 pub fn is_identity_number(number: &str) -> bool {
     let number = number.as_bytes();
     match number.len() {
@@ -150,6 +151,43 @@ pub fn is_identity_number(number: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// The check character of an 18-character identity number's first 17 digits (GB 11643, ISO 7064
+/// MOD 11-2). `None` unless they are 17 ASCII digits.
+pub fn id_check_character(first17: &str) -> Option<char> {
+    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    const CHECK: [char; 11] = ['1', '0', 'X', '9', '8', '7', '6', '5', '4', '3', '2'];
+    if first17.len() != 17 || !first17.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let sum: u32 = first17.bytes().zip(WEIGHTS).map(|(b, w)| u32::from(b - b'0') * w).sum();
+    Some(CHECK[(sum % 11) as usize])
+}
+
+/// Whether an 18-character identity number's check character matches its other 17 digits.
+pub fn id_check_matches(number: &str) -> bool {
+    number.len() == 18 && id_check_character(&number[..17]) == number[17..].chars().next()
+}
+
+/// The ways one person's identity number may be written (uppercase): itself and, for an old
+/// 15-digit number (born in the 1900s, no check character), its 18-character form; for an
+/// 18-character number of the 1900s whose check character matches, its old 15-digit form. A
+/// number written either way finds a person registered under the other.
+pub fn identity_number_forms(number: &str) -> Vec<String> {
+    let number = number.to_ascii_uppercase();
+    let digits = number.bytes().all(|b| b.is_ascii_digit());
+    let other = if number.len() == 15 && digits {
+        let first17 = format!("{}19{}", &number[..6], &number[6..]);
+        id_check_character(&first17).map(|check| format!("{first17}{check}"))
+    } else if is_identity_number(&number) && &number[6..8] == "19" && id_check_matches(&number) {
+        Some(format!("{}{}", &number[..6], &number[8..17]))
+    } else {
+        None
+    };
+    let mut forms = vec![number];
+    forms.extend(other);
+    forms
 }
 
 /// Masks an identity number for logs: the first six and last four characters stay.
@@ -518,6 +556,28 @@ mod tests {
         assert_eq!(mask_id_number("11010119700101123X"), "110101********123X");
         assert_eq!(mask_id_number("110105491231002"), "110105******002");
         assert_eq!(mask_id_number("1234567890"), "**********");
+    }
+
+    #[test]
+    fn an_old_15_digit_number_and_its_18_character_form_are_one_number() {
+        use super::{id_check_character, id_check_matches, identity_number_forms};
+        // The standard's own example (GB 11643-1999).
+        assert_eq!(id_check_character("11010519491231002"), Some('X'));
+        assert!(id_check_matches("11010519491231002X"));
+        assert!(!id_check_matches("110105194912310021"));
+        assert_eq!(
+            identity_number_forms("110105491231002"),
+            ["110105491231002", "11010519491231002X"]
+        );
+        assert_eq!(
+            identity_number_forms("11010519491231002x"),
+            ["11010519491231002X", "110105491231002"]
+        );
+        // A number whose check character does not match, or of the 2000s, has one form.
+        assert_eq!(identity_number_forms("110105194912310021"), ["110105194912310021"]);
+        assert_eq!(identity_number_forms("110105200912310028"), ["110105200912310028"]);
+        assert_eq!(identity_number_forms("P0001"), ["P0001"]);
+        assert_eq!(id_check_character("1101051949123100"), None);
     }
 
     /// A list row: its import (in the order imported), category, start and end (`None` open).

@@ -197,18 +197,8 @@ pub fn register_person(
             needy: enrolment.needy,
         });
     }
-    // An identity number names one person of the region: the import of assistance lists and
-    // the national interface (by `certno`) find people by it.
-    let region = row.key.region_text();
-    tx.lock_name(&format!("id_number:{region}:{}", row.id_number))?;
-    let holders = tx.persons_by_id_number(&region, &row.id_number)?;
-    if let Some(other) = holders.iter().find(|key| key.person_id != row.key.person_id) {
-        let message = format!(
-            "the identity number {} is already person {}'s in region {region}",
-            mask_id_number(&row.id_number),
-            other.person_id
-        );
-        return Ok(Err(person_invalid("id_number", message)));
+    if let Some(error) = id_number_taken(tx, &row)? {
+        return Ok(Err(error));
     }
     if let Some(error) = balance_changed(tx, &row, request)? {
         return Ok(Err(error));
@@ -225,6 +215,27 @@ pub fn register_person(
     };
     let audited = (AuditAction::RegisterPerson, what);
     person_view_as(tx, env, actor, &row.key, env.today.year(), audited)
+}
+
+/// An identity number names one person of the region: the import of assistance lists and the
+/// national interface (by `certno`) find people by it. Written as an old 15-digit number or as
+/// its 18-character form, it is one number: the lock is on the 18-character form, so that two
+/// registrations of one number serialize.
+fn id_number_taken(tx: &mut dyn Tx, row: &PersonRow) -> Result<Option<ServiceError>> {
+    let region = row.key.region_text();
+    let forms = crate::model::identity_number_forms(&row.id_number);
+    let lock = forms.iter().find(|f| f.len() == 18).unwrap_or(&forms[0]);
+    tx.lock_name(&format!("id_number:{region}:{lock}"))?;
+    let holders = persons_by_id_number(tx, &region, &row.id_number)?;
+    let Some(other) = holders.iter().find(|key| key.person_id != row.key.person_id) else {
+        return Ok(None);
+    };
+    let message = format!(
+        "the identity number {} is already person {}'s in region {region}",
+        mask_id_number(&row.id_number),
+        other.person_id
+    );
+    Ok(Some(person_invalid("id_number", message)))
 }
 
 /// A registration of a known person that sends another account balance than theirs: refused,
@@ -252,6 +263,24 @@ fn balance_changed(
         ),
     );
     Ok(Some(ServiceError::from(rejection.field("account_balance"))))
+}
+
+/// The people of a region with an identity number, however it is written: an old 15-digit
+/// number finds the person registered under its 18-character form, and the other way round.
+pub fn persons_by_id_number(
+    tx: &mut dyn Tx,
+    region: &str,
+    id_number: &str,
+) -> Result<Vec<PersonKey>> {
+    let mut found = Vec::new();
+    for form in crate::model::identity_number_forms(id_number) {
+        for key in tx.persons_by_id_number(region, &form)? {
+            if !found.contains(&key) {
+                found.push(key);
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Registers an institution of the agency's region; the token is returned once.
@@ -345,7 +374,7 @@ pub fn import_assistance(
     let region = actor.region.to_string();
     let mut keys = Vec::with_capacity(rows.len());
     for row in rows {
-        let mut found = tx.persons_by_id_number(&region, &row.id_number)?;
+        let mut found = persons_by_id_number(tx, &region, &row.id_number)?;
         match found.pop() {
             Some(key) if found.is_empty() => keys.push(key),
             Some(key) => {

@@ -575,6 +575,59 @@ async fn a_later_assistance_list_ends_an_entitlement_even_in_the_same_instant() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_15_digit_number_finds_the_person_registered_under_its_18_character_form() {
+    use onestop_core::AssistanceCategory;
+    use onestop_store::import::ListRow;
+    for store in stores().await {
+        let world = World::new(store).await;
+        world.person("P0002", "working_age", "11010519491231002X").await;
+        // The civil-affairs list still writes the old number.
+        let rows = [ListRow {
+            row: 2,
+            id_number: "110105491231002".into(),
+            category: AssistanceCategory::SubsistenceAllowance,
+            effective_from: Date::constant(2024, 1, 1),
+            effective_to: None,
+        }];
+        let (agency, book) = (world.agency.clone(), Arc::clone(&world.book));
+        let imported = world
+            .store
+            .write(move |tx| people::import_assistance(tx, &env(&book), &agency, "l.csv", &rows))
+            .await
+            .expect("store");
+        assert_eq!(imported.expect("imported").rows, 1);
+        let (agency, book) = (world.agency.clone(), Arc::clone(&world.book));
+        let key = onestop_store::PersonKey::new(BEIJING, "P0002").expect("key");
+        let person = world
+            .store
+            .write(move |tx| people::person_view(tx, &env(&book), &agency, &key, 2024))
+            .await
+            .expect("store")
+            .expect("found");
+        assert_eq!(person.assistance.as_deref(), Some("subsistence_allowance"));
+        // Another person under the old form of the same number is refused.
+        let request = RegisterPersonRequest {
+            person_id: "P0003".into(),
+            name: "李四".into(),
+            id_number: "110105491231002".into(),
+            birth_date: "1949-12-31".into(),
+            gender: "1".into(),
+            enrolments: vec![],
+            ..Default::default()
+        };
+        let (agency, book) = (world.agency.clone(), Arc::clone(&world.book));
+        let refused = world
+            .store
+            .write(move |tx| people::register_person(tx, &env(&book), &agency, &request))
+            .await
+            .expect("store")
+            .expect_err("one number, two people");
+        assert_eq!(refused.code(), "person_invalid", "{refused:?}");
+        assert!(refused.body.message.contains("already person P0002's"), "{refused:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admission_settled_again_after_a_refund_keeps_its_number_and_deductible() {
     for store in stores().await {
         let world = World::new(store).await;
