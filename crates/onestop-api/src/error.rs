@@ -57,6 +57,10 @@ service_codes! {
         "The institution must be registered.";
     PersonNotEnrolled = "person_not_enrolled", 422, "人员未参保",
         "The person must be enrolled (scheme and category) for the year of the date of service.";
+    VisitTypeChangeInvalid = "visit_type_change_invalid", 409, "医疗类别不可变更",
+        "An admission stays an admission and an outpatient visit an outpatient one: only the \
+         kind within each changes (普通门诊 to 门诊慢特病, 住院 to 日间手术 ...). Withdraw the \
+         visit and open one of the other kind.";
     VisitNotOpen = "visit_not_open", 409, "就诊已结算",
         "Fee lines are added, removed and settled only while the visit is open; cancel its \
          settlement first.";

@@ -63,6 +63,27 @@ pub struct VisitDto {
     pub lines: Vec<VisitLineDto>,
 }
 
+/// `PATCH /v1/visits/{visit_id}`: change an open visit's kind or disease (就诊信息上传, as
+/// 2203 does). A field left out is left as it was.
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateVisitRequest {
+    /// Another visit type of the same kind (outpatient or inpatient).
+    pub visit: Option<Scalar>,
+    /// The disease treated (病种编码); `null` to name none.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub disease: Option<Option<Scalar>>,
+}
+
+/// A field that is present, even as `null` (`Some(None)`), unlike one left out (`None`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
 /// `POST /v1/visits/{visit_id}/lines`: upload fee lines (费用明细上传).
 #[derive(Clone, Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]

@@ -373,14 +373,8 @@ fn visit_info(tx: &mut dyn Tx, actor: &Institution, input: &Value) -> Result<Out
         };
         // An admission stays an admission and an outpatient visit an outpatient one: only the
         // kind within each changes (门诊慢特病 for 普通门诊, 住院 types among themselves).
-        let inpatient = |t: VisitType| t == VisitType::Inpatient;
-        if inpatient(visit_type) != inpatient(visit.visit_type) {
-            return Ok(Err(Failure(format!(
-                "医疗类别不符 med_type `{med_type}` would turn visit `{visit_id}` ({}) into {}; \
-                 withdraw it and open the other kind",
-                visit.visit_type.code(),
-                visit_type.code()
-            ))));
+        if let Err(why) = visits::kind_change(&visit_id, visit.visit_type, visit_type) {
+            return Ok(Err(Failure(format!("医疗类别不符 med_type `{med_type}`: {why}"))));
         }
         tx.set_visit_type(&visit.key, &visit_id, visit_type)?;
     }

@@ -138,6 +138,14 @@ const OPERATIONS: &[Operation] = &[
     ("post", "/v1/visits", "register a visit or admission", Some("OpenVisit"), "the visit", &[]),
     ("get", "/v1/visits/{visit_id}", "a visit and its lines (audited)", None, "the visit", VISIT),
     (
+        "patch",
+        "/v1/visits/{visit_id}",
+        "change an open visit's type (within its kind) or disease (as 2203 does)",
+        Some("UpdateVisit"),
+        "the visit",
+        VISIT,
+    ),
+    (
         "post",
         "/v1/visits/{visit_id}/lines",
         "upload fee lines",
@@ -289,14 +297,7 @@ fn schemas() -> Value {
     let rejection_codes = RejectionCode::ALL.iter().map(|c| c.code());
     let codes: Vec<&str> =
         rejection_codes.chain(ServiceCode::ALL.iter().map(|c| c.code())).collect();
-    let visits =
-        ["general_outpatient", "chronic_outpatient", "inpatient", "ltc_institutional", "ltc_home"];
-    let line = json!({ "type": "object", "required": ["class", "amount"], "properties": {
-        "code": { "type": "string" }, "name": { "type": "string" },
-        "class": { "type": "string", "enum": ["a", "b", "outside"] },
-        "quantity": { "type": "string" }, "unit_price": { "type": "string" },
-        "amount": { "type": "string" }, "price_limit": { "type": "string" } } });
-    json!({
+    let mut schemas = json!({
         "Error": { "type": "object", "required": ["code", "message"], "properties": {
             "code": { "type": "string", "enum": codes },
             "message": { "type": "string" },
@@ -319,14 +320,6 @@ fn schemas() -> Value {
                         "civil_servant": { "type": "boolean" },
                         "enterprise_supplementary": { "type": "boolean" },
                         "needy": { "type": "boolean" } } } } } },
-        "OpenVisit": { "type": "object", "properties": {
-            "person_id": { "type": "string" }, "insured_region": { "type": "string" },
-            "visit": { "type": "string", "enum": visits },
-            "date_of_service": { "type": "string", "format": "date" },
-            "admission_number": { "type": "integer" }, "disease": { "type": "string",
-                "pattern": "^[A-Za-z0-9._-]{1,30}$", "description": "病种编码" } } },
-        "AddLines": { "type": "object", "required": ["lines"],
-            "properties": { "lines": { "type": "array", "items": line } } },
         "Filing": { "type": "object", "required": ["person_id", "kind", "destination", "start"],
             "properties": { "person_id": { "type": "string" },
                 "kind": { "type": "string", "enum": FilingKind::ALL.iter().map(|k| k.code())
@@ -353,6 +346,35 @@ fn schemas() -> Value {
                 "reason": { "type": "string" } } },
         "Settle": { "type": "object",
             "properties": { "use_personal_account": { "type": "boolean" } } },
+    });
+    if let (Some(all), Value::Object(visits)) = (schemas.as_object_mut(), visit_schemas()) {
+        all.extend(visits);
+    }
+    schemas
+}
+
+/// The bodies of requests about visits.
+fn visit_schemas() -> Value {
+    let visits =
+        ["general_outpatient", "chronic_outpatient", "inpatient", "ltc_institutional", "ltc_home"];
+    let line = json!({ "type": "object", "required": ["class", "amount"], "properties": {
+        "code": { "type": "string" }, "name": { "type": "string" },
+        "class": { "type": "string", "enum": ["a", "b", "outside"] },
+        "quantity": { "type": "string" }, "unit_price": { "type": "string" },
+        "amount": { "type": "string" }, "price_limit": { "type": "string" } } });
+    json!({
+        "OpenVisit": { "type": "object", "properties": {
+            "person_id": { "type": "string" }, "insured_region": { "type": "string" },
+            "visit": { "type": "string", "enum": visits },
+            "date_of_service": { "type": "string", "format": "date" },
+            "admission_number": { "type": "integer" }, "disease": { "type": "string",
+                "pattern": "^[A-Za-z0-9._-]{1,30}$", "description": "病种编码" } } },
+        "UpdateVisit": { "type": "object", "properties": {
+            "visit": { "type": "string", "enum": visits },
+            "disease": { "type": ["string", "null"], "pattern": "^[A-Za-z0-9._-]{1,30}$",
+                "description": "病种编码; null names none" } } },
+        "AddLines": { "type": "object", "required": ["lines"],
+            "properties": { "lines": { "type": "array", "items": line } } },
     })
 }
 

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use onestop_api::service::{
     AddLinesRequest, FilingRequest, OpenVisitRequest, RegisterInstitutionRequest,
-    RegisterPersonRequest, SettleRequest,
+    RegisterPersonRequest, SettleRequest, UpdateVisitRequest,
 };
 use onestop_api::{Format, ServiceCode, ServiceError, read_document};
 use onestop_store::audit::Channel;
@@ -85,7 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/filings/{filing_id}/withdraw", post(withdraw_filing))
         .route("/v1/persons/{region}/{person_id}/filings", get(person_filings))
         .route("/v1/visits", post(open_visit))
-        .route("/v1/visits/{visit_id}", get(get_visit))
+        .route("/v1/visits/{visit_id}", get(get_visit).patch(update_visit))
         .route("/v1/visits/{visit_id}/lines", post(add_lines))
         .route("/v1/visits/{visit_id}/lines/{line_no}", delete(delete_line))
         .route("/v1/visits/{visit_id}/pre-settle", post(presettle))
@@ -417,6 +417,19 @@ async fn add_lines(
     let request: AddLinesRequest = parse(&body)?;
     let done =
         write(&state, move |tx, env| visits::add_lines(tx, env, &actor, &visit_id, &request))
+            .await?;
+    Ok(answer(200, done))
+}
+
+async fn update_visit(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(visit_id): Path<String>,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let request: UpdateVisitRequest = parse(&body)?;
+    let done =
+        write(&state, move |tx, env| visits::update_visit(tx, env, &actor, &visit_id, &request))
             .await?;
     Ok(answer(200, done))
 }

@@ -841,6 +841,55 @@ fn rusqlite_disk_full() -> onestop_store::tx::StoreError {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_visits_type_and_disease_change_and_a_settled_one_stays() {
+    let app = spawn_app().await;
+    let hospital = app.setup().await;
+    let visit_id = app.visit_with_lines(&hospital).await;
+    let path = format!("/v1/visits/{visit_id}");
+    let h = Some(hospital.as_str());
+    let (status, visit) = app.call("PATCH", &path, h, Some(json!({"disease": "e11.900"}))).await;
+    assert_eq!(
+        (status.as_u16(), &visit["disease"]),
+        (200, &json!("e11.900")),
+        "kept as written: {visit}"
+    );
+    assert_eq!(visit["visit"], "inpatient", "left out, left as it was: {visit}");
+    let (status, visit) = app.call("PATCH", &path, h, Some(json!({"disease": null}))).await;
+    assert_eq!(status, 200, "{visit}");
+    assert!(visit["disease"].is_null(), "null names none: {visit}");
+    let refusals = [
+        (json!({"visit": "general_outpatient"}), 409, "visit_type_change_invalid", Some("visit")),
+        (json!({"visit": "ltc_institutional"}), 409, "visit_type_change_invalid", Some("visit")),
+        (json!({"visit": "spa"}), 400, "visit_type_unknown", Some("visit")),
+        (json!({"disease": "E11 900"}), 400, "disease_invalid", Some("disease")),
+        (json!({"diagnosis": "E11"}), 400, "unknown_field", Some("diagnosis")),
+    ];
+    for (body, status, code, field) in refusals {
+        let (got, error) = app.call("PATCH", &path, h, Some(body.clone())).await;
+        assert_eq!((got.as_u16(), error["code"].as_str()), (status, Some(code)), "{body}: {error}");
+        assert_eq!(error["field"].as_str(), field, "{body}: {error}");
+    }
+    let (_, unchanged) = app.call("GET", &path, h, None).await;
+    assert!(unchanged["disease"].is_null(), "a refused change changes nothing: {unchanged}");
+    // Another hospital does not change it; a settled visit is not changed.
+    let (_, other) = app
+        .call(
+            "POST",
+            "/v1/institutions",
+            Some(&app.agency),
+            Some(json!({"institution_id": "H11010500002", "name": "另一医院", "level": "2"})),
+        )
+        .await;
+    let other = other["token"].as_str().expect("token").to_owned();
+    let (status, _) = app.call("PATCH", &path, Some(&other), Some(json!({"disease": "I10"}))).await;
+    assert_eq!(status, 403);
+    let (status, settled) = app.settle(&hospital, &visit_id, "k-patch").await;
+    assert_eq!(status, 200, "{settled}");
+    let (status, error) = app.call("PATCH", &path, h, Some(json!({"disease": "I10"}))).await;
+    assert_eq!((status.as_u16(), error["code"].as_str()), (409, Some("visit_not_open")), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_log_shows_who_read_a_persons_visits_and_settlements() {
     let app = spawn_app().await;
     let hospital = app.setup().await;

@@ -2,7 +2,9 @@
 //! line (明细撤销), look a visit up.
 
 use onestop_api::claim::{parse_date, parse_lines, parse_region};
-use onestop_api::service::{AddLinesRequest, OpenVisitRequest, VisitDto, VisitLineDto};
+use onestop_api::service::{
+    AddLinesRequest, OpenVisitRequest, UpdateVisitRequest, VisitDto, VisitLineDto,
+};
 use onestop_api::{ServiceCode, ServiceError};
 use onestop_core::claim::{ADMISSION_NUMBER_MAX, LINES_COUNT_MAX};
 use onestop_core::{Line, Rejection, RejectionCode, VisitType, classify_line};
@@ -171,6 +173,83 @@ pub fn cancel_visit(tx: &mut dyn Tx, actor: &Institution, visit_id: &str) -> Res
     tx.delete_lines_of_batch(&visit.key, visit_id, None)?;
     tx.set_visit_status(&visit.key, visit_id, VisitStatus::Cancelled)?;
     Ok(Ok(()))
+}
+
+/// Whether an open visit of type `from` may become `to`: an admission stays an admission, an
+/// outpatient visit an outpatient one and long-term care long-term care (only the type within
+/// each kind changes); `Err` says why not.
+pub fn kind_change(
+    visit_id: &str,
+    from: VisitType,
+    to: VisitType,
+) -> std::result::Result<(), String> {
+    let kind = |t: VisitType| match t {
+        VisitType::GeneralOutpatient | VisitType::ChronicOutpatient => 0,
+        VisitType::Inpatient => 1,
+        VisitType::LtcInstitutional | VisitType::LtcHome => 2,
+    };
+    if kind(from) == kind(to) {
+        return Ok(());
+    }
+    Err(format!(
+        "visit `{visit_id}` is {}: it cannot become {}; withdraw it and open one of the other kind",
+        from.code(),
+        to.code()
+    ))
+}
+
+/// Changes an open visit's type (within its kind) or disease (`PATCH /v1/visits/{id}`, as 2203
+/// does); a field left out stays as it was.
+pub fn update_visit(
+    tx: &mut dyn Tx,
+    env: &Env<'_>,
+    actor: &Institution,
+    visit_id: &str,
+    request: &UpdateVisitRequest,
+) -> Result<Answer<VisitDto>> {
+    let visit = match open_visit_of(tx, actor, visit_id)? {
+        Ok(visit) => visit,
+        Err(error) => return Ok(Err(error)),
+    };
+    let visit_type = match &request.visit {
+        None => None,
+        Some(text) => match VisitType::parse(text.as_str()) {
+            None => {
+                let message = format!(
+                    "`{}` is not a visit type; expected one of: {}",
+                    text.as_str(),
+                    VisitType::codes()
+                );
+                let rejection = Rejection::new(RejectionCode::VisitTypeUnknown, message);
+                return Ok(Err(rejection.field("visit").into()));
+            }
+            Some(to) => match kind_change(visit_id, visit.visit_type, to) {
+                Ok(()) => Some(to),
+                Err(why) => {
+                    let error = ServiceError::new(ServiceCode::VisitTypeChangeInvalid, why);
+                    return Ok(Err(error.field("visit")));
+                }
+            },
+        },
+    };
+    let disease = match &request.disease {
+        None => None,
+        Some(code) => match onestop_api::claim::parse_disease(code.as_ref()) {
+            Ok(disease) => Some(disease),
+            Err(rejection) => return Ok(Err(rejection.into())),
+        },
+    };
+    if let Some(to) = visit_type {
+        tx.set_visit_type(&visit.key, visit_id, to)?;
+    }
+    if let Some(disease) = &disease {
+        tx.set_visit_disease(&visit.key, visit_id, disease.as_deref())?;
+    }
+    let visit = match owned_visit(tx, actor, visit_id, false)? {
+        Ok(visit) => visit,
+        Err(error) => return Ok(Err(error)),
+    };
+    view(tx, env, &visit).map(Ok)
 }
 
 /// Appends fee lines to an open visit.
