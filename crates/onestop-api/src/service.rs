@@ -141,11 +141,15 @@ pub struct PersonViewDto {
     pub id_number: String,
     pub birth_date: String,
     pub gender: String,
+    /// Age on `as_of`.
     pub age: u8,
     pub account_balance: String,
     pub enrolment: Option<EnrolmentDto>,
-    /// The assistance-recipient category in force today, if any.
+    /// The assistance-recipient category in force on `as_of`, if any.
     pub assistance: Option<String>,
+    /// The day the age and assistance category are of: today, or the last day of a past year
+    /// asked for (`?year=`).
+    pub as_of: String,
     pub ytd: YtdDto,
 }
 

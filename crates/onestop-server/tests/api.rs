@@ -264,6 +264,11 @@ async fn concurrent_duplicate_submissions_settle_once() {
     let (_, person) =
         app.call("GET", "/v1/persons/110000/P0001?year=2024", Some(&hospital), None).await;
     assert_eq!(person["ytd"]["admissions"], "1");
+    assert_eq!((&person["as_of"], &person["age"]), (&json!("2024-06-10"), &json!(64)));
+    // A past year is shown as it ended.
+    let (_, person) =
+        app.call("GET", "/v1/persons/110000/P0001?year=2023", Some(&hospital), None).await;
+    assert_eq!((&person["as_of"], &person["age"]), (&json!("2023-12-31"), &json!(63)), "{person}");
 }
 
 /// A request (method, path, token, body) and the status and error code it must get.

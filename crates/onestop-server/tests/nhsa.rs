@@ -965,6 +965,7 @@ fn every_captured_sample_parses_and_replies_have_its_shape() {
         account_balance: "0".into(),
         enrolment: None,
         assistance: None,
+        as_of: String::new(),
         ytd: onestop_api::YtdDto::default(),
     });
     for key in info.as_object().expect("setlinfo").keys() {

@@ -70,8 +70,12 @@ fn person_view_as(
         enterprise_supplementary: e.enterprise_supplementary,
         needy: e.needy,
     });
-    let today = env.today;
-    let assistance = crate::model::assistance_on(&tx.assistance(key)?, today)
+    // A past year is shown as it ended (its last day); this year and later as of today.
+    let as_of = match onestop_core::Date::new(year, 12, 31).ok() {
+        Some(last_day) if last_day < env.today => last_day,
+        _ => env.today,
+    };
+    let assistance = crate::model::assistance_on(&tx.assistance(key)?, as_of)
         .map(|category| category.code().to_owned());
     let ytd = YtdDto::from_core(&tx.accumulators(key, year)?);
     let detail = format!("{what}, id number {}", mask_id_number(&person.id_number));
@@ -83,10 +87,11 @@ fn person_view_as(
         id_number: person.id_number.clone(),
         birth_date: person.birth_date.to_string(),
         gender: person.gender.clone(),
-        age: person.age_on(today),
+        age: person.age_on(as_of),
         account_balance: person.account_balance.to_string(),
         enrolment,
         assistance,
+        as_of: as_of.to_string(),
         ytd,
     }))
 }
