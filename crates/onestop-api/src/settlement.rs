@@ -437,6 +437,10 @@ fn tier_text(f: &mut fmt::Formatter<'_>, insured: &Policy, index: u16, step: &St
             };
             write!(f, "{cap}: {base} was left under the cap, {amount} not paid")
         }
+        StepKind::CeilingReached => write!(
+            f,
+            "封顶线以上 above the cost ceiling at {base}: {amount} in scope not paid by this tier"
+        ),
         StepKind::LimitedToRemaining => write!(
             f,
             "以个人负担为限 limited to the {base} the person still bore; {amount} not paid"

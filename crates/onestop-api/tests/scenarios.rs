@@ -473,3 +473,58 @@ fn an_adjustment_can_lift_a_rules_cap() {
     );
     check(&book, &claim("assistance = \"extreme_poverty\"\n"), &[("tier.assistance", "70000.00")]);
 }
+
+/// An employee scheme whose basic fund pays from the deductible up to 150,000 of the year's
+/// in-scope cost (封顶线 written as a cost), and a large-amount layer on what lies above it.
+const COST_CEILING: &str = "[policy]\nregion = \"990600\"\nname = \"t\"\n\
+    valid_from = \"2024-01-01\"\n[catalog]\nclass_b_first_self_pay = \"0%\"\n\
+    [[tiers]]\nid = \"basic\"\nkind = \"basic_pool\"\n\
+    [[tiers.rules]]\nwhen = { visit = \"inpatient\" }\n\
+    deductible = { per = \"admission\", by_admission = [\"1000\", \"500\"] }\n\
+    ratio = \"85%\"\nceiling = \"150000\"\n\
+    [[tiers]]\nid = \"large_amount\"\nkind = \"large_amount\"\n\
+    base = { components = \"above_cap\" }\n[[tiers.rules]]\nratio = \"90%\"\n";
+
+#[test]
+fn a_cost_ceiling_ends_the_basic_funds_bands_and_the_large_amount_layer_pays_above_it() {
+    let book =
+        PolicyBook::new(onestop_policy::load_str("c.toml", COST_CEILING).expect("c").snapshots);
+    let claim = |amount: &str, admission: u8, ytd: &str| {
+        format!(
+            "[bill]\ndate_of_service = \"2024-10-01\"\ntreatment_region = \"990600\"\n\
+             visit = \"inpatient\"\nlevel = \"3\"\nadmission_number = {admission}\n\
+             use_personal_account = false\nlines = [{{ class = \"a\", amount = \"{amount}\" }}]\n\
+             [person]\ninsured_region = \"990600\"\ncategory = \"in_service\"\nage = 46\n{ytd}"
+        )
+    };
+    // Below the ceiling it changes nothing: (20000 − 1000) × 85 % = 16150.
+    check(
+        &book,
+        &claim("20000", 1, ""),
+        &[("tier.basic", "16150.00"), ("tier.large_amount", "0.00")],
+    );
+    // A second admission, 100,000 in scope earlier: positions 100,500–180,000. The fund pays
+    // 85 % of 100,500–150,000 = 42,075; 30,000 lies above the ceiling: 90 % = 27,000.
+    let ytd = "[ytd]\nyear = 2024\nadmissions = 1\n[ytd.tiers.basic.inpatient]\n\
+        deductible_met = \"1000\"\nin_scope = \"100000\"\npaid = \"84150\"\n";
+    let settlement = check(
+        &book,
+        &claim("80000", 2, ytd),
+        &[
+            ("tier.basic", "42075.00"),
+            ("component.above_cap", "3000.00"),
+            ("tier.large_amount", "27000.00"),
+            ("cash", "10925.00"),
+        ],
+    );
+    let ceiling = settlement.steps.iter().find(|s| s.kind == StepKind::CeilingReached);
+    let ceiling = ceiling.expect("the ceiling is explained");
+    assert_eq!((ceiling.amount, ceiling.base), (Fen(3_000_000), Fen(15_000_000)));
+    // Wholly above it: the fund pays nothing, the layer 90 % of everything but the deductible.
+    let ytd = ytd.replace("in_scope = \"100000\"", "in_scope = \"160000\"");
+    check(
+        &book,
+        &claim("10000", 2, &ytd),
+        &[("tier.basic", "0.00"), ("tier.large_amount", "8550.00")],
+    );
+}

@@ -88,6 +88,9 @@ pub enum StepKind {
     Band,
     /// The annual cap cut the payment by `amount`; `base` was left under the cap.
     CapReached,
+    /// The in-scope amount above the rule's cost ceiling (`base`, a band position): `amount`,
+    /// not paid by the tier (above_cap).
+    CeilingReached,
     /// The payment was cut by `amount` to what the earlier tiers left to the person.
     LimitedToRemaining,
     /// Paid from the personal account.
@@ -111,6 +114,7 @@ impl StepKind {
             StepKind::Threshold => "threshold",
             StepKind::Band => "band",
             StepKind::CapReached => "cap_reached",
+            StepKind::CeilingReached => "ceiling_reached",
             StepKind::LimitedToRemaining => "limited_to_remaining",
             StepKind::AccountPaid => "account_paid",
             StepKind::CashPaid => "cash_paid",

@@ -453,27 +453,20 @@ impl<'a> Run<'a> {
                 .also(adjusted.threshold_factor_source.or(Some(deductible.per.source))),
         );
         let eligible = in_scope - below;
-        let year = tier.accumulate == Accumulate::Year;
-        let (start, end) = match rule.band_basis.value {
-            BandBasis::Cumulative => {
-                let before = if year {
-                    self.ytd.get(&tier.id, &rule.pool, Counter::InScope)
-                } else {
-                    Fen::ZERO
-                };
-                (before + below, before + in_scope)
-            }
-            BandBasis::AboveThreshold => {
-                let before = if year {
-                    self.ytd.get(&tier.id, &rule.pool, Counter::Eligible)
-                } else {
-                    Fen::ZERO
-                };
-                (before, before + eligible)
-            }
-        };
+        let (start, end) = self.band_range(tier, rule, below, in_scope);
+        // Positions from the ceiling on are not paid: they are above the cap.
+        let ceiling = rule.ceiling.filter(|ceiling| end > ceiling.value);
+        let paid_to = ceiling.map_or(end, |ceiling| ceiling.value.max(start));
         let cap = self.cap_remaining(tier, rule, &adjusted);
-        let outcome = self.pay_bands(scope, rule, &adjusted, Fen::ZERO, (start, end), cap);
+        let mut outcome = self.pay_bands(scope, rule, &adjusted, Fen::ZERO, (start, paid_to), cap);
+        if let Some(ceiling) = ceiling {
+            self.out.steps.push(
+                Step::new(scope, StepKind::CeilingReached, end - paid_to)
+                    .base(ceiling.value)
+                    .source(ceiling.source),
+            );
+            outcome.above_cap += end - paid_to;
+        }
         let copay = eligible - outcome.paid - outcome.above_cap;
         assert!(copay >= Fen::ZERO, "the co-insurance share is never negative");
         self.initial[Component::BelowDeductible.index()] = below;
@@ -487,6 +480,20 @@ impl<'a> Run<'a> {
         deltas.push(&tier.id, &rule.pool, Counter::Eligible, eligible);
         self.count_paid(tier, rule, outcome.paid);
         (outcome.paid, in_scope)
+    }
+
+    /// The band positions a coinsurance tier pays on for this bill (5.4): from the year's count
+    /// before it (or zero), past the deductible borne.
+    fn band_range(&self, tier: &Tier, rule: &Rule, below: Fen, in_scope: Fen) -> (Fen, Fen) {
+        let (counter, from, to) = match rule.band_basis.value {
+            BandBasis::Cumulative => (Counter::InScope, below, in_scope),
+            BandBasis::AboveThreshold => (Counter::Eligible, Fen::ZERO, in_scope - below),
+        };
+        let before = match tier.accumulate {
+            Accumulate::Year => self.ytd.get(&tier.id, &rule.pool, counter),
+            Accumulate::Visit => Fen::ZERO,
+        };
+        (before + from, before + to)
     }
 
     /// A layer over what earlier tiers left: critical illness, assistance, subsidies.

@@ -662,6 +662,7 @@ const RULE_KEYS: &[&str] = &[
     "cap",
     "pool_cap",
     "cap_per_visit",
+    "ceiling",
     "adjust",
     "notes",
 ];
@@ -692,6 +693,38 @@ fn rule(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<
     };
     let bands = bands(reader, &mut table, node, first_lower)?;
     let round_at = round_at(reader, &mut table, source)?;
+    let [cap, pool_cap, cap_per_visit] = caps(reader, &mut table, &pool, &cap_pool)?;
+    let ceiling = ceiling(reader, &mut table, kind)?;
+    let adjustments = match table.get("adjust") {
+        Some((node, path)) => adjustments(reader, node, &path, kind)?,
+        None => Vec::new(),
+    };
+    Ok(Rule {
+        source,
+        when,
+        pool,
+        cap_pool,
+        deductible,
+        threshold,
+        band_basis,
+        bands,
+        round_at,
+        cap,
+        pool_cap,
+        cap_per_visit,
+        ceiling,
+        adjustments,
+    })
+}
+
+/// A rule's limits on what it pays, in this order: `cap` (the year's, in `cap_pool`), `pool_cap`
+/// (the year's, in its own pool) and `cap_per_visit`.
+fn caps(
+    reader: &mut Reader,
+    table: &mut Table<'_>,
+    pool: &str,
+    cap_pool: &str,
+) -> Result<[Option<Param<Fen>>; 3], PolicyError> {
     let cap = match table.get("cap") {
         Some((node, path)) => Some(reader.money(node, &path)?),
         None => None,
@@ -716,25 +749,28 @@ fn rule(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<
         Some((node, path)) => Some(reader.money(node, &path)?),
         None => None,
     };
-    let adjustments = match table.get("adjust") {
-        Some((node, path)) => adjustments(reader, node, &path, kind)?,
-        None => Vec::new(),
-    };
-    Ok(Rule {
-        source,
-        when,
-        pool,
-        cap_pool,
-        deductible,
-        threshold,
-        band_basis,
-        bands,
-        round_at,
-        cap,
-        pool_cap,
-        cap_per_visit,
-        adjustments,
-    })
+    Ok([cap, pool_cap, cap_per_visit])
+}
+
+/// Reads a coinsurance rule's `ceiling` (封顶线 written as a cost: the band position from which
+/// the tier pays nothing, for a large-amount layer on `above_cap` to take over).
+fn ceiling(
+    reader: &mut Reader,
+    table: &mut Table<'_>,
+    kind: TierKind,
+) -> Result<Option<Param<Fen>>, PolicyError> {
+    match table.get("ceiling") {
+        Some((node, path)) if !kind.is_coinsurance() => Err(reader.error(
+            PolicyErrorCode::UnknownKey,
+            node,
+            &path,
+            "a `ceiling` ends a coinsurance tier's bands (what lies above it is `above_cap`); a \
+             layer's payment is limited by `cap`"
+                .to_owned(),
+        )),
+        Some((node, path)) => Ok(Some(reader.money(node, &path)?)),
+        None => Ok(None),
+    }
 }
 
 /// Reads a rule's `pool`, the name its deductible, bands and cap count in. Layers default to
