@@ -528,3 +528,51 @@ fn a_cost_ceiling_ends_the_basic_funds_bands_and_the_large_amount_layer_pays_abo
         &[("tier.basic", "0.00"), ("tier.large_amount", "8550.00")],
     );
 }
+
+#[test]
+fn a_rule_can_select_the_kind_of_filing_a_bill_is_settled_under() {
+    // 异地就医: a referral pays the insured region's level-3 deductible (1000) and loses 10
+    // points; a long-term resident pays the deductible of the level treated at (500 at level 2)
+    // at the full ratio; care without a filing is cut 20 points.
+    let insured = "[policy]\nregion = \"990700\"\nname = \"t\"\nvalid_from = \"2024-01-01\"\n\
+        [catalog]\nclass_b_first_self_pay = \"0%\"\n\
+        [cross_region]\ncuts = { referral = 10 }\nunfiled = 20\n\
+        [[tiers]]\nid = \"basic\"\nkind = \"basic_pool\"\n\
+        [[tiers.rules]]\nwhen = { visit = \"inpatient\", elsewhere = false }\n\
+        deductible = { per = \"admission\", amount = \"800\" }\nratio = \"80%\"\n\
+        [[tiers.rules]]\nwhen = { visit = \"inpatient\", elsewhere = true, filing = [\"referral\", \
+        \"none\"] }\ndeductible = { per = \"admission\", amount = \"1000\" }\nratio = \"80%\"\n\
+        [[tiers.rules]]\nwhen = { visit = \"inpatient\", elsewhere = true, filing = \
+        [\"long_term_resident\", \"resettled_retiree\", \"emergency\", \"other_temporary\"] }\n\
+        deductible = { per = \"admission\", amount = \"500\" }\nratio = \"80%\"\n";
+    let treatment = "[policy]\nregion = \"990800\"\nname = \"t\"\nvalid_from = \"2024-01-01\"\n\
+        [catalog]\nclass_b_first_self_pay = \"0%\"\n\
+        [[tiers]]\nid = \"basic\"\nkind = \"basic_pool\"\n\
+        [[tiers.rules]]\nwhen = { visit = \"inpatient\" }\ndeductible = { amount = \"0\" }\n\
+        ratio = \"90%\"\n";
+    let snapshots = [("insured.toml", insured), ("treatment.toml", treatment)]
+        .into_iter()
+        .flat_map(|(name, text)| onestop_policy::load_str(name, text).expect(name).snapshots)
+        .collect();
+    let book = PolicyBook::new(snapshots);
+    let claim = |filing: &str| {
+        format!(
+            "[bill]\ndate_of_service = \"2024-05-01\"\ntreatment_region = \"990800\"\n\
+             visit = \"inpatient\"\nlevel = \"2\"\nuse_personal_account = false\n{filing}\
+             lines = [{{ class = \"a\", amount = \"20000\" }}]\n\
+             [person]\ninsured_region = \"990700\"\ncategory = \"in_service\"\nage = 40\n"
+        )
+    };
+    // Referral: (20000 − 1000) × (80 % − 10) = 13300.
+    let referral = claim("filing = \"referral\"\n");
+    check(&book, &referral, &[("deductible", "1000.00"), ("tier.basic", "13300.00")]);
+    // Long-term resident: (20000 − 500) × 80 % = 15600.
+    let resident = claim("filing = \"long_term_resident\"\n");
+    check(&book, &resident, &[("deductible", "500.00"), ("tier.basic", "15600.00")]);
+    // No filing: (20000 − 1000) × (80 % − 20) = 11400.
+    check(&book, &claim(""), &[("deductible", "1000.00"), ("tier.basic", "11400.00")]);
+    // Rules whose filings overlap are refused.
+    let overlapping = insured.replace("\"referral\", \"none\"", "\"referral\", \"emergency\"");
+    let error = onestop_policy::load_str("o.toml", &overlapping).expect_err("overlap");
+    assert_eq!(error.code, onestop_policy::PolicyErrorCode::RulesOverlap, "{error}");
+}

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use jiff::civil::Date;
 
-use crate::claim::{AssistanceCategory, CatalogClass, Category, HospitalLevel, Region, VisitType};
+use crate::claim::{
+    AssistanceCategory, CatalogClass, Category, FilingKind, HospitalLevel, Region, VisitType,
+};
 use crate::money::{Fen, Ratio, Rounding, UnitPrice};
 
 /// An index into [`Policy::sources`].
@@ -337,6 +339,8 @@ pub struct Selector {
     pub enterprise_supplementary: Option<bool>,
     /// Care outside the insured pooling region (异地就医), or at home; `None` matches both.
     pub elsewhere: Option<bool>,
+    /// Filing kinds (备案类别) of the bill, plus [`Selector::NO_FILING`] for bills with none.
+    pub filings: u32,
     /// Disease groups (bit `i` is the policy's group `i`), plus [`Selector::NO_DISEASE`] for
     /// bills of no group.
     pub diseases: u64,
@@ -349,6 +353,7 @@ pub struct Selector {
 impl Selector {
     pub const NO_ASSISTANCE: u32 = 1 << 31;
     pub const NO_DISEASE: u64 = 1 << 63;
+    pub const NO_FILING: u32 = 1 << 31;
 
     /// The selector that matches everything.
     pub fn any() -> Selector {
@@ -364,6 +369,7 @@ impl Selector {
             civil_servant: None,
             enterprise_supplementary: None,
             elsewhere: None,
+            filings: FilingKind::ALL.iter().fold(Selector::NO_FILING, |acc, f| acc | f.bit()),
             diseases: u64::MAX,
             age: (0, u8::MAX),
             admission: (0, u16::MAX),
@@ -380,6 +386,7 @@ impl Selector {
             && flag(self.civil_servant, facts.civil_servant)
             && flag(self.enterprise_supplementary, facts.enterprise_supplementary)
             && flag(self.elsewhere, facts.elsewhere)
+            && self.filings & facts.filing.map_or(Selector::NO_FILING, FilingKind::bit) != 0
             && self.diseases & facts.disease != 0
             && (self.age.0..=self.age.1).contains(&facts.age)
             && (self.admission.0..=self.admission.1).contains(&facts.admission)
@@ -397,6 +404,7 @@ impl Selector {
             && flags(self.civil_servant, other.civil_servant)
             && flags(self.enterprise_supplementary, other.enterprise_supplementary)
             && flags(self.elsewhere, other.elsewhere)
+            && self.filings & other.filings != 0
             && self.diseases & other.diseases != 0
             && ranges(
                 (u16::from(self.age.0), u16::from(self.age.1)),
@@ -418,6 +426,8 @@ pub struct Facts {
     pub enterprise_supplementary: bool,
     /// Treated outside the insured pooling region.
     pub elsewhere: bool,
+    /// The kind of the filing the bill is settled under, if any.
+    pub filing: Option<FilingKind>,
     /// The bill's disease group, as [`Policy::disease_bit`] gives it.
     pub disease: u64,
     pub age: u8,
@@ -610,7 +620,7 @@ pub struct CrossRegion {
 }
 
 impl CrossRegion {
-    pub fn cut(&self, kind: crate::claim::FilingKind) -> Param<i64> {
+    pub fn cut(&self, kind: FilingKind) -> Param<i64> {
         self.cuts[kind as usize]
     }
 }

@@ -319,6 +319,7 @@ impl<'a> Run<'a> {
             civil_servant: person.civil_servant,
             enterprise_supplementary: person.enterprise_supplementary,
             elsewhere: claim.bill.treatment_region != person.insured_region,
+            filing: claim.bill.filing,
             disease: policy.disease_bit(claim.bill.disease.as_deref()),
             age: person.age,
             admission,

@@ -1274,6 +1274,7 @@ const SELECTOR_KEYS: &[&str] = &[
     "civil_servant",
     "enterprise_supplementary",
     "elsewhere",
+    "filing",
     "disease",
     "age_min",
     "age_max",
@@ -1326,6 +1327,15 @@ pub fn selector(reader: &Reader, node: &Node, path: &str) -> Result<Selector, Po
         };
         let expected = format!("none, {}", AssistanceCategory::codes());
         selector.assistance = bits(reader, node, &path, parse, &expected, to_bit)?;
+    }
+    if let Some((node, path)) = table.get("filing") {
+        let parse = |text: &str| match text {
+            "none" => Some(None),
+            other => FilingKind::parse(other).map(Some),
+        };
+        let to_bit = |value: Option<FilingKind>| value.map_or(Selector::NO_FILING, FilingKind::bit);
+        let expected = format!("none, {}", FilingKind::codes());
+        selector.filings = bits(reader, node, &path, parse, &expected, to_bit)?;
     }
     if let Some((node, path)) = table.get("disease") {
         selector.diseases = crate::diseases::disease_bits(reader, node, &path)?;
