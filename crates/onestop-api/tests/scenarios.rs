@@ -12,6 +12,27 @@ fn book() -> PolicyBook {
     onestop_policy::load_dir(&dir).expect("bundled policies").0
 }
 
+/// A book of policies written inline, each `(file name, text)`.
+fn book_of(files: &[(&str, &str)]) -> PolicyBook {
+    let snapshots = files
+        .iter()
+        .flat_map(|(name, text)| onestop_policy::load_str(name, text).expect(name).snapshots)
+        .collect();
+    PolicyBook::new(snapshots)
+}
+
+/// A place of treatment whose catalog classifies the lines: every line in scope, class-B
+/// lines with no first self-pay, admissions paid 90 % with no deductible.
+fn treatment_policy(region: &str) -> String {
+    format!(
+        "[policy]\nregion = \"{region}\"\nname = \"t\"\nvalid_from = \"2024-01-01\"\n\
+        [catalog]\nclass_b_first_self_pay = \"0%\"\n\
+        [[tiers]]\nid = \"basic\"\nkind = \"basic_pool\"\n\
+        [[tiers.rules]]\nwhen = {{ visit = \"inpatient\" }}\ndeductible = {{ amount = \"0\" }}\n\
+        ratio = \"90%\"\n"
+    )
+}
+
 /// Settles a claim written in TOML and checks named quantities to the fen.
 fn check(book: &PolicyBook, claim: &str, expected: &[(&str, &str)]) -> onestop_core::Settlement {
     let dto: ClaimDto = read_document(claim, Format::Toml).expect("claim parses");
@@ -281,16 +302,7 @@ fn a_rule_can_select_care_outside_the_insured_region() {
         deductible = { per = \"admission\", amount = \"1000\" }\nratio = \"80%\"\n\
         [[tiers.rules]]\nwhen = { visit = \"inpatient\", elsewhere = true }\n\
         deductible = { per = \"admission\", amount = \"1000\" }\nratio = \"80%\"\n";
-    let treatment = "[policy]\nregion = \"990400\"\nname = \"t\"\nvalid_from = \"2024-01-01\"\n\
-        [catalog]\nclass_b_first_self_pay = \"0%\"\n\
-        [[tiers]]\nid = \"basic\"\nkind = \"basic_pool\"\n\
-        [[tiers.rules]]\nwhen = { visit = \"inpatient\" }\ndeductible = { amount = \"0\" }\n\
-        ratio = \"90%\"\n";
-    let snapshots = [("insured.toml", insured), ("treatment.toml", treatment)]
-        .into_iter()
-        .flat_map(|(name, text)| onestop_policy::load_str(name, text).expect(name).snapshots)
-        .collect();
-    let book = PolicyBook::new(snapshots);
+    let book = book_of(&[("insured.toml", insured), ("t.toml", &treatment_policy("990400"))]);
     let claim = |region: &str| {
         format!(
             "[bill]\ndate_of_service = \"2024-05-01\"\ntreatment_region = \"{region}\"\n\
@@ -333,8 +345,7 @@ fn disease_claim(disease: Option<&str>, amount: &str, ytd: &str) -> String {
 
 #[test]
 fn rules_select_by_disease_group_each_with_its_own_pool_and_limit() {
-    let book =
-        PolicyBook::new(onestop_policy::load_str("d.toml", BY_DISEASE).expect("d").snapshots);
+    let book = book_of(&[("d.toml", BY_DISEASE)]);
     // 高血压: 500 × 60 % = 300, counted in its own pool.
     let settlement =
         check(&book, &disease_claim(Some("M03900"), "500", ""), &[("tier.basic", "300.00")]);
@@ -455,7 +466,7 @@ fn an_adjustment_can_lift_a_rules_cap() {
         base = { components = \"in_scope\" }\n\
         [[tiers.rules]]\nthreshold = \"0\"\nratio = \"70%\"\ncap = \"10000\"\n\
         [[tiers.rules.adjust]]\nwhen = { assistance = \"extreme_poverty\" }\ncap = \"none\"\n";
-    let book = PolicyBook::new(onestop_policy::load_str("a.toml", policy).expect("a").snapshots);
+    let book = book_of(&[("a.toml", policy)]);
     let claim = |assistance: &str| {
         format!(
             "[bill]\ndate_of_service = \"2024-05-01\"\ntreatment_region = \"990600\"\n\
@@ -487,8 +498,7 @@ const COST_CEILING: &str = "[policy]\nregion = \"990600\"\nname = \"t\"\n\
 
 #[test]
 fn a_cost_ceiling_ends_the_basic_funds_bands_and_the_large_amount_layer_pays_above_it() {
-    let book =
-        PolicyBook::new(onestop_policy::load_str("c.toml", COST_CEILING).expect("c").snapshots);
+    let book = book_of(&[("c.toml", COST_CEILING)]);
     let claim = |amount: &str, admission: u8, ytd: &str| {
         format!(
             "[bill]\ndate_of_service = \"2024-10-01\"\ntreatment_region = \"990600\"\n\
@@ -545,16 +555,7 @@ fn a_rule_can_select_the_kind_of_filing_a_bill_is_settled_under() {
         [[tiers.rules]]\nwhen = { visit = \"inpatient\", elsewhere = true, filing = \
         [\"long_term_resident\", \"resettled_retiree\", \"emergency\", \"other_temporary\"] }\n\
         deductible = { per = \"admission\", amount = \"500\" }\nratio = \"80%\"\n";
-    let treatment = "[policy]\nregion = \"990800\"\nname = \"t\"\nvalid_from = \"2024-01-01\"\n\
-        [catalog]\nclass_b_first_self_pay = \"0%\"\n\
-        [[tiers]]\nid = \"basic\"\nkind = \"basic_pool\"\n\
-        [[tiers.rules]]\nwhen = { visit = \"inpatient\" }\ndeductible = { amount = \"0\" }\n\
-        ratio = \"90%\"\n";
-    let snapshots = [("insured.toml", insured), ("treatment.toml", treatment)]
-        .into_iter()
-        .flat_map(|(name, text)| onestop_policy::load_str(name, text).expect(name).snapshots)
-        .collect();
-    let book = PolicyBook::new(snapshots);
+    let book = book_of(&[("insured.toml", insured), ("t.toml", &treatment_policy("990800"))]);
     let claim = |filing: &str| {
         format!(
             "[bill]\ndate_of_service = \"2024-05-01\"\ntreatment_region = \"990800\"\n\

@@ -372,17 +372,15 @@ async fn transact(
     let (state2, received2) = (state.clone(), received.to_owned());
     let region = request2.mdtrtarea_admvs.clone();
     crate::routes::write(state, move |tx, env| {
-        let (infno, msgid) = (request2.infno.clone(), request2.msgid.clone());
-        let channel = Channel::Nhsa { infno, msgid, replayed: false };
-        let mut env = Env { channel, ..env.clone() };
-        if let Some(message) = tx.nhsa_message(&institution.institution_id, &request2.msgid)? {
+        let (infno, msgid) = (&request2.infno, &request2.msgid);
+        let channel =
+            |replayed| Channel::Nhsa { infno: infno.clone(), msgid: msgid.clone(), replayed };
+        if let Some(message) = tx.nhsa_message(&institution.institution_id, msgid)? {
             return Ok(match replay(&message, &sha) {
                 Ok(first) => {
                     let answered = first["infcode"].as_i64() == Some(0);
-                    if answered && AUDITED_READS.contains(&request2.infno.as_str()) {
-                        if let Channel::Nhsa { replayed, .. } = &mut env.channel {
-                            *replayed = true;
-                        }
+                    if answered && AUDITED_READS.contains(&infno.as_str()) {
+                        let env = Env { channel: channel(true), ..env.clone() };
                         // Its answer is dropped: the first one is sent.
                         let _again =
                             crate::nhsa_tx::dispatch(tx, &env, &institution, &request2, &value)?;
@@ -392,7 +390,7 @@ async fn transact(
                 Err(refused) => envelope_json(&state2, &received2, region.as_deref(), Err(refused)),
             });
         }
-        let env = &env;
+        let env = &Env { channel: channel(false), ..env.clone() };
         let outcome = crate::nhsa_tx::dispatch(tx, env, &institution, &request2, &value)?;
         let envelope = envelope_json(&state2, &received2, region.as_deref(), outcome);
         tx.insert_nhsa_message(&NhsaMessage {

@@ -108,11 +108,19 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// The channel's name on the wire: `v1`, `nhsa` or `local`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Channel::Api => "v1",
+            Channel::Nhsa { .. } => "nhsa",
+            Channel::Local => "local",
+        }
+    }
+
     /// The text stored in the audit row's `channel` column.
     pub fn stored(&self) -> String {
         match self {
-            Channel::Api => "v1".into(),
-            Channel::Local => "local".into(),
+            Channel::Api | Channel::Local => self.name().to_owned(),
             Channel::Nhsa { infno, msgid, replayed: false } => format!("nhsa:{infno}:{msgid}"),
             Channel::Nhsa { infno, msgid, replayed: true } => {
                 format!("nhsa-replay:{infno}:{msgid}")
@@ -360,6 +368,12 @@ fn audit_detail(query: &AuditQuery) -> String {
 fn entry(row: AuditRow) -> AuditEntryDto {
     let action = AuditAction::parse(&row.action);
     let channel = Channel::parse(&row.channel);
+    let (infno, msgid, replayed) = match &channel {
+        Some(Channel::Nhsa { infno, msgid, replayed }) => {
+            (Some(infno.clone()), Some(msgid.clone()), *replayed)
+        }
+        _ => (None, None, false),
+    };
     AuditEntryDto {
         at: row.at,
         actor: row.actor,
@@ -368,20 +382,10 @@ fn entry(row: AuditRow) -> AuditEntryDto {
         person_id: row.person_id,
         insured_region: row.region,
         detail: row.detail,
-        channel: channel.as_ref().map(|c| match c {
-            Channel::Api => "v1".to_owned(),
-            Channel::Nhsa { .. } => "nhsa".to_owned(),
-            Channel::Local => "local".to_owned(),
-        }),
-        infno: match &channel {
-            Some(Channel::Nhsa { infno, .. }) => Some(infno.clone()),
-            _ => None,
-        },
-        msgid: match &channel {
-            Some(Channel::Nhsa { msgid, .. }) => Some(msgid.clone()),
-            _ => None,
-        },
-        replayed: matches!(channel, Some(Channel::Nhsa { replayed: true, .. })),
+        channel: channel.as_ref().map(|c| c.name().to_owned()),
+        infno,
+        msgid,
+        replayed,
     }
 }
 

@@ -207,7 +207,7 @@ pub fn update_visit(
     visit_id: &str,
     request: &UpdateVisitRequest,
 ) -> Result<Answer<VisitDto>> {
-    let visit = match open_visit_of(tx, actor, visit_id)? {
+    let mut visit = match open_visit_of(tx, actor, visit_id)? {
         Ok(visit) => visit,
         Err(error) => return Ok(Err(error)),
     };
@@ -241,14 +241,12 @@ pub fn update_visit(
     };
     if let Some(to) = visit_type {
         tx.set_visit_type(&visit.key, visit_id, to)?;
+        visit.visit_type = to;
     }
-    if let Some(disease) = &disease {
+    if let Some(disease) = disease {
         tx.set_visit_disease(&visit.key, visit_id, disease.as_deref())?;
+        visit.disease = disease;
     }
-    let visit = match owned_visit(tx, actor, visit_id, false)? {
-        Ok(visit) => visit,
-        Err(error) => return Ok(Err(error)),
-    };
     view(tx, env, &visit).map(Ok)
 }
 

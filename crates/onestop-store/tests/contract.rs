@@ -202,6 +202,11 @@ impl World {
     }
 
     async fn ytd(&self, person: &str) -> onestop_api::YtdDto {
+        self.person_view(person).await.ytd
+    }
+
+    /// The person of Beijing as the agency reads them for 2024.
+    async fn person_view(&self, person: &str) -> onestop_api::service::PersonViewDto {
         let (book, agency) = (Arc::clone(&self.book), self.agency.clone());
         let key = onestop_store::PersonKey::new(BEIJING, person).expect("key");
         self.store
@@ -209,7 +214,19 @@ impl World {
             .await
             .expect("store")
             .expect("person")
-            .ytd
+    }
+
+    /// Imports an assistance list's rows, as the agency.
+    async fn import(
+        &self,
+        file: &'static str,
+        rows: Vec<onestop_store::import::ListRow>,
+    ) -> Result<onestop_api::service::AssistanceImportDto, onestop_api::ServiceError> {
+        let (agency, book) = (self.agency.clone(), Arc::clone(&self.book));
+        self.store
+            .write(move |tx| people::import_assistance(tx, &env(&book), &agency, file, &rows))
+            .await
+            .expect("store")
     }
 
     async fn file(&self, kind: &str, start: &str, filed_on: Option<&str>) -> FilingDto {
@@ -549,22 +566,9 @@ async fn a_later_assistance_list_ends_an_entitlement_even_in_the_same_instant() 
         };
         // The monthly list, then the exit list (退出名单), both under the same fixed clock.
         for (file, to) in [("list.csv", None), ("exit.csv", Some(Date::constant(2024, 5, 31)))] {
-            let (agency, book, rows) = (world.agency.clone(), Arc::clone(&world.book), [row(to)]);
-            world
-                .store
-                .write(move |tx| people::import_assistance(tx, &env(&book), &agency, file, &rows))
-                .await
-                .expect("store")
-                .expect("imported");
+            world.import(file, vec![row(to)]).await.expect("imported");
         }
-        let (agency, book) = (world.agency.clone(), Arc::clone(&world.book));
-        let key = onestop_store::PersonKey::new(BEIJING, "P0001").expect("key");
-        let person = world
-            .store
-            .write(move |tx| people::person_view(tx, &env(&book), &agency, &key, 2024))
-            .await
-            .expect("store")
-            .expect("found");
+        let person = world.person_view("P0001").await;
         assert_eq!(person.assistance, None, "ended on 2024-05-31, before today 2024-06-10");
         // A settlement on a visit of today pays no assistance.
         let visit = world.visit(0, "P0001", "30000").await;
@@ -582,28 +586,15 @@ async fn an_old_15_digit_number_finds_the_person_registered_under_its_18_charact
         let world = World::new(store).await;
         world.person("P0002", "working_age", "11010519491231002X").await;
         // The civil-affairs list still writes the old number.
-        let rows = [ListRow {
+        let rows = vec![ListRow {
             row: 2,
             id_number: "110105491231002".into(),
             category: AssistanceCategory::SubsistenceAllowance,
             effective_from: Date::constant(2024, 1, 1),
             effective_to: None,
         }];
-        let (agency, book) = (world.agency.clone(), Arc::clone(&world.book));
-        let imported = world
-            .store
-            .write(move |tx| people::import_assistance(tx, &env(&book), &agency, "l.csv", &rows))
-            .await
-            .expect("store");
-        assert_eq!(imported.expect("imported").rows, 1);
-        let (agency, book) = (world.agency.clone(), Arc::clone(&world.book));
-        let key = onestop_store::PersonKey::new(BEIJING, "P0002").expect("key");
-        let person = world
-            .store
-            .write(move |tx| people::person_view(tx, &env(&book), &agency, &key, 2024))
-            .await
-            .expect("store")
-            .expect("found");
+        assert_eq!(world.import("l.csv", rows).await.expect("imported").rows, 1);
+        let person = world.person_view("P0002").await;
         assert_eq!(person.assistance.as_deref(), Some("subsistence_allowance"));
         // Another person under the old form of the same number is refused.
         let request = RegisterPersonRequest {
