@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use onestop_core::accumulators::{AccumulatorKey, Accumulators, Counter};
 use onestop_core::claim::{
-    ADMISSION_NUMBER_MAX, AGE_MAX, BILL_AMOUNT_MAX, LINE_AMOUNT_MAX, LINES_COUNT_MAX,
+    ADMISSION_NUMBER_MAX, AGE_MAX, BILL_AMOUNT_MAX, DAYS_MAX, LINE_AMOUNT_MAX, LINES_COUNT_MAX,
 };
 use onestop_core::money::DecimalParseError;
 use onestop_core::{
@@ -42,6 +42,9 @@ pub struct BillDto {
     /// The disease treated (病种编码), for policies whose rules differ by disease group
     /// (门诊慢特病).
     pub disease: Option<Scalar>,
+    /// The days the bill covers (住院天数, 护理天数), 1 to 3,660, for rules that limit what they
+    /// pay per day.
+    pub days: Option<Scalar>,
     pub lines: Option<Vec<LineDto>>,
 }
 
@@ -200,6 +203,7 @@ impl BillDto {
             })?),
         };
         let disease = parse_disease(self.disease.as_ref())?;
+        let days = self.days.as_ref().map(parse_days).transpose()?;
         let lines = parse_lines(self.lines.as_deref().unwrap_or_default())?;
         Ok(Bill {
             date_of_service,
@@ -210,6 +214,7 @@ impl BillDto {
             use_personal_account: self.use_personal_account.unwrap_or(true),
             filing,
             disease,
+            days,
             lines,
         })
     }
@@ -240,6 +245,19 @@ fn parse_admission(text: &Scalar) -> Result<u16, Rejection> {
             text.as_str()
         );
         Rejection::new(RejectionCode::AdmissionNumberOutOfRange, message).field("admission_number")
+    })
+}
+
+/// A bill's days (住院天数, 护理天数): a whole number from 1 to [`DAYS_MAX`].
+pub fn parse_days(text: &Scalar) -> Result<u16, Rejection> {
+    let number = text.as_str().trim().parse::<u16>().ok();
+    number.filter(|n| (1..=DAYS_MAX).contains(n)).ok_or_else(|| {
+        let shown: String = text.as_str().chars().take(40).collect();
+        let message = format!(
+            "{} `{shown}` is not a number of days from 1 to {DAYS_MAX}",
+            RejectionCode::DaysOutOfRange.zh()
+        );
+        Rejection::new(RejectionCode::DaysOutOfRange, message).field("days")
     })
 }
 

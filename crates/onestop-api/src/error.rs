@@ -182,7 +182,8 @@ pub fn rejection_status(code: RejectionCode) -> u16 {
         | RejectionCode::InsuredRegionHasNoPolicy
         | RejectionCode::NoPolicyInForceOnDateOfService
         | RejectionCode::CrossRegionFilingRequired
-        | RejectionCode::TreatmentRegionHasNoCatalogInForce => 422,
+        | RejectionCode::TreatmentRegionHasNoCatalogInForce
+        | RejectionCode::DaysRequired => 422,
         _ => 400,
     }
 }

@@ -97,6 +97,11 @@ pub struct AddLinesRequest {
 pub struct SettleRequest {
     /// Pay the personal share from the personal account where the policy allows (default true).
     pub use_personal_account: Option<bool>,
+    /// The days the bill covers (住院天数, 护理天数), 1 to 3,660, for rules that pay at most so
+    /// much a day. An admission discharged through the national interface (2402) counts them
+    /// itself: from admission to discharge, the day of admission counted and not the day of
+    /// discharge, at least 1.
+    pub days: Option<Scalar>,
 }
 
 /// A stored settlement or reversal.

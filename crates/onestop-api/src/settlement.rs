@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use onestop_core::policy::{BandBasis, Component, Policy, SourceId};
+use onestop_core::policy::{BandBasis, Component, Param, Policy, SourceId, Tier};
 use onestop_core::{
     Claim, Fen, LineSplit, Ratio, Settlement, Step, StepKind, StepScope, TierPayment, Totals,
 };
@@ -98,6 +98,8 @@ pub struct SettlementDto {
     pub visit: String,
     pub level: String,
     pub admission_number: Option<u16>,
+    /// The days the bill covers (住院天数, 护理天数), where known.
+    pub days: Option<u16>,
     /// The disease the bill treats (病种编码), and the insured region's disease group (病种分组)
     /// it belongs to, which rules may select by.
     pub disease: Option<String>,
@@ -201,6 +203,7 @@ impl SettlementDto {
             visit: bill.visit.code().to_owned(),
             level: bill.level.code().to_owned(),
             admission_number: settlement.admission_number,
+            days: bill.days,
             disease: bill.disease.clone(),
             disease_group: group.map(|g| g.id.to_string()),
             disease_group_name: group.map(|g| g.name.clone()),
@@ -336,7 +339,7 @@ impl fmt::Display for Described<'_> {
         let Described { claim, insured, settlement, step } = *self;
         match step.scope {
             StepScope::Line(index) => line_text(f, claim, index, step),
-            StepScope::Tier(index) => tier_text(f, insured, index, step),
+            StepScope::Tier(index) => tier_text(f, claim, insured, index, step),
             StepScope::Account => write!(
                 f,
                 "个人账户 personal account pays {} of the {} it may cover (balance {})",
@@ -378,7 +381,13 @@ fn line_text(f: &mut fmt::Formatter<'_>, claim: &Claim, index: u32, step: &Step)
     }
 }
 
-fn tier_text(f: &mut fmt::Formatter<'_>, insured: &Policy, index: u16, step: &Step) -> fmt::Result {
+fn tier_text(
+    f: &mut fmt::Formatter<'_>,
+    claim: &Claim,
+    insured: &Policy,
+    index: u16,
+    step: &Step,
+) -> fmt::Result {
     let (amount, base, ratio) = (step.amount, step.base, RatioText(step.ratio));
     let tier = &insured.tiers[usize::from(index)];
     let kind = tier.kind;
@@ -422,19 +431,7 @@ fn tier_text(f: &mut fmt::Formatter<'_>, insured: &Policy, index: u16, step: &St
             write!(f, "分段 band {position} {lower}–{upper}: {ratio} × {base} = {amount}")
         }
         StepKind::CapReached => {
-            let rule = tier.rules.iter().find(|r| {
-                [r.pool_cap, r.cap_per_visit]
-                    .iter()
-                    .flatten()
-                    .any(|c| Some(c.source) == step.sources[0])
-            });
-            let cap = match rule {
-                Some(r) if r.cap_per_visit.is_some_and(|c| Some(c.source) == step.sources[0]) => {
-                    "每次最高支付 cap on one visit".to_owned()
-                }
-                Some(r) => format!("单项年度限额 annual cap of pool `{}`", r.pool),
-                None => "封顶线 annual cap".to_owned(),
-            };
+            let cap = cap_name(claim, tier, step);
             write!(f, "{cap}: {base} was left under the cap, {amount} not paid")
         }
         StepKind::CeilingReached => write!(
@@ -446,6 +443,25 @@ fn tier_text(f: &mut fmt::Formatter<'_>, insured: &Policy, index: u16, step: &St
             "以个人负担为限 limited to the {base} the person still bore; {amount} not paid"
         ),
         other => f.write_str(other.code()),
+    }
+}
+
+/// The cap a `cap_reached` step cites, in words.
+fn cap_name(claim: &Claim, tier: &Tier, step: &Step) -> String {
+    let cites = |cap: Option<Param<Fen>>| cap.is_some_and(|c| Some(c.source) == step.sources[0]);
+    let rule = tier
+        .rules
+        .iter()
+        .find(|r| cites(r.pool_cap) || cites(r.cap_per_visit) || cites(r.cap_per_day));
+    match rule {
+        Some(r) if cites(r.cap_per_visit) => "每次最高支付 cap on one visit".to_owned(),
+        Some(r) if cites(r.cap_per_day) => {
+            let per_day = r.cap_per_day.map_or(Fen::ZERO, |c| c.value);
+            let days = claim.bill.days.unwrap_or(0);
+            format!("每日最高支付 cap per day {per_day} × {days} days (天)")
+        }
+        Some(r) => format!("单项年度限额 annual cap of pool `{}`", r.pool),
+        None => "封顶线 annual cap".to_owned(),
     }
 }
 

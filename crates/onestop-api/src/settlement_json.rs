@@ -79,13 +79,14 @@ impl Serialize for SettlementView<'_> {
             steps.map(|step| StepView { claim, insured, treatment, settlement, step })
         };
 
-        let mut out = serializer.serialize_struct("SettlementDto", 28)?;
+        let mut out = serializer.serialize_struct("SettlementDto", 29)?;
         out.serialize_field("date_of_service", &Text(bill.date_of_service))?;
         out.serialize_field("insured_region", &Text(person.insured_region))?;
         out.serialize_field("treatment_region", &Text(bill.treatment_region))?;
         out.serialize_field("visit", bill.visit.code())?;
         out.serialize_field("level", bill.level.code())?;
         out.serialize_field("admission_number", &settlement.admission_number)?;
+        out.serialize_field("days", &bill.days)?;
         out.serialize_field("disease", &bill.disease)?;
         let group = insured.disease_group(bill.disease.as_deref()).map(|(_, g)| g);
         out.serialize_field("disease_group", &group.map(|g| &*g.id))?;

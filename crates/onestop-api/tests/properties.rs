@@ -62,17 +62,18 @@ fn claim_strategy() -> impl Strategy<Value = (Claim, usize)> {
     let category = prop::sample::select(Category::ALL.to_vec());
     let assistance = prop::option::of(prop::sample::select(AssistanceCategory::ALL.to_vec()));
     (
-        (visit, level, 1..5u16, prop::collection::vec(line_strategy(), 1..12)),
+        (visit, level, 1..5u16, prop::collection::vec(line_strategy(), 1..12), 1..32u16),
         (category, 0..100u8, assistance, any::<(bool, bool, bool, bool)>(), 0..500_000i64),
         0..2usize,
     )
         .prop_map(|(bill, person, which)| {
-            let (visit, level, admission, lines) = bill;
+            let (visit, level, admission, lines, days) = bill;
             let (category, age, assistance, flags, balance) = person;
             let region = books()[which].1;
             let bill = Bill {
                 filing: None,
                 disease: None,
+                days: Some(days),
                 date_of_service: Date::constant(2024, 7, 1),
                 treatment_region: region,
                 visit,
@@ -173,6 +174,11 @@ fn within_caps(which: usize, claim: &Claim, ytd: &Accumulators, settlement: &Set
                 tier.id,
                 payment.amount
             );
+        }
+        if let Some(cap) = rule.cap_per_day {
+            let days = i64::from(claim.bill.days.expect("every generated bill has days"));
+            let most = Fen(cap.value.0 * days);
+            assert!(payment.amount <= most, "{} paid {} in {days} days", tier.id, payment.amount);
         }
         let after = settlement.accumulators_after(ytd);
         if let Some(cap) = rule.pool_cap {

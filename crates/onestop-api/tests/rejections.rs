@@ -7,9 +7,18 @@ use onestop_api::{ClaimDto, Format, read_document};
 use onestop_core::{PolicyBook, Rejection, RejectionCode};
 use serde_json::{Value, json};
 
+/// The bundled policies, and region 990700 whose long-term care pays at most 120 a day.
 fn book() -> PolicyBook {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
-    onestop_policy::load_dir(&dir).expect("bundled policies").0
+    let (_, files) = onestop_policy::load_dir(&dir).expect("bundled policies");
+    let mut snapshots: Vec<_> = files.into_iter().flat_map(|file| file.snapshots).collect();
+    let per_day = "[policy]\nregion = \"990700\"\nname = \"t\"\nvalid_from = \"2024-01-01\"\n\
+        [catalog]\nclass_b_first_self_pay = \"0%\"\n\
+        [[tiers]]\nid = \"ltc\"\nkind = \"long_term_care\"\n\
+        [[tiers.rules]]\nwhen = { visit = \"ltc_institutional\" }\n\
+        deductible = { amount = \"0\" }\nratio = \"70%\"\ncap_per_day = \"120\"\n";
+    snapshots.extend(onestop_policy::load_str("per-day.toml", per_day).expect("valid").snapshots);
+    PolicyBook::new(snapshots)
 }
 
 fn valid_claim() -> Value {
@@ -111,6 +120,7 @@ fn bill_cases() -> Vec<(RejectionCode, String, Option<&'static str>)> {
         ),
         (C::FilingKindUnknown, set(base(), "/bill/filing", json!("tourist")), Some("bill.filing")),
         (C::DiseaseInvalid, set(base(), "/bill/disease", json!("高血压")), Some("bill.disease")),
+        (C::DaysOutOfRange, set(base(), "/bill/days", json!(0)), Some("bill.days")),
     ]
 }
 
@@ -216,7 +226,17 @@ fn other_cases() -> Vec<(RejectionCode, String, Option<&'static str>)> {
             set(base(), "/bill/treatment_region", json!("310000")),
             Some("bill.treatment_region"),
         ),
+        (C::DaysRequired, long_term_care_in_990700(), Some("bill.days")),
     ]
+}
+
+/// A month of long-term care in region 990700, whose rule pays at most so much a day, sent
+/// without its days.
+fn long_term_care_in_990700() -> String {
+    let claim = set(valid_claim(), "/bill/treatment_region", json!("990700"));
+    let claim =
+        set(serde_json::from_str(&claim).expect("json"), "/bill/visit", json!("ltc_institutional"));
+    set(serde_json::from_str(&claim).expect("json"), "/person/insured_region", json!("990700"))
 }
 
 #[test]

@@ -240,7 +240,7 @@ fn capped_book() -> PolicyBook {
 fn capped_claim(visit: &str, category: &str, amount: &str, ytd: &str) -> String {
     format!(
         "[bill]\ndate_of_service = \"2024-05-01\"\ntreatment_region = \"990100\"\n\
-         visit = \"{visit}\"\nlevel = \"2\"\nuse_personal_account = false\n\
+         visit = \"{visit}\"\nlevel = \"2\"\nuse_personal_account = false\ndays = 30\n\
          lines = [{{ class = \"a\", amount = \"{amount}\" }}]\n\
          [person]\ninsured_region = \"990100\"\ncategory = \"{category}\"\nage = 40\n\
          [ytd]\nyear = 2024\n{ytd}"
@@ -265,6 +265,48 @@ fn a_cap_per_visit_limits_one_bill_and_cites_itself() {
     // Long-term care billed by the month: 70 % of 5000 = 3500, the month's limit 3000.
     let claim = capped_claim("ltc_institutional", "working_age", "5000", "");
     check(&capped_book(), &claim, &[("tier.basic", "3000.00")]);
+}
+
+#[test]
+fn a_cap_per_day_limits_a_bill_by_its_days_and_a_bill_without_days_is_refused() {
+    // Long-term care, 70 %, at most 120 a day of care and 3000 a month: 20 days of care costing
+    // 5000 → 70 % = 3500, limited to 120 × 20 = 2400 (under the month's 3000).
+    let claim = capped_claim("ltc_institutional", "working_age", "5000", "")
+        .replace("days = 30", "days = 20");
+    let settlement = check(&capped_book(), &claim, &[("tier.basic", "2400.00")]);
+    let cap = settlement.steps.iter().find(|s| s.kind == StepKind::CapReached).expect("cap");
+    assert_eq!((cap.base, cap.amount), (Fen(240_000), Fen(110_000)));
+    let dto: ClaimDto = read_document(&claim, Format::Toml).expect("claim parses");
+    let (claim_core, ytd) = dto.parse().expect("valid");
+    let book = capped_book();
+    let (settlement, insured, treatment) = book.split(&claim_core, &ytd).expect("settles");
+    let shown =
+        onestop_api::SettlementDto::from_core(&claim_core, insured, treatment, &ytd, &settlement);
+    assert_eq!(shown.days, Some(20));
+    let text =
+        shown.explanation.iter().find(|s| s.step == "cap_reached").expect("cap").text.clone();
+    assert!(text.contains("每日最高支付 cap per day 120.00 × 20 days"), "{text}");
+    // 30 days leave 3600 a month under the day limit: the month's 3000 binds.
+    let claim = capped_claim("ltc_institutional", "working_age", "5000", "");
+    check(&capped_book(), &claim, &[("tier.basic", "3000.00")]);
+    // Without its days the bill cannot be settled under that rule, and says why.
+    let no_days = claim.replace("days = 30\n", "");
+    let dto: ClaimDto = read_document(&no_days, Format::Toml).expect("claim parses");
+    let (claim_core, ytd) = dto.parse().expect("valid");
+    let rejection = capped_book().split(&claim_core, &ytd).expect_err("refused");
+    assert_eq!(rejection.code, onestop_core::RejectionCode::DaysRequired);
+    assert_eq!(rejection.field.as_deref(), Some("bill.days"));
+    assert!(rejection.message.contains("120.00"), "{}", rejection.message);
+    // A bill with no such rule needs no days.
+    let outpatient =
+        capped_claim("general_outpatient", "working_age", "800", "").replace("days = 30\n", "");
+    check(&capped_book(), &outpatient, &[("tier.basic", "300.00")]);
+    for bad in ["0", "3661", "\"x\"", "2.5"] {
+        let claim = claim.replace("days = 30", &format!("days = {bad}"));
+        let dto: ClaimDto = read_document(&claim, Format::Toml).expect("claim parses");
+        let rejection = dto.parse().expect_err("days out of range");
+        assert_eq!(rejection.code, onestop_core::RejectionCode::DaysOutOfRange, "{bad}");
+    }
 }
 
 #[test]

@@ -39,6 +39,7 @@ fn outpatient() -> (Claim, Accumulators) {
     let bill = Bill {
         filing: None,
         disease: None,
+        days: None,
         date_of_service: Date::constant(2024, 5, 20),
         treatment_region: BEIJING,
         visit: VisitType::GeneralOutpatient,
@@ -72,6 +73,7 @@ fn inpatient() -> (Claim, Accumulators) {
     let bill = Bill {
         filing: None,
         disease: None,
+        days: None,
         date_of_service: Date::constant(2024, 9, 2),
         treatment_region: BEIJING,
         visit: VisitType::Inpatient,

@@ -184,6 +184,10 @@ pub struct Bill {
     /// The disease the bill treats (病种编码), for rules that select by disease group: chronic
     /// and special outpatient diseases (门诊慢特病) above all.
     pub disease: Option<String>,
+    /// The days the bill covers (住院天数 for an admission, counting the day of admission and
+    /// not the day of discharge; 护理天数 for long-term care), for rules that limit what they
+    /// pay per day (`cap_per_day`). `None` when not known: such a rule then refuses the bill.
+    pub days: Option<u16>,
     pub lines: Vec<Line>,
 }
 
@@ -227,6 +231,8 @@ pub const ADMISSION_NUMBER_MAX: u16 = 100;
 pub const LINE_AMOUNT_MAX: Fen = Fen(1_000_000_000);
 /// At most 100 million yuan on one bill.
 pub const BILL_AMOUNT_MAX: Fen = Fen(10_000_000_000);
+/// At most this many days on one bill (ten years of an admission).
+pub const DAYS_MAX: u16 = 3_660;
 /// The oldest age accepted.
 pub const AGE_MAX: u8 = 150;
 /// At most this many characters in a disease code.

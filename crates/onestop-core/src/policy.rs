@@ -471,6 +471,9 @@ pub struct Rule {
     /// The most this tier pays on one bill (每次/每人次最高支付限额; for long-term care billed
     /// by the month, the month's limit).
     pub cap_per_visit: Option<Param<Fen>>,
+    /// The most this tier pays per day of the bill (每日/每床日最高支付限额): `days ×` this, on
+    /// one bill. A bill without days is refused where such a rule applies.
+    pub cap_per_day: Option<Param<Fen>>,
     /// Coinsurance tiers only: the band position (on `band_basis`) from which the tier pays
     /// nothing (封顶线 written as a cost, "起付线以上至15万元"); the in-scope amount above it is
     /// `above_cap`, for a large-amount layer.

@@ -63,6 +63,8 @@ rejection_codes! {
     DiseaseInvalid = "disease_invalid", "病种编码无效",
         "A disease code (病种编码) is 1 to 30 letters, digits, `.`, `-` and `_`, such as M03900 \
          or I10.x00.";
+    DaysOutOfRange = "days_out_of_range", "天数超出范围",
+        "A bill's days (住院天数 or 护理天数) must be a whole number from 1 to 3,660.";
     BillMustHaveLines = "bill_must_have_lines", "费用明细为空",
         "A bill must have at least one fee line.";
     LinesCountExceedsMax = "lines_count_exceeds_max", "费用明细条数超限",
@@ -108,6 +110,9 @@ rejection_codes! {
     TreatmentRegionHasNoCatalogInForce =
         "treatment_region_has_no_catalog_in_force", "就医地无有效目录",
         "The region of treatment must have catalog rules in force on the date of service.";
+    DaysRequired = "days_required", "缺少住院或护理天数",
+        "A rule that limits what it pays per day (`cap_per_day`, 每日限额) needs the bill's \
+         days: give `days`, or discharge the admission first so that its days are known.";
 }
 
 impl fmt::Display for RejectionCode {

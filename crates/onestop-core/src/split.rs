@@ -57,6 +57,7 @@ pub fn split_into(
     classify(claim, catalog, treatment.rounding.value, out);
     let mut run = Run::new(claim, insured, ytd, rounding, out);
     run.cross_region_cut = cut;
+    run.require_days()?;
     run.tiers();
     run.account_and_cash();
     run.finish();
@@ -345,6 +346,32 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Refuses a bill without days where a rule that applies limits its payment per day.
+    fn require_days(&self) -> Result<(), Rejection> {
+        if self.claim.bill.days.is_some() {
+            return Ok(());
+        }
+        let rules = self.policy.tiers.iter().filter_map(|tier| {
+            tier.rules.iter().find(|rule| rule.when.matches(&self.facts)).map(|r| (tier, r))
+        });
+        for (tier, rule) in rules {
+            if let Some(cap) = rule.cap_per_day {
+                return Err(Rejection::new(
+                    RejectionCode::DaysRequired,
+                    format!(
+                        "{} tier `{}` pays at most {} a day (每日限额): the bill must say its \
+                         days (`days`, 住院天数/护理天数)",
+                        tier.kind.zh(),
+                        tier.id,
+                        cap.value
+                    ),
+                )
+                .field("bill.days"));
+            }
+        }
+        Ok(())
+    }
+
     fn tiers(&mut self) {
         let policy = self.policy;
         let mut coinsurance_done = false;
@@ -555,7 +582,8 @@ impl<'a> Run<'a> {
     }
 
     /// What the caps still allow, with the parameter of the one that allows least: the annual
-    /// cap in `cap_pool`, the rule's own pool's cap, the cap on one bill.
+    /// cap in `cap_pool`, the rule's own pool's cap, the cap on one bill, the cap per day times
+    /// the bill's days.
     fn cap_remaining(
         &self,
         tier: &Tier,
@@ -571,8 +599,13 @@ impl<'a> Run<'a> {
             (cap.value.saturating_excess(paid), cap.source)
         });
         let visit = rule.cap_per_visit.map(|cap| (cap.value, cap.source));
+        let day = rule.cap_per_day.map(|cap| {
+            let days = self.claim.bill.days.expect("a bill without days is refused first");
+            (Fen(cap.value.0.saturating_mul(i64::from(days))), cap.source)
+        });
         // The first of equals wins, so that a binding annual cap is the one cited.
-        [annual, pool, visit].into_iter().flatten().reduce(|a, b| if b.0 < a.0 { b } else { a })
+        let caps = [annual, pool, visit, day];
+        caps.into_iter().flatten().reduce(|a, b| if b.0 < a.0 { b } else { a })
     }
 
     /// Counts what a tier paid in its cap's pool, and in the rule's own pool too where a cap

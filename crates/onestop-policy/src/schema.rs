@@ -662,6 +662,7 @@ const RULE_KEYS: &[&str] = &[
     "cap",
     "pool_cap",
     "cap_per_visit",
+    "cap_per_day",
     "ceiling",
     "adjust",
     "notes",
@@ -693,7 +694,7 @@ fn rule(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<
     };
     let bands = bands(reader, &mut table, node, first_lower)?;
     let round_at = round_at(reader, &mut table, source)?;
-    let [cap, pool_cap, cap_per_visit] = caps(reader, &mut table, &pool, &cap_pool)?;
+    let [cap, pool_cap, cap_per_visit, cap_per_day] = caps(reader, &mut table, &pool, &cap_pool)?;
     let ceiling = ceiling(reader, &mut table, kind)?;
     let adjustments = match table.get("adjust") {
         Some((node, path)) => adjustments(reader, node, &path, kind)?,
@@ -712,19 +713,20 @@ fn rule(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<
         cap,
         pool_cap,
         cap_per_visit,
+        cap_per_day,
         ceiling,
         adjustments,
     })
 }
 
 /// A rule's limits on what it pays, in this order: `cap` (the year's, in `cap_pool`), `pool_cap`
-/// (the year's, in its own pool) and `cap_per_visit`.
+/// (the year's, in its own pool), `cap_per_visit` and `cap_per_day`.
 fn caps(
     reader: &mut Reader,
     table: &mut Table<'_>,
     pool: &str,
     cap_pool: &str,
-) -> Result<[Option<Param<Fen>>; 3], PolicyError> {
+) -> Result<[Option<Param<Fen>>; 4], PolicyError> {
     let cap = match table.get("cap") {
         Some((node, path)) => Some(reader.money(node, &path)?),
         None => None,
@@ -745,11 +747,13 @@ fn caps(
         Some((node, path)) => Some(reader.money(node, &path)?),
         None => None,
     };
-    let cap_per_visit = match table.get("cap_per_visit") {
-        Some((node, path)) => Some(reader.money(node, &path)?),
-        None => None,
+    let mut money = |key: &str| match table.get(key) {
+        Some((node, path)) => reader.money(node, &path).map(Some),
+        None => Ok(None),
     };
-    Ok([cap, pool_cap, cap_per_visit])
+    let cap_per_visit = money("cap_per_visit")?;
+    let cap_per_day = money("cap_per_day")?;
+    Ok([cap, pool_cap, cap_per_visit, cap_per_day])
 }
 
 /// Reads a coinsurance rule's `ceiling` (封顶线 written as a cost: the band position from which

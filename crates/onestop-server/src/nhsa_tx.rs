@@ -680,7 +680,7 @@ fn use_account(node: &Map<String, Value>) -> std::result::Result<SettleRequest, 
             )));
         }
     };
-    Ok(SettleRequest { use_personal_account })
+    Ok(SettleRequest { use_personal_account, days: None })
 }
 
 /// The settlement output of a record: `setlinfo` and `setldetail`.

@@ -345,7 +345,11 @@ fn schemas() -> Value {
                 "ends_at": { "type": "string", "format": "date-time" },
                 "reason": { "type": "string" } } },
         "Settle": { "type": "object",
-            "properties": { "use_personal_account": { "type": "boolean" } } },
+            "properties": { "use_personal_account": { "type": "boolean" },
+                "days": { "type": "integer", "minimum": 1, "maximum": 3660,
+                    "description": "住院天数/护理天数: the days the bill covers, for rules \
+                        that pay at most so much a day; an admission discharged by 2402 \
+                        counts its own" } } },
     });
     if let (Some(all), Value::Object(visits)) = (schemas.as_object_mut(), visit_schemas()) {
         all.extend(visits);

@@ -166,6 +166,18 @@ async fn a_hospital_settles_cancels_and_reconciles() {
     assert_eq!(status, 200, "{preview}");
     // Retiree, level 3: 1 − 0.6 × 15 % = 91 %; in scope 20900; (20900 − 1300) × 91 % = 17836.
     assert_eq!(preview["tiers"][0]["amount"], "17836.00");
+    // Admitted on 06-08 and still in on 06-10: two days (算入不算出), unless the bill says.
+    assert_eq!(preview["days"], 2, "{preview}");
+    let path = format!("/v1/visits/{visit_id}/pre-settle");
+    let (status, said) = app.call("POST", &path, Some(&hospital), Some(json!({"days": 5}))).await;
+    assert_eq!((status, &said["days"]), (StatusCode::OK, &json!(5)), "{said}");
+    let (status, refused) =
+        app.call("POST", &path, Some(&hospital), Some(json!({"days": "0"}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(
+        (&refused["code"], &refused["field"]),
+        (&json!("days_out_of_range"), &json!("days"))
+    );
     let (status, settled) = app.settle(&hospital, &visit_id, "k-1").await;
     assert_eq!(status, 200, "{settled}");
     assert_eq!(settled["settlement"], preview, "pre-settle answers what settle books, all of it");

@@ -251,6 +251,7 @@ pub(crate) fn claim_of(
             admission_number: visit.admission_number,
             use_personal_account,
             disease: visit.disease.clone(),
+            days: None,
             lines,
         },
         person: Person {
@@ -266,6 +267,22 @@ pub(crate) fn claim_of(
     };
     let ytd = tx.accumulators(&person.key, year)?;
     Ok(Ok((claim, ytd)))
+}
+
+/// An admission's days (住院天数): from the date of service to the date of discharge, or to
+/// `today` while the person is still in, the first day counted and not the last (算入不算出), at
+/// least 1. `None` for other visits, or a discharge that is not a date on or after admission.
+fn stay_days(visit: &VisitRow, today: Date) -> Option<u16> {
+    if visit.visit_type != onestop_core::VisitType::Inpatient {
+        return None;
+    }
+    let out = match visit.discharged_at.as_deref() {
+        Some(at) => at.get(..10)?.parse().ok()?,
+        None => today,
+    };
+    let days = (out - visit.date_of_service).get_days();
+    let days = if days < 0 { return None } else { u16::try_from(days.max(1)).ok()? };
+    Some(days).filter(|days| *days <= onestop_core::claim::DAYS_MAX)
 }
 
 /// Computes a visit's split without writing anything (预结算).
@@ -313,7 +330,7 @@ fn presettled<T>(
         Err(error) => return Ok(Err(error)),
     };
     let Some(person) = tx.person(&key, false)? else { return Ok(Err(not_found_visit(visit_id))) };
-    let (_, claim, ytd) = match visit_claim(tx, env.book, actor, &person, visit_id, request)? {
+    let (_, claim, ytd) = match visit_claim(tx, env, actor, &person, visit_id, request)? {
         Ok(found) => found,
         Err(error) => return Ok(Err(error)),
     };
@@ -328,7 +345,7 @@ fn presettled<T>(
 /// pre-settle and settle compute on.
 fn visit_claim(
     tx: &mut dyn Tx,
-    book: &PolicyBook,
+    env: &Env<'_>,
     actor: &Institution,
     person: &PersonRow,
     visit_id: &str,
@@ -339,8 +356,15 @@ fn visit_claim(
         Err(error) => return Ok(Err(error)),
     };
     let use_account = request.use_personal_account.unwrap_or(true);
-    let claimed = claim_of(tx, book, actor, person, &visit, lines, use_account)?;
-    Ok(claimed.map(|(claim, ytd)| (visit, claim, ytd)))
+    let days = match request.days.as_ref().map(onestop_api::claim::parse_days).transpose() {
+        Ok(days) => days.or_else(|| stay_days(&visit, env.today)),
+        Err(rejection) => return Ok(Err(rejection.into())),
+    };
+    let claimed = claim_of(tx, env.book, actor, person, &visit, lines, use_account)?;
+    Ok(claimed.map(|(mut claim, ytd)| {
+        claim.bill.days = days;
+        (visit, claim, ytd)
+    }))
 }
 
 fn settle_visit(
@@ -352,7 +376,7 @@ fn settle_visit(
     request: &SettleRequest,
 ) -> Result<Answer<RecordJson>> {
     let key = &person.key;
-    let (visit, claim, ytd) = match visit_claim(tx, env.book, actor, person, visit_id, request)? {
+    let (visit, claim, ytd) = match visit_claim(tx, env, actor, person, visit_id, request)? {
         Ok(found) => found,
         Err(error) => return Ok(Err(error)),
     };
@@ -672,4 +696,43 @@ pub fn violations(tx: &mut dyn Tx) -> Result<Vec<String>> {
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admission(on: Date, discharged_at: Option<&str>) -> VisitRow {
+        VisitRow {
+            key: PersonKey { region: onestop_core::Region(110_000), person_id: "P1".into() },
+            visit_id: "V1".into(),
+            institution_id: "H1".into(),
+            treatment_region: onestop_core::Region(110_000),
+            visit_type: onestop_core::VisitType::Inpatient,
+            date_of_service: on,
+            admission_number: None,
+            status: VisitStatus::Open,
+            opened_at: "2024-06-01T08:00:00+08:00".into(),
+            discharged_at: discharged_at.map(str::to_owned),
+            disease: None,
+        }
+    }
+
+    #[test]
+    fn an_admission_counts_its_days_from_admission_to_discharge_or_today() {
+        let today = Date::constant(2024, 6, 20);
+        let on = Date::constant(2024, 6, 1);
+        // The day of admission counts, the day of discharge does not (算入不算出).
+        assert_eq!(stay_days(&admission(on, Some("2024-06-10 09:00:00")), today), Some(9));
+        // In and out on one day is one day.
+        assert_eq!(stay_days(&admission(on, Some("2024-06-01 18:00:00")), today), Some(1));
+        // Still in: counted to today.
+        assert_eq!(stay_days(&admission(on, None), today), Some(19));
+        // A discharge before the admission, or not a date, gives no days.
+        assert_eq!(stay_days(&admission(on, Some("2024-05-30 09:00:00")), today), None);
+        assert_eq!(stay_days(&admission(on, Some("")), today), None);
+        let mut outpatient = admission(on, None);
+        outpatient.visit_type = onestop_core::VisitType::GeneralOutpatient;
+        assert_eq!(stay_days(&outpatient, today), None);
+    }
 }
