@@ -407,6 +407,11 @@ fn tier_text(
                  {points} percentage points lower"
             )
         }
+        StepKind::ElsewhereFirstSelfPay => write!(
+            f,
+            "异地就医先行自付 care outside the insured region: the person first pays {ratio} × \
+             {base} in scope = {amount}, before the deductible"
+        ),
         StepKind::Deductible => {
             write!(f, "起付线 deductible {base} due on this visit, {amount} borne by the person")
         }

@@ -362,6 +362,53 @@ fn a_rule_can_select_care_outside_the_insured_region() {
     assert_eq!(error.code, onestop_policy::PolicyErrorCode::RulesOverlap, "{error}");
 }
 
+#[test]
+fn care_elsewhere_can_have_a_share_paid_first_before_the_deductible() {
+    // 未备案先自付20%, 余下按参保地规定: unfiled care elsewhere pays 20 % of the in-scope amount
+    // first; a referral 10 % (and no cut); a critical-illness layer on the in-scope burden
+    // counts the share paid first as part of it.
+    let insured = "[policy]\nregion = \"990300\"\nname = \"t\"\nvalid_from = \"2024-01-01\"\n\
+        [catalog]\nclass_b_first_self_pay = \"0%\"\n\
+        [cross_region]\nfirst_self_pay = { referral = \"10%\", unfiled = \"20%\" }\n\
+        [[tiers]]\nid = \"basic\"\nkind = \"basic_pool\"\n\
+        [[tiers.rules]]\nwhen = { visit = \"inpatient\" }\n\
+        deductible = { per = \"admission\", amount = \"500\" }\nratio = \"80%\"\n\
+        [[tiers]]\nid = \"ci\"\nkind = \"critical_illness\"\n\
+        [[tiers.rules]]\nthreshold = \"3000\"\nratio = \"60%\"\n";
+    let book = book_of(&[("insured.toml", insured), ("t.toml", &treatment_policy("990400"))]);
+    let claim = |region: &str, filing: &str| {
+        format!(
+            "[bill]\ndate_of_service = \"2024-05-01\"\ntreatment_region = \"{region}\"\n\
+             visit = \"inpatient\"\nlevel = \"2\"\nuse_personal_account = false\n{filing}\
+             lines = [{{ class = \"a\", amount = \"20000\" }}]\n\
+             [person]\ninsured_region = \"990300\"\ncategory = \"working_age\"\nage = 40\n"
+        )
+    };
+    // Unfiled: 20000 × 20 % = 4000 first; (16000 − 500) × 80 % = 12400. The person's in-scope
+    // burden 4000 + 500 + 3100 = 7600; critical illness (7600 − 3000) × 60 % = 2760, taken from
+    // the components in order (below the deductible, copay, ..., the share paid first last), so
+    // the person still bears all 4000 of it.
+    let settlement = check(
+        &book,
+        &claim("990400", ""),
+        &[
+            ("tier.basic", "12400.00"),
+            ("personal_in_scope_after_coinsurance", "7600.00"),
+            ("tier.ci", "2760.00"),
+            ("component.elsewhere_first_self_pay", "4000.00"),
+            ("cash", "4840.00"),
+        ],
+    );
+    let first = settlement.steps.iter().find(|s| s.kind == StepKind::ElsewhereFirstSelfPay);
+    let first = first.expect("the share paid first is a step");
+    assert_eq!((first.amount, first.base), (Fen(400_000), Fen(2_000_000)));
+    // A referral: 2000 first; (18000 − 500) × 80 % = 14000.
+    let referral = claim("990400", "filing = \"referral\"\n");
+    check(&book, &referral, &[("tier.basic", "14000.00")]);
+    // At home nothing is paid first: (20000 − 500) × 80 % = 15600.
+    check(&book, &claim("990300", ""), &[("tier.basic", "15600.00")]);
+}
+
 /// A region whose chronic outpatient care (门诊慢特病) differs by disease group.
 const BY_DISEASE: &str = "[policy]\nregion = \"990500\"\nname = \"t\"\n\
     valid_from = \"2024-01-01\"\n[catalog]\nclass_b_first_self_pay = \"0%\"\n\

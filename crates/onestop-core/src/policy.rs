@@ -239,32 +239,41 @@ pub enum Component {
     Copay = 1,
     /// In scope, beyond the coinsurance tier's annual cap (封顶线以上).
     AboveCap = 2,
+    /// In scope, the share a person treated outside the insured region pays first, before the
+    /// basic fund's deductible and ratios (异地就医先行自付, `[cross_region] first_self_pay`).
+    ElsewhereFirstSelfPay = 3,
     /// Class-B first self-pay (乙类先行自付).
-    ClassBFirstSelfPay = 3,
+    ClassBFirstSelfPay = 4,
     /// Above the price limit (超限价自费).
-    OverLimit = 4,
+    OverLimit = 5,
     /// Outside the catalog (全自费).
-    OutsideCatalog = 5,
+    OutsideCatalog = 6,
 }
 
 impl Component {
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
     pub const ALL: [Component; Component::COUNT] = [
         Component::BelowDeductible,
         Component::Copay,
         Component::AboveCap,
+        Component::ElsewhereFirstSelfPay,
         Component::ClassBFirstSelfPay,
         Component::OverLimit,
         Component::OutsideCatalog,
     ];
-    pub const IN_SCOPE: [Component; 3] =
-        [Component::BelowDeductible, Component::Copay, Component::AboveCap];
+    pub const IN_SCOPE: [Component; 4] = [
+        Component::BelowDeductible,
+        Component::Copay,
+        Component::AboveCap,
+        Component::ElsewhereFirstSelfPay,
+    ];
 
     pub fn code(self) -> &'static str {
         match self {
             Component::BelowDeductible => "below_deductible",
             Component::Copay => "copay",
             Component::AboveCap => "above_cap",
+            Component::ElsewhereFirstSelfPay => "elsewhere_first_self_pay",
             Component::ClassBFirstSelfPay => "class_b_first_self_pay",
             Component::OverLimit => "over_limit",
             Component::OutsideCatalog => "outside_catalog",
@@ -276,6 +285,7 @@ impl Component {
             Component::BelowDeductible => "起付线以下",
             Component::Copay => "按比例自付",
             Component::AboveCap => "封顶线以上",
+            Component::ElsewhereFirstSelfPay => "异地先行自付",
             Component::ClassBFirstSelfPay => "乙类先行自付",
             Component::OverLimit => "超限价自费",
             Component::OutsideCatalog => "全自费",
@@ -616,6 +626,9 @@ pub struct CrossRegion {
     pub cuts: Vec<Param<i64>>,
     /// What an unfiled visit gets.
     pub unfiled: Param<Unfiled>,
+    /// The share of the in-scope amount the person pays first (先行自付), by filing kind in the
+    /// order of `FilingKind::ALL`, then for unfiled care.
+    pub first_self_pay: Vec<Param<Ratio>>,
     /// Days after the visit within which an emergency may still be filed.
     pub emergency_filing_days: Param<u16>,
     /// Filing kinds that need the agency's approval (a bit set of `FilingKind`).
@@ -625,6 +638,11 @@ pub struct CrossRegion {
 impl CrossRegion {
     pub fn cut(&self, kind: FilingKind) -> Param<i64> {
         self.cuts[kind as usize]
+    }
+
+    /// The share paid first under a filing of `kind`, or unfiled (`None`).
+    pub fn first_self_pay(&self, kind: Option<FilingKind>) -> Param<Ratio> {
+        self.first_self_pay[kind.map_or(FilingKind::ALL.len(), |kind| kind as usize)]
     }
 }
 

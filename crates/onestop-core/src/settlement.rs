@@ -78,6 +78,9 @@ pub enum StepKind {
     Adjustment,
     /// Care outside the insured region: the basic fund's ratios cut by `ratio` points.
     CrossRegionCut,
+    /// Care outside the insured region: the person first pays `ratio` of the in-scope `base`
+    /// (`amount`), before the basic fund's deductible and ratios (异地先行自付).
+    ElsewhereFirstSelfPay,
     /// The deductible borne on this visit (`amount`), of the deductible `base`.
     Deductible,
     /// A layer's base for this visit (`amount`) and the year's base before it (`base`).
@@ -109,6 +112,7 @@ impl StepKind {
             StepKind::NoRuleMatched => "no_rule_matched",
             StepKind::Adjustment => "adjustment",
             StepKind::CrossRegionCut => "cross_region_cut",
+            StepKind::ElsewhereFirstSelfPay => "elsewhere_first_self_pay",
             StepKind::Deductible => "deductible",
             StepKind::Base => "base",
             StepKind::Threshold => "threshold",

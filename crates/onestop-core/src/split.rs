@@ -51,12 +51,12 @@ pub fn split_into(
     ytd: &Accumulators,
     out: &mut Settlement,
 ) -> Result<(), Rejection> {
-    let (catalog, cut) = check(claim, insured, treatment, ytd)?;
+    let (catalog, elsewhere) = check(claim, insured, treatment, ytd)?;
     out.reset();
     let rounding = insured.rounding.value;
     classify(claim, catalog, treatment.rounding.value, out);
     let mut run = Run::new(claim, insured, ytd, rounding, out);
-    run.cross_region_cut = cut;
+    run.elsewhere = elsewhere;
     run.require_days()?;
     run.tiers();
     run.account_and_cash();
@@ -69,7 +69,7 @@ fn check<'p>(
     insured: &Policy,
     treatment: &'p Policy,
     ytd: &Accumulators,
-) -> Result<(&'p Catalog, Option<Param<i64>>), Rejection> {
+) -> Result<(&'p Catalog, Elsewhere), Rejection> {
     let date = claim.bill.date_of_service;
     if insured.region != claim.person.insured_region {
         return Err(Rejection::new(
@@ -96,7 +96,7 @@ fn check<'p>(
             format!("region {}'s policy snapshot does not cover {date}", insured.region),
         ));
     }
-    let cut = cross_region_cut(claim, insured)?;
+    let elsewhere = elsewhere(claim, insured)?;
     let catalog = treatment
         .catalog
         .as_ref()
@@ -117,17 +117,32 @@ fn check<'p>(
         )
         .field("ytd.year"));
     }
-    Ok((catalog, cut))
+    Ok((catalog, elsewhere))
 }
 
-/// The points cut off the basic fund's ratios for care outside the insured region, with the
-/// parameter that says so; refuses unfiled care where the insured region requires a filing.
-fn cross_region_cut(claim: &Claim, insured: &Policy) -> Result<Option<Param<i64>>, Rejection> {
+/// What care outside the insured region changes in the basic fund (参保地政策 for 异地就医).
+#[derive(Clone, Copy, Default)]
+struct Elsewhere {
+    /// Points cut off the basic fund's ratios, with the parameter that says so.
+    cut: Option<Param<i64>>,
+    /// The share of the in-scope amount the person pays first (先行自付).
+    first_self_pay: Option<Param<Ratio>>,
+}
+
+/// What the insured region's `[cross_region]` rules do to this bill; refuses unfiled care where
+/// the insured region requires a filing.
+fn elsewhere(claim: &Claim, insured: &Policy) -> Result<Elsewhere, Rejection> {
     let elsewhere = claim.bill.treatment_region != claim.person.insured_region;
-    let Some(rules) = insured.cross_region.as_ref().filter(|_| elsewhere) else { return Ok(None) };
+    let Some(rules) = insured.cross_region.as_ref().filter(|_| elsewhere) else {
+        return Ok(Elsewhere::default());
+    };
+    let first_self_pay =
+        Some(rules.first_self_pay(claim.bill.filing)).filter(|p| p.value != Ratio::ZERO);
     match (claim.bill.filing, rules.unfiled.value) {
-        (Some(kind), _) => Ok(Some(rules.cut(kind))),
-        (None, Unfiled::Cut(points)) => Ok(Some(Param::new(points, rules.unfiled.source))),
+        (Some(kind), _) => Ok(Elsewhere { cut: Some(rules.cut(kind)), first_self_pay }),
+        (None, Unfiled::Cut(points)) => {
+            Ok(Elsewhere { cut: Some(Param::new(points, rules.unfiled.source)), first_self_pay })
+        }
         (None, Unfiled::Reject) => Err(Rejection::new(
             RejectionCode::CrossRegionFilingRequired,
             format!(
@@ -291,8 +306,8 @@ struct Run<'a> {
     remaining: [Fen; Component::COUNT],
     /// What each tier paid, by component.
     paid_by: [[Fen; Component::COUNT]; TIERS_MAX],
-    /// Points cut off the coinsurance tier's ratios for care outside the insured region.
-    cross_region_cut: Option<Param<i64>>,
+    /// What care outside the insured region changes in the basic fund.
+    elsewhere: Elsewhere,
 }
 
 impl<'a> Run<'a> {
@@ -342,7 +357,7 @@ impl<'a> Run<'a> {
             initial,
             remaining: initial,
             paid_by: [[Fen::ZERO; Component::COUNT]; TIERS_MAX],
-            cross_region_cut: None,
+            elsewhere: Elsewhere::default(),
         }
     }
 
@@ -455,10 +470,11 @@ impl<'a> Run<'a> {
     /// The basic pooled fund (or long-term care fund): deductible, bands, cap.
     fn coinsurance(&mut self, index: usize, tier: &Tier, rule: &Rule) -> (Fen, Fen) {
         let scope = StepScope::Tier(u16::try_from(index).unwrap_or(u16::MAX));
-        let in_scope = self.out.totals.in_scope;
         let mut adjusted = self.adjust(scope, rule);
         let basic = tier.kind == crate::policy::TierKind::BasicPool;
-        if let Some(cut) = self.cross_region_cut.filter(|cut| basic && cut.value != 0) {
+        let first = self.elsewhere_first_self_pay(scope, basic);
+        let in_scope = self.out.totals.in_scope - first;
+        if let Some(cut) = self.elsewhere.cut.filter(|cut| basic && cut.value != 0) {
             adjusted.cut_points += cut.value;
             self.out.steps.push(
                 Step::new(scope, StepKind::CrossRegionCut, Fen::ZERO)
@@ -500,6 +516,7 @@ impl<'a> Run<'a> {
         self.initial[Component::BelowDeductible.index()] = below;
         self.initial[Component::Copay.index()] = copay;
         self.initial[Component::AboveCap.index()] = outcome.above_cap;
+        self.initial[Component::ElsewhereFirstSelfPay.index()] = first;
         self.remaining = self.initial;
         self.out.deductible = below;
         let deltas = &mut self.out.deltas;
@@ -508,6 +525,21 @@ impl<'a> Run<'a> {
         deltas.push(&tier.id, &rule.pool, Counter::Eligible, eligible);
         self.count_paid(tier, rule, outcome.paid);
         (outcome.paid, in_scope)
+    }
+
+    /// The share of the in-scope amount a person treated outside the insured region pays first,
+    /// before the basic fund's deductible (异地先行自付); zero at home and for other tiers.
+    fn elsewhere_first_self_pay(&mut self, scope: StepScope, basic: bool) -> Fen {
+        let Some(ratio) = self.elsewhere.first_self_pay.filter(|_| basic) else { return Fen::ZERO };
+        let in_scope = self.out.totals.in_scope;
+        let first = in_scope.mul_ratio(ratio.value, self.rounding);
+        self.out.steps.push(
+            Step::new(scope, StepKind::ElsewhereFirstSelfPay, first)
+                .base(in_scope)
+                .ratio(ratio.value)
+                .source(ratio.source),
+        );
+        first
     }
 
     /// The band positions a coinsurance tier pays on for this bill (5.4): from the year's count

@@ -195,50 +195,16 @@ fn cut_max(kind: FilingKind) -> i64 {
 }
 
 const CROSS_REGION_KEYS: &[&str] =
-    &["cuts", "unfiled", "emergency_filing_days", "approval_required", "notes"];
+    &["cuts", "first_self_pay", "unfiled", "emergency_filing_days", "approval_required", "notes"];
 
 /// `[cross_region]`: the insured region's rules for care elsewhere.
 fn cross_region(reader: &mut Reader, node: &Node, path: &str) -> Result<CrossRegion, PolicyError> {
     let mut table = Table::open(reader, node, path, CROSS_REGION_KEYS)?;
     table.get("notes");
     let source = reader.source(node, path);
-    let mut cuts: Vec<Param<i64>> = FilingKind::ALL.iter().map(|_| Param::new(0, source)).collect();
-    if let Some((cuts_node, cuts_path)) = table.get("cuts") {
-        let codes: Vec<&str> = FilingKind::ALL.iter().map(|k| k.code()).collect();
-        let mut by_kind = Table::open(reader, cuts_node, &cuts_path, &codes)?;
-        for kind in FilingKind::ALL {
-            let Some((node, path)) = by_kind.get(kind.code()) else { continue };
-            let points = reader.points(node, &path)?;
-            if !(0..=cut_max(*kind) * 10_000).contains(&points.value) {
-                return Err(reader.invalid(
-                    node,
-                    &path,
-                    format!(
-                        "a cut for {} is 0 to {} points (national rules)",
-                        kind.code(),
-                        cut_max(*kind)
-                    ),
-                ));
-            }
-            cuts[*kind as usize] = points;
-        }
-    }
-    let unfiled = match table.get("unfiled") {
-        Some((node, path)) => match &node.kind {
-            Kind::Str(text) if text == "reject" => {
-                Param::new(Unfiled::Reject, reader.source(node, &path))
-            }
-            _ => {
-                let points = reader.points(node, &path)?;
-                if points.value < 0 {
-                    let message = "`unfiled` is \"reject\" or a cut of 0 to 100 points";
-                    return Err(reader.invalid(node, &path, message.to_owned()));
-                }
-                Param::new(Unfiled::Cut(points.value), points.source)
-            }
-        },
-        None => Param::new(Unfiled::Reject, source),
-    };
+    let cuts = cross_region_cuts(reader, &mut table, source)?;
+    let first_self_pay = cross_region_first_self_pay(reader, &mut table, source, &cuts)?;
+    let unfiled = unfiled(reader, &mut table, source, first_self_pay[FilingKind::ALL.len()])?;
     let emergency_filing_days = match table.get("emergency_filing_days") {
         Some((node, path)) => {
             let days = reader.integer(node, &path, (0, 365))?;
@@ -257,7 +223,107 @@ fn cross_region(reader: &mut Reader, node: &Node, path: &str) -> Result<CrossReg
         }
         None => Param::new(0, source),
     };
-    Ok(CrossRegion { cuts, unfiled, emergency_filing_days, approval_required })
+    Ok(CrossRegion { cuts, unfiled, first_self_pay, emergency_filing_days, approval_required })
+}
+
+/// `cuts`: points off the basic fund's ratios by filing kind, within the national limits.
+fn cross_region_cuts(
+    reader: &mut Reader,
+    table: &mut Table<'_>,
+    source: SourceId,
+) -> Result<Vec<Param<i64>>, PolicyError> {
+    let mut cuts: Vec<Param<i64>> = FilingKind::ALL.iter().map(|_| Param::new(0, source)).collect();
+    let Some((cuts_node, cuts_path)) = table.get("cuts") else { return Ok(cuts) };
+    let codes: Vec<&str> = FilingKind::ALL.iter().map(|k| k.code()).collect();
+    let mut by_kind = Table::open(reader, cuts_node, &cuts_path, &codes)?;
+    for kind in FilingKind::ALL {
+        let Some((node, path)) = by_kind.get(kind.code()) else { continue };
+        let points = reader.points(node, &path)?;
+        if !(0..=cut_max(*kind) * 10_000).contains(&points.value) {
+            return Err(reader.invalid(
+                node,
+                &path,
+                format!(
+                    "a cut for {} is 0 to {} points (national rules)",
+                    kind.code(),
+                    cut_max(*kind)
+                ),
+            ));
+        }
+        cuts[*kind as usize] = points;
+    }
+    Ok(cuts)
+}
+
+/// `first_self_pay`: the share of the in-scope amount paid first (先行自付) by filing kind, and
+/// `unfiled` for care without a filing. With a kind's cut it stays within the national limit.
+fn cross_region_first_self_pay(
+    reader: &mut Reader,
+    table: &mut Table<'_>,
+    source: SourceId,
+    cuts: &[Param<i64>],
+) -> Result<Vec<Param<Ratio>>, PolicyError> {
+    let mut shares: Vec<Param<Ratio>> =
+        (0..=FilingKind::ALL.len()).map(|_| Param::new(Ratio::ZERO, source)).collect();
+    let Some((shares_node, shares_path)) = table.get("first_self_pay") else { return Ok(shares) };
+    let mut keys: Vec<&str> = FilingKind::ALL.iter().map(|k| k.code()).collect();
+    keys.push("unfiled");
+    let mut by_kind = Table::open(reader, shares_node, &shares_path, &keys)?;
+    for (slot, key) in keys.iter().enumerate() {
+        let Some((node, path)) = by_kind.get(key) else { continue };
+        let share = reader.ratio(node, &path, Ratio::ONE)?;
+        if let Some(kind) = FilingKind::ALL.get(slot) {
+            let most = cut_max(*kind) * 10_000;
+            if cuts[slot].value + i64::from(share.value.millionths()) > most {
+                return Err(reader.invalid(
+                    node,
+                    &path,
+                    format!(
+                        "for {key} the cut and the share paid first together lower the basic \
+                         fund by at most {} points (national rules)",
+                        cut_max(*kind)
+                    ),
+                ));
+            }
+        }
+        shares[slot] = share;
+    }
+    Ok(shares)
+}
+
+/// `unfiled`: care elsewhere without a filing is refused (`"reject"`, the default) or settled
+/// with this many points off. A share paid first for unfiled care means it is settled.
+fn unfiled(
+    reader: &mut Reader,
+    table: &mut Table<'_>,
+    source: SourceId,
+    unfiled_share: Param<Ratio>,
+) -> Result<Param<Unfiled>, PolicyError> {
+    let settled = unfiled_share.value != Ratio::ZERO;
+    match table.get("unfiled") {
+        Some((node, path)) => match &node.kind {
+            Kind::Str(text) if text == "reject" && settled => Err(reader.invalid(
+                node,
+                &path,
+                "`unfiled = \"reject\"` refuses unfiled care, yet `first_self_pay.unfiled` \
+                 settles it: write one or the other"
+                    .to_owned(),
+            )),
+            Kind::Str(text) if text == "reject" => {
+                Ok(Param::new(Unfiled::Reject, reader.source(node, &path)))
+            }
+            _ => {
+                let points = reader.points(node, &path)?;
+                if points.value < 0 {
+                    let message = "`unfiled` is \"reject\" or a cut of 0 to 100 points";
+                    return Err(reader.invalid(node, &path, message.to_owned()));
+                }
+                Ok(Param::new(Unfiled::Cut(points.value), points.source))
+            }
+        },
+        None if settled => Ok(Param::new(Unfiled::Cut(0), unfiled_share.source)),
+        None => Ok(Param::new(Unfiled::Reject, source)),
+    }
 }
 
 fn catalog(reader: &mut Reader, node: &Node, path: &str) -> Result<Catalog, PolicyError> {
