@@ -373,6 +373,12 @@ fn line_text(f: &mut fmt::Formatter<'_>, claim: &Claim, index: u32, step: &Step)
         StepKind::OverLimit => {
             write!(f, "超限价自费 over the price limit, {amount} above the {base} allowed")
         }
+        // A second parameter is the catalog's `first_self_pay_round_at = "bill"`.
+        StepKind::ClassBFirstSelfPay if step.sources[1].is_some() => write!(
+            f,
+            "乙类先行自付 class-B first self-pay {ratio} × {base} = {amount} (the bill's class-B \
+             total rounded once, 按乙类合计取整, and shared out to its lines)"
+        ),
         StepKind::ClassBFirstSelfPay => write!(
             f,
             "乙类先行自付 class-B first self-pay {ratio} × {base} = {amount} (rounded per line)"

@@ -409,6 +409,63 @@ fn care_elsewhere_can_have_a_share_paid_first_before_the_deductible() {
     check(&book, &claim("990300", ""), &[("tier.basic", "15600.00")]);
 }
 
+#[test]
+fn class_b_first_self_pay_can_be_rounded_once_on_the_bill() {
+    // Two class-B lines, 3333.35 and 1666.65, at 10 %: per line 333.34 + 166.67 = 500.01; on
+    // the bill 5000.00 × 10 % = 500.00, shared out as 333.34 + 166.66 (the exact shares are
+    // 333.335 and 166.665: both round down, and the fen left goes to the earlier of the equal
+    // remainders). The fund pays 80 % of the rest: 4499.99 → 3599.99, 4500.00 → 3600.00. A
+    // third line at 20 % of 0.03 (0.006) keeps the total exact: 500.006 → 500.01.
+    let policy = |at: &str| {
+        format!(
+            "[policy]\nregion = \"990300\"\nname = \"t\"\nvalid_from = \"2024-01-01\"\n\
+             [catalog]\nclass_b_first_self_pay = \"10%\"\n{at}\
+             [[catalog.items]]\ncode = \"B20\"\nfirst_self_pay = \"20%\"\n\
+             [[tiers]]\nid = \"basic\"\nkind = \"basic_pool\"\n\
+             [[tiers.rules]]\nwhen = {{ visit = \"inpatient\" }}\n\
+             deductible = {{ per = \"admission\", amount = \"0\" }}\nratio = \"80%\"\n"
+        )
+    };
+    let claim = |third: &str| {
+        format!(
+            "[bill]\ndate_of_service = \"2024-05-01\"\ntreatment_region = \"990300\"\n\
+             visit = \"inpatient\"\nlevel = \"2\"\nuse_personal_account = false\n\
+             lines = [{{ class = \"b\", amount = \"3333.35\" }}, \
+             {{ class = \"b\", amount = \"1666.65\" }}{third}]\n\
+             [person]\ninsured_region = \"990300\"\ncategory = \"working_age\"\nage = 40\n"
+        )
+    };
+    let per_line = book_of(&[("p.toml", &policy(""))]);
+    check(
+        &per_line,
+        &claim(""),
+        &[("class_b_first_self_pay", "500.01"), ("tier.basic", "3599.99")],
+    );
+    let on_bill = book_of(&[("p.toml", &policy("first_self_pay_round_at = \"bill\"\n"))]);
+    let settlement = check(
+        &on_bill,
+        &claim(""),
+        &[("class_b_first_self_pay", "500.00"), ("tier.basic", "3600.00")],
+    );
+    let shares: Vec<Fen> = settlement.lines.iter().map(|l| l.class_b_first_self_pay).collect();
+    assert_eq!(shares, [Fen(33_334), Fen(16_666)]);
+    for (split, amount) in settlement.lines.iter().zip([333_335, 166_665]) {
+        assert_eq!(split.class_b_first_self_pay + split.in_scope, Fen(amount));
+    }
+    let steps = settlement.steps.iter().filter(|s| s.kind == StepKind::ClassBFirstSelfPay);
+    let amounts: Vec<Fen> = steps.map(|s| s.amount).collect();
+    assert_eq!(amounts, shares, "the explanation shows the shares booked");
+    let third = ", { code = \"B20\", class = \"b\", amount = \"0.03\" }";
+    let settlement = check(&on_bill, &claim(third), &[("class_b_first_self_pay", "500.01")]);
+    let shares: Vec<Fen> = settlement.lines.iter().map(|l| l.class_b_first_self_pay).collect();
+    // Remainders .5, .5 and .6 of a fen; two fen left over go to the .6 and the first .5.
+    assert_eq!(shares, [Fen(33_334), Fen(16_666), Fen(1)]);
+    // Any other word is refused when the file loads.
+    let error = onestop_policy::load_str("p.toml", &policy("first_self_pay_round_at = \"item\"\n"))
+        .expect_err("refused");
+    assert_eq!(error.code, onestop_policy::PolicyErrorCode::ValueInvalid, "{error}");
+}
+
 /// A region whose chronic outpatient care (门诊慢特病) differs by disease group.
 const BY_DISEASE: &str = "[policy]\nregion = \"990500\"\nname = \"t\"\n\
     valid_from = \"2024-01-01\"\n[catalog]\nclass_b_first_self_pay = \"0%\"\n\

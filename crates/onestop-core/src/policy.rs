@@ -123,6 +123,9 @@ pub struct Catalog {
     pub class_b_first_self_pay_employee: Param<Ratio>,
     /// Class-B first self-pay ratio for residents (often the same as for employees).
     pub class_b_first_self_pay_resident: Param<Ratio>,
+    /// Where the class-B first self-pay is rounded to the fen: on each line, or once on the
+    /// bill's class-B total (and shared out to the lines).
+    pub first_self_pay_round_at: Param<FirstSelfPayRoundAt>,
     /// Item-specific entries, sorted by code.
     pub items: Vec<CatalogItem>,
 }
@@ -137,6 +140,17 @@ impl Catalog {
             .ok()
             .map(|i| &self.items[i])
     }
+}
+
+/// Where a bill's class-B first self-pay (乙类先行自付) is rounded to the fen.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FirstSelfPayRoundAt {
+    /// Each line's share is rounded (as a hospital's fee upload, 2204, answers it).
+    Line,
+    /// The exact shares of the bill's class-B lines are summed and rounded once, as published
+    /// examples compute "乙类费用 × 10%"; the total is shared out to the lines by largest
+    /// remainder, so that the lines still add up to it.
+    Bill,
 }
 
 /// What the catalog says about one item code; absent fields fall back to the bill line.

@@ -19,8 +19,8 @@ use crate::accumulators::{Accumulators, Counter};
 use crate::claim::{CatalogClass, Claim, Line, Scheme, VisitType};
 use crate::money::{Fen, Ratio, Rounding, div_round};
 use crate::policy::{
-    Accumulate, BandBasis, Catalog, Component, DeductiblePer, Facts, Param, Policy, RoundAt, Rule,
-    SourceId, Tier, Unfiled,
+    Accumulate, BandBasis, Catalog, Component, DeductiblePer, Facts, FirstSelfPayRoundAt, Param,
+    Policy, RoundAt, Rule, SourceId, Tier, Unfiled,
 };
 use crate::reject::{Rejection, RejectionCode};
 use crate::settlement::{LineSplit, Settlement, Step, StepKind, StepScope, TierPayment, Totals};
@@ -170,7 +170,73 @@ fn classify(claim: &Claim, catalog: &Catalog, rounding: Rounding, out: &mut Sett
         totals.in_scope += split.in_scope;
         out.lines.push(split);
     }
+    let at = catalog.first_self_pay_round_at;
+    if at.value == FirstSelfPayRoundAt::Bill {
+        let moved = first_self_pay_on_the_total(claim, rounding, out, at.source);
+        totals.class_b_first_self_pay += moved;
+        totals.in_scope -= moved;
+    }
     out.totals = totals;
+}
+
+/// Rounds the class-B first self-pay once on the bill: the lines' exact shares summed and
+/// rounded, then shared out to the lines, each its exact share rounded down and the fen left
+/// over to those with the largest remainders (the earlier line first among equals). Updates
+/// each line and its step; returns how much more the bill's first self-pay is than the sum of
+/// the lines rounded one by one (negative when less).
+fn first_self_pay_on_the_total(
+    claim: &Claim,
+    rounding: Rounding,
+    out: &mut Settlement,
+    source: SourceId,
+) -> Fen {
+    let scale = i128::from(Ratio::SCALE);
+    // Each class-B line: its index, its allowed amount and its exact share in fen × millionths.
+    let mut shares: Vec<(usize, Fen, i128)> = Vec::new();
+    for (index, split) in out.lines.iter().enumerate() {
+        if split.class == CatalogClass::B {
+            let allowed = claim.bill.lines[index].amount - split.outside_catalog - split.over_limit;
+            let exact = i128::from(allowed.0) * i128::from(split.first_self_pay_ratio.millionths());
+            shares.push((index, allowed, exact));
+        }
+    }
+    let total = div_round(shares.iter().map(|share| share.2).sum(), scale, rounding);
+    let floors: i128 = shares.iter().map(|share| share.2 / scale).sum();
+    let mut left = total - floors;
+    assert!(
+        (0..=i128::try_from(shares.len()).unwrap_or(i128::MAX)).contains(&left),
+        "the total rounded lies between the lines rounded down and rounded up"
+    );
+    let mut order: Vec<usize> = (0..shares.len()).collect();
+    order.sort_by_key(|&at| (std::cmp::Reverse(shares[at].2 % scale), shares[at].0));
+    let mut extra = vec![false; shares.len()];
+    for &at in &order {
+        if left == 0 {
+            break;
+        }
+        if shares[at].2 % scale != 0 {
+            extra[at] = true;
+            left -= 1;
+        }
+    }
+    assert_eq!(left, 0, "the fen left over go to lines with a remainder");
+    let mut moved = Fen::ZERO;
+    for (at, &(index, allowed, exact)) in shares.iter().enumerate() {
+        let share = Fen(narrow(exact / scale + i128::from(extra[at])));
+        let split = &mut out.lines[index];
+        moved += share - split.class_b_first_self_pay;
+        split.class_b_first_self_pay = share;
+        split.in_scope = allowed - share;
+        let scope = StepScope::Line(u32::try_from(index).unwrap_or(u32::MAX));
+        let step = out
+            .steps
+            .iter_mut()
+            .find(|step| step.scope == scope && step.kind == StepKind::ClassBFirstSelfPay);
+        let step = step.expect("every class-B line has its first self-pay step");
+        step.amount = share;
+        step.sources[1] = Some(source);
+    }
+    moved
 }
 
 /// How the catalog splits one line for a person of `scheme` (as the fee upload, 2204, answers

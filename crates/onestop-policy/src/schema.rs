@@ -13,8 +13,8 @@ use onestop_core::claim::{
 use onestop_core::money::{Fen, Ratio, Rounding, UnitPrice};
 use onestop_core::policy::{
     AccountRule, Accumulate, Adjustment, Band, BandBasis, Base, Catalog, CatalogItem, Component,
-    CrossRegion, Deductible, DeductibleAmount, DeductiblePer, Param, Policy, RoundAt, Rule,
-    Selector, SourceId, Tier, TierKind, Unfiled,
+    CrossRegion, Deductible, DeductibleAmount, DeductiblePer, FirstSelfPayRoundAt, Param, Policy,
+    RoundAt, Rule, Selector, SourceId, Tier, TierKind, Unfiled,
 };
 use onestop_core::split::{BANDS_MAX, TIERS_MAX};
 
@@ -327,7 +327,8 @@ fn unfiled(
 }
 
 fn catalog(reader: &mut Reader, node: &Node, path: &str) -> Result<Catalog, PolicyError> {
-    let mut table = Table::open(reader, node, path, &["class_b_first_self_pay", "items"])?;
+    let keys = ["class_b_first_self_pay", "first_self_pay_round_at", "items"];
+    let mut table = Table::open(reader, node, path, &keys)?;
     let (ratio_node, ratio_path) = table.require(
         reader,
         "class_b_first_self_pay",
@@ -347,6 +348,22 @@ fn catalog(reader: &mut Reader, node: &Node, path: &str) -> Result<Catalog, Poli
             let ratio = reader.ratio(ratio_node, &ratio_path, Ratio::ONE)?;
             (ratio, ratio)
         }
+    };
+    let first_self_pay_round_at = match table.get("first_self_pay_round_at") {
+        Some((node, path)) => {
+            let at = reader.name(
+                node,
+                &path,
+                |t| match t {
+                    "line" => Some(FirstSelfPayRoundAt::Line),
+                    "bill" => Some(FirstSelfPayRoundAt::Bill),
+                    _ => None,
+                },
+                "line, bill",
+            )?;
+            Param::new(at, reader.source(node, &path))
+        }
+        None => Param::new(FirstSelfPayRoundAt::Line, reader.source(node, path)),
     };
     let mut items = Vec::new();
     if let Some((node, path)) = table.get("items") {
@@ -373,6 +390,7 @@ fn catalog(reader: &mut Reader, node: &Node, path: &str) -> Result<Catalog, Poli
     }
     Ok(Catalog {
         class_b_first_self_pay_employee: employee,
+        first_self_pay_round_at,
         class_b_first_self_pay_resident: resident,
         items,
     })
