@@ -471,7 +471,7 @@ fn cap_name(claim: &Claim, tier: &Tier, step: &Step) -> String {
             let days = claim.bill.days.unwrap_or(0);
             format!("每日最高支付 cap per day {per_day} × {days} days (天)")
         }
-        Some(r) => format!("单项年度限额 annual cap of pool `{}`", r.pool),
+        Some(r) => format!("单项年度限额 annual cap of pool `{}`", r.pool_cap_pool),
         None => "封顶线 annual cap".to_owned(),
     }
 }

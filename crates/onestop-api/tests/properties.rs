@@ -182,9 +182,9 @@ fn within_caps(which: usize, claim: &Claim, ytd: &Accumulators, settlement: &Set
         }
         let after = settlement.accumulators_after(ytd);
         if let Some(cap) = rule.pool_cap {
-            let before = ytd.get(&tier.id, &rule.pool, Counter::Paid);
-            let now = after.get(&tier.id, &rule.pool, Counter::Paid);
-            assert_eq!(now - before, payment.amount, "counted in the rule's pool too");
+            let before = ytd.get(&tier.id, &rule.pool_cap_pool, Counter::Paid);
+            let now = after.get(&tier.id, &rule.pool_cap_pool, Counter::Paid);
+            assert_eq!(now - before, payment.amount, "counted in the pool cap's pool too");
             assert!(now <= cap.value.max(before), "{} paid {now} in its pool", tier.id);
         }
         let caps = rule.cap.iter().chain(rule.adjustments.iter().filter_map(|a| a.cap.as_ref()));

@@ -332,6 +332,47 @@ fn a_pool_cap_limits_its_pool_inside_a_cap_shared_with_another() {
 }
 
 #[test]
+fn a_pool_cap_can_count_in_a_pool_of_its_own_while_the_threshold_is_shared() {
+    // 医疗救助 低保: one threshold of 2000 a year on admissions and 门诊慢特病 together, 70 %,
+    // 50000 a year, of which 门慢 at most 5000. The bill's in-scope amount stands for the burden
+    // after basic insurance (no coinsurance tier).
+    let policy = "[policy]\nregion = \"990300\"\nname = \"t\"\nvalid_from = \"2024-01-01\"\n\
+        [catalog]\nclass_b_first_self_pay = \"0%\"\n\
+        [[tiers]]\nid = \"ma\"\nkind = \"medical_assistance\"\n\
+        [[tiers.rules]]\nwhen = { visit = \"inpatient\" }\n\
+        threshold = \"2000\"\nratio = \"70%\"\ncap = \"50000\"\n\
+        [[tiers.rules]]\nwhen = { visit = \"chronic_outpatient\" }\n\
+        threshold = \"2000\"\nratio = \"70%\"\ncap = \"50000\"\n\
+        pool_cap = { amount = \"5000\", pool = \"chronic\" }\n";
+    let book = book_of(&[("p.toml", policy)]);
+    let claim = |ytd: &str| {
+        format!(
+            "[bill]\ndate_of_service = \"2024-07-01\"\ntreatment_region = \"990300\"\n\
+             visit = \"chronic_outpatient\"\nlevel = \"2\"\n\
+             lines = [{{ class = \"a\", amount = \"1000\" }}]\n\
+             [person]\ninsured_region = \"990300\"\ncategory = \"working_age\"\nage = 40\n\
+             [ytd]\nyear = 2024\n{ytd}"
+        )
+    };
+    // 8000 of base counted on admissions already: the threshold is met; 1000 × 70 % = 700,
+    // counted in `all` and in `chronic`.
+    let met = "[ytd.tiers.ma.all]\nbase = \"8000\"\npaid = \"4200\"\n";
+    let settlement = check(&book, &claim(met), &[("tier.ma", "700.00")]);
+    let after = settlement.accumulators_after(&onestop_core::Accumulators::new(2024));
+    let paid = |pool| after.get("ma", pool, onestop_core::accumulators::Counter::Paid);
+    assert_eq!((paid("all"), paid("chronic")), (Fen(70_000), Fen(70_000)));
+    // 1500 counted: the bill's base runs 1500 → 2500, 500 above the threshold × 70 % = 350.
+    check(&book, &claim("[ytd.tiers.ma.all]\nbase = \"1500\"\n"), &[("tier.ma", "350.00")]);
+    // 4800 of the 门慢 5000 paid: 200 left.
+    let sub = format!("{met}[ytd.tiers.ma.chronic]\npaid = \"4800\"\n");
+    check(&book, &claim(&sub), &[("tier.ma", "200.00")]);
+    // The sub-limit cannot count in the pool of the shared cap itself.
+    let same = policy.replace("pool = \"chronic\"", "pool = \"all\"");
+    let error = onestop_policy::load_str("p.toml", &same).expect_err("refused");
+    assert_eq!(error.code, onestop_policy::PolicyErrorCode::ValueInvalid, "{error}");
+}
+
+#[test]
 fn a_rule_can_select_care_outside_the_insured_region() {
     // 异地转诊: a referral elsewhere pays the deductible of the insured region's level-3
     // hospitals (1000) at whatever level it is treated; at home a level-2 admission pays 600.

@@ -492,6 +492,10 @@ pub struct Rule {
     /// `cap` of `cap_pool` (门慢年度限额 within the year's 最高支付限额). Only where the
     /// two pools differ.
     pub pool_cap: Option<Param<Fen>>,
+    /// The pool where `pool_cap` counts this tier's payments: the rule's `pool` unless the
+    /// `pool_cap` names another (a sub-limit for 门慢 while the threshold counts in a pool shared
+    /// with admissions).
+    pub pool_cap_pool: Arc<str>,
     /// The most this tier pays on one bill (每次/每人次最高支付限额; for long-term care billed
     /// by the month, the month's limit).
     pub cap_per_visit: Option<Param<Fen>>,

@@ -693,7 +693,7 @@ impl<'a> Run<'a> {
             (cap.value.saturating_excess(paid), cap.source)
         });
         let pool = rule.pool_cap.map(|cap| {
-            let paid = self.ytd.get(&tier.id, &rule.pool, Counter::Paid);
+            let paid = self.ytd.get(&tier.id, &rule.pool_cap_pool, Counter::Paid);
             (cap.value.saturating_excess(paid), cap.source)
         });
         let visit = rule.cap_per_visit.map(|cap| (cap.value, cap.source));
@@ -706,14 +706,15 @@ impl<'a> Run<'a> {
         caps.into_iter().flatten().reduce(|a, b| if b.0 < a.0 { b } else { a })
     }
 
-    /// Counts what a tier paid in its cap's pool, and in the rule's own pool too where a cap
-    /// of its own counts there.
+    /// Counts what a tier paid in its cap's pool, and in the pool cap's pool too where the rule
+    /// has one.
     fn count_paid(&mut self, tier: &Tier, rule: &Rule, paid: Fen) {
         let deltas = &mut self.out.deltas;
         deltas.push(&tier.id, &rule.cap_pool, Counter::Paid, paid);
         if rule.pool_cap.is_some() {
-            assert!(rule.pool != rule.cap_pool, "the loader refuses a pool cap in the cap's pool");
-            deltas.push(&tier.id, &rule.pool, Counter::Paid, paid);
+            let own = &rule.pool_cap_pool;
+            assert!(*own != rule.cap_pool, "the loader refuses a pool cap in the cap's pool");
+            deltas.push(&tier.id, own, Counter::Paid, paid);
         }
     }
 

@@ -778,7 +778,8 @@ fn rule(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<
     };
     let bands = bands(reader, &mut table, node, first_lower)?;
     let round_at = round_at(reader, &mut table, source)?;
-    let [cap, pool_cap, cap_per_visit, cap_per_day] = caps(reader, &mut table, &pool, &cap_pool)?;
+    let Caps { cap, pool_cap, pool_cap_pool, cap_per_visit, cap_per_day } =
+        caps(reader, &mut table, &pool, &cap_pool)?;
     let ceiling = ceiling(reader, &mut table, kind)?;
     let adjustments = match table.get("adjust") {
         Some((node, path)) => adjustments(reader, node, &path, kind)?,
@@ -796,6 +797,7 @@ fn rule(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<
         round_at,
         cap,
         pool_cap,
+        pool_cap_pool,
         cap_per_visit,
         cap_per_day,
         ceiling,
@@ -803,33 +805,59 @@ fn rule(reader: &mut Reader, node: &Node, path: &str, kind: TierKind) -> Result<
     })
 }
 
-/// A rule's limits on what it pays, in this order: `cap` (the year's, in `cap_pool`), `pool_cap`
-/// (the year's, in its own pool), `cap_per_visit` and `cap_per_day`.
+/// A rule's limits on what it pays.
+struct Caps {
+    /// The year's, in `cap_pool`.
+    cap: Option<Param<Fen>>,
+    /// The year's, in `pool_cap_pool`.
+    pool_cap: Option<Param<Fen>>,
+    pool_cap_pool: Arc<str>,
+    cap_per_visit: Option<Param<Fen>>,
+    cap_per_day: Option<Param<Fen>>,
+}
+
+/// Reads a rule's caps. `pool_cap` is an amount counted in the rule's pool, or
+/// `{ amount, pool }` counted in the pool it names; either way not in `cap_pool`.
 fn caps(
     reader: &mut Reader,
     table: &mut Table<'_>,
-    pool: &str,
+    pool: &Arc<str>,
     cap_pool: &str,
-) -> Result<[Option<Param<Fen>>; 4], PolicyError> {
+) -> Result<Caps, PolicyError> {
     let cap = match table.get("cap") {
         Some((node, path)) => Some(reader.money(node, &path)?),
         None => None,
     };
-    let pool_cap = match table.get("pool_cap") {
-        Some((node, path)) if pool == cap_pool => {
-            return Err(reader.error(
-                PolicyErrorCode::ValueInvalid,
-                node,
-                &path,
-                format!(
-                    "`pool_cap` caps what the rule pays in its pool `{pool}`, inside the `cap` \
-                     of a `cap_pool` shared with other rules; this rule's `cap_pool` is its \
-                     pool, so write `cap` alone"
-                ),
-            ));
+    let (pool_cap, pool_cap_pool) = match table.get("pool_cap") {
+        Some((node, path)) => {
+            let (amount, own) = match &node.kind {
+                Kind::Table(_) => {
+                    let mut entry = Table::open(reader, node, &path, &["amount", "pool"])?;
+                    let what = "the sub-limit, such as \"5000\"";
+                    let (amount_node, amount_path) = entry.require(reader, "amount", what)?;
+                    let amount = reader.money(amount_node, &amount_path)?;
+                    let what = "the pool where the sub-limit counts, such as \"chronic\"";
+                    let (pool_node, pool_path) = entry.require(reader, "pool", what)?;
+                    (amount, Arc::from(pool_name(reader, pool_node, &pool_path)?))
+                }
+                _ => (reader.money(node, &path)?, Arc::clone(pool)),
+            };
+            if &*own == cap_pool {
+                return Err(reader.error(
+                    PolicyErrorCode::ValueInvalid,
+                    node,
+                    &path,
+                    format!(
+                        "`pool_cap` caps what the rule pays in pool `{own}`, inside the `cap` \
+                         of a `cap_pool` shared with other rules; `{own}` is the `cap_pool` \
+                         itself, so write `cap` alone, or name another pool: `pool_cap = {{ \
+                         amount = \"5000\", pool = \"chronic\" }}`"
+                    ),
+                ));
+            }
+            (Some(amount), own)
         }
-        Some((node, path)) => Some(reader.money(node, &path)?),
-        None => None,
+        None => (None, Arc::clone(pool)),
     };
     let mut money = |key: &str| match table.get(key) {
         Some((node, path)) => reader.money(node, &path).map(Some),
@@ -837,7 +865,7 @@ fn caps(
     };
     let cap_per_visit = money("cap_per_visit")?;
     let cap_per_day = money("cap_per_day")?;
-    Ok([cap, pool_cap, cap_per_visit, cap_per_day])
+    Ok(Caps { cap, pool_cap, pool_cap_pool, cap_per_visit, cap_per_day })
 }
 
 /// Reads a coinsurance rule's `ceiling` (封顶线 written as a cost: the band position from which
