@@ -196,7 +196,8 @@ impl BillDto {
             None => None,
             Some(text) => Some(FilingKind::parse(text).ok_or_else(|| {
                 let message = format!(
-                    "`{text}` is not a filing kind; expected one of: {}",
+                    "`{text}` is not a filing kind; expected one of: {} (leave `filing` out \
+                     for care without a filing, 未备案)",
                     FilingKind::codes()
                 );
                 Rejection::new(RejectionCode::FilingKindUnknown, message).field("filing")
@@ -253,10 +254,7 @@ pub fn parse_days(text: &Scalar) -> Result<u16, Rejection> {
     let number = text.as_str().trim().parse::<u16>().ok();
     number.filter(|n| (1..=DAYS_MAX).contains(n)).ok_or_else(|| {
         let shown: String = text.as_str().chars().take(40).collect();
-        let message = format!(
-            "{} `{shown}` is not a number of days from 1 to {DAYS_MAX}",
-            RejectionCode::DaysOutOfRange.zh()
-        );
+        let message = format!("`{shown}` is not a whole number of days from 1 to {DAYS_MAX}");
         Rejection::new(RejectionCode::DaysOutOfRange, message).field("days")
     })
 }

@@ -350,6 +350,22 @@ impl fmt::Display for Described<'_> {
     }
 }
 
+/// An amount times a ratio, exactly: yuan with as many decimals as it takes (at least two).
+struct ExactProduct(Fen, Ratio);
+
+impl fmt::Display for ExactProduct {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Fen × millionths: 10^8 of these make a yuan.
+        let exact = i128::from(self.0.0) * i128::from(self.1.millionths());
+        let sign = if exact < 0 { "-" } else { "" };
+        let (yuan, fraction) = (exact.abs() / 100_000_000, exact.abs() % 100_000_000);
+        let digits = format!("{fraction:08}");
+        let digits = digits.trim_end_matches('0');
+        let digits = if digits.len() < 2 { &format!("{digits:0<2}") } else { digits };
+        write!(f, "{sign}{yuan}.{digits}")
+    }
+}
+
 /// A step's ratio, or nothing.
 struct RatioText(Option<Ratio>);
 
@@ -374,11 +390,15 @@ fn line_text(f: &mut fmt::Formatter<'_>, claim: &Claim, index: u32, step: &Step)
             write!(f, "超限价自费 over the price limit, {amount} above the {base} allowed")
         }
         // A second parameter is the catalog's `first_self_pay_round_at = "bill"`.
-        StepKind::ClassBFirstSelfPay if step.sources[1].is_some() => write!(
-            f,
-            "乙类先行自付 class-B first self-pay {ratio} × {base} = {amount} (the bill's class-B \
-             total rounded once, 按乙类合计取整, and shared out to its lines)"
-        ),
+        StepKind::ClassBFirstSelfPay if step.sources[1].is_some() => {
+            let exact = ExactProduct(base, step.ratio.unwrap_or(Ratio::ZERO));
+            write!(
+                f,
+                "乙类先行自付 class-B first self-pay {ratio} × {base} = {exact}, {amount} as its \
+                 share of the bill's class-B total rounded once (按乙类合计取整, \
+                 catalog.first_self_pay_round_at = \"bill\")"
+            )
+        }
         StepKind::ClassBFirstSelfPay => write!(
             f,
             "乙类先行自付 class-B first self-pay {ratio} × {base} = {amount} (rounded per line)"

@@ -496,6 +496,16 @@ fn class_b_first_self_pay_can_be_rounded_once_on_the_bill() {
     let steps = settlement.steps.iter().filter(|s| s.kind == StepKind::ClassBFirstSelfPay);
     let amounts: Vec<Fen> = steps.map(|s| s.amount).collect();
     assert_eq!(amounts, shares, "the explanation shows the shares booked");
+    let claim_text = claim("");
+    let dto: ClaimDto = read_document(&claim_text, Format::Toml).expect("claim parses");
+    let (claim_core, ytd) = dto.parse().expect("valid");
+    let (settlement, insured, treatment) = on_bill.split(&claim_core, &ytd).expect("settles");
+    let shown =
+        onestop_api::SettlementDto::from_core(&claim_core, insured, treatment, &ytd, &settlement);
+    let line = shown.explanation.iter().find(|s| s.scope == "line:1").expect("line 2");
+    assert!(line.text.contains("10% × 1666.65 = 166.665, 166.66 as its share"), "{}", line.text);
+    let cited: Vec<&str> = line.parameters.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(cited, ["catalog.class_b_first_self_pay", "catalog.first_self_pay_round_at"]);
     let third = ", { code = \"B20\", class = \"b\", amount = \"0.03\" }";
     let settlement = check(&on_bill, &claim(third), &[("class_b_first_self_pay", "500.01")]);
     let shares: Vec<Fen> = settlement.lines.iter().map(|l| l.class_b_first_self_pay).collect();

@@ -120,8 +120,7 @@ fn known_counters(
             .field(format!("ytd.tiers.{}", key.tier)));
         };
         let same_id = tiers.iter().filter(|t| t.id == tier.id);
-        let mut pools: Vec<&str> =
-            same_id.flat_map(|t| &t.rules).flat_map(|r| [&*r.pool, &*r.cap_pool]).collect();
+        let mut pools: Vec<&str> = same_id.flat_map(|t| &t.rules).flat_map(|r| r.pools()).collect();
         pools.sort_unstable();
         pools.dedup();
         if !pools.contains(&&*key.pool) {

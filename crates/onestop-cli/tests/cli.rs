@@ -288,3 +288,54 @@ fn a_misspelt_counter_in_a_ytd_file_is_refused_not_ignored() {
         assert!(message.contains("accumulator_invalid") && message.contains(says), "{message}");
     }
 }
+
+#[test]
+fn a_ytd_file_may_name_the_pool_a_pool_cap_counts_in() {
+    // 门慢 at most 5000 of assistance a year, counted in `chronic`, the threshold in `all`:
+    // 4000 of it paid, so a bill of 3000 at 70 % (2100) is paid 1000.
+    let dir = tempfile::tempdir().expect("dir");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).expect("dir");
+    let policy = "[policy]\nregion = \"990300\"\nname = \"t\"\nvalid_from = \"2024-01-01\"\n\
+        [catalog]\nclass_b_first_self_pay = \"0%\"\n\
+        [[tiers]]\nid = \"ma\"\nkind = \"medical_assistance\"\n\
+        [[tiers.rules]]\nwhen = { visit = \"chronic_outpatient\" }\n\
+        threshold = \"2000\"\nratio = \"70%\"\ncap = \"50000\"\n\
+        pool_cap = { amount = \"5000\", pool = \"chronic\" }\n";
+    std::fs::write(policies.join("p.toml"), policy).expect("written");
+    let files = [
+        (
+            "bill.toml",
+            "date_of_service = \"2024-07-01\"\ntreatment_region = \"990300\"\n\
+             visit = \"chronic_outpatient\"\nlevel = \"2\"\n\
+             lines = [{ class = \"a\", amount = \"3000\" }]\n",
+        ),
+        ("person.toml", "insured_region = \"990300\"\ncategory = \"working_age\"\nage = 40\n"),
+        (
+            "ytd.toml",
+            "year = 2024\n[tiers.ma.all]\nbase = \"8000\"\npaid = \"4000\"\n\
+             [tiers.ma.chronic]\npaid = \"4000\"\n",
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("written");
+    }
+    let path = |name: &str| dir.path().join(name).to_str().expect("a path").to_owned();
+    let (policies, bill, person, ytd) =
+        (path("policies"), path("bill.toml"), path("person.toml"), path("ytd.toml"));
+    let output = onestop(&[
+        "calc",
+        "--policies",
+        &policies,
+        "--bill",
+        &bill,
+        "--person",
+        &person,
+        "--ytd",
+        &ytd,
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let settlement: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
+    assert_eq!(settlement["tiers"][0]["amount"], "1000.00", "{settlement}");
+}

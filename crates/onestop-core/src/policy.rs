@@ -510,6 +510,13 @@ pub struct Rule {
     pub adjustments: Vec<Adjustment>,
 }
 
+impl Rule {
+    /// Every pool the rule counts in: its own, its cap's and its pool cap's.
+    pub fn pools(&self) -> [&str; 3] {
+        [&self.pool, &self.cap_pool, &self.pool_cap_pool]
+    }
+}
+
 /// Where band positions are measured from.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum BandBasis {
