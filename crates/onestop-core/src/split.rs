@@ -227,15 +227,16 @@ fn first_self_pay_on_the_total(
         moved += share - split.class_b_first_self_pay;
         split.class_b_first_self_pay = share;
         split.in_scope = allowed - share;
-        let scope = StepScope::Line(u32::try_from(index).unwrap_or(u32::MAX));
-        let step = out
-            .steps
-            .iter_mut()
-            .find(|step| step.scope == scope && step.kind == StepKind::ClassBFirstSelfPay);
-        let step = step.expect("every class-B line has its first self-pay step");
-        step.amount = share;
-        step.sources[1] = Some(source);
     }
+    // Each class-B line's step shows its share, and cites where it was rounded.
+    let mut restated = 0;
+    for step in out.steps.iter_mut().filter(|step| step.kind == StepKind::ClassBFirstSelfPay) {
+        let StepScope::Line(index) = step.scope else { continue };
+        step.amount = out.lines[index as usize].class_b_first_self_pay;
+        step.sources[1] = Some(source);
+        restated += 1;
+    }
+    assert_eq!(restated, shares.len(), "every class-B line has its first self-pay step");
     moved
 }
 
