@@ -261,6 +261,10 @@ fn each_rejection_code_in_definition_order() {
         RejectionCode::ALL.iter().copied().filter(|c| *c != RejectionCode::InputUnreadable);
     let expected: Vec<RejectionCode> = expected.collect();
     assert_eq!(tested, expected, "one case per code, in definition order");
+    // Input the bill gets wrong is 400; what the policies need and the bill lacks, 422.
+    let status = onestop_api::error::rejection_status;
+    let days = (status(RejectionCode::DaysOutOfRange), status(RejectionCode::DaysRequired));
+    assert_eq!(days, (400, 422));
 }
 
 fn set_date(claim: Value, date: &str) -> Value {

@@ -33,6 +33,19 @@ fn treatment_policy(region: &str) -> String {
     )
 }
 
+/// A level-2 admission on 2024-05-01 of a person aged 40, paid without the personal account:
+/// `[treatment region, insured region]`, the person's category, more of the bill's header (a
+/// filing), the fee lines (TOML inline tables) and more of the person (an assistance list).
+fn admission(regions: [&str; 2], category: &str, bill: &str, lines: &str, person: &str) -> String {
+    let [treatment, insured] = regions;
+    format!(
+        "[bill]\ndate_of_service = \"2024-05-01\"\ntreatment_region = \"{treatment}\"\n\
+         visit = \"inpatient\"\nlevel = \"2\"\nuse_personal_account = false\n{bill}\
+         lines = [{lines}]\n\
+         [person]\ninsured_region = \"{insured}\"\ncategory = \"{category}\"\nage = 40\n{person}"
+    )
+}
+
 /// Settles a claim written in TOML and checks named quantities to the fen.
 fn check(book: &PolicyBook, claim: &str, expected: &[(&str, &str)]) -> onestop_core::Settlement {
     let dto: ClaimDto = read_document(claim, Format::Toml).expect("claim parses");
@@ -387,12 +400,7 @@ fn a_rule_can_select_care_outside_the_insured_region() {
         deductible = { per = \"admission\", amount = \"1000\" }\nratio = \"80%\"\n";
     let book = book_of(&[("insured.toml", insured), ("t.toml", &treatment_policy("990400"))]);
     let claim = |region: &str| {
-        format!(
-            "[bill]\ndate_of_service = \"2024-05-01\"\ntreatment_region = \"{region}\"\n\
-             visit = \"inpatient\"\nlevel = \"2\"\nuse_personal_account = false\n\
-             lines = [{{ class = \"a\", amount = \"10000\" }}]\n\
-             [person]\ninsured_region = \"990300\"\ncategory = \"in_service\"\nage = 40\n"
-        )
+        admission([region, "990300"], "in_service", "", "{ class = \"a\", amount = \"10000\" }", "")
     };
     // At home: (10000 − 600) × 80 % = 7520. Elsewhere: (10000 − 1000) × 80 % = 7200.
     check(&book, &claim("990300"), &[("deductible", "600.00"), ("tier.basic", "7520.00")]);
@@ -418,12 +426,8 @@ fn care_elsewhere_can_have_a_share_paid_first_before_the_deductible() {
         [[tiers.rules]]\nthreshold = \"3000\"\nratio = \"60%\"\n";
     let book = book_of(&[("insured.toml", insured), ("t.toml", &treatment_policy("990400"))]);
     let claim = |region: &str, filing: &str| {
-        format!(
-            "[bill]\ndate_of_service = \"2024-05-01\"\ntreatment_region = \"{region}\"\n\
-             visit = \"inpatient\"\nlevel = \"2\"\nuse_personal_account = false\n{filing}\
-             lines = [{{ class = \"a\", amount = \"20000\" }}]\n\
-             [person]\ninsured_region = \"990300\"\ncategory = \"working_age\"\nage = 40\n"
-        )
+        let lines = "{ class = \"a\", amount = \"20000\" }";
+        admission([region, "990300"], "working_age", filing, lines, "")
     };
     // Unfiled: 20000 × 20 % = 4000 first; (16000 − 500) × 80 % = 12400. The person's in-scope
     // burden 4000 + 500 + 3100 = 7600; critical illness (7600 − 3000) × 60 % = 2760, taken from
@@ -468,13 +472,11 @@ fn class_b_first_self_pay_can_be_rounded_once_on_the_bill() {
         )
     };
     let claim = |third: &str| {
-        format!(
-            "[bill]\ndate_of_service = \"2024-05-01\"\ntreatment_region = \"990300\"\n\
-             visit = \"inpatient\"\nlevel = \"2\"\nuse_personal_account = false\n\
-             lines = [{{ class = \"b\", amount = \"3333.35\" }}, \
-             {{ class = \"b\", amount = \"1666.65\" }}{third}]\n\
-             [person]\ninsured_region = \"990300\"\ncategory = \"working_age\"\nage = 40\n"
-        )
+        let lines = format!(
+            "{{ class = \"b\", amount = \"3333.35\" }}, \
+             {{ class = \"b\", amount = \"1666.65\" }}{third}"
+        );
+        admission(["990300", "990300"], "working_age", "", &lines, "")
     };
     let per_line = book_of(&[("p.toml", &policy(""))]);
     check(
@@ -665,13 +667,8 @@ fn an_adjustment_can_lift_a_rules_cap() {
         [[tiers.rules.adjust]]\nwhen = { assistance = \"extreme_poverty\" }\ncap = \"none\"\n";
     let book = book_of(&[("a.toml", policy)]);
     let claim = |assistance: &str| {
-        format!(
-            "[bill]\ndate_of_service = \"2024-05-01\"\ntreatment_region = \"990600\"\n\
-             visit = \"inpatient\"\nlevel = \"2\"\nuse_personal_account = false\n\
-             lines = [{{ class = \"a\", amount = \"100000\" }}]\n\
-             [person]\ninsured_region = \"990600\"\ncategory = \"working_age\"\nage = 40\n\
-             {assistance}"
-        )
+        let lines = "{ class = \"a\", amount = \"100000\" }";
+        admission(["990600", "990600"], "working_age", "", lines, assistance)
     };
     // 100000 × 70 % = 70000: capped at 10000, or not at all.
     check(
@@ -754,12 +751,8 @@ fn a_rule_can_select_the_kind_of_filing_a_bill_is_settled_under() {
         deductible = { per = \"admission\", amount = \"500\" }\nratio = \"80%\"\n";
     let book = book_of(&[("insured.toml", insured), ("t.toml", &treatment_policy("990800"))]);
     let claim = |filing: &str| {
-        format!(
-            "[bill]\ndate_of_service = \"2024-05-01\"\ntreatment_region = \"990800\"\n\
-             visit = \"inpatient\"\nlevel = \"2\"\nuse_personal_account = false\n{filing}\
-             lines = [{{ class = \"a\", amount = \"20000\" }}]\n\
-             [person]\ninsured_region = \"990700\"\ncategory = \"in_service\"\nage = 40\n"
-        )
+        let lines = "{ class = \"a\", amount = \"20000\" }";
+        admission(["990800", "990700"], "in_service", filing, lines, "")
     };
     // Referral: (20000 − 1000) × (80 % − 10) = 13300.
     let referral = claim("filing = \"referral\"\n");

@@ -57,8 +57,7 @@ pub fn split_into(
     classify(claim, catalog, treatment.rounding.value, out);
     let mut run = Run::new(claim, insured, ytd, rounding, out);
     run.elsewhere = elsewhere;
-    run.require_days()?;
-    run.tiers();
+    run.tiers()?;
     run.account_and_cash();
     run.finish();
     Ok(())
@@ -428,33 +427,27 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Refuses a bill without days where a rule that applies limits its payment per day.
-    fn require_days(&self) -> Result<(), Rejection> {
-        if self.claim.bill.days.is_some() {
+    /// Refuses a bill without days under a rule that limits its payment per day.
+    fn require_days(&self, tier: &Tier, rule: &Rule) -> Result<(), Rejection> {
+        let Some(cap) = rule.cap_per_day.filter(|_| self.claim.bill.days.is_none()) else {
             return Ok(());
-        }
-        let rules = self.policy.tiers.iter().filter_map(|tier| {
-            tier.rules.iter().find(|rule| rule.when.matches(&self.facts)).map(|r| (tier, r))
-        });
-        for (tier, rule) in rules {
-            if let Some(cap) = rule.cap_per_day {
-                return Err(Rejection::new(
-                    RejectionCode::DaysRequired,
-                    format!(
-                        "{} tier `{}` pays at most {} a day (每日限额): the bill must say its \
-                         days (`days`, 住院天数/护理天数)",
-                        tier.kind.zh(),
-                        tier.id,
-                        cap.value
-                    ),
-                )
-                .field("bill.days"));
-            }
-        }
-        Ok(())
+        };
+        Err(Rejection::new(
+            RejectionCode::DaysRequired,
+            format!(
+                "{} tier `{}` pays at most {} a day (每日限额): the bill must say its days \
+                 (`days`, 住院天数/护理天数)",
+                tier.kind.zh(),
+                tier.id,
+                cap.value
+            ),
+        )
+        .field("bill.days"))
     }
 
-    fn tiers(&mut self) {
+    /// Applies each tier's matching rule in order; refuses the claim where a rule needs what
+    /// the bill does not say.
+    fn tiers(&mut self) -> Result<(), Rejection> {
         let policy = self.policy;
         let mut coinsurance_done = false;
         for (index, tier) in policy.tiers.iter().enumerate() {
@@ -468,6 +461,7 @@ impl<'a> Run<'a> {
                     (Fen::ZERO, Fen::ZERO)
                 }
                 Some(rule) => {
+                    self.require_days(tier, rule)?;
                     self.out.steps.push(
                         Step::new(scope, StepKind::RuleApplied, Fen::ZERO).source(rule.source),
                     );
@@ -490,6 +484,7 @@ impl<'a> Run<'a> {
             });
         }
         self.out.burden_after_coinsurance = self.initial;
+        Ok(())
     }
 
     /// Collects the adjustments whose selectors match, and records each one.

@@ -281,7 +281,10 @@ fn stay_days(visit: &VisitRow, today: Date) -> Option<u16> {
         None => today,
     };
     let days = (out - visit.date_of_service).get_days();
-    let days = if days < 0 { return None } else { u16::try_from(days.max(1)).ok()? };
+    if days < 0 {
+        return None;
+    }
+    let days = u16::try_from(days.max(1)).ok()?;
     Some(days).filter(|days| *days <= onestop_core::claim::DAYS_MAX)
 }
 
