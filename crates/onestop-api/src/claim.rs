@@ -251,8 +251,10 @@ fn parse_admission(text: &Scalar) -> Result<u16, Rejection> {
 
 /// A bill's days (住院天数, 护理天数): a whole number from 1 to [`DAYS_MAX`].
 pub fn parse_days(text: &Scalar) -> Result<u16, Rejection> {
-    let number = text.as_str().trim().parse::<u16>().ok();
-    number.filter(|n| (1..=DAYS_MAX).contains(n)).ok_or_else(|| {
+    // Digits alone: `+30` and `30.0` are typing slips, not days.
+    let digits = text.as_str();
+    let number = digits.bytes().all(|b| b.is_ascii_digit()).then(|| digits.parse::<u16>().ok());
+    number.flatten().filter(|n| (1..=DAYS_MAX).contains(n)).ok_or_else(|| {
         let shown: String = text.as_str().chars().take(40).collect();
         let message = format!("`{shown}` is not a whole number of days from 1 to {DAYS_MAX}");
         Rejection::new(RejectionCode::DaysOutOfRange, message).field("days")

@@ -310,11 +310,16 @@ fn a_cap_per_day_limits_a_bill_by_its_days_and_a_bill_without_days_is_refused() 
     assert_eq!(rejection.code, onestop_core::RejectionCode::DaysRequired);
     assert_eq!(rejection.field.as_deref(), Some("bill.days"));
     assert!(rejection.message.contains("120.00"), "{}", rejection.message);
+    // Nor can it when the rule has nothing to pay on: a bill outside the catalog alone
+    // settles without days, all of it the patient's.
+    let outside = no_days.replace("class = \"a\"", "class = \"outside\"");
+    assert!(outside.contains("\"outside\""));
+    check(&capped_book(), &outside, &[("tier.basic", "0.00")]);
     // A bill with no such rule needs no days.
     let outpatient =
         capped_claim("general_outpatient", "working_age", "800", "").replace("days = 30\n", "");
     check(&capped_book(), &outpatient, &[("tier.basic", "300.00")]);
-    for bad in ["0", "3661", "\"x\"", "2.5"] {
+    for bad in ["0", "3661", "\"x\"", "2.5", "\"+30\"", "\"30.0\"", "-1"] {
         let claim = claim.replace("days = 30", &format!("days = {bad}"));
         let dto: ClaimDto = read_document(&claim, Format::Toml).expect("claim parses");
         let rejection = dto.parse().expect_err("days out of range");

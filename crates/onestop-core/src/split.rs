@@ -427,9 +427,12 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Refuses a bill without days under a rule that limits its payment per day.
-    fn require_days(&self, tier: &Tier, rule: &Rule) -> Result<(), Rejection> {
-        let Some(cap) = rule.cap_per_day.filter(|_| self.claim.bill.days.is_none()) else {
+    /// Refuses a bill without days under a rule that limits its payment per day, where the
+    /// rule has something to pay on (`range`, band positions): a bill of lines outside the
+    /// catalog alone needs no days.
+    fn require_days(&self, tier: &Tier, rule: &Rule, range: (Fen, Fen)) -> Result<(), Rejection> {
+        let missing = self.claim.bill.days.is_none() && range.0 < range.1;
+        let Some(cap) = rule.cap_per_day.filter(|_| missing) else {
             return Ok(());
         };
         Err(Rejection::new(
@@ -461,16 +464,15 @@ impl<'a> Run<'a> {
                     (Fen::ZERO, Fen::ZERO)
                 }
                 Some(rule) => {
-                    self.require_days(tier, rule)?;
                     self.out.steps.push(
                         Step::new(scope, StepKind::RuleApplied, Fen::ZERO).source(rule.source),
                     );
                     if tier.kind.is_coinsurance() {
                         assert!(!coinsurance_done, "at most one coinsurance tier applies");
                         coinsurance_done = true;
-                        self.coinsurance(index, tier, rule)
+                        self.coinsurance(index, tier, rule)?
                     } else {
-                        self.layer(index, tier, rule)
+                        self.layer(index, tier, rule)?
                     }
                 }
             };
@@ -530,7 +532,12 @@ impl<'a> Run<'a> {
     }
 
     /// The basic pooled fund (or long-term care fund): deductible, bands, cap.
-    fn coinsurance(&mut self, index: usize, tier: &Tier, rule: &Rule) -> (Fen, Fen) {
+    fn coinsurance(
+        &mut self,
+        index: usize,
+        tier: &Tier,
+        rule: &Rule,
+    ) -> Result<(Fen, Fen), Rejection> {
         let scope = StepScope::Tier(u16::try_from(index).unwrap_or(u16::MAX));
         let mut adjusted = self.adjust(scope, rule);
         let basic = tier.kind == crate::policy::TierKind::BasicPool;
@@ -563,6 +570,7 @@ impl<'a> Run<'a> {
         // Positions from the ceiling on are not paid: they are above the cap.
         let ceiling = rule.ceiling.filter(|ceiling| end > ceiling.value);
         let paid_to = ceiling.map_or(end, |ceiling| ceiling.value.max(start));
+        self.require_days(tier, rule, (start, paid_to))?;
         let cap = self.cap_remaining(tier, rule, &adjusted);
         let mut outcome = self.pay_bands(scope, rule, &adjusted, Fen::ZERO, (start, paid_to), cap);
         if let Some(ceiling) = ceiling {
@@ -586,7 +594,7 @@ impl<'a> Run<'a> {
         deltas.push(&tier.id, &rule.pool, Counter::InScope, in_scope);
         deltas.push(&tier.id, &rule.pool, Counter::Eligible, eligible);
         self.count_paid(tier, rule, outcome.paid);
-        (outcome.paid, in_scope)
+        Ok((outcome.paid, in_scope))
     }
 
     /// The share of the in-scope amount a person treated outside the insured region pays first,
@@ -619,7 +627,7 @@ impl<'a> Run<'a> {
     }
 
     /// A layer over what earlier tiers left: critical illness, assistance, subsidies.
-    fn layer(&mut self, index: usize, tier: &Tier, rule: &Rule) -> (Fen, Fen) {
+    fn layer(&mut self, index: usize, tier: &Tier, rule: &Rule) -> Result<(Fen, Fen), Rejection> {
         let scope = StepScope::Tier(u16::try_from(index).unwrap_or(u16::MAX));
         let base: Fen = tier
             .base
@@ -652,6 +660,7 @@ impl<'a> Run<'a> {
             BandBasis::AboveThreshold => threshold,
         };
         let range = (before.max(threshold), before + base);
+        self.require_days(tier, rule, range)?;
         let cap = self.cap_remaining(tier, rule, &adjusted);
         let outcome = self.pay_bands(scope, rule, &adjusted, offset, range, cap);
         let available: Fen = tier.base.components.iter().map(|c| self.remaining[c.index()]).sum();
@@ -672,7 +681,7 @@ impl<'a> Run<'a> {
         let deltas = &mut self.out.deltas;
         deltas.push(&tier.id, &rule.pool, Counter::Base, base);
         self.count_paid(tier, rule, paid);
-        (paid, base)
+        Ok((paid, base))
     }
 
     /// What the caps still allow, with the parameter of the one that allows least: the annual
@@ -693,10 +702,11 @@ impl<'a> Run<'a> {
             (cap.value.saturating_excess(paid), cap.source)
         });
         let visit = rule.cap_per_visit.map(|cap| (cap.value, cap.source));
-        let day = rule.cap_per_day.map(|cap| {
-            let days = self.claim.bill.days.expect("a bill without days is refused first");
-            (Fen(cap.value.0.saturating_mul(i64::from(days))), cap.source)
-        });
+        // Without days there is nothing to pay on (`require_days`), so no cap to cite.
+        let day = rule
+            .cap_per_day
+            .zip(self.claim.bill.days)
+            .map(|(cap, days)| (Fen(cap.value.0.saturating_mul(i64::from(days))), cap.source));
         // The first of equals wins, so that a binding annual cap is the one cited.
         let caps = [annual, pool, visit, day];
         caps.into_iter().flatten().reduce(|a, b| if b.0 < a.0 { b } else { a })

@@ -186,6 +186,13 @@ fn dated_header(
 
 /// The largest cut the national rules allow, in points, by filing kind (医保发〔2022〕22号: at
 /// most 10 points for referral and emergency, at most 20 for other temporary visitors).
+/// Percentage points held as millionths, printed as written: `10`, `2.5`.
+fn points_text(millionths: i64) -> String {
+    let ratio = Ratio::from_millionths(u32::try_from(millionths.unsigned_abs()).unwrap_or(0));
+    let sign = if millionths < 0 { "-" } else { "" };
+    format!("{sign}{}", ratio.to_string().trim_end_matches('%'))
+}
+
 fn cut_max(kind: FilingKind) -> i64 {
     match kind {
         FilingKind::Referral | FilingKind::Emergency => 10,
@@ -274,13 +281,18 @@ fn cross_region_first_self_pay(
         let share = reader.ratio(node, &path, Ratio::ONE)?;
         if let Some(kind) = FilingKind::ALL.get(slot) {
             let most = cut_max(*kind) * 10_000;
-            if cuts[slot].value + i64::from(share.value.millionths()) > most {
+            let together = cuts[slot].value + i64::from(share.value.millionths());
+            if together > most {
                 return Err(reader.invalid(
                     node,
                     &path,
                     format!(
-                        "for {key} the cut and the share paid first together lower the basic \
-                         fund by at most {} points (national rules)",
+                        "for {key} the cut ({} points) and the share paid first ({}) together \
+                         lower the basic fund by {} points, more than the {} the national rules \
+                         allow",
+                        points_text(cuts[slot].value),
+                        share.value,
+                        points_text(together),
                         cut_max(*kind)
                     ),
                 ));
@@ -436,6 +448,8 @@ fn catalog_item(reader: &mut Reader, node: &Node, path: &str) -> Result<CatalogI
 /// Component names, with the groups `in_scope`, `out_of_scope` and `all`.
 fn components(reader: &Reader, node: &Node, path: &str) -> Result<Vec<Component>, PolicyError> {
     let mut out: Vec<Component> = Vec::new();
+    // The name that brought each component in, for the error on a second one.
+    let mut named_by: Vec<&str> = Vec::new();
     for (item, item_path) in reader.one_or_many(node, path) {
         let name = reader.text(item, &item_path)?;
         let group: Vec<Component> = match name {
@@ -461,14 +475,21 @@ fn components(reader: &Reader, node: &Node, path: &str) -> Result<Vec<Component>
             },
         };
         for component in group {
-            if out.contains(&component) {
+            if let Some(at) = out.iter().position(|c| *c == component) {
+                let code = component.code();
+                let why = match (named_by[at], name) {
+                    (earlier, _) if earlier != code => format!(": `{earlier}` already counts it"),
+                    (_, group) if group != code => format!(": `{group}` counts it too"),
+                    _ => String::new(),
+                };
                 return Err(reader.invalid(
                     item,
                     &item_path,
-                    format!("component `{}` named twice", component.code()),
+                    format!("component `{code}` named twice{why}"),
                 ));
             }
             out.push(component);
+            named_by.push(name);
         }
     }
     if out.is_empty() {
@@ -825,7 +846,7 @@ fn caps(
     cap_pool: &str,
 ) -> Result<Caps, PolicyError> {
     let cap = match table.get("cap") {
-        Some((node, path)) => Some(reader.money(node, &path)?),
+        Some((node, path)) => Some(cap_amount(reader, node, &path)?),
         None => None,
     };
     let (pool_cap, pool_cap_pool) = match table.get("pool_cap") {
@@ -835,13 +856,24 @@ fn caps(
                     let mut entry = Table::open(reader, node, &path, &["amount", "pool"])?;
                     let what = "the sub-limit, such as \"5000\"";
                     let (amount_node, amount_path) = entry.require(reader, "amount", what)?;
-                    let amount = reader.money(amount_node, &amount_path)?;
+                    let amount = cap_amount(reader, amount_node, &amount_path)?;
                     let what = "the pool where the sub-limit counts, such as \"chronic\"";
                     let (pool_node, pool_path) = entry.require(reader, "pool", what)?;
                     (amount, Arc::from(pool_name(reader, pool_node, &pool_path)?))
                 }
-                _ => (reader.money(node, &path)?, Arc::clone(pool)),
+                _ => (cap_amount(reader, node, &path)?, Arc::clone(pool)),
             };
+            if let Some(cap) = cap.filter(|cap| amount.value > cap.value) {
+                return Err(reader.invalid(
+                    node,
+                    &path,
+                    format!(
+                        "`pool_cap` {} is above the rule's `cap` {}, so it could never limit \
+                         anything: a sub-limit is smaller than the cap it sits inside",
+                        amount.value, cap.value
+                    ),
+                ));
+            }
             if &*own == cap_pool {
                 return Err(reader.error(
                     PolicyErrorCode::ValueInvalid,
@@ -860,12 +892,30 @@ fn caps(
         None => (None, Arc::clone(pool)),
     };
     let mut money = |key: &str| match table.get(key) {
-        Some((node, path)) => reader.money(node, &path).map(Some),
+        Some((node, path)) => cap_amount(reader, node, &path).map(Some),
         None => Ok(None),
     };
     let cap_per_visit = money("cap_per_visit")?;
     let cap_per_day = money("cap_per_day")?;
     Ok(Caps { cap, pool_cap, pool_cap_pool, cap_per_visit, cap_per_day })
+}
+
+/// A cap's amount, above zero: a cap of 0 would pay nothing, and some publications write 0
+/// for 不封顶 (no cap), so either reading of it is better written otherwise.
+fn cap_amount(reader: &mut Reader, node: &Node, path: &str) -> Result<Param<Fen>, PolicyError> {
+    let amount = reader.money(node, path)?;
+    if amount.value == Fen::ZERO {
+        let key = path.rsplit('.').next().unwrap_or(path);
+        return Err(reader.invalid(
+            node,
+            path,
+            format!(
+                "`{key}` is 0: for no cap (不封顶) leave `{key}` out; for a rule that pays \
+                 nothing leave the rule out, or write its `ratio` as \"0%\""
+            ),
+        ));
+    }
+    Ok(amount)
 }
 
 /// Reads a coinsurance rule's `ceiling` (封顶线 written as a cost: the band position from which
