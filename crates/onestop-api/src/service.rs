@@ -219,7 +219,18 @@ pub struct ReconciliationDto {
 pub struct AssistanceImportDto {
     pub import_id: String,
     pub file_name: String,
+    /// The rows kept: the list's rows less the repeated ones.
     pub rows: usize,
+    /// Rows that repeat an earlier row of the file (the same person, category and dates), not
+    /// kept twice.
+    pub duplicates: Vec<DuplicateRowDto>,
+}
+
+/// A list row that repeats an earlier one: `row` says what `same_as` said already.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct DuplicateRowDto {
+    pub row: usize,
+    pub same_as: usize,
 }
 
 /// `POST /v1/filings`: an agency files a person of its region for care elsewhere (异地就医备案).

@@ -4,6 +4,8 @@
 //! one recipient per row. Parsing is all or nothing: the first bad row is reported with its
 //! row number, and nothing is kept.
 
+use std::collections::HashMap;
+
 use onestop_api::{ServiceCode, ServiceError};
 use onestop_core::{AssistanceCategory, Date};
 
@@ -14,6 +16,9 @@ pub const LIST_ROWS_MAX: usize = 200_000;
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct ListRow {
     pub row: usize,
+    /// The earlier row of the same file this one repeats (the same person, category and
+    /// dates): kept out of the store, and reported.
+    pub same_as: Option<usize>,
     pub id_number: String,
     pub category: AssistanceCategory,
     pub effective_from: Date,
@@ -137,50 +142,70 @@ pub fn parse_rows(cells: &[Vec<String>]) -> Result<Vec<ListRow>, ServiceError> {
     if data_rows > LIST_ROWS_MAX {
         return Err(list_error(cells.len(), format!("{data_rows} rows; at most {LIST_ROWS_MAX}")));
     }
-    let mut rows = Vec::with_capacity(data_rows);
+    let mut rows: Vec<ListRow> = Vec::with_capacity(data_rows);
+    let mut seen: HashMap<(String, AssistanceCategory, Date, Option<Date>), usize> =
+        HashMap::with_capacity(data_rows);
     for (offset, row) in cells.iter().enumerate().skip(at + 1) {
-        let number = offset + 1;
-        let cell = |column: Option<usize>| column.and_then(|i| row.get(i)).map_or("", |c| c.trim());
         if row.iter().all(|c| c.trim().is_empty()) {
             continue;
         }
-        let id_number = cell(index[0]).to_ascii_uppercase();
-        if !crate::model::is_identity_number(&id_number) {
-            let message = format!(
-                "`{}` is not an identity number (15 digits, or 17 digits and a digit or X)",
-                cell(index[0])
-            );
-            return Err(list_error(number, message));
-        }
-        let category = category(cell(index[1])).ok_or_else(|| {
-            let message = format!(
-                "`{}` is not an assistance category (救助类别); expected one of: {}",
-                cell(index[1]),
-                categories_accepted()
-            );
-            list_error(number, message)
-        })?;
-        let effective_from = date(cell(index[2]))
-            .ok_or_else(|| list_error(number, format!("`{}` is not a date", cell(index[2]))))?;
-        let to_text = cell(index[3]);
-        // 长期 (lasting) is how lists write an entitlement with no end date.
-        let effective_to = if to_text.is_empty() || OPEN_ENDED.contains(&to_text) {
-            None
-        } else {
-            Some(
-                date(to_text)
-                    .ok_or_else(|| list_error(number, format!("`{to_text}` is not a date")))?,
-            )
-        };
-        if effective_to.is_some_and(|to| to < effective_from) {
-            return Err(list_error(number, "the end date is before the start date".into()));
-        }
-        rows.push(ListRow { row: number, id_number, category, effective_from, effective_to });
+        let mut parsed = parse_row(row, offset + 1, &index)?;
+        // A 15-digit number and its 18-character form are one person.
+        let person = crate::model::identity_number_forms(&parsed.id_number)
+            .into_iter()
+            .max_by_key(String::len)
+            .unwrap_or_default();
+        let first = *seen
+            .entry((person, parsed.category, parsed.effective_from, parsed.effective_to))
+            .or_insert(parsed.row);
+        parsed.same_as = (first != parsed.row).then_some(first);
+        rows.push(parsed);
     }
     if rows.is_empty() {
         return Err(list_error(at + 1, "the list has a header but no rows".into()));
     }
     Ok(rows)
+}
+
+/// Parses one row, numbered `number` in the file, by the header's column `index`.
+fn parse_row(
+    row: &[String],
+    number: usize,
+    index: &[Option<usize>; 4],
+) -> Result<ListRow, ServiceError> {
+    let cell = |column: Option<usize>| column.and_then(|i| row.get(i)).map_or("", |c| c.trim());
+    let id_number = cell(index[0]).to_ascii_uppercase();
+    if !crate::model::is_identity_number(&id_number) {
+        let message = format!(
+            "`{}` is not an identity number (15 digits, or 17 digits and a digit or X)",
+            cell(index[0])
+        );
+        return Err(list_error(number, message));
+    }
+    let category = category(cell(index[1])).ok_or_else(|| {
+        let message = format!(
+            "`{}` is not an assistance category (救助类别); expected one of: {}",
+            cell(index[1]),
+            categories_accepted()
+        );
+        list_error(number, message)
+    })?;
+    let effective_from = date(cell(index[2]))
+        .ok_or_else(|| list_error(number, format!("`{}` is not a date", cell(index[2]))))?;
+    let to_text = cell(index[3]);
+    // 长期 (lasting) is how lists write an entitlement with no end date.
+    let effective_to = if to_text.is_empty() || OPEN_ENDED.contains(&to_text) {
+        None
+    } else {
+        Some(
+            date(to_text)
+                .ok_or_else(|| list_error(number, format!("`{to_text}` is not a date")))?,
+        )
+    };
+    if effective_to.is_some_and(|to| to < effective_from) {
+        return Err(list_error(number, "the end date is before the start date".into()));
+    }
+    Ok(ListRow { row: number, same_as: None, id_number, category, effective_from, effective_to })
 }
 
 /// The text of a CSV file: by its byte-order mark if it has one, else UTF-8 if it is valid

@@ -3,8 +3,8 @@
 use crate::audit::AuditAction;
 use onestop_api::claim::parse_region;
 use onestop_api::service::{
-    AssistanceImportDto, CredentialDto, EnrolmentDto, PersonViewDto, RegisterInstitutionRequest,
-    RegisterPersonRequest,
+    AssistanceImportDto, CredentialDto, DuplicateRowDto, EnrolmentDto, PersonViewDto,
+    RegisterInstitutionRequest, RegisterPersonRequest,
 };
 use onestop_api::{ServiceCode, ServiceError, YtdDto};
 use onestop_core::{Category, Fen, HospitalLevel};
@@ -407,7 +407,11 @@ pub fn import_assistance(
         }
     }
     let import_id = next_import_id(tx, env, &region)?;
-    for (row, key) in rows.iter().zip(&keys) {
+    let duplicates: Vec<DuplicateRowDto> = rows
+        .iter()
+        .filter_map(|row| row.same_as.map(|same_as| DuplicateRowDto { row: row.row, same_as }))
+        .collect();
+    for (row, key) in rows.iter().zip(&keys).filter(|(row, _)| row.same_as.is_none()) {
         let entry = AssistanceEntry {
             entry_id: format!("{import_id}-{:06}", row.row),
             category: row.category,
@@ -417,15 +421,17 @@ pub fn import_assistance(
         let entry_id = entry.entry_id.clone();
         tx.insert_assistance(&NewAssistance { key, entry_id, entry, import_id: &import_id })?;
     }
+    let kept = rows.len() - duplicates.len();
     tx.insert_assistance_import(
         &import_id,
         &region,
         file_name,
-        rows.len(),
+        kept,
         &actor.institution_id,
         &env.now,
     )?;
-    Ok(Ok(AssistanceImportDto { import_id, file_name: file_name.to_owned(), rows: rows.len() }))
+    let file_name = file_name.to_owned();
+    Ok(Ok(AssistanceImportDto { import_id, file_name, rows: kept, duplicates }))
 }
 
 /// Reads the region from a path segment.

@@ -559,6 +559,7 @@ async fn a_later_assistance_list_ends_an_entitlement_even_in_the_same_instant() 
         let world = World::new(store).await;
         let row = |to: Option<Date>| ListRow {
             row: 2,
+            same_as: None,
             id_number: "110101197001011234".into(),
             category: AssistanceCategory::SubsistenceAllowance,
             effective_from: Date::constant(2024, 1, 1),
@@ -579,6 +580,32 @@ async fn a_later_assistance_list_ends_an_entitlement_even_in_the_same_instant() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_repeated_in_one_list_is_kept_once_and_reported() {
+    use onestop_store::import::{csv_cells, parse_rows};
+    for store in stores().await {
+        let world = World::new(store).await;
+        world.person("P0002", "working_age", "11010519491231002X").await;
+        // Row 4 repeats row 2 under the old 15-digit form of the number; row 3 is another
+        // person; row 5 is the first person again, with another end date: a statement of its own.
+        let csv = "身份证号,救助类别,生效日期,截止日期\n\
+                   11010519491231002X,低保,2024-01-01,\n\
+                   110101197001011234,特困,2024-01-01,\n\
+                   110105491231002,低保,2024/1/1,长期\n\
+                   11010519491231002X,低保,2024-01-01,2024-12-31\n";
+        let rows = parse_rows(&csv_cells(csv.as_bytes()).expect("cells")).expect("rows");
+        let done = world.import("l.csv", rows).await.expect("imported");
+        assert_eq!(done.rows, 3);
+        let repeated = onestop_api::service::DuplicateRowDto { row: 4, same_as: 2 };
+        assert_eq!(done.duplicates, vec![repeated]);
+        let key = onestop_store::PersonKey::new(BEIJING, "P0002").expect("key");
+        let entries = world.store.write(move |tx| tx.assistance(&key)).await.expect("entries");
+        let rows: Vec<&str> = entries.iter().map(|e| e.entry_id.as_str()).collect();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(rows.iter().all(|id| !id.ends_with("-000004")), "{rows:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_old_15_digit_number_finds_the_person_registered_under_its_18_character_form() {
     use onestop_core::AssistanceCategory;
     use onestop_store::import::ListRow;
@@ -588,6 +615,7 @@ async fn an_old_15_digit_number_finds_the_person_registered_under_its_18_charact
         // The civil-affairs list still writes the old number.
         let rows = vec![ListRow {
             row: 2,
+            same_as: None,
             id_number: "110105491231002".into(),
             category: AssistanceCategory::SubsistenceAllowance,
             effective_from: Date::constant(2024, 1, 1),
