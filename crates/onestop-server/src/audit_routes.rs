@@ -31,6 +31,8 @@ struct AuditLogQuery {
     to: Option<String>,
     after: Option<String>,
     action: Option<String>,
+    channel: Option<String>,
+    msgid: Option<String>,
     limit: Option<u32>,
 }
 
@@ -86,7 +88,10 @@ fn store_query(query: AuditLogQuery, home: onestop_core::Region) -> Result<Audit
             invalid("action", message)
         })?),
     };
+    let (channel, msgid) = channel_filter(query.channel.as_deref(), query.msgid)?;
     Ok(AuditQuery {
+        channel,
+        msgid,
         region: region.to_string(),
         person_id: filter(query.person_id, "person_id")?,
         actor: filter(query.actor, "actor")?,
@@ -96,6 +101,39 @@ fn store_query(query: AuditLogQuery, home: onestop_core::Region) -> Result<Audit
         after,
         limit,
     })
+}
+
+/// The channel (`v1`, `nhsa`, `local`) and national message id filters; a `msgid` is of the
+/// national interface alone.
+fn channel_filter(
+    channel: Option<&str>,
+    msgid: Option<String>,
+) -> Result<(Option<&'static str>, Option<String>), ApiError> {
+    const CHANNELS: [&str; 3] = ["v1", "nhsa", "local"];
+    let channel = match channel {
+        None => None,
+        Some(name) => Some(CHANNELS.into_iter().find(|c| *c == name).ok_or_else(|| {
+            let message = format!(
+                "`{name}` is not a channel (渠道); expected one of: {}",
+                CHANNELS.join(", ")
+            );
+            invalid("channel", message)
+        })?),
+    };
+    let msgid = filter(msgid, "msgid")?;
+    if let (Some(channel), Some(_)) = (channel, &msgid)
+        && channel != "nhsa"
+    {
+        let message = format!(
+            "a `msgid` names a message of the national interface (channel `nhsa`), not of \
+             channel `{channel}`"
+        );
+        return Err(invalid("msgid", message));
+    }
+    if msgid.as_ref().is_some_and(|m| m.len() > 64) {
+        return Err(invalid("msgid", "a `msgid` is at most 64 characters".to_owned()));
+    }
+    Ok((channel, msgid))
 }
 
 /// A filter as given; an empty one is refused, so that it never reads the whole region.

@@ -269,6 +269,8 @@ const OPERATIONS: &[Operation] = &[
             ("person_id", "query"),
             ("actor", "query"),
             ("action", "query"),
+            ("channel", "query"),
+            ("msgid", "query"),
             ("from", "query"),
             ("to", "query"),
             ("after", "query"),

@@ -983,6 +983,15 @@ async fn the_audit_log_shows_who_read_a_persons_visits_and_settlements() {
         (app.agency.as_str(), "/v1/audit-log?after=nonsense", 400, "query_invalid", Some("after")),
         (app.agency.as_str(), "/v1/audit-log?person_id=", 400, "query_invalid", Some("person_id")),
         (app.agency.as_str(), "/v1/audit-log?action=delete", 400, "query_invalid", Some("action")),
+        (app.agency.as_str(), "/v1/audit-log?channel=fsi", 400, "query_invalid", Some("channel")),
+        (app.agency.as_str(), "/v1/audit-log?msgid=", 400, "query_invalid", Some("msgid")),
+        (
+            app.agency.as_str(),
+            "/v1/audit-log?channel=v1&msgid=M-1",
+            400,
+            "query_invalid",
+            Some("msgid"),
+        ),
     ] {
         let (got, error) = app.call("GET", path, Some(token), None).await;
         assert_eq!((got.as_u16(), error["code"].as_str()), (status, Some(code)), "{path}: {error}");

@@ -590,6 +590,23 @@ async fn a_replayed_read_is_audited_again_naming_its_message() {
         .collect();
     assert_eq!(seen, expected, "{log}");
     assert!(!log.to_string().contains("M-404"), "{log}");
+    // One message's rows, its replay's too; and the national interface's rows alone.
+    let path = "/v1/audit-log?msgid=M-5203";
+    let one = service.v1(reqwest::Method::GET, path, &service.agency, None).await;
+    let rows: Vec<(&str, bool)> = one["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap_or_default(), e["replayed"] == true))
+        .collect();
+    let both = [("read_settlement", false), ("read_person", false)];
+    let again = [("read_settlement", true), ("read_person", true)];
+    assert_eq!(rows, [both, again].concat(), "{one}");
+    assert!(one["entries"].as_array().expect("entries").iter().all(|e| e["msgid"] == "M-5203"));
+    let path = "/v1/audit-log?channel=nhsa&limit=1000";
+    let national = service.v1(reqwest::Method::GET, path, &service.agency, None).await;
+    let national = national["entries"].as_array().expect("entries").clone();
+    assert!(national.len() >= seen.len() && national.iter().all(|e| e["channel"] == "nhsa"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

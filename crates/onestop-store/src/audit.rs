@@ -117,8 +117,13 @@ impl Channel {
         }
     }
 
-    /// The text stored in the audit row's `channel` column.
+    /// The text stored in the audit row's `channel` column. An `infno` is four digits (an
+    /// unknown transaction is refused before anything is audited), which the `msgid` filter
+    /// of [`AuditQuery`] relies on.
     pub fn stored(&self) -> String {
+        if let Channel::Nhsa { infno, .. } = self {
+            debug_assert!(infno.len() == 4 && infno.bytes().all(|b| b.is_ascii_digit()));
+        }
         match self {
             Channel::Api | Channel::Local => self.name().to_owned(),
             Channel::Nhsa { infno, msgid, replayed: false } => format!("nhsa:{infno}:{msgid}"),
@@ -220,6 +225,11 @@ pub struct AuditQuery {
     /// Only rows of this action; `None` is every action but [`AuditAction::ReadAuditLog`], so
     /// that reading the log does not grow what is read.
     pub action: Option<AuditAction>,
+    /// Only rows that came by this channel ([`Channel::name`]: `v1`, `nhsa` or `local`); for
+    /// `nhsa`, replays too.
+    pub channel: Option<&'static str>,
+    /// Only rows of the national interface's message with this `msgid`, replays too.
+    pub msgid: Option<String>,
     /// At most this many rows.
     pub limit: u32,
 }
@@ -250,6 +260,24 @@ impl AuditQuery {
             },
             None => conditions.push((" AND action <> #", AuditAction::ReadAuditLog.code())),
         }
+        if let Some(channel) = self.channel {
+            // `nhsa:<infno>:<msgid>` and `nhsa-replay:<infno>:<msgid>`; the others as named.
+            let pattern = if channel == "nhsa" { "nhsa%" } else { channel };
+            conditions.push((" AND channel LIKE #", pattern));
+        }
+        if let Some(msgid) = &self.msgid {
+            // The text after `nhsa:<infno>:` or `nhsa-replay:<infno>:`, compared whole (a
+            // `msgid` may hold a `:`); an audited infno is a transaction's four digits.
+            conditions.push((
+                " AND (substr(channel, 1, 5) = 'nhsa:' AND substr(channel, 11) = CAST(# AS TEXT)",
+                msgid,
+            ));
+            conditions.push((
+                " OR substr(channel, 1, 12) = 'nhsa-replay:' AND substr(channel, 18) = \
+                 CAST(# AS TEXT))",
+                msgid,
+            ));
+        }
         if let Some((at, audit_id)) = &self.after {
             conditions.push((" AND (at > #", at));
             conditions.push((" OR (at = #", at));
@@ -263,7 +291,7 @@ impl AuditQuery {
     }
 
     /// The whole statement, its limit the argument after the clause's: one statement per shape
-    /// of the clause (at most 96), so that prepared statements are reused.
+    /// of the clause (at most 384), so that prepared statements are reused.
     pub(crate) fn select(&self, mark: impl Fn(usize) -> String) -> (String, Vec<&str>) {
         let (clause, args) = self.clause(&mark);
         let sql = format!(
@@ -357,6 +385,12 @@ fn audit_detail(query: &AuditQuery) -> String {
     }
     if let Some(action) = query.action {
         detail.push_str(&format!(", action {}", action.code()));
+    }
+    if let Some(channel) = query.channel {
+        detail.push_str(&format!(", channel {channel}"));
+    }
+    if let Some(msgid) = &query.msgid {
+        detail.push_str(&format!(", msgid {msgid}"));
     }
     if let Some((at, _)) = &query.after {
         detail.push_str(&format!(", after {at}"));

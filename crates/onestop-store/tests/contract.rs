@@ -580,6 +580,56 @@ async fn a_later_assistance_list_ends_an_entitlement_even_in_the_same_instant() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_is_read_by_channel_and_by_national_message_id() {
+    use onestop_store::audit::AuditQuery;
+    for store in stores().await {
+        let world = World::new(store).await;
+        // Reads of P0001 over the national interface (one replayed), and one over `/v1`.
+        let messages = [("M-1", false), ("M-1", true), ("M-12", false), ("X:M-1", false)];
+        for (msgid, replayed) in messages {
+            let (book, agency) = (Arc::clone(&world.book), world.agency.clone());
+            let key = onestop_store::PersonKey::new(BEIJING, "P0001").expect("key");
+            let msgid = msgid.to_owned();
+            world
+                .store
+                .write(move |tx| {
+                    let channel =
+                        Channel::Nhsa { infno: "1101".into(), msgid: msgid.clone(), replayed };
+                    let env = Env { channel, ..env(&book) };
+                    people::person_view(tx, &env, &agency, &key, 2024)
+                })
+                .await
+                .expect("store")
+                .expect("person");
+        }
+        world.person_view("P0001").await;
+        let auditor = institution("U110000", Role::Auditor, None);
+        let query = |channel: Option<&'static str>, msgid: Option<&str>| AuditQuery {
+            region: BEIJING.to_string(),
+            person_id: Some("P0001".into()),
+            action: Some(onestop_store::audit::AuditAction::ReadPerson),
+            channel,
+            msgid: msgid.map(str::to_owned),
+            limit: 100,
+            ..AuditQuery::default()
+        };
+        let read = |entries: Vec<onestop_api::service::AuditEntryDto>| -> Vec<(String, bool)> {
+            entries.into_iter().map(|e| (e.msgid.unwrap_or_default(), e.replayed)).collect()
+        };
+        let by_message = audit_pages(&world, &auditor, query(None, Some("M-1"))).await;
+        let first_and_replay = vec![("M-1".to_owned(), false), ("M-1".to_owned(), true)];
+        assert_eq!(read(by_message.expect("read")), first_and_replay, "exact, replays too");
+        let national = audit_pages(&world, &auditor, query(Some("nhsa"), None)).await;
+        assert_eq!(read(national.expect("read")).len(), 4);
+        let api = audit_pages(&world, &auditor, query(Some("v1"), None)).await.expect("read");
+        assert_eq!(api.len(), 1);
+        assert_eq!(api[0].channel.as_deref(), Some("v1"));
+        let none = audit_pages(&world, &auditor, query(Some("local"), None)).await;
+        assert_eq!(none.expect("read"), []);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_repeated_in_one_list_is_kept_once_and_reported() {
     use onestop_store::import::{csv_cells, parse_rows};
     for store in stores().await {
