@@ -122,6 +122,10 @@ service_codes! {
          it again from another region, or with another role, is refused. An agency registering \
          one of its own institutions again replaces its name, level and token (the old token \
          stops working at once, and within a minute on other processes).";
+    AccountCreditInvalid = "account_credit_invalid", 422, "个人账户划入信息错误",
+        "A credit to a personal account (个人账户划入) is an amount of yuan above 0 and at most \
+         100,000.00, for a month written YYYY-MM (1900-01 to 2100-12), with a note of at most \
+         100 characters; `field` names what does not hold.";
     PersonInvalid = "person_invalid", 400, "人员信息错误",
         "A person registered has an identity number of 15 or 18 characters (digits, a final X) \
          that no other person of the region has, a birth date not after today, a gender code \

@@ -156,6 +156,41 @@ pub struct PersonViewDto {
     /// asked for (`?year=`).
     pub as_of: String,
     pub ytd: YtdDto,
+    /// The credits to the personal account (个人账户划入) for months of the year shown, in the
+    /// order made.
+    #[serde(default)]
+    pub account_credits: Vec<AccountCreditDto>,
+}
+
+/// `POST /v1/persons/{region}/{person_id}/account-credits` (agency): credit the person's
+/// personal account (个人账户划入) for a month. Needs an `Idempotency-Key`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AccountCreditRequest {
+    /// Yuan, above 0: `"236.50"`.
+    pub amount: Scalar,
+    /// The month the credit is for, `YYYY-MM`.
+    pub period: String,
+    /// Why, as the clerk writes it (月度划入, 补划); at most 100 characters.
+    #[serde(default)]
+    pub note: String,
+}
+
+/// A credit to a personal account, as made.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct AccountCreditDto {
+    /// `C-<region>-<person>-<n>`.
+    pub credit_id: String,
+    pub person_id: String,
+    pub insured_region: String,
+    pub period: String,
+    pub amount: String,
+    /// The account's balance after this credit.
+    pub balance_after: String,
+    pub note: String,
+    /// The agency that made it, and when.
+    pub credited_by: String,
+    pub credited_at: String,
 }
 
 /// `POST /v1/persons` (agency): register or update a person and their enrolments.

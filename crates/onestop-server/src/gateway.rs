@@ -489,7 +489,9 @@ async fn resolve_one(
             None => None,
         },
         IdKind::Reversal => get(format!("/v1/settlements/{}", forward.visit_id)).await?,
-        IdKind::Filing => return Err("a filing is not a settlement's".into()),
+        IdKind::Filing | IdKind::Credit => {
+            return Err("a filing or an account credit is not a settlement's".into());
+        }
     };
     let (institution, id) = (forward.institution_id.clone(), forward.visit_id.clone());
     match found {

@@ -105,6 +105,15 @@ const OPERATIONS: &[Operation] = &[
     ),
     (
         "post",
+        "/v1/persons/{region}/{person_id}/account-credits",
+        "credit a person's personal account for a month, 个人账户划入 (agency; requires \
+        Idempotency-Key)",
+        Some("AccountCredit"),
+        "the credit, with the balance after it (201)",
+        &[("region", "path"), ("person_id", "path"), ("Idempotency-Key", "header")],
+    ),
+    (
+        "post",
         "/v1/filings",
         "file a person for care in another region, 异地就医备案 (agency)",
         Some("Filing"),
@@ -331,6 +340,12 @@ fn schemas() -> Value {
                 "end": { "type": "string", "format": "date" },
                 "commitment": { "type": "boolean" },
                 "filed_on": { "type": "string", "format": "date" } } },
+        "AccountCredit": { "type": "object", "required": ["amount", "period"],
+            "properties": { "amount": { "type": "string",
+                    "description": "划入金额: yuan, above 0, at most 100000.00" },
+                "period": { "type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$",
+                    "description": "划入期间: the month the credit is for" },
+                "note": { "type": "string", "maxLength": 100 } } },
         "Reconcile": { "type": "object", "required": ["day", "settlements", "reversals",
             "medical_cost", "fund_total", "personal_account", "cash"], "properties": {
                 "day": { "type": "string", "format": "date" },

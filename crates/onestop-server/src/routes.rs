@@ -8,14 +8,16 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use onestop_api::service::{
-    AddLinesRequest, FilingRequest, OpenVisitRequest, RegisterInstitutionRequest,
-    RegisterPersonRequest, SettleRequest, UpdateVisitRequest,
+    AccountCreditRequest, AddLinesRequest, FilingRequest, OpenVisitRequest,
+    RegisterInstitutionRequest, RegisterPersonRequest, SettleRequest, UpdateVisitRequest,
 };
 use onestop_api::{Format, ServiceCode, ServiceError, read_document};
 use onestop_store::audit::Channel;
 use onestop_store::model::FilingStatus;
 use onestop_store::model::StoredResponse;
-use onestop_store::{Env, Idempotency, PersonKey, filings, import, ops, people, reports, visits};
+use onestop_store::{
+    Env, Idempotency, PersonKey, accounts, filings, import, ops, people, reports, visits,
+};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -84,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/filings/{filing_id}/approve", post(approve_filing))
         .route("/v1/filings/{filing_id}/withdraw", post(withdraw_filing))
         .route("/v1/persons/{region}/{person_id}/filings", get(person_filings))
+        .route("/v1/persons/{region}/{person_id}/account-credits", post(credit_account))
         .route("/v1/visits", post(open_visit))
         .route("/v1/visits/{visit_id}", get(get_visit).patch(update_visit))
         .route("/v1/visits/{visit_id}/lines", post(add_lines))
@@ -308,6 +311,36 @@ async fn person(
     let done =
         write(&state, move |tx, env| people::person_view(tx, env, &actor, &key, year)).await?;
     Ok(answer(200, done))
+}
+
+/// `POST /v1/persons/{region}/{person_id}/account-credits`: the agency credits the person's
+/// personal account (个人账户划入), exactly once under its `Idempotency-Key`.
+async fn credit_account(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path((region, person_id)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let idempotency_key = idempotency_key(&headers)?.ok_or_else(|| {
+        ApiError::code(
+            ServiceCode::IdempotencyKeyRequired,
+            "a credit needs an `Idempotency-Key` header, so that a retry never credits twice",
+        )
+    })?;
+    let key = person_key(&region, &person_id)?;
+    let request: AccountCreditRequest = parse(&body)?;
+    // The request as read, as for settle: a rebuilt body is the same request.
+    let canonical = Bytes::from(serde_json::to_vec(&request).expect("a credit request serializes"));
+    let sha = request_sha256(&method, &uri, &canonical);
+    let response = write(&state, move |tx, env| {
+        let idempotency = Idempotency { key: &idempotency_key, request_sha256: &sha, also: None };
+        accounts::credit_account(tx, env, &actor, &key, &request, &idempotency)
+    })
+    .await?;
+    stored(response)
 }
 
 fn person_key(region: &str, person_id: &str) -> Result<PersonKey, ApiError> {

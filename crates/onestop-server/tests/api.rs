@@ -1000,3 +1000,56 @@ async fn the_audit_log_shows_who_read_a_persons_visits_and_settlements() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agency_credits_a_personal_account_once_per_idempotency_key() {
+    let app = spawn_app().await;
+    let hospital = app.setup().await;
+    let path = "/v1/persons/110000/P0001/account-credits";
+    let credit = |key: Option<&'static str>, token: String, body: Value| {
+        let mut request =
+            app.client.post(format!("{}{path}", app.base)).bearer_auth(token).json(&body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        async move {
+            let response = request.send().await.expect("response");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("json"))
+        }
+    };
+    let july = json!({"amount": "236.50", "period": "2024-07", "note": "月度划入"});
+    let (status, missing) = credit(None, app.agency.clone(), july.clone()).await;
+    assert_eq!((status, missing["code"].as_str()), (400, Some("idempotency_key_required")));
+    let (status, made) = credit(Some("c-07"), app.agency.clone(), july.clone()).await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(
+        (made["balance_after"].as_str(), made["amount"].as_str()),
+        (Some("3236.50"), Some("236.50"))
+    );
+    // A retry, with the keys in another order, is the same credit.
+    let reordered = json!({"note": "月度划入", "period": "2024-07", "amount": "236.50"});
+    let (status, again) = credit(Some("c-07"), app.agency.clone(), reordered).await;
+    assert_eq!((status, &again), (201, &made));
+    let (status, refused) =
+        credit(Some("c-08"), app.agency.clone(), json!({"amount": "10", "period": "2024-7"})).await;
+    assert_eq!((status, refused["field"].as_str()), (422, Some("period")), "{refused}");
+    let (status, refused) = credit(Some("h-1"), hospital.clone(), july.clone()).await;
+    assert_eq!((status, refused["code"].as_str()), (403, Some("forbidden")));
+    let (status, refused) = credit(
+        Some("u-1"),
+        app.agency.clone(),
+        json!({"amount": "1", "period": "2024-07", "by": "x"}),
+    )
+    .await;
+    assert_eq!((status, refused["code"].as_str()), (400, Some("unknown_field")), "{refused}");
+    let (status, person) =
+        app.call("GET", "/v1/persons/110000/P0001?year=2024", Some(&app.agency), None).await;
+    assert_eq!(status, 200, "{person}");
+    assert_eq!(person["account_balance"], "3236.50");
+    assert_eq!(person["account_credits"], json!([made]));
+    let (_, log) =
+        app.call("GET", "/v1/audit-log?action=credit_account", Some(&app.agency), None).await;
+    assert_eq!(log["entries"].as_array().map(Vec::len), Some(1), "{log}");
+    assert_eq!(log["entries"][0]["action_zh"], "个人账户划入");
+}

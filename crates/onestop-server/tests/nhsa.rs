@@ -984,6 +984,7 @@ fn every_captured_sample_parses_and_replies_have_its_shape() {
         assistance: None,
         as_of: String::new(),
         ytd: onestop_api::YtdDto::default(),
+        account_credits: Vec::new(),
     });
     for key in info.as_object().expect("setlinfo").keys() {
         assert!(

@@ -29,6 +29,7 @@ SELECT create_distributed_table('accumulators', 'person_id', colocate_with => 'p
 SELECT create_distributed_table('idempotency', 'person_id', colocate_with => 'persons');
 SELECT create_distributed_table('audit_log', 'person_id', colocate_with => 'persons');
 SELECT create_distributed_table('filings', 'person_id', colocate_with => 'persons');
+SELECT create_distributed_table('account_credits', 'person_id', colocate_with => 'persons');
 SELECT create_reference_table('prepayments');
 SELECT create_reference_table('maintenance_windows');
 SELECT create_distributed_table('visitor_settlements', 'settlement_id');

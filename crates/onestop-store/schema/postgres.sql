@@ -300,5 +300,23 @@ CREATE TABLE IF NOT EXISTS nhsa_keys (
     sm2_public_key TEXT
 );
 
+-- Credits to a person's personal account (个人账户划入): the agency's monthly or yearly
+-- allocation, and corrections (补划). Rows are only inserted; the person's `account_balance`
+-- moves with each in the same transaction, as it does with each settlement and reversal.
+CREATE TABLE IF NOT EXISTS account_credits (
+    region TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    -- `C-<region>-<person>-<n>`, from the person's sequence.
+    credit_id TEXT NOT NULL,
+    -- The month the credit is for, `YYYY-MM`.
+    period TEXT NOT NULL,
+    amount BIGINT NOT NULL,
+    balance_after BIGINT NOT NULL,
+    note TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (region, person_id, credit_id)
+);
+
 -- The schema's version, written once; a later version migrates from it (postgres_migrate_v*.sql).
-INSERT INTO schema_version (version) SELECT 5 WHERE NOT EXISTS (SELECT 1 FROM schema_version);
+INSERT INTO schema_version (version) SELECT 6 WHERE NOT EXISTS (SELECT 1 FROM schema_version);

@@ -30,10 +30,12 @@ pub enum AuditAction {
     ReadSettlement,
     /// Read the person's audit log.
     ReadAuditLog,
+    /// Credited the person's personal account (个人账户划入).
+    CreditAccount,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 9] = [
+    pub const ALL: [AuditAction; 10] = [
         AuditAction::ReadPerson,
         AuditAction::RegisterPerson,
         AuditAction::ReadFilings,
@@ -43,6 +45,7 @@ impl AuditAction {
         AuditAction::ReadVisit,
         AuditAction::ReadSettlement,
         AuditAction::ReadAuditLog,
+        AuditAction::CreditAccount,
     ];
 
     pub fn code(self) -> &'static str {
@@ -56,6 +59,7 @@ impl AuditAction {
             AuditAction::ReadVisit => "read_visit",
             AuditAction::ReadSettlement => "read_settlement",
             AuditAction::ReadAuditLog => "read_audit_log",
+            AuditAction::CreditAccount => "credit_account",
         }
     }
 
@@ -71,6 +75,7 @@ impl AuditAction {
             AuditAction::ReadVisit => "查询就诊信息",
             AuditAction::ReadSettlement => "查询结算信息",
             AuditAction::ReadAuditLog => "查询审计日志",
+            AuditAction::CreditAccount => "个人账户划入",
         }
     }
 

@@ -5,6 +5,7 @@
 //! (`postgres`) implement them. Every write runs in one transaction: the settlement, its ledger
 //! postings, the accumulators and the idempotency record commit together or not at all.
 
+pub mod accounts;
 pub mod audit;
 pub mod clearing;
 pub mod filings;

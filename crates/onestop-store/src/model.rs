@@ -37,6 +37,8 @@ pub enum IdKind {
     Settlement,
     Reversal,
     Filing,
+    /// A credit to the personal account (个人账户划入).
+    Credit,
 }
 
 impl IdKind {
@@ -46,6 +48,7 @@ impl IdKind {
             IdKind::Settlement => 'S',
             IdKind::Reversal => 'R',
             IdKind::Filing => 'F',
+            IdKind::Credit => 'C',
         }
     }
 }
@@ -63,6 +66,7 @@ pub fn parse_id(id: &str) -> Option<(IdKind, PersonKey)> {
         "S" => IdKind::Settlement,
         "R" => IdKind::Reversal,
         "F" => IdKind::Filing,
+        "C" => IdKind::Credit,
         _ => return None,
     };
     let region = Region::parse(parts.next()?)?;

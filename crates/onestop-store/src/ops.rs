@@ -117,7 +117,7 @@ pub fn settle(
 }
 
 /// The stored response of a retried request, or the refusal of a reused key.
-fn replayed(
+pub(crate) fn replayed(
     tx: &mut dyn Tx,
     key: &PersonKey,
     actor: &Institution,

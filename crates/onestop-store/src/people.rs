@@ -78,6 +78,8 @@ fn person_view_as(
     let assistance = crate::model::assistance_on(&tx.assistance(key)?, as_of)
         .map(|category| category.code().to_owned());
     let ytd = YtdDto::from_core(&tx.accumulators(key, year)?);
+    let credits = tx.account_credits(key, &year.to_string())?;
+    let account_credits = credits.iter().map(|c| crate::accounts::credit_dto(key, c)).collect();
     let detail = format!("{what}, id number {}", mask_id_number(&person.id_number));
     crate::audit::record(tx, env, key, &actor.institution_id, action, &detail)?;
     Ok(Ok(PersonViewDto {
@@ -93,6 +95,7 @@ fn person_view_as(
         assistance,
         as_of: as_of.to_string(),
         ytd,
+        account_credits,
     }))
 }
 
@@ -261,10 +264,14 @@ fn balance_changed(
         onestop_core::RejectionCode::AccountBalanceInvalid,
         format!(
             "person {} is registered, with a personal-account balance of {}: it is set at \
-             registration only and then moves with settlements and cancellations. Leave \
-             `account_balance` out (or send {}) to update the person; a yearly credit to the \
-             account (个人账户划入) is not taken through this API",
-            row.key.person_id, known.account_balance, known.account_balance
+             registration only and then moves with settlements, cancellations and credits. \
+             Leave `account_balance` out (or send {}) to update the person; credit the account \
+             (个人账户划入) with POST /v1/persons/{}/{}/account-credits",
+            row.key.person_id,
+            known.account_balance,
+            known.account_balance,
+            row.key.region,
+            row.key.person_id
         ),
     );
     Ok(Some(ServiceError::from(rejection.field("account_balance"))))

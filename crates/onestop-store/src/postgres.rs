@@ -236,6 +236,8 @@ fn apply_schema(client: &mut ::postgres::Client) -> Result<()> {
     transaction.batch_execute(MIGRATE_V2)?;
     transaction.batch_execute(MIGRATE_V3)?;
     transaction.batch_execute(MIGRATE_V4)?;
+    // Version 6 added a table (`account_credits`), which the schema creates where missing.
+    transaction.batch_execute("UPDATE schema_version SET version = 6 WHERE version < 6")?;
     transaction.commit()?;
 
     let mut transaction = client.transaction()?;
@@ -247,6 +249,15 @@ fn apply_schema(client: &mut ::postgres::Client) -> Result<()> {
             WHERE logicalrelid = 'persons'::regclass)";
         if !transaction.query_one(distributed, &[])?.try_get::<_, bool>(0)? {
             transaction.batch_execute(CITUS)?;
+        }
+        // A table added since the deployment was distributed (version 6).
+        let credits = "SELECT EXISTS (SELECT 1 FROM pg_dist_partition \
+            WHERE logicalrelid = 'account_credits'::regclass)";
+        if !transaction.query_one(credits, &[])?.try_get::<_, bool>(0)? {
+            transaction.batch_execute(
+                "SELECT create_distributed_table('account_credits', 'person_id', \
+                 colocate_with => 'persons')",
+            )?;
         }
     }
     transaction.commit()?;

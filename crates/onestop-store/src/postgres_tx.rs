@@ -324,6 +324,55 @@ impl Tx for PgTx<'_, '_> {
         Ok(())
     }
 
+    fn insert_account_credit(
+        &mut self,
+        key: &PersonKey,
+        credit: &crate::tx::AccountCredit,
+    ) -> Result<()> {
+        self.execute(
+            "INSERT INTO account_credits (region, person_id, credit_id, period, amount, \
+            balance_after, note, actor, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &key.region_text(),
+                &key.person_id,
+                &credit.credit_id,
+                &credit.period,
+                &credit.amount.0,
+                &credit.balance_after.0,
+                &credit.note,
+                &credit.actor,
+                &credit.at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn account_credits(
+        &mut self,
+        key: &PersonKey,
+        prefix: &str,
+    ) -> Result<Vec<crate::tx::AccountCredit>> {
+        let rows = self.query(
+            "SELECT credit_id, period, amount, balance_after, note, actor, at FROM \
+            account_credits WHERE region = $1 AND person_id = $2 AND starts_with(period, $3) \
+            ORDER BY at, length(credit_id), credit_id COLLATE \"C\"",
+            &[&key.region_text(), &key.person_id, &prefix],
+        )?;
+        rows.iter()
+            .map(|row| {
+                Ok(crate::tx::AccountCredit {
+                    credit_id: row.try_get(0)?,
+                    period: row.try_get(1)?,
+                    amount: Fen(row.try_get(2)?),
+                    balance_after: Fen(row.try_get(3)?),
+                    note: row.try_get(4)?,
+                    actor: row.try_get(5)?,
+                    at: row.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
     fn last_assistance_import(&mut self, region_text: &str) -> Result<Option<String>> {
         let rows = self.query(
             "SELECT max(import_id COLLATE \"C\") FROM assistance_imports WHERE region = $1",

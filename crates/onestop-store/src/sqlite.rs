@@ -261,7 +261,8 @@ fn apply_schema(conn: &Connection) -> Result<()> {
         if conn.query_row(v4, [], |row| row.get::<_, bool>(0))? {
             conn.execute_batch(MIGRATE_V4)?;
         }
-        conn.execute_batch("UPDATE schema_version SET version = 5 WHERE version < 5")
+        // Version 6 added a table (`account_credits`), which the schema creates where missing.
+        conn.execute_batch("UPDATE schema_version SET version = 6 WHERE version < 6")
     })();
     match applied {
         Ok(()) => Ok(conn.execute_batch("COMMIT")?),

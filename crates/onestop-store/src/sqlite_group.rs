@@ -219,6 +219,16 @@ impl Tx for WriterTx<'_, '_> {
         fn next_seq(&mut self, key: &PersonKey) -> Result<i64>;
         fn upsert_enrolment(&mut self, key: &PersonKey, enrolment: &Enrolment) -> Result<()>;
         fn insert_assistance(&mut self, row: &NewAssistance<'_>) -> Result<()>;
+        fn insert_account_credit(
+            &mut self,
+            key: &PersonKey,
+            credit: &crate::tx::AccountCredit
+        ) -> Result<()>;
+        fn account_credits(
+            &mut self,
+            key: &PersonKey,
+            prefix: &str
+        ) -> Result<Vec<crate::tx::AccountCredit>>;
         fn last_assistance_import(&mut self, region: &str) -> Result<Option<String>>;
         fn insert_assistance_import(
             &mut self,

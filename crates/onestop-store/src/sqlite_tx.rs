@@ -497,6 +497,54 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn insert_account_credit(
+        &mut self,
+        key: &PersonKey,
+        credit: &crate::tx::AccountCredit,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO account_credits (region, person_id, credit_id, period, amount, \
+                balance_after, note, actor, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                key.region_text(),
+                key.person_id,
+                credit.credit_id,
+                credit.period,
+                credit.amount.0,
+                credit.balance_after.0,
+                credit.note,
+                credit.actor,
+                credit.at
+            ])?;
+        Ok(())
+    }
+
+    fn account_credits(
+        &mut self,
+        key: &PersonKey,
+        prefix: &str,
+    ) -> Result<Vec<crate::tx::AccountCredit>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT credit_id, period, amount, balance_after, note, actor, at FROM \
+            account_credits WHERE region = ?1 AND person_id = ?2 AND substr(period, 1, \
+            length(?3)) = ?3 ORDER BY at, length(credit_id), credit_id",
+        )?;
+        let rows = statement.query_map(params![key.region_text(), key.person_id, prefix], |r| {
+            Ok(crate::tx::AccountCredit {
+                credit_id: r.get(0)?,
+                period: r.get(1)?,
+                amount: Fen(r.get(2)?),
+                balance_after: Fen(r.get(3)?),
+                note: r.get(4)?,
+                actor: r.get(5)?,
+                at: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     fn last_assistance_import(&mut self, region_text: &str) -> Result<Option<String>> {
         let mut statement = self
             .conn

@@ -70,6 +70,19 @@ pub struct NewAssistance<'a> {
     pub import_id: &'a str,
 }
 
+/// A credit to a person's personal account (个人账户划入), as stored.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct AccountCredit {
+    pub credit_id: String,
+    /// The month the credit is for, `YYYY-MM`.
+    pub period: String,
+    pub amount: Fen,
+    pub balance_after: Fen,
+    pub note: String,
+    pub actor: String,
+    pub at: String,
+}
+
 pub trait Tx {
     fn institution_by_token(&mut self, token_sha256: &str) -> Result<Option<Institution>>;
     fn institution(&mut self, institution_id: &str) -> Result<Option<Institution>>;
@@ -103,6 +116,10 @@ pub trait Tx {
     fn upsert_enrolment(&mut self, key: &PersonKey, enrolment: &Enrolment) -> Result<()>;
     fn assistance(&mut self, key: &PersonKey) -> Result<Vec<AssistanceEntry>>;
     fn insert_assistance(&mut self, row: &NewAssistance<'_>) -> Result<()>;
+    fn insert_account_credit(&mut self, key: &PersonKey, credit: &AccountCredit) -> Result<()>;
+    /// The person's credits whose period begins with `prefix` (`2024`, `2024-07`), in the
+    /// order made.
+    fn account_credits(&mut self, key: &PersonKey, prefix: &str) -> Result<Vec<AccountCredit>>;
     /// The greatest import id of the region's assistance lists (in byte order), if any.
     fn last_assistance_import(&mut self, region: &str) -> Result<Option<String>>;
     fn insert_assistance_import(

@@ -160,6 +160,39 @@ impl World {
         self.settle_hashed(actor, visit_id, key, &format!("sha-of-{body}"), None).await
     }
 
+    /// Credits `person`'s personal account as `actor`, under idempotency key `key`.
+    async fn credit(
+        &self,
+        (actor, person): (&Institution, &str),
+        key: &str,
+        amount: &str,
+        period: &str,
+    ) -> StoredResponse {
+        let (book, actor) = (Arc::clone(&self.book), actor.clone());
+        let request = onestop_api::service::AccountCreditRequest {
+            amount: Scalar(amount.into()),
+            period: period.into(),
+            note: "月度划入".into(),
+        };
+        let (key, sha) = (key.to_owned(), format!("sha-of-{amount}-{period}"));
+        let person = onestop_store::PersonKey::new(BEIJING, person).expect("key");
+        self.store
+            .write(move |tx| {
+                let idempotency = Idempotency { key: &key, request_sha256: &sha, also: None };
+                let env = env(&book);
+                onestop_store::accounts::credit_account(
+                    tx,
+                    &env,
+                    &actor,
+                    &person,
+                    &request,
+                    &idempotency,
+                )
+            })
+            .await
+            .expect("store")
+    }
+
     /// A settle whose request hashes to `sha` (and, as stored by an earlier version, `also`).
     async fn settle_hashed(
         &self,
@@ -576,6 +609,73 @@ async fn a_later_assistance_list_ends_an_entitlement_even_in_the_same_instant() 
         let settled = record(&world.settle(0, &visit.visit_id, "k1", "{}").await);
         let assistance = settled.settlement.tiers.iter().find(|t| t.id == "medical_assistance");
         assert!(assistance.is_none_or(|t| t.amount == "0.00"), "{:?}", settled.settlement.tiers);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_credit_is_made_once_moves_the_balance_and_is_spent_by_settlements() {
+    use onestop_api::service::AccountCreditDto;
+    for store in stores().await {
+        let world = World::new(store).await;
+        let agency = world.agency.clone();
+        world.person("P0002", "in_service", "11010519491231002X").await;
+        // Registered with 2000.00; the agency credits June's 300.50.
+        let first = world.credit((&agency, "P0002"), "c-2024-06", "300.50", "2024-06").await;
+        assert_eq!(first.status, 201, "{:?}", first.body);
+        let credit: AccountCreditDto =
+            serde_json::from_str(first.body.get().expect("built")).expect("a credit");
+        assert_eq!(
+            (credit.amount.as_str(), credit.balance_after.as_str(), credit.period.as_str()),
+            ("300.50", "2300.50", "2024-06")
+        );
+        assert!(credit.credit_id.starts_with("C-110000-P0002-"), "{}", credit.credit_id);
+        // A retry answers the same credit and credits nothing more; the same key with another
+        // body is refused.
+        let again = world.credit((&agency, "P0002"), "c-2024-06", "300.50", "2024-06").await;
+        assert_eq!((again.status, again.body.get().ok()), (201, first.body.get().ok()));
+        let other = world.credit((&agency, "P0002"), "c-2024-06", "999.00", "2024-06").await;
+        assert!(other.body.get().expect("built").contains("idempotency_key_reused"));
+        // Refused: nothing or too much, a month that is not one, a hospital.
+        for (amount, period, field) in [
+            ("0", "2024-07", "amount"),
+            ("100000.01", "2024-07", "amount"),
+            ("-5", "2024-07", "amount"),
+            ("100", "2024-13", "period"),
+            ("100", "2024-7", "period"),
+            // Enrolled in 2024 only.
+            ("100", "2025-01", "period"),
+        ] {
+            let key = format!("bad-{amount}-{period}");
+            let refused = world.credit((&agency, "P0002"), &key, amount, period).await;
+            assert_eq!(refused.status, 422, "{amount} {period}");
+            let body = refused.body.get().expect("built");
+            assert!(body.contains("account_credit_invalid") && body.contains(field), "{body}");
+        }
+        let hospital = world.hospitals[0].clone();
+        let forbidden = world.credit((&hospital, "P0002"), "h-1", "100", "2024-07").await;
+        assert_eq!(forbidden.status, 403);
+        // A resident (城乡居民) has no personal account to credit.
+        let resident = world.credit((&agency, "P0001"), "r-1", "100", "2024-07").await;
+        let body = resident.body.get().expect("built");
+        assert!(resident.status == 422 && body.contains("职工医保"), "{body}");
+        let person = world.person_view("P0002").await;
+        assert_eq!(person.account_balance, "2300.50");
+        assert_eq!(person.account_credits, vec![credit]);
+        // A settlement spends the credited balance, and its cancellation gives it back.
+        let visit = world.visit(0, "P0002", "30000").await;
+        let body = r#"{"use_personal_account": true}"#;
+        let settled = record(&world.settle(0, &visit.visit_id, "k1", body).await);
+        let spent = Fen::parse_yuan(&settled.personal_account).expect("amount");
+        assert!(spent > Fen::ZERO, "{settled:?}");
+        let left = Fen::parse_yuan("2300.50").expect("amount") - spent;
+        assert_eq!(world.person_view("P0002").await.account_balance, left.to_string());
+        let second = world.credit((&agency, "P0002"), "c-2024-07", "300.50", "2024-07").await;
+        assert_eq!(second.status, 201);
+        let person = world.person_view("P0002").await;
+        let after = left + Fen::parse_yuan("300.50").expect("amount");
+        assert_eq!(person.account_balance, after.to_string());
+        assert_eq!(person.account_credits.len(), 2);
+        assert_eq!(person.account_credits[1].balance_after, after.to_string());
     }
 }
 

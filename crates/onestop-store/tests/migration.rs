@@ -1,4 +1,4 @@
-//! Each older version opens as version 5, on both stores, with what it kept where it was:
+//! Each older version opens as version 6, on both stores, with what it kept where it was:
 //! version 1 (the journal in two tables of its own) with every posting and counter moved inside
 //! the settlement rows; version 2 (visitor settlements without their scheme) with its visitor
 //! settlements; version 3 (visits without their disease) with its visits; version 4 (audit rows
@@ -54,7 +54,7 @@ async fn check_migrated(store: &Store) {
         })
         .await
         .expect("read the migrated store");
-    assert_eq!(version, ["5"], "{}", store.kind());
+    assert_eq!(version, ["6"], "{}", store.kind());
     assert_eq!(
         ledger,
         [
@@ -106,7 +106,7 @@ async fn a_version_1_sqlite_file_opens_with_its_journal_moved_into_the_settlemen
     let store = Store::open(&url).expect("migrate");
     check_migrated(&store).await;
     drop(store);
-    // Opening again finds version 5 and changes nothing.
+    // Opening again finds version 6 and changes nothing.
     let store = Store::open(&url).expect("reopen");
     check_migrated(&store).await;
 }
@@ -170,7 +170,7 @@ async fn check_v2_migrated(store: &Store) {
         })
         .await
         .expect("read the migrated store");
-    assert_eq!(version, ["5"], "{}", store.kind());
+    assert_eq!(version, ["6"], "{}", store.kind());
     assert_eq!(visitors.len(), 1, "{}", store.kind());
     assert_eq!(visitors[0].scheme, None, "{}", store.kind());
     assert_eq!(visitors[0].fund_total, onestop_core::Fen(700), "{}", store.kind());
@@ -187,7 +187,7 @@ async fn check_v2_migrated(store: &Store) {
 }
 
 #[tokio::test]
-async fn a_version_2_sqlite_file_opens_as_version_5_with_its_visitor_settlements() {
+async fn a_version_2_sqlite_file_opens_as_version_6_with_its_visitor_settlements() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("v2.sqlite");
     let url = format!("sqlite:{}", path.display());
@@ -201,7 +201,7 @@ async fn a_version_2_sqlite_file_opens_as_version_5_with_its_visitor_settlements
 }
 
 #[tokio::test]
-async fn a_version_2_postgres_database_opens_as_version_5_with_its_visitor_settlements() {
+async fn a_version_2_postgres_database_opens_as_version_6_with_its_visitor_settlements() {
     let Some(server) = support::postgres_server() else { return };
     let url = tokio::task::spawn_blocking(move || support::fresh_database(&server))
         .await
@@ -235,13 +235,13 @@ async fn check_v3_migrated(store: &Store) {
         })
         .await
         .expect("read the migrated store");
-    assert_eq!(version, ["5"], "{}", store.kind());
+    assert_eq!(version, ["6"], "{}", store.kind());
     let visit = visit.expect("the visit is kept");
     assert_eq!((visit.visit_type.code(), visit.disease), ("chronic_outpatient", None));
 }
 
 #[tokio::test]
-async fn a_version_3_sqlite_file_opens_as_version_5_with_its_visits() {
+async fn a_version_3_sqlite_file_opens_as_version_6_with_its_visits() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("v3.sqlite");
     let url = format!("sqlite:{}", path.display());
@@ -255,7 +255,7 @@ async fn a_version_3_sqlite_file_opens_as_version_5_with_its_visits() {
 }
 
 #[tokio::test]
-async fn a_version_3_postgres_database_opens_as_version_5_with_its_visits() {
+async fn a_version_3_postgres_database_opens_as_version_6_with_its_visits() {
     let Some(server) = support::postgres_server() else { return };
     let url = tokio::task::spawn_blocking(move || support::fresh_database(&server))
         .await
@@ -291,13 +291,13 @@ async fn check_v4_migrated(store: &Store) {
         })
         .await
         .expect("read the migrated store");
-    assert_eq!(version, ["5"], "{}", store.kind());
+    assert_eq!(version, ["6"], "{}", store.kind());
     let kept: Vec<_> = rows.iter().map(|r| (r.audit_id.as_str(), r.channel.as_str())).collect();
     assert_eq!(kept, [("0001", "")], "{}", store.kind());
 }
 
 #[tokio::test]
-async fn a_version_4_sqlite_file_opens_as_version_5_with_its_audit_rows() {
+async fn a_version_4_sqlite_file_opens_as_version_6_with_its_audit_rows() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("v4.sqlite");
     let url = format!("sqlite:{}", path.display());
@@ -311,7 +311,7 @@ async fn a_version_4_sqlite_file_opens_as_version_5_with_its_audit_rows() {
 }
 
 #[tokio::test]
-async fn a_version_4_postgres_database_opens_as_version_5_with_its_audit_rows() {
+async fn a_version_4_postgres_database_opens_as_version_6_with_its_audit_rows() {
     let Some(server) = support::postgres_server() else { return };
     let url = tokio::task::spawn_blocking(move || support::fresh_database(&server))
         .await
