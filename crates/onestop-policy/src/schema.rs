@@ -184,8 +184,6 @@ fn dated_header(
     Ok((rounding, needy_assistance))
 }
 
-/// The largest cut the national rules allow, in points, by filing kind (医保发〔2022〕22号: at
-/// most 10 points for referral and emergency, at most 20 for other temporary visitors).
 /// Percentage points held as millionths, printed as written: `10`, `2.5`.
 fn points_text(millionths: i64) -> String {
     let ratio = Ratio::from_millionths(u32::try_from(millionths.unsigned_abs()).unwrap_or(0));
@@ -193,6 +191,8 @@ fn points_text(millionths: i64) -> String {
     format!("{sign}{}", ratio.to_string().trim_end_matches('%'))
 }
 
+/// The largest cut the national rules allow, in points, by filing kind (医保发〔2022〕22号: at
+/// most 10 points for referral and emergency, at most 20 for other temporary visitors).
 fn cut_max(kind: FilingKind) -> i64 {
     match kind {
         FilingKind::Referral | FilingKind::Emergency => 10,
@@ -905,7 +905,10 @@ fn caps(
 fn cap_amount(reader: &mut Reader, node: &Node, path: &str) -> Result<Param<Fen>, PolicyError> {
     let amount = reader.money(node, path)?;
     if amount.value == Fen::ZERO {
-        let key = path.rsplit('.').next().unwrap_or(path);
+        let key = match path.rsplit('.').next().unwrap_or(path) {
+            "amount" => "pool_cap",
+            key => key,
+        };
         return Err(reader.invalid(
             node,
             path,
