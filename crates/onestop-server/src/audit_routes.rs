@@ -109,14 +109,12 @@ fn channel_filter(
     channel: Option<&str>,
     msgid: Option<String>,
 ) -> Result<(Option<&'static str>, Option<String>), ApiError> {
-    const CHANNELS: [&str; 3] = ["v1", "nhsa", "local"];
+    let names = audit::Channel::NAMES;
     let channel = match channel {
         None => None,
-        Some(name) => Some(CHANNELS.into_iter().find(|c| *c == name).ok_or_else(|| {
-            let message = format!(
-                "`{name}` is not a channel (渠道); expected one of: {}",
-                CHANNELS.join(", ")
-            );
+        Some(name) => Some(names.into_iter().find(|c| *c == name).ok_or_else(|| {
+            let message =
+                format!("`{name}` is not a channel (渠道); expected one of: {}", names.join(", "));
             invalid("channel", message)
         })?),
     };

@@ -966,6 +966,7 @@ async fn the_audit_log_shows_who_read_a_persons_visits_and_settlements() {
     assert_eq!(status, 200, "{second}");
     assert_ne!(first["entries"][0], second["entries"][0]);
     // Refused: a hospital, another region's agency, and queries that do not parse.
+    let long_msgid = format!("/v1/audit-log?msgid={}", "M".repeat(65));
     for (token, path, status, code, field) in [
         (hospital.as_str(), "/v1/audit-log", 403, "forbidden", None),
         (app.other_agency.as_str(), "/v1/audit-log?region=110000", 403, "forbidden", None),
@@ -985,6 +986,7 @@ async fn the_audit_log_shows_who_read_a_persons_visits_and_settlements() {
         (app.agency.as_str(), "/v1/audit-log?action=delete", 400, "query_invalid", Some("action")),
         (app.agency.as_str(), "/v1/audit-log?channel=fsi", 400, "query_invalid", Some("channel")),
         (app.agency.as_str(), "/v1/audit-log?msgid=", 400, "query_invalid", Some("msgid")),
+        (app.agency.as_str(), &long_msgid, 400, "query_invalid", Some("msgid")),
         (
             app.agency.as_str(),
             "/v1/audit-log?channel=v1&msgid=M-1",
@@ -1034,6 +1036,9 @@ async fn the_agency_credits_a_personal_account_once_per_idempotency_key() {
     let (status, refused) =
         credit(Some("c-08"), app.agency.clone(), json!({"amount": "10", "period": "2024-7"})).await;
     assert_eq!((status, refused["field"].as_str()), (422, Some("period")), "{refused}");
+    let long_note = json!({"amount": "10", "period": "2024-08", "note": "补".repeat(101)});
+    let (status, refused) = credit(Some("c-09"), app.agency.clone(), long_note).await;
+    assert_eq!((status, refused["field"].as_str()), (422, Some("note")), "{refused}");
     let (status, refused) = credit(Some("h-1"), hospital.clone(), july.clone()).await;
     assert_eq!((status, refused["code"].as_str()), (403, Some("forbidden")));
     let (status, refused) = credit(

@@ -113,6 +113,9 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// Every channel's [`Channel::name`].
+    pub const NAMES: [&'static str; 3] = ["v1", "nhsa", "local"];
+
     /// The channel's name on the wire: `v1`, `nhsa` or `local`.
     pub fn name(&self) -> &'static str {
         match self {
@@ -514,6 +517,7 @@ mod tests {
         ];
         for channel in channels {
             assert_eq!(Channel::parse(&channel.stored()), Some(channel.clone()), "{channel:?}");
+            assert!(Channel::NAMES.contains(&channel.name()), "{channel:?}");
         }
         for unknown in ["", "v2", "nhsa", "nhsa:1101", "fax:1:2"] {
             assert_eq!(Channel::parse(unknown), None, "{unknown}");

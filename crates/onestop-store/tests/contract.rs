@@ -661,21 +661,26 @@ async fn an_account_credit_is_made_once_moves_the_balance_and_is_spent_by_settle
         let person = world.person_view("P0002").await;
         assert_eq!(person.account_balance, "2300.50");
         assert_eq!(person.account_credits, vec![credit]);
-        // A settlement spends the credited balance, and its cancellation gives it back.
+        // A settlement spends the credited balance: the person's share, 30000.00 − 24395.00 =
+        // 5605.00, is more than it, so all 2300.50 of it and 3304.50 in cash.
         let visit = world.visit(0, "P0002", "30000").await;
         let body = r#"{"use_personal_account": true}"#;
         let settled = record(&world.settle(0, &visit.visit_id, "k1", body).await);
-        let spent = Fen::parse_yuan(&settled.personal_account).expect("amount");
-        assert!(spent > Fen::ZERO, "{settled:?}");
-        let left = Fen::parse_yuan("2300.50").expect("amount") - spent;
-        assert_eq!(world.person_view("P0002").await.account_balance, left.to_string());
+        let paid = (settled.fund_total.as_str(), settled.personal_account.as_str());
+        assert_eq!((paid, settled.cash.as_str()), (("24395.00", "2300.50"), "3304.50"));
+        assert_eq!(world.person_view("P0002").await.account_balance, "0.00");
+        // A credit on the emptied account, then the settlement's cancellation gives back what
+        // it took: 300.50 + 2300.50.
         let second = world.credit((&agency, "P0002"), "c-2024-07", "300.50", "2024-07").await;
         assert_eq!(second.status, 201);
         let person = world.person_view("P0002").await;
-        let after = left + Fen::parse_yuan("300.50").expect("amount");
-        assert_eq!(person.account_balance, after.to_string());
+        assert_eq!(person.account_balance, "300.50");
         assert_eq!(person.account_credits.len(), 2);
-        assert_eq!(person.account_credits[1].balance_after, after.to_string());
+        let cancelled = world.cancel(0, &settled.settlement_id, "c1").await;
+        assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
+        let person = world.person_view("P0002").await;
+        assert_eq!(person.account_balance, "2601.00");
+        assert_eq!(person.account_credits[1].balance_after, "300.50");
     }
 }
 
