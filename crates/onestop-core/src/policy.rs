@@ -92,6 +92,10 @@ impl Policy {
 
     /// The disease group a bill's disease code belongs to, with its index.
     pub fn disease_group(&self, code: Option<&str>) -> Option<(usize, &DiseaseGroup)> {
+        // Most policies have no groups: nothing to look up, nothing to allocate.
+        if self.diseases.is_empty() {
+            return None;
+        }
         let code = code?.to_ascii_uppercase();
         let has = |g: &&DiseaseGroup| g.codes.binary_search_by(|c| (**c).cmp(&code)).is_ok();
         self.diseases.iter().enumerate().find(|(_, g)| has(g))

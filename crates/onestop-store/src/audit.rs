@@ -352,10 +352,10 @@ pub fn list(
     let mut read: Vec<&str> = rows.iter().map(|r| r.person_id.as_str()).collect();
     read.sort_unstable();
     read.dedup();
+    let detail = audit_detail(query);
     for person_id in read {
         let key = PersonKey::new(actor.region, person_id)
             .ok_or_else(|| crate::tx::StoreError::Corrupt(format!("person id `{person_id}`")))?;
-        let detail = audit_detail(query);
         record(tx, env, &key, &actor.institution_id, AuditAction::ReadAuditLog, &detail)?;
     }
     let entries = rows.into_iter().map(entry).collect();

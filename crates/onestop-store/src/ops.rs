@@ -182,12 +182,17 @@ fn resolve(tx: &mut dyn Tx, key: &PersonKey, stored: StoredResponse) -> Result<S
             "idempotency record names a missing settlement {id}"
         ))
     })?;
-    let reversed_by = match row.reverses {
-        Some(_) => None,
-        None => tx.reversal_of(key, id)?.map(|reversal| reversal.settlement_id),
-    };
+    let reversed_by = reversed_by(tx, key, &row)?;
     let body = record_json(&row, reversed_by, &row.result.get()?.text)?.body;
     Ok(StoredResponse { body, ..stored })
+}
+
+/// The reversal of a settlement, if it was cancelled; a reversal is reversed by nothing.
+fn reversed_by(tx: &mut dyn Tx, key: &PersonKey, row: &SettlementRow) -> Result<Option<String>> {
+    match row.reverses {
+        Some(_) => Ok(None),
+        None => Ok(tx.reversal_of(key, &row.settlement_id)?.map(|r| r.settlement_id)),
+    }
 }
 
 fn not_found_visit(visit_id: &str) -> ServiceError {
@@ -648,10 +653,7 @@ pub fn get_settlement(
     if let Err(error) = may_read(actor, &key, &row.institution_id) {
         return Ok(Err(error));
     }
-    let reversed_by = match row.reverses {
-        Some(_) => None,
-        None => tx.reversal_of(&key, settlement_id)?.map(|r| r.settlement_id),
-    };
+    let reversed_by = reversed_by(tx, &key, &row)?;
     let dto = stored_dto(&row)?;
     let action = crate::audit::AuditAction::ReadSettlement;
     crate::audit::record(tx, env, &key, &actor.institution_id, action, settlement_id)?;

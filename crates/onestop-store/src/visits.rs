@@ -183,12 +183,8 @@ pub fn kind_change(
     from: VisitType,
     to: VisitType,
 ) -> std::result::Result<(), String> {
-    let kind = |t: VisitType| match t {
-        VisitType::GeneralOutpatient | VisitType::ChronicOutpatient => 0,
-        VisitType::Inpatient => 1,
-        VisitType::LtcInstitutional | VisitType::LtcHome => 2,
-    };
-    if kind(from) == kind(to) {
+    // The kinds are the clearing's buckets: outpatient, inpatient, long-term care.
+    if onestop_clearing::Bucket::of(from) == onestop_clearing::Bucket::of(to) {
         return Ok(());
     }
     Err(format!(
